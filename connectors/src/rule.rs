@@ -1,0 +1,52 @@
+//! The stable, machine-readable rule ids a refusal or finding names; clients key on these.
+
+/// A required field is absent, empty or only whitespace.
+pub const REQUIRED: &str = "required";
+/// The value has the wrong JSON type, or an XML value does not read as the expected type.
+pub const WRONG_TYPE: &str = "wrong_type";
+/// A list that needs at least one entry has none.
+pub const EMPTY: &str = "empty";
+/// A value is present where the format does not allow one (a position on a face template,
+/// a second element the format allows once).
+pub const UNEXPECTED: &str = "unexpected";
+/// Not one of the values the system's format defines.
+pub const UNKNOWN_ENUM_VALUE: &str = "unknown_enum_value";
+/// Not a valid (partial) calendar date.
+pub const INVALID_DATE: &str = "invalid_date";
+/// Not an alpha-3 country code or an alpha-2 member-state code.
+pub const INVALID_COUNTRY_CODE: &str = "invalid_country_code";
+/// Not an RFC 3339 timestamp.
+pub const INVALID_TIMESTAMP: &str = "invalid_timestamp";
+/// A number outside its allowed range.
+pub const OUT_OF_RANGE: &str = "out_of_range";
+/// A template names an algorithm the hub's configuration does not register.
+pub const UNREGISTERED_ALGORITHM: &str = "unregistered_algorithm";
+/// A template's algorithm is registered for another modality.
+pub const ALGORITHM_MODALITY_MISMATCH: &str = "algorithm_modality_mismatch";
+/// A template vector's length is not its algorithm's dimension.
+pub const WRONG_DIMENSION: &str = "wrong_dimension";
+/// Template data is not base64 of whole little-endian float32 values.
+pub const INVALID_BASE64: &str = "invalid_base64";
+/// A template vector holds NaN or an infinity.
+pub const NOT_FINITE: &str = "not_finite";
+
+/// Every refusal rule, for documentation and exhaustive tests.
+pub const ALL: [&str; 14] = [
+    REQUIRED,
+    WRONG_TYPE,
+    EMPTY,
+    UNEXPECTED,
+    UNKNOWN_ENUM_VALUE,
+    INVALID_DATE,
+    INVALID_COUNTRY_CODE,
+    INVALID_TIMESTAMP,
+    OUT_OF_RANGE,
+    UNREGISTERED_ALGORITHM,
+    ALGORITHM_MODALITY_MISMATCH,
+    WRONG_DIMENSION,
+    INVALID_BASE64,
+    NOT_FINITE,
+];
+
+/// The non-blocking finding for a template kept out of the biometric index.
+pub const TEMPLATE_BELOW_MINIMUM_QUALITY: &str = "template_below_minimum_quality";

@@ -1,0 +1,152 @@
+//! The command line: `serve` (the default), `migrate`, `import` and `openapi`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{HubConfig, Settings};
+use crate::import::{ImportOptions, import};
+use crate::startup::{Application, shutdown_signal};
+use crate::store::SqlStore;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "interop-hub",
+    version,
+    about = "Links the identities held by separate border and law-enforcement systems",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// `serve`'s options, for when no command is given.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the REST API (the default when no command is given).
+    Serve(ServeArgs),
+    /// Create or upgrade both partitions' database schemas, then exit.
+    Migrate(StoreArgs),
+    /// Push an NDJSON file of native records (`{system, content_type, body}` per line) to a
+    /// running hub, with progress and a closing summary.
+    Import(ImportArgs),
+    /// Print the OpenAPI document generated from the code.
+    Openapi,
+}
+
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// Directory for the embedded SQLite databases (and, later, index files).
+    #[arg(long, env = "INTEROP_HUB_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Civil partition (EES, ETIAS, VIS): `sqlite://…` or `postgres://…`; default: a SQLite file in the data directory.
+    #[arg(long, env = "INTEROP_HUB_CIVIL_DATABASE_URL")]
+    civil_database_url: Option<String>,
+    /// Law-enforcement partition (SIS, ECRIS-TCN), a separate database; default: a SQLite file in the data directory.
+    #[arg(long, env = "INTEROP_HUB_LAW_ENFORCEMENT_DATABASE_URL")]
+    law_enforcement_database_url: Option<String>,
+    /// TOML settings file (body limit, biometric algorithm registry, minimum qualities).
+    #[arg(long, env = "INTEROP_HUB_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "INTEROP_HUB_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// NDJSON file, one `{system, content_type, body}` object per line.
+    file: PathBuf,
+    /// Base URL of the running hub.
+    #[arg(
+        long,
+        env = "INTEROP_HUB_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// Requests in flight at once. Lines are sent in file order; above 1, two versions of
+    /// one record in the same file may arrive out of order and the older be refused.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+}
+
+impl StoreArgs {
+    fn into_config(self, listen: SocketAddr) -> anyhow::Result<HubConfig> {
+        let settings = match &self.config {
+            Some(path) => Settings::load(path)?,
+            None => Settings::default(),
+        };
+        Ok(HubConfig {
+            listen,
+            data_dir: self.data_dir,
+            civil_database_url: self.civil_database_url,
+            law_enforcement_database_url: self.law_enforcement_database_url,
+            settings,
+        })
+    }
+}
+
+impl Cli {
+    pub async fn run(self) -> ExitCode {
+        crate::telemetry::init();
+        let command = self.command.unwrap_or(Command::Serve(self.serve));
+        match command.run().await {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+impl Command {
+    async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Self::Serve(args) => {
+                let config = args.store.into_config(args.listen)?;
+                let app = Application::build(config).await?;
+                tracing::info!(address = %app.local_addr()?, "interop-hub serving");
+                app.run_until(shutdown_signal()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Self::Migrate(args) => {
+                let config = args.into_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+                std::fs::create_dir_all(&config.data_dir)?;
+                for url in [config.civil_url(), config.law_enforcement_url()] {
+                    SqlStore::open(&url).await?.close().await;
+                }
+                println!("both partitions are migrated");
+                Ok(ExitCode::SUCCESS)
+            }
+            Self::Import(args) => {
+                let options = ImportOptions {
+                    server: args.server,
+                    concurrency: usize::from(args.concurrency),
+                };
+                let summary = import(&args.file, &options).await?;
+                print!("{summary}");
+                Ok(if summary.failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            Self::Openapi => {
+                print!("{}", crate::http::openapi_json());
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}

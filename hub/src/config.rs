@@ -1,0 +1,82 @@
+//! Runtime configuration: where the hub listens, where its data lives, what it accepts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use connectors::AlgorithmRegistry;
+use serde::Deserialize;
+
+/// Everything `serve` needs, resolved from flags, environment and the optional config file.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; defaults to a SQLite file under `data_dir`.
+    pub civil_database_url: Option<String>,
+    /// Kept in its own database: the law-enforcement partition is physically separate.
+    pub law_enforcement_database_url: Option<String>,
+    pub settings: Settings,
+}
+
+/// The parts of the configuration that live in the TOML file (`--config`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "Settings::default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default)]
+    pub biometrics: AlgorithmRegistry,
+}
+
+impl Settings {
+    fn default_max_body_bytes() -> usize {
+        1024 * 1024
+    }
+
+    /// Reads a TOML settings file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: Self::default_max_body_bytes(),
+            biometrics: AlgorithmRegistry::default(),
+        }
+    }
+}
+
+impl HubConfig {
+    /// The configuration tests and first runs use: SQLite under `data_dir`, an OS-chosen port.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            civil_database_url: None,
+            law_enforcement_database_url: None,
+            settings: Settings::default(),
+        }
+    }
+
+    pub fn civil_url(&self) -> String {
+        self.civil_database_url
+            .clone()
+            .unwrap_or_else(|| sqlite_url(&self.data_dir, "civil.sqlite"))
+    }
+
+    pub fn law_enforcement_url(&self) -> String {
+        self.law_enforcement_database_url
+            .clone()
+            .unwrap_or_else(|| sqlite_url(&self.data_dir, "law-enforcement.sqlite"))
+    }
+}
+
+fn sqlite_url(dir: &Path, file: &str) -> String {
+    format!("sqlite://{}?mode=rwc", dir.join(file).display())
+}

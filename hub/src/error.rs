@@ -1,0 +1,193 @@
+//! The hub's one error type, and its exhaustive mapping to RFC 9457 problem documents.
+//! Details never carry record content: values may be personal data.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use connectors::{FieldError, Refusal};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Every way a request to the hub can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("unknown source system")]
+    UnknownSystem,
+    #[error("no such record")]
+    RecordNotFound,
+    #[error("no such resource")]
+    RouteNotFound,
+    #[error("method not allowed on this resource")]
+    MethodNotAllowed,
+    #[error("this system accepts {expected} only")]
+    UnsupportedMediaType { expected: &'static str },
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    UnreadableBody,
+    #[error("the body is not a well-formed record: {detail}")]
+    Malformed { detail: String },
+    #[error("the record breaks {} field rule(s)", errors.len())]
+    Invalid { errors: Vec<FieldError> },
+    #[error("version {offered} is older than the stored version {stored}")]
+    VersionConflict { stored: i64, offered: i64 },
+    #[error("a storage backend is not available")]
+    Unavailable,
+    #[error("storage failure")]
+    Storage(#[from] sqlx::Error),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<Refusal> for HubError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Malformed { detail } => Self::Malformed { detail },
+            Refusal::Invalid { errors } => Self::Invalid { errors },
+        }
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type; stable, one per `code`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code.
+    pub code: String,
+    /// Every offending field of a refused record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// On a version conflict: the version the hub holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_version: Option<i64>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            problem_type: format!("urn:interop-hub:problem:{code}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_owned(),
+            errors: Vec::new(),
+            stored_version: None,
+        }
+    }
+
+    /// A problem for a bare status with no more to say (the fallback for framework errors).
+    pub fn for_status(status: StatusCode) -> Self {
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+        Self::new(status, &code, reason, reason)
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let mut response = (status, axum::Json(self)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+impl HubError {
+    pub fn to_problem(&self) -> Problem {
+        use StatusCode as S;
+        let detail = self.to_string();
+        match self {
+            Self::UnknownSystem => Problem::new(
+                S::NOT_FOUND,
+                "unknown_system",
+                "Unknown source system",
+                detail,
+            ),
+            Self::RecordNotFound => {
+                Problem::new(S::NOT_FOUND, "record_not_found", "Record not found", detail)
+            }
+            Self::RouteNotFound => Problem::new(S::NOT_FOUND, "not_found", "Not found", detail),
+            Self::MethodNotAllowed => Problem::new(
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                detail,
+            ),
+            Self::UnsupportedMediaType { .. } => Problem::new(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                detail,
+            ),
+            Self::PayloadTooLarge { .. } => Problem::new(
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                detail,
+            ),
+            Self::UnreadableBody => {
+                Problem::new(S::BAD_REQUEST, "unreadable_body", "Unreadable body", detail)
+            }
+            Self::Malformed { .. } => Problem::new(
+                S::BAD_REQUEST,
+                "malformed_record",
+                "Malformed record",
+                detail,
+            ),
+            Self::Invalid { errors } => Problem {
+                errors: errors.clone(),
+                ..Problem::new(
+                    S::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "The record was refused",
+                    detail,
+                )
+            },
+            Self::VersionConflict { stored, .. } => Problem {
+                stored_version: Some(*stored),
+                ..Problem::new(
+                    S::CONFLICT,
+                    "version_conflict",
+                    "Older version refused",
+                    detail,
+                )
+            },
+            Self::Unavailable => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                detail,
+            ),
+            Self::Storage(_) | Self::Internal(_) => Problem::new(
+                S::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal error",
+                "internal error",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for HubError {
+    fn into_response(self) -> Response {
+        match &self {
+            // The cause goes to the operator's log, not to the client.
+            Self::Storage(cause) => tracing::error!(error = %cause, "storage failure"),
+            Self::Internal(cause) => tracing::error!(error = %cause, "internal failure"),
+            _ => {}
+        }
+        self.to_problem().into_response()
+    }
+}

@@ -1,0 +1,92 @@
+//! Extractors that turn request parts into the core's typed arguments, failing as `HubError`.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use connectors::SourceSystem;
+
+use super::AppState;
+use crate::error::HubError;
+
+async fn path_params(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<HashMap<String, String>, HubError> {
+    let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .map_err(|_| HubError::RouteNotFound)?;
+    Ok(params)
+}
+
+/// `{system}` in the path.
+#[derive(Debug)]
+pub struct System(pub SourceSystem);
+
+impl FromRequestParts<AppState> for System {
+    type Rejection = HubError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HubError> {
+        let params = path_params(parts, state).await?;
+        let system = params.get("system").ok_or(HubError::RouteNotFound)?;
+        Ok(Self(system.parse()?))
+    }
+}
+
+/// `{system}/records/{source_id}` in the path.
+#[derive(Debug)]
+pub struct RecordKey {
+    pub system: SourceSystem,
+    pub source_id: String,
+}
+
+impl FromRequestParts<AppState> for RecordKey {
+    type Rejection = HubError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HubError> {
+        let mut params = path_params(parts, state).await?;
+        let system = params
+            .get("system")
+            .ok_or(HubError::RouteNotFound)?
+            .parse()?;
+        let source_id = params.remove("source_id").ok_or(HubError::RouteNotFound)?;
+        Ok(Self { system, source_id })
+    }
+}
+
+/// A native record body with the media type it was sent as.
+#[derive(Debug)]
+pub struct NativeBody {
+    pub content_type: Option<String>,
+    pub bytes: Bytes,
+}
+
+impl FromRequest<AppState> for NativeBody {
+    type Rejection = HubError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, HubError> {
+        let content_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    HubError::PayloadTooLarge {
+                        limit: state.max_body_bytes,
+                    }
+                } else {
+                    HubError::UnreadableBody
+                }
+            })?;
+        Ok(Self {
+            content_type,
+            bytes,
+        })
+    }
+}

@@ -1,0 +1,121 @@
+//! The REST surface: routes (each registered with its OpenAPI docs), extractors that turn
+//! requests into core arguments, and the layer that makes every error problem+json.
+
+mod extract;
+mod health;
+mod records;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use crate::core::Hub;
+use crate::error::{HubError, PROBLEM_JSON, Problem};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "interop-hub",
+        description = "Links the identities held by separate border and law-enforcement systems.",
+        license(name = "EUPL-1.2", identifier = "EUPL-1.2")
+    ),
+    tags(
+        (name = "records", description = "Source systems push, read and delete records in the common identity repository"),
+        (name = "operations", description = "Liveness and readiness")
+    )
+)]
+struct ApiDoc;
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(records::ingest))
+        .routes(routes!(records::read, records::delete))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+}
+
+/// The OpenAPI document, generated from the registered routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+/// The OpenAPI document as committed at `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    let mut text = openapi().to_pretty_json().unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, openapi) = api().split_for_parts();
+    // The validator badge would call out to swagger.io: the docs must load nothing external.
+    let docs = SwaggerUi::new("/docs")
+        .url("/openapi.json", openapi)
+        .config(Config::from("/openapi.json").validator_url("none"));
+    routes
+        .merge(docs)
+        .fallback(|| async { HubError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { HubError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(axum::middleware::map_response(problem_for_bare_errors))
+        .layer(CatchPanicLayer::custom(|_| {
+            Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Framework-made error responses (plain-text rejections, bare statuses) become problem
+/// documents; their original bodies are dropped, since they may quote the request.
+async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let mut problem = Problem::for_status(status).into_response();
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    problem
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_openapi_matches_the_code() {
+        let committed = include_str!("../../../openapi/openapi.json");
+        assert!(
+            committed == super::openapi_json(),
+            "openapi/openapi.json has drifted from the code: regenerate it with \
+             `cargo run -p interop-hub -- openapi > openapi/openapi.json`"
+        );
+    }
+}

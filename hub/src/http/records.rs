@@ -1,0 +1,101 @@
+//! Record routes: source systems push, read back and delete records.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::extract::{NativeBody, RecordKey, System};
+use crate::core::IngestReport;
+use crate::error::{HubError, Problem};
+use crate::store::{StoredRecord, UpsertOutcome};
+
+impl IntoResponse for IngestReport {
+    fn into_response(self) -> Response {
+        let status = match self.outcome {
+            UpsertOutcome::Created => StatusCode::CREATED,
+            UpsertOutcome::Replayed | UpsertOutcome::Updated => StatusCode::OK,
+        };
+        (status, Json(self)).into_response()
+    }
+}
+
+/// Push one record in its source system's native format.
+///
+/// Idempotent on (system, source id, version): the first version creates (201), the same
+/// version again is a harmless replay (200, the stored record), a higher version replaces
+/// the record (200), a lower one is refused (409). A refused record stores nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/systems/{system}/records",
+    tag = "records",
+    params(("system" = String, Path, description = "ees, etias, vis, sis or ecris-tcn")),
+    request_body(
+        description = "The native record: JSON for ees, etias and sis; XML for vis and ecris-tcn",
+        content((Object = "application/json"), (String = "application/xml"))
+    ),
+    responses(
+        (status = 201, description = "Created", body = IngestReport),
+        (status = 200, description = "Replayed or updated", body = IngestReport),
+        (status = 400, description = "Not a well-formed record", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown system", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Older than the stored version", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not the system's media type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Field rules broken; every field listed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ingest(
+    State(state): State<AppState>,
+    System(system): System,
+    body: NativeBody,
+) -> Result<IngestReport, HubError> {
+    state
+        .hub
+        .ingest(system, body.content_type.as_deref(), &body.bytes)
+        .await
+}
+
+/// Read a record as the hub's common JSON.
+#[utoipa::path(
+    get,
+    path = "/v1/systems/{system}/records/{source_id}",
+    tag = "records",
+    params(
+        ("system" = String, Path, description = "ees, etias, vis, sis or ecris-tcn"),
+        ("source_id" = String, Path, description = "The record's id in its source system")
+    ),
+    responses(
+        (status = 200, description = "The stored record", body = StoredRecord),
+        (status = 404, description = "No such record or system", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn read(
+    State(state): State<AppState>,
+    key: RecordKey,
+) -> Result<Json<StoredRecord>, HubError> {
+    state.hub.record(key.system, &key.source_id).await.map(Json)
+}
+
+/// Delete a record with its names, documents and templates, as its source system did.
+#[utoipa::path(
+    delete,
+    path = "/v1/systems/{system}/records/{source_id}",
+    tag = "records",
+    params(
+        ("system" = String, Path, description = "ees, etias, vis, sis or ecris-tcn"),
+        ("source_id" = String, Path, description = "The record's id in its source system")
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such record or system", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete(State(state): State<AppState>, key: RecordKey) -> Result<StatusCode, HubError> {
+    state
+        .hub
+        .delete(key.system, &key.source_id)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,8 @@
+//! The `interop-hub` binary: parse the command line, hand over to the library.
+
+use clap::Parser as _;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    interop_hub::cli::Cli::parse().run().await
+}

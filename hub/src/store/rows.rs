@@ -1,0 +1,337 @@
+//! How an identity record maps to rows of the repository's tables, and back.
+
+use connectors::{
+    Accepted, BiometricTemplate, DocumentKind, FingerPosition, IdentityRecord, Modality, NameForms,
+    NameKind, PartialDate, PersonName, PlaceOfBirth, QualityFinding, SourceSystem, TravelDocument,
+    vector_base64,
+};
+use sqlx::any::AnyArguments;
+use sqlx::query::QueryScalar;
+use sqlx::{Any, AnyConnection, Row};
+use time::OffsetDateTime;
+
+use super::StoredRecord;
+
+const RECORD_COLUMNS: &str = "system, source_id, version, member_state, date_of_birth, birth_year, \
+     birth_month, birth_day, birth_place, birth_country, sex, nationalities, attributes, findings, \
+     stored_at";
+
+pub const INSERT_RECORD: &str = "INSERT INTO identity_records (system, source_id, version, \
+     member_state, date_of_birth, birth_year, birth_month, birth_day, birth_place, birth_country, \
+     sex, nationalities, attributes, findings, stored_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+     ON CONFLICT (system, source_id) DO NOTHING RETURNING id";
+
+/// Applies only when the offered version is newer, so a stale writer changes nothing.
+pub const UPDATE_NEWER_RECORD: &str = "UPDATE identity_records SET version = $3, \
+     member_state = $4, date_of_birth = $5, birth_year = $6, birth_month = $7, birth_day = $8, \
+     birth_place = $9, birth_country = $10, sex = $11, nationalities = $12, attributes = $13, \
+     findings = $14, stored_at = $15 \
+     WHERE system = $1 AND source_id = $2 AND version < $3 RETURNING id";
+
+/// The scalar columns of `identity_records`, in binding order.
+pub struct RecordRow {
+    system: &'static str,
+    source_id: String,
+    version: i64,
+    member_state: Option<String>,
+    date_of_birth: String,
+    birth_year: i64,
+    birth_month: Option<i64>,
+    birth_day: Option<i64>,
+    birth_place: Option<String>,
+    birth_country: Option<String>,
+    sex: &'static str,
+    nationalities: String,
+    attributes: String,
+    findings: String,
+    stored_at: i64,
+}
+
+impl RecordRow {
+    pub fn from_accepted(accepted: &Accepted, now: OffsetDateTime) -> Self {
+        let record = &accepted.record;
+        let dob = record.date_of_birth;
+        let place = record.place_of_birth.as_ref();
+        Self {
+            system: record.system.as_str(),
+            source_id: record.source_id.clone(),
+            version: record.version,
+            member_state: record.member_state.clone(),
+            date_of_birth: dob.to_string(),
+            birth_year: i64::from(dob.year),
+            birth_month: dob.month.map(i64::from),
+            birth_day: dob.day.map(i64::from),
+            birth_place: place.and_then(|p| p.place.clone()),
+            birth_country: place.and_then(|p| p.country.clone()),
+            sex: record.sex.as_str(),
+            nationalities: json_text(&record.nationalities),
+            attributes: json_text(&record.attributes),
+            findings: json_text(&accepted.findings),
+            stored_at: unix_millis(now),
+        }
+    }
+
+    pub fn bind_all<'q, O>(
+        &'q self,
+        query: QueryScalar<'q, Any, O, AnyArguments<'q>>,
+    ) -> QueryScalar<'q, Any, O, AnyArguments<'q>> {
+        query
+            .bind(self.system)
+            .bind(self.source_id.as_str())
+            .bind(self.version)
+            .bind(self.member_state.as_deref())
+            .bind(self.date_of_birth.as_str())
+            .bind(self.birth_year)
+            .bind(self.birth_month)
+            .bind(self.birth_day)
+            .bind(self.birth_place.as_deref())
+            .bind(self.birth_country.as_deref())
+            .bind(self.sex)
+            .bind(self.nationalities.as_str())
+            .bind(self.attributes.as_str())
+            .bind(self.findings.as_str())
+            .bind(self.stored_at)
+    }
+}
+
+fn json_text<T: serde::Serialize>(value: &T) -> String {
+    // Serialising plain data (strings, maps, vectors) into a String cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn unix_millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub async fn delete_children(conn: &mut AnyConnection, record_id: i64) -> Result<(), sqlx::Error> {
+    for table in ["identity_names", "travel_documents", "biometric_templates"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE record_id = $1"))
+            .bind(record_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn insert_children(
+    conn: &mut AnyConnection,
+    record_id: i64,
+    record: &IdentityRecord,
+) -> Result<(), sqlx::Error> {
+    for (ordinal, name) in (0_i64..).zip(&record.names) {
+        sqlx::query(
+            "INSERT INTO identity_names (record_id, ordinal, kind, surname, surname_folded, \
+             surname_icao, surname_ascii, given_names, given_folded, given_icao, given_ascii) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(record_id)
+        .bind(ordinal)
+        .bind(name.kind.as_str())
+        .bind(name.surname.original.as_str())
+        .bind(name.surname.folded.as_str())
+        .bind(name.surname.icao.as_str())
+        .bind(name.surname.ascii.as_str())
+        .bind(name.given_names.original.as_str())
+        .bind(name.given_names.folded.as_str())
+        .bind(name.given_names.icao.as_str())
+        .bind(name.given_names.ascii.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (ordinal, document) in (0_i64..).zip(&record.travel_documents) {
+        sqlx::query(
+            "INSERT INTO travel_documents (record_id, ordinal, kind, number, number_normalised, \
+             issuing_country, expiry) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(record_id)
+        .bind(ordinal)
+        .bind(document.kind.as_str())
+        .bind(document.number.as_str())
+        .bind(document.number_normalised.as_str())
+        .bind(document.issuing_country.as_deref())
+        .bind(document.expiry.as_deref())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (ordinal, template) in (0_i64..).zip(&record.templates) {
+        let vector: Vec<u8> = template
+            .vector
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        sqlx::query(
+            "INSERT INTO biometric_templates (record_id, ordinal, modality, finger_position, \
+             algorithm, quality, indexable, vector) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(record_id)
+        .bind(ordinal)
+        .bind(template.modality.as_str())
+        .bind(template.position.map(FingerPosition::as_str))
+        .bind(template.algorithm.as_str())
+        .bind(i64::from(template.quality))
+        .bind(template.indexable)
+        .bind(vector)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A stored value that the hub itself wrote no longer parses: the database was altered.
+fn corrupt(column: &'static str) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: "stored value is not one the hub writes".into(),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    column: &'static str,
+) -> Result<T, sqlx::Error> {
+    serde_json::from_str(text).map_err(|_| corrupt(column))
+}
+
+pub async fn load(
+    conn: &mut AnyConnection,
+    system: SourceSystem,
+    source_id: &str,
+) -> Result<Option<StoredRecord>, sqlx::Error> {
+    let Some(row) = sqlx::query(&format!(
+        "SELECT id, {RECORD_COLUMNS} FROM identity_records WHERE system = $1 AND source_id = $2"
+    ))
+    .bind(system.as_str())
+    .bind(source_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let id: i64 = row.try_get("id")?;
+    let date_of_birth: String = row.try_get("date_of_birth")?;
+    let birth_place: Option<String> = row.try_get("birth_place")?;
+    let birth_country: Option<String> = row.try_get("birth_country")?;
+    let sex: String = row.try_get("sex")?;
+    let stored_at: i64 = row.try_get("stored_at")?;
+    let record = IdentityRecord {
+        system,
+        source_id: row.try_get("source_id")?,
+        version: row.try_get("version")?,
+        member_state: row.try_get("member_state")?,
+        names: load_names(conn, id).await?,
+        date_of_birth: date_of_birth
+            .parse::<PartialDate>()
+            .map_err(|_| corrupt("date_of_birth"))?,
+        place_of_birth: (birth_place.is_some() || birth_country.is_some()).then_some(
+            PlaceOfBirth {
+                place: birth_place,
+                country: birth_country,
+            },
+        ),
+        sex: sex.parse().map_err(|()| corrupt("sex"))?,
+        nationalities: parse_json(&row.try_get::<String, _>("nationalities")?, "nationalities")?,
+        travel_documents: load_documents(conn, id).await?,
+        templates: load_templates(conn, id).await?,
+        attributes: parse_json(&row.try_get::<String, _>("attributes")?, "attributes")?,
+    };
+    let findings: Vec<QualityFinding> =
+        parse_json(&row.try_get::<String, _>("findings")?, "findings")?;
+    Ok(Some(StoredRecord {
+        partition: system.partition(),
+        stored_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(stored_at) * 1_000_000)
+            .map_err(|_| corrupt("stored_at"))?,
+        record,
+        findings,
+    }))
+}
+
+async fn load_names(conn: &mut AnyConnection, id: i64) -> Result<Vec<PersonName>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT kind, surname, surname_folded, surname_icao, surname_ascii, given_names, \
+         given_folded, given_icao, given_ascii FROM identity_names WHERE record_id = $1 ORDER BY ordinal",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let forms = |prefix: &str, original: &str| -> Result<NameForms, sqlx::Error> {
+                Ok(NameForms {
+                    original: row.try_get(original)?,
+                    folded: row.try_get(format!("{prefix}_folded").as_str())?,
+                    icao: row.try_get(format!("{prefix}_icao").as_str())?,
+                    ascii: row.try_get(format!("{prefix}_ascii").as_str())?,
+                })
+            };
+            let kind: String = row.try_get("kind")?;
+            Ok(PersonName {
+                kind: kind.parse::<NameKind>().map_err(|()| corrupt("kind"))?,
+                surname: forms("surname", "surname")?,
+                given_names: forms("given", "given_names")?,
+            })
+        })
+        .collect()
+}
+
+async fn load_documents(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> Result<Vec<TravelDocument>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT kind, number, number_normalised, issuing_country, expiry FROM travel_documents \
+         WHERE record_id = $1 ORDER BY ordinal",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let kind: String = row.try_get("kind")?;
+            Ok(TravelDocument {
+                kind: kind.parse::<DocumentKind>().map_err(|()| corrupt("kind"))?,
+                number: row.try_get("number")?,
+                number_normalised: row.try_get("number_normalised")?,
+                issuing_country: row.try_get("issuing_country")?,
+                expiry: row.try_get("expiry")?,
+            })
+        })
+        .collect()
+}
+
+async fn load_templates(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> Result<Vec<BiometricTemplate>, sqlx::Error> {
+    let rows = sqlx::query(
+        // The Any driver decodes no SQLite BOOLEAN: read it as 0/1 on both backends.
+        "SELECT modality, finger_position, algorithm, quality, \
+         CAST(indexable AS INTEGER) AS indexable, vector \
+         FROM biometric_templates WHERE record_id = $1 ORDER BY ordinal",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let modality: String = row.try_get("modality")?;
+            let position: Option<String> = row.try_get("finger_position")?;
+            let quality: i64 = row.try_get("quality")?;
+            let bytes: Vec<u8> = row.try_get("vector")?;
+            Ok(BiometricTemplate {
+                modality: modality
+                    .parse::<Modality>()
+                    .map_err(|()| corrupt("modality"))?,
+                position: position
+                    .map(|p| {
+                        FingerPosition::from_json_name(&p).ok_or_else(|| corrupt("finger_position"))
+                    })
+                    .transpose()?,
+                algorithm: row.try_get("algorithm")?,
+                quality: u8::try_from(quality).map_err(|_| corrupt("quality"))?,
+                indexable: row.try_get::<i64, _>("indexable")? != 0,
+                vector: vector_base64::from_bytes(&bytes).ok_or_else(|| corrupt("vector"))?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,216 @@
+//! Black-box test support: a real hub on port 0, on a fresh SQLite directory or on fresh
+//! PostgreSQL databases, and the fixtures of every source system.
+
+use std::path::PathBuf;
+
+use interop_hub::config::HubConfig;
+use interop_hub::startup::Application;
+use sqlx::{Connection, Executor};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The database engine a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where PostgreSQL tests create their databases; the machine's local server by default.
+pub fn postgres_admin_url() -> String {
+    std::env::var("INTEROP_HUB_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fixture from `tests/fixtures/`: the source systems' own examples.
+pub fn fixture(file: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// (system, fixture file, content type) for all five source systems.
+pub const EXAMPLES: [(&str, &str, &str); 5] = [
+    ("ees", "ees.json", "application/json"),
+    ("etias", "etias.json", "application/json"),
+    ("vis", "vis.xml", "application/xml"),
+    ("sis", "sis.json", "application/json"),
+    ("ecris-tcn", "ecris-tcn.xml", "application/xml"),
+];
+
+/// A hub serving on a real port, with its own databases.
+#[derive(Debug)]
+pub struct TestHub {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub civil_url: String,
+    pub law_enforcement_url: String,
+    _data_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestHub {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Spawns with a configuration adjusted by `adjust` (e.g. a small body limit).
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut HubConfig)) -> Self {
+        interop_hub::telemetry::init();
+        let data_dir = tempfile::tempdir().expect("temporary data directory");
+        let mut config = HubConfig::embedded(data_dir.path());
+        if backend == Backend::Postgres {
+            config.civil_database_url = Some(fresh_postgres_database("civil").await);
+            config.law_enforcement_database_url = Some(fresh_postgres_database("le").await);
+        }
+        adjust(&mut config);
+        let civil_url = config.civil_url();
+        let law_enforcement_url = config.law_enforcement_url();
+        let app = Application::build(config).await.expect("hub starts");
+        let address = app.local_addr().expect("bound address");
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = stop.await;
+        }));
+        Self {
+            base: format!("http://{address}"),
+            client: reqwest::Client::new(),
+            civil_url,
+            law_enforcement_url,
+            _data_dir: data_dir,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a native record to `/v1/systems/{system}/records`.
+    pub async fn post_record(
+        &self,
+        system: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/v1/systems/{system}/records")))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("hub answers")
+    }
+
+    pub async fn get_record(&self, system: &str, source_id: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/systems/{system}/records/{source_id}")))
+            .send()
+            .await
+            .expect("hub answers")
+    }
+
+    /// Rows in `table` of both partitions' databases, read behind the hub's back.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        sqlx::any::install_default_drivers();
+        let mut total = 0;
+        for url in [&self.civil_url, &self.law_enforcement_url] {
+            let mut conn = sqlx::AnyConnection::connect(url)
+                .await
+                .expect("test connects to the store");
+            let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&mut conn)
+                .await
+                .expect("count rows");
+            total += count;
+        }
+        total
+    }
+
+    /// Rows of every repository table, for "nothing was stored" checks.
+    pub async fn count_all_rows(&self) -> i64 {
+        let mut total = 0;
+        for table in [
+            "identity_records",
+            "identity_names",
+            "travel_documents",
+            "biometric_templates",
+        ] {
+            total += self.count_rows(table).await;
+        }
+        total
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+async fn fresh_postgres_database(role: &str) -> String {
+    let admin_url = postgres_admin_url();
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is needed for the postgres tests ({admin_url}): {e}")
+        });
+    let name = format!("hubtest_{role}_{}", unique_suffix());
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create test database");
+    let (prefix, _) = admin_url
+        .rsplit_once('/')
+        .expect("admin URL names a database");
+    format!("{prefix}/{name}")
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs each named scenario `async fn name(backend: Backend)` once on SQLite and once on
+/// PostgreSQL, as `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

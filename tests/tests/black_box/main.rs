@@ -1,0 +1,6 @@
+//! The hub's black-box contract suite: every scenario runs against a real server on port 0,
+//! once on SQLite and once on PostgreSQL.
+
+mod errors;
+mod records;
+mod refusals;
