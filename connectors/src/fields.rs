@@ -509,12 +509,14 @@ pub(crate) fn template(
     else {
         return None;
     };
-    let minimum = registry.minimum_quality.for_modality(modality);
+    let minimum = registered.map_or_else(
+        || registry.minimum_quality.for_modality(modality),
+        |algorithm| registry.minimum_quality_for(algorithm),
+    );
     let indexable = quality >= minimum;
     if !indexable {
         let message = format!(
-            "template quality is below the {} minimum of {minimum}: stored but kept out of the biometric index",
-            modality.as_str()
+            "template quality is below the minimum of {minimum} for its algorithm: stored but kept out of the biometric index"
         );
         checks.finding(&path, rule::TEMPLATE_BELOW_MINIMUM_QUALITY, message);
     }

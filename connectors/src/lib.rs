@@ -21,7 +21,7 @@ mod xml;
 pub use names::NameForms;
 pub use record::*;
 pub use refusal::{FieldError, QualityFinding, Refusal};
-pub use registry::{Algorithm, AlgorithmRegistry, MinimumQuality};
+pub use registry::{Algorithm, AlgorithmRegistry, Metric, MinimumQuality};
 
 /// A record the connector accepted, with the non-blocking data-quality findings it raised.
 #[derive(Debug, Clone, PartialEq)]

@@ -79,7 +79,9 @@ impl FromStr for SourceSystem {
 }
 
 /// Where a system's records live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Partition {
     Civil,
@@ -484,4 +486,20 @@ pub struct BiometricTemplate {
     #[serde(with = "crate::vector_base64")]
     #[schema(value_type = String, format = Byte)]
     pub vector: Vec<f32>,
+}
+
+/// A record named the way its source system names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+pub struct RecordRef {
+    pub system: SourceSystem,
+    pub source_id: String,
+}
+
+impl RecordRef {
+    pub fn new(system: SourceSystem, source_id: impl Into<String>) -> Self {
+        Self {
+            system,
+            source_id: source_id.into(),
+        }
+    }
 }

@@ -5,12 +5,49 @@ use serde::{Deserialize, Serialize};
 use crate::record::Modality;
 
 /// A vendor algorithm whose templates the hub accepts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Algorithm {
     pub id: String,
     pub modality: Modality,
     /// Number of float32 values in each template.
     pub dimension: usize,
+    /// How two templates of this algorithm are compared.
+    #[serde(default)]
+    pub metric: Metric,
+    /// Similarity (1 − distance) at or above which two templates are taken to be the same
+    /// trait. Vendors calibrate this per algorithm against their false-match rate.
+    #[serde(default = "Algorithm::default_match_threshold")]
+    pub match_threshold: f32,
+    /// Overrides the modality's minimum quality for this algorithm's templates.
+    #[serde(default)]
+    pub minimum_quality: Option<u8>,
+}
+
+impl Algorithm {
+    fn default_match_threshold() -> f32 {
+        0.5
+    }
+
+    pub fn new(id: &str, modality: Modality, dimension: usize) -> Self {
+        Self {
+            id: id.to_owned(),
+            modality,
+            dimension,
+            metric: Metric::default(),
+            match_threshold: Self::default_match_threshold(),
+            minimum_quality: None,
+        }
+    }
+}
+
+/// The distance two templates of one algorithm are compared by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// 1 − cosine similarity: vendors' templates are direction-coded embeddings.
+    #[default]
+    Cosine,
 }
 
 /// Per-modality minimum quality (0–100) for a template to enter the biometric index.
@@ -42,7 +79,8 @@ impl Default for MinimumQuality {
 }
 
 /// The algorithms the hub accepts, loaded from configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AlgorithmRegistry {
     pub algorithms: Vec<Algorithm>,
     #[serde(default)]
@@ -53,22 +91,21 @@ impl AlgorithmRegistry {
     pub fn get(&self, id: &str) -> Option<&Algorithm> {
         self.algorithms.iter().find(|a| a.id == id)
     }
+
+    /// The quality a template of `algorithm` needs to enter the biometric index.
+    pub fn minimum_quality_for(&self, algorithm: &Algorithm) -> u8 {
+        algorithm
+            .minimum_quality
+            .unwrap_or_else(|| self.minimum_quality.for_modality(algorithm.modality))
+    }
 }
 
 impl Default for AlgorithmRegistry {
     fn default() -> Self {
         Self {
             algorithms: vec![
-                Algorithm {
-                    id: "acme-face-v3".into(),
-                    modality: Modality::Face,
-                    dimension: 512,
-                },
-                Algorithm {
-                    id: "acme-finger-v2".into(),
-                    modality: Modality::Finger,
-                    dimension: 192,
-                },
+                Algorithm::new("acme-face-v3", Modality::Face, 512),
+                Algorithm::new("acme-finger-v2", Modality::Finger, 192),
             ],
             minimum_quality: MinimumQuality::default(),
         }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{HubConfig, Settings};
 use crate::import::{ImportOptions, import};
 use crate::startup::{Application, shutdown_signal};
-use crate::store::SqlStore;
+use crate::store::{IdentityStore, LinkStore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,7 +30,7 @@ pub struct Cli {
 enum Command {
     /// Serve the REST API (the default when no command is given).
     Serve(ServeArgs),
-    /// Create or upgrade both partitions' database schemas, then exit.
+    /// Create or upgrade the databases' schemas (both partitions and the links), then exit.
     Migrate(StoreArgs),
     /// Push an NDJSON file of native records (`{system, content_type, body}` per line) to a
     /// running hub, with progress and a closing summary.
@@ -50,6 +50,9 @@ struct StoreArgs {
     /// Law-enforcement partition (SIS, ECRIS-TCN), a separate database; default: a SQLite file in the data directory.
     #[arg(long, env = "INTEROP_HUB_LAW_ENFORCEMENT_DATABASE_URL")]
     law_enforcement_database_url: Option<String>,
+    /// The multiple-identity detector's links, a database of their own; default: a SQLite file in the data directory.
+    #[arg(long, env = "INTEROP_HUB_MID_DATABASE_URL")]
+    mid_database_url: Option<String>,
     /// TOML settings file (body limit, biometric algorithm registry, minimum qualities).
     #[arg(long, env = "INTEROP_HUB_CONFIG")]
     config: Option<PathBuf>,
@@ -92,6 +95,7 @@ impl StoreArgs {
             data_dir: self.data_dir,
             civil_database_url: self.civil_database_url,
             law_enforcement_database_url: self.law_enforcement_database_url,
+            mid_database_url: self.mid_database_url,
             settings,
         })
     }
@@ -125,9 +129,14 @@ impl Command {
                 let config = args.into_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
                 std::fs::create_dir_all(&config.data_dir)?;
                 for url in [config.civil_url(), config.law_enforcement_url()] {
-                    SqlStore::open(&url).await?.close().await;
+                    IdentityStore::open(&url).await?.database().close().await;
                 }
-                println!("both partitions are migrated");
+                LinkStore::open(&config.mid_url())
+                    .await?
+                    .database()
+                    .close()
+                    .await;
+                println!("both partitions and the links database are migrated");
                 Ok(ExitCode::SUCCESS)
             }
             Self::Import(args) => {

@@ -15,6 +15,8 @@ pub struct HubConfig {
     pub civil_database_url: Option<String>,
     /// Kept in its own database: the law-enforcement partition is physically separate.
     pub law_enforcement_database_url: Option<String>,
+    /// The multiple-identity detector's links, in a database of their own.
+    pub mid_database_url: Option<String>,
     pub settings: Settings,
 }
 
@@ -27,6 +29,39 @@ pub struct Settings {
     pub max_body_bytes: usize,
     #[serde(default)]
     pub biometrics: AlgorithmRegistry,
+    #[serde(default)]
+    pub detection: DetectionSettings,
+}
+
+/// How the multiple-identity detector works.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionSettings {
+    /// Hours a responsible authority has to verify a yellow link.
+    #[serde(default = "DetectionSettings::default_deadline_hours")]
+    pub verification_deadline_hours: u32,
+    /// Nearest neighbours fetched from the index per template of a new record.
+    #[serde(default = "DetectionSettings::default_neighbours")]
+    pub neighbours_per_template: usize,
+}
+
+impl DetectionSettings {
+    fn default_deadline_hours() -> u32 {
+        12
+    }
+
+    fn default_neighbours() -> usize {
+        10
+    }
+}
+
+impl Default for DetectionSettings {
+    fn default() -> Self {
+        Self {
+            verification_deadline_hours: Self::default_deadline_hours(),
+            neighbours_per_template: Self::default_neighbours(),
+        }
+    }
 }
 
 impl Settings {
@@ -48,6 +83,7 @@ impl Default for Settings {
         Self {
             max_body_bytes: Self::default_max_body_bytes(),
             biometrics: AlgorithmRegistry::default(),
+            detection: DetectionSettings::default(),
         }
     }
 }
@@ -60,6 +96,7 @@ impl HubConfig {
             data_dir: data_dir.into(),
             civil_database_url: None,
             law_enforcement_database_url: None,
+            mid_database_url: None,
             settings: Settings::default(),
         }
     }
@@ -74,6 +111,17 @@ impl HubConfig {
         self.law_enforcement_database_url
             .clone()
             .unwrap_or_else(|| sqlite_url(&self.data_dir, "law-enforcement.sqlite"))
+    }
+
+    pub fn mid_url(&self) -> String {
+        self.mid_database_url
+            .clone()
+            .unwrap_or_else(|| sqlite_url(&self.data_dir, "mid.sqlite"))
+    }
+
+    /// Where the biometric index files live: derived data, rebuilt from the stores.
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
     }
 }
 

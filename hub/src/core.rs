@@ -1,15 +1,21 @@
 //! The hub's transport-free core: every operation the REST layer and the CLI expose.
 
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
 
-use connectors::{AlgorithmRegistry, NativeFormat, Partition, SourceSystem, UnknownSystem};
-use serde::Serialize;
+use connectors::{IdentityRecord, NativeFormat, Partition, RecordRef, SourceSystem, UnknownSystem};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tokio::sync::OnceCell;
 use utoipa::ToSchema;
 
-use crate::config::HubConfig;
+use crate::biometrics::{Biometrics, BiometricsError};
+use crate::config::{HubConfig, Settings};
 use crate::error::HubError;
-use crate::store::{SqlStore, StoreError, StoredRecord, UpsertOutcome};
+use crate::matching::{LinkColour, LinkRule, surname_key};
+use crate::store::{
+    HistoryEntry, IdentityStore, LinkQuery, LinkStore, StoreError, StoredLink, StoredRecord,
+    UpsertOutcome, VerifyRefusal,
+};
 
 impl From<UnknownSystem> for HubError {
     fn from(_: UnknownSystem) -> Self {
@@ -17,44 +23,148 @@ impl From<UnknownSystem> for HubError {
     }
 }
 
-/// What an ingest did, with the record as now stored.
+impl From<BiometricsError> for HubError {
+    fn from(error: BiometricsError) -> Self {
+        match error {
+            BiometricsError::Store(e) => Self::Storage(e),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A link as the ingest response lists it: seen from the ingested record.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LinkSummary {
+    pub id: String,
+    pub colour: LinkColour,
+    pub rule: LinkRule,
+    /// The record at the other end.
+    pub other: RecordRef,
+}
+
+impl LinkSummary {
+    fn seen_from(link: &StoredLink, record: &RecordRef) -> Self {
+        let [a, b] = &link.records;
+        let other = if a == record { b } else { a };
+        Self {
+            id: link.id.clone(),
+            colour: link.colour,
+            rule: link.rule,
+            other: other.clone(),
+        }
+    }
+}
+
+/// What an ingest did, with the record as now stored and its links.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct IngestReport {
     pub outcome: UpsertOutcome,
+    /// The record's links to records of other systems after this ingest.
+    pub links: Vec<LinkSummary>,
+    /// How many of the record's templates are in the biometric index; the others are
+    /// below their minimum quality (see `findings`).
+    pub indexed_templates: usize,
     #[serde(flatten)]
     pub stored: StoredRecord,
 }
 
-/// The running hub: one store per partition and the rules records are checked against.
+/// A link's identity confirmation file.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConfirmationFile {
+    #[serde(flatten)]
+    pub link: StoredLink,
+    /// Yellow and past its deadline.
+    pub overdue: bool,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One page of links.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LinkPage {
+    pub links: Vec<StoredLink>,
+    /// Links matching the filters, over all pages.
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A verifier's decision on a link.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Verification {
+    /// white (same person, legitimate), green (different persons) or red (identity fraud).
+    pub colour: LinkColour,
+    /// Why: required, and kept in the link's history.
+    pub justification: String,
+    /// Who decides; until authentication arrives, the verifier names themself.
+    pub verifier: String,
+}
+
+/// The running hub: one store per partition, the links, and the biometric indexes once
+/// they are complete.
 #[derive(Debug)]
 pub struct Hub {
-    civil: SqlStore,
-    law_enforcement: SqlStore,
-    registry: AlgorithmRegistry,
+    civil: IdentityStore,
+    law_enforcement: IdentityStore,
+    links: LinkStore,
+    settings: Settings,
+    biometrics: OnceCell<Biometrics>,
 }
 
 impl Hub {
-    /// Opens (and migrates) both partitions' stores.
+    /// Opens (and migrates) the stores. The biometric indexes come with [`Hub::prepare`].
     pub async fn open(config: &HubConfig) -> Result<Self, StoreError> {
-        ensure_dir(&config.data_dir)?;
-        let civil = SqlStore::open(&config.civil_url()).await?;
-        let law_enforcement = SqlStore::open(&config.law_enforcement_url()).await?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(Self {
-            civil,
-            law_enforcement,
-            registry: config.settings.biometrics.clone(),
+            civil: IdentityStore::open(&config.civil_url()).await?,
+            law_enforcement: IdentityStore::open(&config.law_enforcement_url()).await?,
+            links: LinkStore::open(&config.mid_url()).await?,
+            settings: config.settings.clone(),
+            biometrics: OnceCell::new(),
         })
     }
 
-    fn store(&self, system: SourceSystem) -> &SqlStore {
-        match system.partition() {
+    /// Brings every biometric index level with the store, then finishes detection for
+    /// records a crash left undetected. The hub is ready afterwards.
+    pub async fn prepare(&self, index_dir: &std::path::Path) -> Result<(), HubError> {
+        let biometrics = Biometrics::open(&self.settings.biometrics, index_dir, |partition| {
+            self.store_of(partition).clone()
+        })
+        .await?;
+        let _ = self.biometrics.set(biometrics);
+        for partition in [Partition::Civil, Partition::LawEnforcement] {
+            let store = self.store_of(partition);
+            for record_id in store.undetected().await? {
+                if let Some(stored) = store.get_by_id(record_id).await? {
+                    self.detect(&stored.record).await?;
+                    store
+                        .mark_detected(record_id, stored.record.version)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn store_of(&self, partition: Partition) -> &IdentityStore {
+        match partition {
             Partition::Civil => &self.civil,
             Partition::LawEnforcement => &self.law_enforcement,
         }
     }
 
-    /// Parses a native record and applies it: created, replayed or updated; refused whole
-    /// when invalid or older than what is stored.
+    fn store(&self, system: SourceSystem) -> &IdentityStore {
+        self.store_of(system.partition())
+    }
+
+    fn biometrics(&self) -> Result<&Biometrics, HubError> {
+        self.biometrics.get().ok_or(HubError::NotReady)
+    }
+
+    /// Parses a native record and applies it: created, replayed or updated, with its
+    /// templates indexed and its links detected; refused whole when invalid or older than
+    /// what is stored.
     pub async fn ingest(
         &self,
         system: SourceSystem,
@@ -67,28 +177,175 @@ impl Hub {
                 expected: expected.media_type(),
             });
         }
-        let accepted = connectors::parse(system, body, &self.registry)?;
+        let accepted = connectors::parse(system, body, &self.settings.biometrics)?;
+        let biometrics = self.biometrics()?;
         let now = OffsetDateTime::now_utc();
         let offered = accepted.record.version;
-        let outcome = self
-            .store(system)
-            .upsert(&accepted, now)
-            .await?
-            .map_err(|stale| HubError::VersionConflict {
-                stored: stale.stored,
-                offered,
-            })?;
-        let stored = match outcome {
-            UpsertOutcome::Replayed => self.record(system, &accepted.record.source_id).await?,
-            UpsertOutcome::Created | UpsertOutcome::Updated => StoredRecord {
-                partition: system.partition(),
-                stored_at: now,
-                record: accepted.record,
-                findings: accepted.findings,
-            },
+        let store = self.store(system);
+        let upserted =
+            store
+                .upsert(&accepted, now)
+                .await?
+                .map_err(|stale| HubError::VersionConflict {
+                    stored: stale.stored,
+                    offered,
+                })?;
+        let reference = RecordRef::new(system, accepted.record.source_id.clone());
+        let (stored, links) = match upserted.outcome {
+            UpsertOutcome::Replayed => {
+                let stored = self.record(system, &accepted.record.source_id).await?;
+                let links = self.links.links_of(&reference).await?;
+                (
+                    stored,
+                    links
+                        .iter()
+                        .map(|l| LinkSummary::seen_from(l, &reference))
+                        .collect(),
+                )
+            }
+            UpsertOutcome::Created | UpsertOutcome::Updated => {
+                biometrics
+                    .remove(system.partition(), &upserted.removed_template_ids)
+                    .await?;
+                biometrics
+                    .add(
+                        system.partition(),
+                        &accepted.record.templates,
+                        &upserted.template_ids,
+                    )
+                    .await?;
+                let links = self.detect(&accepted.record).await?;
+                store
+                    .mark_detected(upserted.record_id, accepted.record.version)
+                    .await?;
+                let stored = StoredRecord {
+                    partition: system.partition(),
+                    stored_at: now,
+                    record: accepted.record,
+                    findings: accepted.findings,
+                };
+                (stored, links)
+            }
         };
-        tracing::info!(system = %system, outcome = ?outcome, "record ingested");
-        Ok(IngestReport { outcome, stored })
+        tracing::info!(system = %system, outcome = ?upserted.outcome, links = links.len(), "record ingested");
+        let indexed_templates = stored
+            .record
+            .templates
+            .iter()
+            .filter(|t| t.indexable)
+            .count();
+        Ok(IngestReport {
+            outcome: upserted.outcome,
+            links,
+            indexed_templates,
+            stored,
+        })
+    }
+
+    /// The multiple-identity detector: compares `record` with the records of every other
+    /// system, in both partitions, found by blocking keys and by 1:N biometric search;
+    /// stores the resulting links and drops automatic links that no longer hold.
+    async fn detect(&self, record: &IdentityRecord) -> Result<Vec<LinkSummary>, HubError> {
+        let biometrics = self.biometrics()?;
+        let now = OffsetDateTime::now_utc();
+        let reference = RecordRef::new(record.system, record.source_id.clone());
+        let mut candidates: BTreeMap<Partition, BTreeSet<i64>> = BTreeMap::new();
+
+        let surname_keys: BTreeSet<String> = record
+            .names
+            .iter()
+            .map(|n| surname_key(&n.surname.icao))
+            .filter(|k| !k.is_empty())
+            .collect();
+        let surname_keys: Vec<String> = surname_keys.into_iter().collect();
+        let documents: Vec<String> = record
+            .travel_documents
+            .iter()
+            .map(|d| d.number_normalised.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        for partition in [Partition::Civil, Partition::LawEnforcement] {
+            let ids = self
+                .store_of(partition)
+                .candidates(
+                    &surname_keys,
+                    i64::from(record.date_of_birth.year),
+                    &documents,
+                    record.system,
+                )
+                .await?;
+            candidates.entry(partition).or_default().extend(ids);
+        }
+
+        let mut hits_by_partition: BTreeMap<Partition, Vec<i64>> = BTreeMap::new();
+        for template in record.templates.iter().filter(|t| t.indexable) {
+            let Some(algorithm) = self.settings.biometrics.get(&template.algorithm) else {
+                continue;
+            };
+            let hits = biometrics
+                .search(
+                    &template.algorithm,
+                    &template.vector,
+                    self.settings.detection.neighbours_per_template,
+                )
+                .await?;
+            for hit in hits
+                .into_iter()
+                .filter(|h| h.similarity >= algorithm.match_threshold)
+            {
+                hits_by_partition
+                    .entry(hit.partition)
+                    .or_default()
+                    .push(hit.template_id);
+            }
+        }
+        for (partition, template_ids) in hits_by_partition {
+            let owners = self
+                .store_of(partition)
+                .records_of_templates(&template_ids)
+                .await?;
+            candidates
+                .entry(partition)
+                .or_default()
+                .extend(owners.into_iter().map(|(_, record_id)| record_id));
+        }
+
+        let mut kept: BTreeSet<String> = BTreeSet::new();
+        let mut summaries = Vec::new();
+        for (partition, ids) in candidates {
+            for id in ids {
+                let Some(other) = self.store_of(partition).get_by_id(id).await? else {
+                    continue;
+                };
+                if other.record.system == record.system {
+                    continue;
+                }
+                let Some(link) = crate::mid::evaluate(
+                    record,
+                    &other.record,
+                    &self.settings.biometrics,
+                    self.settings.detection.verification_deadline_hours,
+                    now,
+                ) else {
+                    continue;
+                };
+                let (link_id, _) = self.links.upsert_automatic(&link, now).await?;
+                kept.insert(link_id);
+            }
+        }
+        let mut stale = Vec::new();
+        for link in self.links.links_of(&reference).await? {
+            if kept.contains(&link.id) {
+                summaries.push(LinkSummary::seen_from(&link, &reference));
+            } else if matches!(link.colour, LinkColour::White | LinkColour::Yellow) {
+                stale.push(link.id);
+            } else {
+                // A verifier's decision outlives a change of data: it stays until reviewed.
+                summaries.push(LinkSummary::seen_from(&link, &reference));
+            }
+        }
+        self.links.delete(&stale).await?;
+        Ok(summaries)
     }
 
     pub async fn record(
@@ -102,20 +359,101 @@ impl Hub {
             .ok_or(HubError::RecordNotFound)
     }
 
-    /// Deletes a record with its templates, as its source system did.
+    /// Deletes a record as its source system did: its templates leave the index and its
+    /// links go, since they no longer join two records.
     pub async fn delete(&self, system: SourceSystem, source_id: &str) -> Result<(), HubError> {
-        if self.store(system).delete(system, source_id).await? {
-            tracing::info!(system = %system, "record deleted");
-            Ok(())
-        } else {
-            Err(HubError::RecordNotFound)
-        }
+        let biometrics = self.biometrics()?;
+        let removed = self
+            .store(system)
+            .delete(system, source_id)
+            .await?
+            .ok_or(HubError::RecordNotFound)?;
+        biometrics.remove(system.partition(), &removed).await?;
+        let reference = RecordRef::new(system, source_id);
+        let links: Vec<String> = self
+            .links
+            .links_of(&reference)
+            .await?
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        self.links.delete(&links).await?;
+        tracing::info!(system = %system, links = links.len(), "record deleted");
+        Ok(())
     }
 
-    /// Ready when every partition's database answers.
+    pub async fn links(&self, mut query: LinkQuery) -> Result<LinkPage, HubError> {
+        query.limit = query.limit.clamp(1, 500);
+        query.offset = query.offset.max(0);
+        let (links, total) = self.links.list(&query, OffsetDateTime::now_utc()).await?;
+        Ok(LinkPage {
+            links,
+            total,
+            limit: query.limit,
+            offset: query.offset,
+        })
+    }
+
+    pub async fn link(&self, id: &str) -> Result<ConfirmationFile, HubError> {
+        let (link, history) = self.links.get(id).await?.ok_or(HubError::LinkNotFound)?;
+        let overdue = link.colour == LinkColour::Yellow
+            && link.deadline.is_some_and(|d| d < OffsetDateTime::now_utc());
+        Ok(ConfirmationFile {
+            link,
+            overdue,
+            history,
+        })
+    }
+
+    /// Records a verifier's decision with its justification.
+    pub async fn verify(
+        &self,
+        id: &str,
+        decision: Verification,
+    ) -> Result<ConfirmationFile, HubError> {
+        if decision.colour == LinkColour::Yellow {
+            return Err(HubError::InvalidDecision(
+                "a decision is white, green or red; yellow is the detector's",
+            ));
+        }
+        let justification = decision.justification.trim();
+        if justification.is_empty() {
+            return Err(HubError::InvalidDecision(
+                "a decision needs a justification",
+            ));
+        }
+        let verifier = decision.verifier.trim();
+        if verifier.is_empty() {
+            return Err(HubError::InvalidDecision("a decision names its verifier"));
+        }
+        match self
+            .links
+            .verify(
+                id,
+                decision.colour,
+                justification,
+                verifier,
+                OffsetDateTime::now_utc(),
+            )
+            .await?
+        {
+            Ok(()) => {}
+            Err(VerifyRefusal::NotFound) => return Err(HubError::LinkNotFound),
+            Err(VerifyRefusal::AlreadyThatColour) => return Err(HubError::AlreadyDecided),
+        }
+        tracing::info!(colour = decision.colour.as_str(), "link verified");
+        self.link(id).await
+    }
+
+    /// Ready when the biometric indexes are complete and every database answers.
     pub async fn ready(&self) -> Result<(), HubError> {
-        for store in [&self.civil, &self.law_enforcement] {
-            store.ping().await.map_err(|e| {
+        self.biometrics()?;
+        for database in [
+            self.civil.database(),
+            self.law_enforcement.database(),
+            self.links.database(),
+        ] {
+            database.ping().await.map_err(|e| {
                 tracing::warn!(error = %e, "database not answering");
                 HubError::Unavailable
             })?;
@@ -123,18 +461,32 @@ impl Hub {
         Ok(())
     }
 
+    /// Saves the indexes that changed since their last save.
+    pub async fn save_indexes(&self) -> Result<(), HubError> {
+        if let Some(biometrics) = self.biometrics.get() {
+            biometrics.save_dirty().await?;
+        }
+        Ok(())
+    }
+
+    /// The biometric indexes, once complete.
+    pub fn biometric_indexes(&self) -> Option<&Biometrics> {
+        self.biometrics.get()
+    }
+
     pub async fn count(&self, system: SourceSystem) -> Result<i64, HubError> {
         Ok(self.store(system).count(system).await?)
     }
 
     pub async fn close(&self) {
-        self.civil.close().await;
-        self.law_enforcement.close().await;
+        for database in [
+            self.civil.database(),
+            self.law_enforcement.database(),
+            self.links.database(),
+        ] {
+            database.close().await;
+        }
     }
-}
-
-fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
 }
 
 /// Compares the media type's essence, ignoring parameters such as `charset`.

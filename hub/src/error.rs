@@ -34,6 +34,18 @@ pub enum HubError {
     VersionConflict { stored: i64, offered: i64 },
     #[error("a storage backend is not available")]
     Unavailable,
+    #[error("the biometric indexes are still being built from the store; retry shortly")]
+    NotReady,
+    #[error("no such link")]
+    LinkNotFound,
+    #[error("{0}")]
+    InvalidDecision(&'static str),
+    #[error("the link already has that colour")]
+    AlreadyDecided,
+    #[error("invalid query: {0}")]
+    InvalidQuery(&'static str),
+    #[error("invalid request body: {0}")]
+    InvalidBody(&'static str),
     #[error("storage failure")]
     Storage(#[from] sqlx::Error),
     #[error("internal error")]
@@ -164,6 +176,27 @@ impl HubError {
                     detail,
                 )
             },
+            Self::NotReady => {
+                Problem::new(S::SERVICE_UNAVAILABLE, "not_ready", "Not ready", detail)
+            }
+            Self::LinkNotFound => {
+                Problem::new(S::NOT_FOUND, "link_not_found", "Link not found", detail)
+            }
+            Self::InvalidDecision(_) => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_decision",
+                "Decision refused",
+                detail,
+            ),
+            Self::AlreadyDecided => {
+                Problem::new(S::CONFLICT, "already_decided", "Already decided", detail)
+            }
+            Self::InvalidQuery(_) => {
+                Problem::new(S::BAD_REQUEST, "invalid_query", "Invalid query", detail)
+            }
+            Self::InvalidBody(_) => {
+                Problem::new(S::BAD_REQUEST, "invalid_body", "Invalid body", detail)
+            }
             Self::Unavailable => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "unavailable",

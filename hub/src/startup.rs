@@ -3,7 +3,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -11,11 +13,16 @@ use crate::config::HubConfig;
 use crate::core::Hub;
 use crate::http::{AppState, router};
 
+/// How often changed biometric indexes are written to disk. A crash in between loses
+/// nothing: start-up mends the indexes from the store.
+const INDEX_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     hub: Arc<Hub>,
     max_body_bytes: usize,
+    index_dir: PathBuf,
 }
 
 impl Application {
@@ -29,6 +36,7 @@ impl Application {
             listener,
             hub,
             max_body_bytes: config.settings.max_body_bytes,
+            index_dir: config.index_dir(),
         })
     }
 
@@ -40,20 +48,60 @@ impl Application {
         Arc::clone(&self.hub)
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves at once — `/readyz` answers 503 until the biometric indexes are level with
+    /// the store — until `shutdown` completes; then lets in-flight requests finish and
+    /// saves the indexes.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let preparing = tokio::spawn(prepare(Arc::clone(&self.hub), self.index_dir.clone()));
+        let saving = tokio::spawn(save_periodically(Arc::clone(&self.hub)));
         let state = AppState {
             hub: Arc::clone(&self.hub),
             max_body_bytes: self.max_body_bytes,
         };
-        axum::serve(self.listener, router(state))
+        let served = axum::serve(self.listener, router(state))
             .with_graceful_shutdown(shutdown)
-            .await?;
+            .await;
+        preparing.abort();
+        saving.abort();
+        if let Err(e) = self.hub.save_indexes().await {
+            tracing::error!(error = %e, "could not save the biometric indexes; start-up will mend them");
+        }
         self.hub.close().await;
-        Ok(())
+        served
+    }
+}
+
+/// Builds the indexes, retrying while a database is unreachable.
+async fn prepare(hub: Arc<Hub>, index_dir: PathBuf) {
+    let started = std::time::Instant::now();
+    loop {
+        match hub.prepare(&index_dir).await {
+            Ok(()) => {
+                tracing::info!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "biometric indexes ready"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "preparing the biometric indexes failed; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+async fn save_periodically(hub: Arc<Hub>) {
+    let mut ticks = tokio::time::interval(INDEX_SAVE_INTERVAL);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if let Err(e) = hub.save_indexes().await {
+            tracing::error!(error = %e, "saving the biometric indexes failed");
+        }
     }
 }
 

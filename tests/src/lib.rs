@@ -46,6 +46,8 @@ pub struct TestHub {
     pub client: reqwest::Client,
     pub civil_url: String,
     pub law_enforcement_url: String,
+    pub mid_url: String,
+    pub data_dir: PathBuf,
     _data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -64,25 +66,43 @@ impl TestHub {
         if backend == Backend::Postgres {
             config.civil_database_url = Some(fresh_postgres_database("civil").await);
             config.law_enforcement_database_url = Some(fresh_postgres_database("le").await);
+            config.mid_database_url = Some(fresh_postgres_database("mid").await);
         }
         adjust(&mut config);
         let civil_url = config.civil_url();
         let law_enforcement_url = config.law_enforcement_url();
+        let mid_url = config.mid_url();
         let app = Application::build(config).await.expect("hub starts");
         let address = app.local_addr().expect("bound address");
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stop.await;
         }));
-        Self {
+        let hub = Self {
             base: format!("http://{address}"),
             client: reqwest::Client::new(),
             civil_url,
             law_enforcement_url,
+            mid_url,
+            data_dir: data_dir.path().to_path_buf(),
             _data_dir: data_dir,
             shutdown: Some(shutdown),
             server: Some(server),
+        };
+        hub.wait_ready().await;
+        hub
+    }
+
+    /// Waits until `/readyz` answers 200: the biometric indexes are level with the store.
+    pub async fn wait_ready(&self) {
+        for _ in 0..600 {
+            let ready = self.client.get(self.url("/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        panic!("the hub did not become ready within 30 s");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -113,11 +133,17 @@ impl TestHub {
             .expect("hub answers")
     }
 
-    /// Rows in `table` of both partitions' databases, read behind the hub's back.
+    /// Rows in `table` of both partitions' databases (or, for `links`, of the links
+    /// database), read behind the hub's back.
     pub async fn count_rows(&self, table: &str) -> i64 {
         sqlx::any::install_default_drivers();
+        let urls = if table.starts_with("link") {
+            vec![&self.mid_url]
+        } else {
+            vec![&self.civil_url, &self.law_enforcement_url]
+        };
         let mut total = 0;
-        for url in [&self.civil_url, &self.law_enforcement_url] {
+        for url in urls {
             let mut conn = sqlx::AnyConnection::connect(url)
                 .await
                 .expect("test connects to the store");

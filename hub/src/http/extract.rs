@@ -90,3 +90,28 @@ impl FromRequest<AppState> for NativeBody {
         })
     }
 }
+
+/// A JSON request body whose rejections are problem documents naming what was wrong.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = HubError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, HubError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => HubError::UnsupportedMediaType {
+                    expected: "application/json",
+                },
+                StatusCode::PAYLOAD_TOO_LARGE => HubError::PayloadTooLarge {
+                    limit: state.max_body_bytes,
+                },
+                // serde's messages can quote the offending value: name the kind of fault.
+                StatusCode::BAD_REQUEST => HubError::InvalidBody("not well-formed JSON"),
+                _ => HubError::InvalidBody("a field is missing, unknown or of the wrong type"),
+            })?;
+        Ok(Self(value))
+    }
+}

@@ -3,6 +3,7 @@
 
 mod extract;
 mod health;
+mod links;
 mod records;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub struct AppState {
     ),
     tags(
         (name = "records", description = "Source systems push, read and delete records in the common identity repository"),
+        (name = "links", description = "The multiple-identity detector's links and their manual verification"),
         (name = "operations", description = "Liveness and readiness")
     )
 )]
@@ -47,6 +49,9 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(records::ingest))
         .routes(routes!(records::read, records::delete))
+        .routes(routes!(links::list))
+        .routes(routes!(links::read))
+        .routes(routes!(links::verify))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }

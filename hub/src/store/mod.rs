@@ -1,20 +1,36 @@
-//! The common identity repository (CIR): one SQL implementation over sqlx's `Any` driver,
-//! with two backends — SQLite (embedded default) and PostgreSQL — chosen by URL. The
-//! backends differ only in connection set-up and in their twin migrations under
-//! `migrations/`; every query is written once, in the SQL both accept.
+//! Storage: the common identity repository (CIR, one database per partition) and the
+//! multiple-identity detector's links (MID, a database of its own). One SQL implementation
+//! over sqlx's `Any` driver with two backends — SQLite (embedded default) and PostgreSQL —
+//! chosen by URL; they differ only in connection set-up and in their twin migrations under
+//! `migrations/`. Every query is written once, in the SQL both accept.
 
+mod identities;
+mod links;
 mod rows;
 
-use connectors::{Accepted, IdentityRecord, QualityFinding, SourceSystem};
-use serde::Serialize;
+pub use identities::{IdentityStore, StaleVersion, StoredRecord, UpsertOutcome, Upserted};
+pub use links::{
+    HistoryEntry, LinkChange, LinkQuery, LinkStore, NewLink, StoredLink, VerifyRefusal,
+};
+
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+static CIR_SQLITE: Migrator = sqlx::migrate!("../migrations/cir/sqlite");
+static CIR_POSTGRES: Migrator = sqlx::migrate!("../migrations/cir/postgres");
+static MID_SQLITE: Migrator = sqlx::migrate!("../migrations/mid/sqlite");
+static MID_POSTGRES: Migrator = sqlx::migrate!("../migrations/mid/postgres");
+
+/// Which schema a database holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Identity records of one partition.
+    Cir,
+    /// Links between records of different systems.
+    Mid,
+}
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,10 +50,12 @@ impl Backend {
         }
     }
 
-    fn migrator(self) -> &'static Migrator {
-        match self {
-            Self::Sqlite => &SQLITE_MIGRATIONS,
-            Self::Postgres => &POSTGRES_MIGRATIONS,
+    fn migrator(self, schema: Schema) -> &'static Migrator {
+        match (schema, self) {
+            (Schema::Cir, Self::Sqlite) => &CIR_SQLITE,
+            (Schema::Cir, Self::Postgres) => &CIR_POSTGRES,
+            (Schema::Mid, Self::Sqlite) => &MID_SQLITE,
+            (Schema::Mid, Self::Postgres) => &MID_POSTGRES,
         }
     }
 }
@@ -52,54 +70,26 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
 }
 
-/// What an upsert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum UpsertOutcome {
-    /// First version of this record.
-    Created,
-    /// The same version was already stored; nothing changed.
-    Replayed,
-    /// A newer version replaced the stored one.
-    Updated,
-}
-
-/// The stored version is newer than the one offered: the offer was not applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StaleVersion {
-    pub stored: i64,
-}
-
-/// A record as the repository holds it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct StoredRecord {
-    pub partition: connectors::Partition,
-    /// When this version was stored (RFC 3339).
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub stored_at: OffsetDateTime,
-    pub record: IdentityRecord,
-    /// Non-blocking data-quality findings raised when this version was ingested.
-    pub findings: Vec<QualityFinding>,
-}
-
-/// One partition's store.
+/// A connection pool to one database, with its backend.
 #[derive(Debug, Clone)]
-pub struct SqlStore {
+pub struct Database {
     pool: AnyPool,
     backend: Backend,
 }
 
-impl SqlStore {
-    /// Connects and brings the schema up to date.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let store = Self::connect(url).await?;
-        store.migrate().await?;
-        Ok(store)
+impl Database {
+    /// Connects and brings `schema` up to date.
+    pub async fn open(url: &str, schema: Schema) -> Result<Self, StoreError> {
+        let database = Self::connect(url).await?;
+        database
+            .backend
+            .migrator(schema)
+            .run(&database.pool)
+            .await?;
+        Ok(database)
     }
 
-    /// Connects without touching the schema.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    async fn connect(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = Backend::from_url(url)?;
         let pool = AnyPoolOptions::new()
@@ -113,11 +103,6 @@ impl SqlStore {
         Ok(Self { pool, backend })
     }
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.backend.migrator().run(&self.pool).await?;
-        Ok(())
-    }
-
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -129,81 +114,28 @@ impl SqlStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
 
-    /// Idempotent upsert keyed by (system, source id): creates, replays or applies a newer
-    /// version in one transaction. Safe under concurrent calls for the same key: the
-    /// unique key decides which insert wins, the others become replays or updates.
-    pub async fn upsert(
-        &self,
-        accepted: &Accepted,
-        now: OffsetDateTime,
-    ) -> Result<Result<UpsertOutcome, StaleVersion>, sqlx::Error> {
-        let record = &accepted.record;
-        let row = rows::RecordRow::from_accepted(accepted, now);
-        let mut tx = self.pool.begin().await?;
-        let inserted: Option<i64> = row
-            .bind_all(sqlx::query_scalar(rows::INSERT_RECORD))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let outcome = if let Some(id) = inserted {
-            rows::insert_children(&mut tx, id, record).await?;
-            Ok(UpsertOutcome::Created)
-        } else {
-            let updated: Option<i64> = row
-                .bind_all(sqlx::query_scalar(rows::UPDATE_NEWER_RECORD))
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(id) = updated {
-                rows::delete_children(&mut tx, id).await?;
-                rows::insert_children(&mut tx, id, record).await?;
-                Ok(UpsertOutcome::Updated)
-            } else {
-                let stored: i64 = sqlx::query_scalar(
-                    "SELECT version FROM identity_records WHERE system = $1 AND source_id = $2",
-                )
-                .bind(record.system.as_str())
-                .bind(record.source_id.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-                if stored == record.version {
-                    Ok(UpsertOutcome::Replayed)
-                } else {
-                    Err(StaleVersion { stored })
-                }
-            }
-        };
-        tx.commit().await?;
-        Ok(outcome)
-    }
+/// `$first, $first+1, …` for an `IN (…)` list of `count` values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
-    pub async fn get(
-        &self,
-        system: SourceSystem,
-        source_id: &str,
-    ) -> Result<Option<StoredRecord>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        rows::load(&mut conn, system, source_id).await
-    }
+pub(crate) fn unix_millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
 
-    /// Removes the record with its names, documents and templates; false when absent.
-    pub async fn delete(&self, system: SourceSystem, source_id: &str) -> Result<bool, sqlx::Error> {
-        let id: Option<i64> = sqlx::query_scalar(
-            "DELETE FROM identity_records WHERE system = $1 AND source_id = $2 RETURNING id",
-        )
-        .bind(system.as_str())
-        .bind(source_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        // Names, documents and templates go with it: ON DELETE CASCADE (sqlx enables
-        // SQLite's foreign keys on every connection).
-        Ok(id.is_some())
-    }
+pub(crate) fn from_unix_millis(millis: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+}
 
-    /// Number of records a system holds in this partition.
-    pub async fn count(&self, system: SourceSystem) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM identity_records WHERE system = $1")
-            .bind(system.as_str())
-            .fetch_one(&self.pool)
-            .await
+/// A stored value that the hub itself wrote no longer parses: the database was altered.
+pub(crate) fn corrupt(column: &'static str) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: "stored value is not one the hub writes".into(),
     }
 }

@@ -10,7 +10,15 @@ use sqlx::query::QueryScalar;
 use sqlx::{Any, AnyConnection, Row};
 use time::OffsetDateTime;
 
-use super::StoredRecord;
+use super::{StoredRecord, corrupt, from_unix_millis, unix_millis};
+use crate::matching::surname_key;
+
+/// How a record is looked up.
+#[derive(Debug, Clone, Copy)]
+pub enum RecordKey<'a> {
+    Source(SourceSystem, &'a str),
+    Id(i64),
+}
 
 const RECORD_COLUMNS: &str = "system, source_id, version, member_state, date_of_birth, birth_year, \
      birth_month, birth_day, birth_place, birth_country, sex, nationalities, attributes, findings, \
@@ -100,10 +108,6 @@ fn json_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
-fn unix_millis(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
 pub async fn delete_children(conn: &mut AnyConnection, record_id: i64) -> Result<(), sqlx::Error> {
     for table in ["identity_names", "travel_documents", "biometric_templates"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE record_id = $1"))
@@ -114,16 +118,27 @@ pub async fn delete_children(conn: &mut AnyConnection, record_id: i64) -> Result
     Ok(())
 }
 
+pub async fn template_ids(
+    conn: &mut AnyConnection,
+    record_id: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM biometric_templates WHERE record_id = $1 ORDER BY ordinal")
+        .bind(record_id)
+        .fetch_all(&mut *conn)
+        .await
+}
+
+/// Inserts names, documents and templates; returns the templates' ids in record order.
 pub async fn insert_children(
     conn: &mut AnyConnection,
     record_id: i64,
     record: &IdentityRecord,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<i64>, sqlx::Error> {
     for (ordinal, name) in (0_i64..).zip(&record.names) {
         sqlx::query(
             "INSERT INTO identity_names (record_id, ordinal, kind, surname, surname_folded, \
-             surname_icao, surname_ascii, given_names, given_folded, given_icao, given_ascii) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             surname_icao, surname_ascii, given_names, given_folded, given_icao, given_ascii, \
+             surname_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(record_id)
         .bind(ordinal)
@@ -136,6 +151,7 @@ pub async fn insert_children(
         .bind(name.given_names.folded.as_str())
         .bind(name.given_names.icao.as_str())
         .bind(name.given_names.ascii.as_str())
+        .bind(surname_key(&name.surname.icao))
         .execute(&mut *conn)
         .await?;
     }
@@ -154,15 +170,17 @@ pub async fn insert_children(
         .execute(&mut *conn)
         .await?;
     }
+    let mut template_ids = Vec::with_capacity(record.templates.len());
     for (ordinal, template) in (0_i64..).zip(&record.templates) {
         let vector: Vec<u8> = template
             .vector
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        sqlx::query(
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO biometric_templates (record_id, ordinal, modality, finger_position, \
-             algorithm, quality, indexable, vector) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             algorithm, quality, indexable, vector) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             RETURNING id",
         )
         .bind(record_id)
         .bind(ordinal)
@@ -172,18 +190,11 @@ pub async fn insert_children(
         .bind(i64::from(template.quality))
         .bind(template.indexable)
         .bind(vector)
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
+        template_ids.push(id);
     }
-    Ok(())
-}
-
-/// A stored value that the hub itself wrote no longer parses: the database was altered.
-fn corrupt(column: &'static str) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: "stored value is not one the hub writes".into(),
-    }
+    Ok(template_ids)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(
@@ -195,19 +206,29 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 
 pub async fn load(
     conn: &mut AnyConnection,
-    system: SourceSystem,
-    source_id: &str,
+    key: RecordKey<'_>,
 ) -> Result<Option<StoredRecord>, sqlx::Error> {
-    let Some(row) = sqlx::query(&format!(
-        "SELECT id, {RECORD_COLUMNS} FROM identity_records WHERE system = $1 AND source_id = $2"
-    ))
-    .bind(system.as_str())
-    .bind(source_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    else {
+    let select = format!("SELECT id, {RECORD_COLUMNS} FROM identity_records");
+    let row = match key {
+        RecordKey::Source(system, source_id) => {
+            sqlx::query(&format!("{select} WHERE system = $1 AND source_id = $2"))
+                .bind(system.as_str())
+                .bind(source_id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        RecordKey::Id(id) => {
+            sqlx::query(&format!("{select} WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+    };
+    let Some(row) = row else {
         return Ok(None);
     };
+    let system_name: String = row.try_get("system")?;
+    let system: SourceSystem = system_name.parse().map_err(|_| corrupt("system"))?;
     let id: i64 = row.try_get("id")?;
     let date_of_birth: String = row.try_get("date_of_birth")?;
     let birth_place: Option<String> = row.try_get("birth_place")?;
@@ -239,8 +260,7 @@ pub async fn load(
         parse_json(&row.try_get::<String, _>("findings")?, "findings")?;
     Ok(Some(StoredRecord {
         partition: system.partition(),
-        stored_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(stored_at) * 1_000_000)
-            .map_err(|_| corrupt("stored_at"))?,
+        stored_at: from_unix_millis(stored_at).ok_or_else(|| corrupt("stored_at"))?,
         record,
         findings,
     }))

@@ -2,5 +2,6 @@
 //! once on SQLite and once on PostgreSQL.
 
 mod errors;
+mod import;
 mod records;
 mod refusals;

@@ -63,10 +63,9 @@ async fn every_example_is_created_then_read_back_and_replayed(backend: Backend) 
         let replay: Value = replay.json().await.expect("json");
         assert_eq!(replay["outcome"], "replayed");
         let mut replayed_record = replay.clone();
-        replayed_record
-            .as_object_mut()
-            .expect("object")
-            .remove("outcome");
+        for key in ["outcome", "links", "indexed_templates"] {
+            replayed_record.as_object_mut().expect("object").remove(key);
+        }
         assert_eq!(
             replayed_record, read,
             "{system}: a replay answers with the same stored record"

@@ -16,8 +16,12 @@ CREATE TABLE identity_records (
     attributes    TEXT    NOT NULL,
     findings      TEXT    NOT NULL,
     stored_at     BIGINT  NOT NULL,
+    -- The version the multiple-identity detector has finished with: behind `version`
+    -- after a crash between storing and detecting, so detection resumes at start-up.
+    detected_version BIGINT NOT NULL DEFAULT 0,
     UNIQUE (system, source_id)
 );
+CREATE INDEX identity_records_by_birth_year ON identity_records (birth_year);
 
 CREATE TABLE identity_names (
     record_id      BIGINT NOT NULL REFERENCES identity_records (id) ON DELETE CASCADE,
@@ -31,9 +35,11 @@ CREATE TABLE identity_names (
     given_folded   TEXT   NOT NULL,
     given_icao     TEXT   NOT NULL,
     given_ascii    TEXT   NOT NULL,
+    -- Phonetic key of the ICAO surname: the blocking key that picks match candidates.
+    surname_key    TEXT   NOT NULL,
     PRIMARY KEY (record_id, ordinal)
 );
-CREATE INDEX identity_names_by_surname ON identity_names (surname_icao);
+CREATE INDEX identity_names_by_surname_key ON identity_names (surname_key);
 
 CREATE TABLE travel_documents (
     record_id         BIGINT NOT NULL REFERENCES identity_records (id) ON DELETE CASCADE,
@@ -47,7 +53,10 @@ CREATE TABLE travel_documents (
 );
 CREATE INDEX travel_documents_by_number ON travel_documents (number_normalised);
 
+-- A template's id is its key in the biometric index; ids are never reused, so a key
+-- left in an index by a crash can never point at another template.
 CREATE TABLE biometric_templates (
+    id              BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     record_id       BIGINT  NOT NULL REFERENCES identity_records (id) ON DELETE CASCADE,
     ordinal         BIGINT  NOT NULL,
     modality        TEXT    NOT NULL,
@@ -56,5 +65,6 @@ CREATE TABLE biometric_templates (
     quality         BIGINT  NOT NULL CHECK (quality BETWEEN 0 AND 100),
     indexable       BOOLEAN NOT NULL,
     vector          BYTEA   NOT NULL,
-    PRIMARY KEY (record_id, ordinal)
+    UNIQUE (record_id, ordinal)
 );
+CREATE INDEX biometric_templates_by_algorithm ON biometric_templates (algorithm, indexable);

@@ -1,0 +1,1263 @@
+//! The sBMS's 1:N index: one usearch HNSW graph of templates (one partition × modality ×
+//! algorithm), wrapped so that any number of threads can share it, it grows by itself, and it is
+//! saved atomically with a checksum. The index is derived data: the store is the truth, so a file
+//! that fails to load is an error to rebuild from, never something to patch up.
+//!
+//! Thread safety rests on four facts read from usearch 2.26.6's C++ core:
+//! - every `add` and `search` borrows one of a fixed pool of *thread slots* (scratch contexts),
+//!   popped from a mutex-guarded free list and returned before the FFI call comes back; a call
+//!   that finds the pool empty fails ("Reserve capacity ahead of …"). The pool holds
+//!   `threads + 1` slots: searches pass a counting semaphore of `threads` permits, and the one
+//!   writer (below) has the last slot to itself, so the pool can never run dry.
+//! - concurrent `add`s leave some nodes stored but unreachable by any search (upstream issue
+//!   #735, unfixed in 2.26.6; measured here: 0.1–2 % of exact self-queries miss with 2–16
+//!   inserting threads, none with one). A missed template is a missed identity fraud, so all
+//!   mutations (add, replace, remove) go through one writer mutex; searches run alongside it.
+//! - `reserve` (growing, resizing the slot pool) must not overlap any other call: it runs under
+//!   the write half of an `RwLock` that every other call holds for reading.
+//! - the duplicate-key check in `add` is not atomic with the insertion, and "replace" has to be
+//!   remove-then-add: the writer mutex makes both atomic.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+
+use serde::{Deserialize, Serialize};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+/// Smallest capacity ever reserved, so that a young index does not regrow on every few inserts.
+const MIN_CAPACITY: usize = 1024;
+/// usearch marks deleted entries with this key, so it can never name a template.
+const RESERVED_KEY: u64 = u64::MAX;
+/// Appended after usearch's own bytes. usearch stops reading at the end of its data, so the file
+/// stays loadable by any usearch tool; the trailer is only checked here.
+const TRAILER_MAGIC: [u8; 8] = *b"HUBANN\0\x01";
+const TRAILER_LEN: u64 = 24;
+
+/// How similarity between two templates is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Cosine similarity. Vectors are normalised to unit length before they reach usearch.
+    #[default]
+    Cosine,
+}
+
+impl Metric {
+    fn kind(self) -> MetricKind {
+        match self {
+            Self::Cosine => MetricKind::Cos,
+        }
+    }
+}
+
+/// The scalar type usearch stores each vector component as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantization {
+    #[default]
+    F32,
+    /// Half the memory of `f32`, at some cost in precision.
+    F16,
+}
+
+impl Quantization {
+    fn scalar(self) -> ScalarKind {
+        match self {
+            Self::F32 => ScalarKind::F32,
+            Self::F16 => ScalarKind::F16,
+        }
+    }
+}
+
+/// How one index is built. `dimension` is the template length of the algorithm it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexSettings {
+    pub dimension: usize,
+    #[serde(default)]
+    pub metric: Metric,
+    #[serde(default)]
+    pub quantization: Quantization,
+    /// Edges per graph node (HNSW's M). Stored in the file: changing it needs a rebuild.
+    #[serde(default = "IndexSettings::default_connectivity")]
+    pub connectivity: usize,
+    /// Candidate list length while inserting: higher builds a better graph, slower.
+    #[serde(default = "IndexSettings::default_expansion")]
+    pub expansion_add: usize,
+    /// Candidate list length while searching: higher finds more true neighbours, slower.
+    #[serde(default = "IndexSettings::default_expansion")]
+    pub expansion_search: usize,
+    /// How many searches may run inside usearch at once; the rest wait their turn. Writes are
+    /// one at a time regardless. `None`: twice the available CPUs, at least 4.
+    #[serde(default)]
+    pub threads: Option<usize>,
+}
+
+/// The defaults of every field but `dimension`, which has none: it stays 0, which
+/// [`AnnIndex::new`] refuses until it is set.
+impl Default for IndexSettings {
+    fn default() -> Self {
+        Self {
+            dimension: 0,
+            metric: Metric::default(),
+            quantization: Quantization::default(),
+            connectivity: Self::DEFAULT_CONNECTIVITY,
+            expansion_add: Self::DEFAULT_EXPANSION,
+            expansion_search: Self::DEFAULT_EXPANSION,
+            threads: None,
+        }
+    }
+}
+
+impl IndexSettings {
+    pub const DEFAULT_CONNECTIVITY: usize = 16;
+    pub const DEFAULT_EXPANSION: usize = 128;
+
+    /// Cosine over `f32` with the default graph parameters.
+    pub fn new(dimension: usize) -> Self {
+        Self {
+            dimension,
+            ..Self::default()
+        }
+    }
+
+    fn default_connectivity() -> usize {
+        Self::DEFAULT_CONNECTIVITY
+    }
+
+    fn default_expansion() -> usize {
+        Self::DEFAULT_EXPANSION
+    }
+
+    fn validate(&self) -> Result<(), AnnError> {
+        if self.dimension == 0 {
+            return Err(AnnError::InvalidSettings("dimension must be at least 1"));
+        }
+        // usearch treats 0 as "its default" and degenerates below 2; say so instead.
+        if self.connectivity < 2 {
+            return Err(AnnError::InvalidSettings("connectivity must be at least 2"));
+        }
+        if self.expansion_add == 0 || self.expansion_search == 0 {
+            return Err(AnnError::InvalidSettings("expansions must be at least 1"));
+        }
+        if self.threads == Some(0) {
+            return Err(AnnError::InvalidSettings("threads must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| (available_cpus() * 2).max(4))
+    }
+
+    fn options(&self) -> IndexOptions {
+        IndexOptions {
+            dimensions: self.dimension,
+            metric: self.metric.kind(),
+            quantization: self.quantization.scalar(),
+            connectivity: self.connectivity,
+            expansion_add: self.expansion_add,
+            expansion_search: self.expansion_search,
+            multi: false,
+        }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbour {
+    pub key: u64,
+    /// 1 − cosine distance: 1 is the same direction, higher is closer.
+    pub similarity: f32,
+}
+
+/// Every way an index operation can fail. Messages never carry vector content.
+#[derive(Debug, thiserror::Error)]
+pub enum AnnError {
+    #[error("invalid index settings: {0}")]
+    InvalidSettings(&'static str),
+    #[error("vector has {actual} dimensions, the index expects {expected}")]
+    DimensionMismatch { expected: usize, actual: usize },
+    #[error("invalid vector: {0}")]
+    InvalidVector(&'static str),
+    #[error("key {0} is reserved by usearch for deleted entries")]
+    ReservedKey(u64),
+    #[error("the index file has {field} {stored}, the settings ask for {configured}")]
+    SettingsMismatch {
+        field: &'static str,
+        stored: String,
+        configured: String,
+    },
+    #[error("usearch failed to {operation}: {message}")]
+    Usearch {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("failed to {operation} {}", path.display())]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("index file {} is corrupt: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: &'static str },
+    #[error("unusable index path {}: {reason}", path.display())]
+    InvalidPath { path: PathBuf, reason: &'static str },
+}
+
+/// A thread-safe, self-growing usearch index. Every method blocks (usearch is synchronous C++):
+/// call it from `spawn_blocking` or a dedicated thread, never on an async worker.
+pub struct AnnIndex {
+    /// Read-locked by every call into usearch; write-locked only to grow.
+    index: RwLock<Index>,
+    /// Held by add, remove and save: one insertion at a time keeps every node reachable, and a
+    /// snapshot never interleaves with a mutation. Searches never take it.
+    writer: Mutex<()>,
+    /// Admits searches; the writer does not need a permit, it owns the extra thread slot.
+    searches: Slots,
+    settings: IndexSettings,
+    /// Concurrent searches allowed; usearch has one more thread slot, for the writer.
+    threads: usize,
+}
+
+// The hub shares indexes behind `Arc` across blocking threads: keep that a compile-time fact.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<AnnIndex>();
+};
+
+impl fmt::Debug for AnnIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnnIndex")
+            .field("settings", &self.settings)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnnIndex {
+    /// An empty index.
+    pub fn new(settings: &IndexSettings) -> Result<Self, AnnError> {
+        settings.validate()?;
+        let index = Index::new(&settings.options()).map_err(native("create the index"))?;
+        Self::ready(index, settings)
+    }
+
+    /// Restores an index written by [`AnnIndex::save`]. The file must match `settings` in
+    /// dimension, metric and quantization; anything else is an error, and the caller rebuilds.
+    pub fn load(path: &Path, settings: &IndexSettings) -> Result<Self, AnnError> {
+        settings.validate()?;
+        let path_text = utf8(path)?;
+        // usearch trusts its input: a flipped bit in the graph could become an out-of-bounds read
+        // on a later search. Only bytes that hash to what `save` wrote are handed to it.
+        let payload = verify_trailer(path)?;
+        // The header alone says whether the file fits, before any of it is loaded into memory.
+        let header = Index::metadata(path_text).map_err(native("read the index header"))?;
+        let stored_dimension = usize::try_from(header.dimensions).unwrap_or(usize::MAX);
+        if stored_dimension != settings.dimension {
+            return Err(AnnError::DimensionMismatch {
+                expected: settings.dimension,
+                actual: stored_dimension,
+            });
+        }
+        if header.metric != settings.metric.kind() {
+            return Err(mismatch("metric", header.metric, settings.metric.kind()));
+        }
+        if header.quantization != settings.quantization.scalar() {
+            return Err(mismatch(
+                "quantization",
+                header.quantization,
+                settings.quantization.scalar(),
+            ));
+        }
+        if header.multi {
+            return Err(mismatch("multi", true, false));
+        }
+
+        let index = Index::new(&settings.options()).map_err(native("create the index"))?;
+        index.load(path_text).map_err(native("load the index"))?;
+        if index.dimensions() != settings.dimension {
+            return Err(AnnError::Corrupt {
+                path: path.to_owned(),
+                reason: "header and body disagree on the dimension",
+            });
+        }
+        // usearch stops reading where its data ends, and the trailer follows: a payload cut
+        // short but resealed would be completed with trailer bytes without this check.
+        if u64::try_from(index.serialized_length()).ok() != Some(payload) {
+            return Err(AnnError::Corrupt {
+                path: path.to_owned(),
+                reason: "usearch read a different length than was saved",
+            });
+        }
+        if index.connectivity() != settings.connectivity {
+            // Still a valid graph: searches work, only its shape differs from the new setting.
+            tracing::warn!(
+                path = %path.display(),
+                stored = index.connectivity(),
+                configured = settings.connectivity,
+                "index was built with another connectivity; rebuild it to apply the new one"
+            );
+        }
+        Self::ready(index, settings)
+    }
+
+    /// Final setup shared by `new` and `load`. A loaded usearch index has capacity for exactly
+    /// its members and one thread slot per core, whatever it had when saved: both must be
+    /// reserved again before the first concurrent call.
+    fn ready(index: Index, settings: &IndexSettings) -> Result<Self, AnnError> {
+        let threads = settings.threads();
+        let capacity = grown_capacity(0, index.size().saturating_add(1));
+        index
+            .reserve_capacity_and_threads(capacity, usearch_slots(threads))
+            .map_err(native("reserve capacity and threads"))?;
+        index.change_expansion_add(settings.expansion_add);
+        index.change_expansion_search(settings.expansion_search);
+        Ok(Self {
+            index: RwLock::new(index),
+            writer: Mutex::new(()),
+            searches: Slots::new(threads),
+            settings: settings.clone(),
+            threads,
+        })
+    }
+
+    /// Inserts `vector` under `key`, replacing whatever the key held before.
+    pub fn add(&self, key: u64, vector: &[f32]) -> Result<(), AnnError> {
+        check_key(key)?;
+        let norm = self.check_vector(vector)?;
+        let mut unit = Vec::with_capacity(vector.len());
+        normalise_into(vector, norm, &mut unit);
+        let _writer = lock(&self.writer);
+        self.reserve_room(1)?;
+        self.insert(key, &unit)
+    }
+
+    /// Inserts many vectors, growing the index once. Every item is validated before any is
+    /// inserted; if a key repeats, its last vector wins. The batch is one write: a save sees
+    /// all of it or none, and other writes wait, so page very large loads. An error after
+    /// validation (usearch failing) can leave part of the batch inserted.
+    ///
+    /// Insertion is sequential on purpose: concurrent inserts strand nodes (module comment).
+    pub fn add_batch(&self, items: &[(u64, &[f32])]) -> Result<(), AnnError> {
+        let mut last_position = HashMap::with_capacity(items.len());
+        let mut norms = Vec::with_capacity(items.len());
+        for (position, &(key, vector)) in items.iter().enumerate() {
+            check_key(key)?;
+            norms.push(self.check_vector(vector)?);
+            last_position.insert(key, position);
+        }
+        let work = items
+            .iter()
+            .zip(norms)
+            .enumerate()
+            .filter(|(position, ((key, _), _))| last_position.get(key) == Some(position));
+
+        let _writer = lock(&self.writer);
+        self.reserve_room(last_position.len())?;
+        let mut unit = Vec::with_capacity(self.settings.dimension);
+        for (_, (&(key, vector), norm)) in work {
+            normalise_into(vector, norm, &mut unit);
+            self.insert(key, &unit)?;
+        }
+        Ok(())
+    }
+
+    /// The insertion proper: the caller holds the writer, has reserved room, validated the key
+    /// and normalised the vector.
+    fn insert(&self, key: u64, unit: &[f32]) -> Result<(), AnnError> {
+        let index = read(&self.index);
+        // usearch refuses duplicate keys and cannot update in place.
+        if index.contains(key) {
+            index
+                .remove(key)
+                .map_err(native("remove the replaced vector"))?;
+        }
+        index.add(key, unit).map_err(native("add a vector"))
+    }
+
+    /// Removes `key`; `false` if it was not there.
+    pub fn remove(&self, key: u64) -> Result<bool, AnnError> {
+        if key == RESERVED_KEY {
+            return Ok(false);
+        }
+        let _writer = lock(&self.writer);
+        let removed = read(&self.index)
+            .remove(key)
+            .map_err(native("remove a vector"))?;
+        Ok(removed > 0)
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        key != RESERVED_KEY && read(&self.index).contains(key)
+    }
+
+    /// Live members (removed ones excluded).
+    pub fn len(&self) -> usize {
+        read(&self.index).size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Members the index can hold before it next grows.
+    pub fn capacity(&self) -> usize {
+        read(&self.index).capacity()
+    }
+
+    /// The `count` nearest members to `query`, best first.
+    pub fn search(&self, query: &[f32], count: usize) -> Result<Vec<Neighbour>, AnnError> {
+        let norm = self.check_vector(query)?;
+        let mut unit = Vec::with_capacity(query.len());
+        normalise_into(query, norm, &mut unit);
+        let _permit = self.searches.acquire();
+        let index = read(&self.index);
+        // usearch sizes its result buffers by `count` up front: never let a caller pick that.
+        let count = count.min(index.size());
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let matches = index.search(&unit, count).map_err(native("search"))?;
+        Ok(matches
+            .keys
+            .iter()
+            .zip(&matches.distances)
+            .map(|(&key, &distance)| Neighbour {
+                key,
+                // Rounding (more so with f16) can push a distance just past [0, 2].
+                similarity: (1.0 - distance).clamp(-1.0, 1.0),
+            })
+            .collect())
+    }
+
+    /// Writes the index to `path` atomically: a reader or a crash sees the old file or the new
+    /// one, never a mix. Searches go on meanwhile; adds and removes wait for the snapshot.
+    pub fn save(&self, path: &Path) -> Result<(), AnnError> {
+        static SAVES: AtomicU64 = AtomicU64::new(0);
+        let name = path.file_name().ok_or_else(|| AnnError::InvalidPath {
+            path: path.to_owned(),
+            reason: "it names no file",
+        })?;
+        // Same directory, so the final rename never crosses a filesystem (which would copy).
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(
+            ".{}-{}.tmp",
+            std::process::id(),
+            SAVES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let temp = directory.join(temp_name);
+
+        let outcome = self.write_snapshot(&temp).and_then(|()| {
+            fs::rename(&temp, path).map_err(io_error("rename the snapshot to", path))?;
+            sync_directory(directory)
+        });
+        if outcome.is_err() {
+            // Best effort: the error that made the save fail is the one worth reporting.
+            let _ = fs::remove_file(&temp);
+        }
+        outcome
+    }
+
+    /// usearch's own serialisation, then the checksum trailer, then fsync.
+    fn write_snapshot(&self, temp: &Path) -> Result<(), AnnError> {
+        let temp_text = utf8(temp)?;
+        {
+            let _writer = lock(&self.writer);
+            read(&self.index)
+                .save(temp_text)
+                .map_err(native("save the index"))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(temp)
+            .map_err(io_error("reopen the snapshot", temp))?;
+        restrict_permissions(&file, temp)?;
+        let length = file
+            .metadata()
+            .map_err(io_error("inspect the snapshot", temp))?
+            .len();
+        let checksum =
+            checksum(&mut (&file).take(length)).map_err(io_error("checksum the snapshot", temp))?;
+        file.write_all(&trailer(length, checksum))
+            .map_err(io_error("write the trailer of", temp))?;
+        file.sync_all().map_err(io_error("sync the snapshot", temp))
+    }
+
+    /// A fairly accurate lower bound of the RAM the index holds, in bytes.
+    pub fn memory_usage(&self) -> usize {
+        read(&self.index).memory_usage()
+    }
+
+    pub fn settings(&self) -> &IndexSettings {
+        &self.settings
+    }
+
+    /// Searches allowed inside usearch at once.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Grows the index, if needed, so that `incoming` more members fit. The caller holds the
+    /// writer, so nothing else can add between this and its insertions. (usearch's `size`
+    /// excludes removed nodes, but an add reuses a removed node before it takes a new one.)
+    fn reserve_room(&self, incoming: usize) -> Result<(), AnnError> {
+        let (size, capacity) = {
+            let index = read(&self.index);
+            (index.size(), index.capacity())
+        };
+        let needed = size.saturating_add(incoming);
+        if needed <= capacity {
+            return Ok(());
+        }
+        let index = write(&self.index);
+        let capacity = grown_capacity(capacity, needed);
+        index
+            .reserve_capacity_and_threads(capacity, usearch_slots(self.threads))
+            .map_err(native("grow the index"))?;
+        if index.capacity() < needed {
+            return Err(AnnError::Usearch {
+                operation: "grow the index",
+                message: format!("capacity {} after reserving {capacity}", index.capacity()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Length, finiteness and (for cosine) a direction; returns the Euclidean norm.
+    fn check_vector(&self, vector: &[f32]) -> Result<f64, AnnError> {
+        if vector.len() != self.settings.dimension {
+            return Err(AnnError::DimensionMismatch {
+                expected: self.settings.dimension,
+                actual: vector.len(),
+            });
+        }
+        // In f64 so that large but finite components cannot overflow the sum.
+        let mut squares = 0.0_f64;
+        for &component in vector {
+            if !component.is_finite() {
+                return Err(AnnError::InvalidVector("a component is NaN or infinite"));
+            }
+            squares += f64::from(component) * f64::from(component);
+        }
+        match self.settings.metric {
+            Metric::Cosine if squares == 0.0 => {
+                Err(AnnError::InvalidVector("a zero vector has no direction"))
+            }
+            Metric::Cosine => Ok(squares.sqrt()),
+        }
+    }
+}
+
+/// A counting semaphore over the searches' share of usearch's thread slots.
+#[derive(Debug)]
+struct Slots {
+    free: Mutex<usize>,
+    released: Condvar,
+}
+
+impl Slots {
+    fn new(permits: usize) -> Self {
+        Self {
+            free: Mutex::new(permits),
+            released: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> SlotPermit<'_> {
+        let mut free = lock(&self.free);
+        while *free == 0 {
+            free = self
+                .released
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        SlotPermit { slots: self }
+    }
+}
+
+#[derive(Debug)]
+struct SlotPermit<'a> {
+    slots: &'a Slots,
+}
+
+impl Drop for SlotPermit<'_> {
+    fn drop(&mut self) {
+        *lock(&self.slots.free) += 1;
+        self.slots.released.notify_one();
+    }
+}
+
+// Poisoning is ignored: the guarded state is usearch's, and a panic on the Rust side cannot
+// leave it half-changed (each FFI call completes or throws before Rust code runs again).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// One thread slot per admitted search, plus the writer's own.
+fn usearch_slots(threads: usize) -> usize {
+    threads.saturating_add(1)
+}
+
+/// Doubling keeps the number of (exclusive, stop-the-world) grow steps logarithmic.
+fn grown_capacity(current: usize, needed: usize) -> usize {
+    needed.max(current.saturating_mul(2)).max(MIN_CAPACITY)
+}
+
+fn check_key(key: u64) -> Result<(), AnnError> {
+    if key == RESERVED_KEY {
+        return Err(AnnError::ReservedKey(key));
+    }
+    Ok(())
+}
+
+/// Cosine ignores length, but quantised scalars (f16 now, i8 later) only hold unit-scale
+/// components well: hand usearch unit vectors.
+fn normalise_into(vector: &[f32], norm: f64, unit: &mut Vec<f32>) {
+    unit.clear();
+    unit.extend(vector.iter().map(|&x| (f64::from(x) / norm) as f32));
+}
+
+fn native<E: fmt::Display>(operation: &'static str) -> impl FnOnce(E) -> AnnError {
+    move |error| AnnError::Usearch {
+        operation,
+        message: error.to_string(),
+    }
+}
+
+fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> AnnError {
+    let path = path.to_owned();
+    move |source| AnnError::Io {
+        operation,
+        path,
+        source,
+    }
+}
+
+fn mismatch(field: &'static str, stored: impl fmt::Debug, configured: impl fmt::Debug) -> AnnError {
+    AnnError::SettingsMismatch {
+        field,
+        stored: format!("{stored:?}"),
+        configured: format!("{configured:?}"),
+    }
+}
+
+/// The binding takes paths as `&str`.
+fn utf8(path: &Path) -> Result<&str, AnnError> {
+    path.to_str().ok_or_else(|| AnnError::InvalidPath {
+        path: path.to_owned(),
+        reason: "usearch takes UTF-8 paths only",
+    })
+}
+
+#[cfg(unix)]
+fn sync_directory(directory: &Path) -> Result<(), AnnError> {
+    // Without this the rename itself may not survive a power cut.
+    File::open(directory)
+        .and_then(|handle| handle.sync_all())
+        .map_err(io_error("sync the directory", directory))
+}
+
+#[cfg(not(unix))]
+fn sync_directory(_directory: &Path) -> Result<(), AnnError> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict_permissions(file: &File, path: &Path) -> Result<(), AnnError> {
+    use std::os::unix::fs::PermissionsExt;
+    // Biometric templates are special-category personal data: owner-only, whatever the umask.
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(io_error("restrict the permissions of", path))
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_file: &File, _path: &Path) -> Result<(), AnnError> {
+    Ok(())
+}
+
+fn trailer(length: u64, checksum: u64) -> [u8; TRAILER_LEN as usize] {
+    let mut bytes = [0; TRAILER_LEN as usize];
+    bytes[..8].copy_from_slice(&TRAILER_MAGIC);
+    bytes[8..16].copy_from_slice(&length.to_le_bytes());
+    bytes[16..].copy_from_slice(&checksum.to_le_bytes());
+    bytes
+}
+
+/// Checks the trailer and the checksum of everything before it; returns that payload's length.
+fn verify_trailer(path: &Path) -> Result<u64, AnnError> {
+    let corrupt = |reason| AnnError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut file = File::open(path).map_err(io_error("open", path))?;
+    let length = file.metadata().map_err(io_error("inspect", path))?.len();
+    let payload = length
+        .checked_sub(TRAILER_LEN)
+        .ok_or_else(|| corrupt("shorter than its trailer"))?;
+    let mut stored = [0; TRAILER_LEN as usize];
+    file.seek(SeekFrom::Start(payload))
+        .and_then(|_| file.read_exact(&mut stored))
+        .map_err(io_error("read the trailer of", path))?;
+    if stored[..8] != TRAILER_MAGIC {
+        return Err(corrupt("no trailer: truncated, or not written by this hub"));
+    }
+    if stored[8..16] != payload.to_le_bytes() {
+        return Err(corrupt("its length differs from the one recorded at save"));
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(io_error("rewind", path))?;
+    let actual = checksum(&mut (&file).take(payload)).map_err(io_error("read", path))?;
+    if stored[16..] != actual.to_le_bytes() {
+        return Err(corrupt("checksum mismatch"));
+    }
+    Ok(payload)
+}
+
+/// A 64-bit multiply–xorshift hash over little-endian words. Each step is a bijection of the
+/// state, so any single changed word always changes the result; it guards against torn writes
+/// and bit rot, not against an adversary (who could as well write a valid file).
+fn checksum(reader: &mut impl Read) -> io::Result<u64> {
+    fn mix(state: u64, word: u64) -> u64 {
+        let state = (state ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        state ^ (state >> 32)
+    }
+    let mut buffer = vec![0_u8; 1 << 20];
+    let mut state = 0xCBF2_9CE4_8422_2325_u64;
+    let mut total = 0_u64;
+    loop {
+        let filled = fill(reader, &mut buffer)?;
+        let (words, tail) = buffer[..filled].as_chunks::<8>();
+        for word in words {
+            state = mix(state, u64::from_le_bytes(*word));
+        }
+        total += filled as u64;
+        if filled < buffer.len() {
+            if !tail.is_empty() {
+                let mut last = [0_u8; 8];
+                last[..tail.len()].copy_from_slice(tail);
+                state = mix(state, u64::from_le_bytes(last));
+            }
+            // The length distinguishes a zero-padded tail from real zero bytes.
+            return Ok(mix(state, total));
+        }
+    }
+}
+
+/// Reads until `buffer` is full or the input ends, so only the final chunk can be short.
+fn fill(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const DIMENSION: usize = 64;
+
+    /// SplitMix64: deterministic, so a failure reproduces.
+    struct Random(u64);
+
+    impl Random {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform in [-1, 1).
+        fn component(&mut self) -> f32 {
+            (self.next_u64() >> 40) as f32 / (1_u64 << 23) as f32 - 1.0
+        }
+
+        fn unit_vector(&mut self, dimension: usize) -> Vec<f32> {
+            let vector: Vec<f32> = (0..dimension).map(|_| self.component()).collect();
+            let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+            vector.iter().map(|x| x / norm).collect()
+        }
+
+        fn noisy_copy(&mut self, vector: &[f32], amount: f32) -> Vec<f32> {
+            vector
+                .iter()
+                .map(|x| x + amount * self.component())
+                .collect()
+        }
+    }
+
+    /// A fresh directory under the system temp dir, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Self {
+            static COUNT: AtomicU64 = AtomicU64::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "hub-ann-test-{}-{}",
+                std::process::id(),
+                COUNT.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        fn entries(&self) -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(&self.0)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn vectors(seed: u64, count: usize) -> Vec<Vec<f32>> {
+        let mut random = Random(seed);
+        (0..count).map(|_| random.unit_vector(DIMENSION)).collect()
+    }
+
+    fn filled(settings: &IndexSettings, vectors: &[Vec<f32>]) -> AnnIndex {
+        let index = AnnIndex::new(settings).unwrap();
+        let items: Vec<(u64, &[f32])> = vectors
+            .iter()
+            .enumerate()
+            .map(|(key, vector)| (key as u64, vector.as_slice()))
+            .collect();
+        index.add_batch(&items).unwrap();
+        index
+    }
+
+    fn recall_of_noisy_copies(index: &AnnIndex, vectors: &[Vec<f32>], amount: f32) -> f64 {
+        let mut random = Random(99);
+        let mut found = 0;
+        for (key, vector) in vectors.iter().enumerate() {
+            let neighbours = index.search(&random.noisy_copy(vector, amount), 5).unwrap();
+            assert!(
+                neighbours
+                    .windows(2)
+                    .all(|pair| pair[0].similarity >= pair[1].similarity),
+                "results are best first"
+            );
+            if neighbours.first().map(|n| n.key) == Some(key as u64) {
+                found += 1;
+            }
+        }
+        f64::from(found) / vectors.len() as f64
+    }
+
+    #[test]
+    fn noisy_copies_find_their_own_key_first() {
+        let vectors = vectors(1, 2_000);
+        let index = filled(&IndexSettings::new(DIMENSION), &vectors);
+        assert_eq!(index.len(), 2_000);
+        let recall = recall_of_noisy_copies(&index, &vectors, 0.1);
+        eprintln!("f32 recall@1 of noisy copies: {recall:.4}");
+        assert!(recall >= 0.99, "recall {recall}");
+
+        let exact = index.search(&vectors[7], 1).unwrap();
+        assert_eq!(exact[0].key, 7);
+        assert!((exact[0].similarity - 1.0).abs() < 1e-5);
+        assert!(index.memory_usage() > 2_000 * DIMENSION * 4);
+    }
+
+    #[test]
+    fn f16_quantization_keeps_recall() {
+        let vectors = vectors(2, 2_000);
+        let settings = IndexSettings {
+            quantization: Quantization::F16,
+            ..IndexSettings::new(DIMENSION)
+        };
+        let index = filled(&settings, &vectors);
+        let recall = recall_of_noisy_copies(&index, &vectors, 0.1);
+        eprintln!("f16 recall@1 of noisy copies: {recall:.4}");
+        assert!(recall >= 0.99, "recall {recall}");
+    }
+
+    #[test]
+    fn single_adds_grow_past_the_initial_reservation() {
+        let index = AnnIndex::new(&IndexSettings::new(DIMENSION)).unwrap();
+        let initial = index.capacity();
+        assert!(initial >= MIN_CAPACITY);
+        let vectors = vectors(3, initial * 3);
+        for (key, vector) in vectors.iter().enumerate() {
+            index.add(key as u64, vector).unwrap();
+        }
+        assert_eq!(index.len(), vectors.len());
+        assert!(index.capacity() >= vectors.len() + index.threads());
+        for key in (0..vectors.len()).step_by(97) {
+            assert_eq!(index.search(&vectors[key], 1).unwrap()[0].key, key as u64);
+        }
+    }
+
+    #[test]
+    fn removal_makes_a_key_unfindable() {
+        let vectors = vectors(4, 300);
+        let index = filled(&IndexSettings::new(DIMENSION), &vectors);
+        assert!(index.remove(7).unwrap());
+        assert!(!index.remove(7).unwrap());
+        assert!(!index.remove(RESERVED_KEY).unwrap());
+        assert_eq!(index.len(), 299);
+        assert!(!index.contains(7));
+        let neighbours = index.search(&vectors[7], 20).unwrap();
+        assert_eq!(neighbours.len(), 20);
+        assert!(neighbours.iter().all(|n| n.key != 7));
+
+        // Its graph node is reused by the next insertion, which must be findable.
+        index.add(7_000, &vectors[7]).unwrap();
+        assert_eq!(index.search(&vectors[7], 1).unwrap()[0].key, 7_000);
+        assert_eq!(index.len(), 300);
+    }
+
+    #[test]
+    fn adding_an_existing_key_replaces_its_vector() {
+        let vectors = vectors(5, 200);
+        let index = filled(&IndexSettings::new(DIMENSION), &vectors);
+        index.add(3, &vectors[150]).unwrap();
+        assert_eq!(index.len(), 200);
+        let neighbours = index.search(&vectors[150], 2).unwrap();
+        let keys: Vec<u64> = neighbours.iter().map(|n| n.key).collect();
+        assert!(keys.contains(&3) && keys.contains(&150), "{keys:?}");
+        assert!(
+            index
+                .search(&vectors[3], 5)
+                .unwrap()
+                .iter()
+                .all(|n| n.key != 3 || n.similarity < 0.9)
+        );
+
+        // Same for a key repeated inside one batch: the last occurrence wins.
+        let batch: Vec<(u64, &[f32])> =
+            vec![(500, vectors[10].as_slice()), (500, vectors[20].as_slice())];
+        index.add_batch(&batch).unwrap();
+        assert_eq!(index.len(), 201);
+        let best = index.search(&vectors[20], 2).unwrap();
+        assert!(best.iter().any(|n| n.key == 500 && n.similarity > 0.999));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let index = AnnIndex::new(&IndexSettings::new(DIMENSION)).unwrap();
+        assert!(index.search(&[0.5; DIMENSION], 3).unwrap().is_empty());
+        index.add(1, &[0.5; DIMENSION]).unwrap();
+
+        assert!(matches!(
+            index.search(&[0.5; DIMENSION - 1], 3),
+            Err(AnnError::DimensionMismatch {
+                expected: 64,
+                actual: 63
+            })
+        ));
+        assert!(matches!(
+            index.add(2, &[0.5; DIMENSION + 1]),
+            Err(AnnError::DimensionMismatch { .. })
+        ));
+        assert!(matches!(
+            index.add(2, &[0.0; DIMENSION]),
+            Err(AnnError::InvalidVector(_))
+        ));
+        let mut nan = [0.5; DIMENSION];
+        nan[3] = f32::NAN;
+        assert!(matches!(
+            index.search(&nan, 1),
+            Err(AnnError::InvalidVector(_))
+        ));
+        assert!(matches!(
+            index.add(u64::MAX, &[0.5; DIMENSION]),
+            Err(AnnError::ReservedKey(_))
+        ));
+        let batch: Vec<(u64, &[f32])> = vec![(2, &[0.5; DIMENSION][..]), (3, &[0.5; 3][..])];
+        assert!(index.add_batch(&batch).is_err());
+        assert!(!index.contains(2), "a rejected batch inserts nothing");
+
+        assert!(index.search(&[0.5; DIMENSION], 0).unwrap().is_empty());
+        assert_eq!(
+            index.search(&[0.5; DIMENSION], usize::MAX).unwrap().len(),
+            1
+        );
+        assert!(matches!(
+            AnnIndex::new(&IndexSettings::new(0)),
+            Err(AnnError::InvalidSettings(_))
+        ));
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let scratch = Scratch::new();
+        let path = scratch.0.join("face-algo.usearch");
+        let vectors = vectors(6, 1_500);
+        let settings = IndexSettings::new(DIMENSION);
+        let index = filled(&settings, &vectors);
+        index.remove(11).unwrap();
+        index.save(&path).unwrap();
+        // A second save replaces the first, through the same temp-and-rename path.
+        index.save(&path).unwrap();
+        assert_eq!(scratch.entries(), vec!["face-algo.usearch".to_owned()]);
+
+        let loaded = AnnIndex::load(&path, &settings).unwrap();
+        assert_eq!(loaded.len(), index.len());
+        assert!(!loaded.contains(11));
+        let mut random = Random(7);
+        for _ in 0..50 {
+            let query = random.unit_vector(DIMENSION);
+            assert_eq!(
+                index.search(&query, 10).unwrap(),
+                loaded.search(&query, 10).unwrap()
+            );
+        }
+
+        // A loaded index must take concurrent callers and grow like a new one.
+        std::thread::scope(|scope| {
+            for thread in 0..16_u64 {
+                let loaded = &loaded;
+                let vectors = &vectors;
+                scope.spawn(move || {
+                    for i in 0..40_u64 {
+                        let key = 10_000 + thread * 100 + i;
+                        loaded.add(key, &vectors[(key % 1_500) as usize]).unwrap();
+                        loaded.search(&vectors[i as usize], 5).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(loaded.len(), 1_499 + 16 * 40);
+    }
+
+    #[test]
+    fn damaged_files_are_errors() {
+        let scratch = Scratch::new();
+        let settings = IndexSettings::new(DIMENSION);
+        let good = scratch.0.join("good.usearch");
+        filled(&settings, &vectors(8, 300)).save(&good).unwrap();
+        let bytes = fs::read(&good).unwrap();
+        let payload = &bytes[..bytes.len() - TRAILER_LEN as usize];
+        let load = |name: &str, content: &[u8]| {
+            let path = scratch.0.join(name);
+            fs::write(&path, content).unwrap();
+            AnnIndex::load(&path, &settings)
+        };
+
+        assert!(matches!(load("empty", &[]), Err(AnnError::Corrupt { .. })));
+        assert!(matches!(
+            load("half", &bytes[..bytes.len() / 2]),
+            Err(AnnError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            load("bare", payload),
+            Err(AnnError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            load("garbage", &[0xA5; 4096]),
+            Err(AnnError::Corrupt { .. })
+        ));
+        let mut flipped = bytes.clone();
+        flipped[bytes.len() / 3] ^= 0x10;
+        assert!(matches!(
+            load("flipped", &flipped),
+            Err(AnnError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            AnnIndex::load(&scratch.0.join("missing"), &settings),
+            Err(AnnError::Io { .. })
+        ));
+
+        // A truncated usearch payload under a trailer that vouches for it: usearch's parser,
+        // or the length check after it, must refuse it.
+        for cut in [
+            0,
+            4,
+            100,
+            payload.len() / 2,
+            payload.len() - 23,
+            payload.len() - 1,
+        ] {
+            let mut resealed = payload[..cut].to_vec();
+            let checksum = checksum(&mut &resealed[..]).unwrap();
+            resealed.extend_from_slice(&trailer(cut as u64, checksum));
+            assert!(load("resealed", &resealed).is_err(), "cut at {cut}");
+        }
+        AnnIndex::load(&good, &settings).unwrap();
+    }
+
+    #[test]
+    fn loading_with_other_settings_is_an_error() {
+        let scratch = Scratch::new();
+        let path = scratch.0.join("index.usearch");
+        filled(&IndexSettings::new(DIMENSION), &vectors(9, 100))
+            .save(&path)
+            .unwrap();
+        assert!(matches!(
+            AnnIndex::load(&path, &IndexSettings::new(32)),
+            Err(AnnError::DimensionMismatch {
+                expected: 32,
+                actual: 64
+            })
+        ));
+        let f16 = IndexSettings {
+            quantization: Quantization::F16,
+            ..IndexSettings::new(DIMENSION)
+        };
+        assert!(matches!(
+            AnnIndex::load(&path, &f16),
+            Err(AnnError::SettingsMismatch {
+                field: "quantization",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn sixteen_threads_add_search_and_remove_concurrently() {
+        // One thread slot forces every caller through the semaphore; the default exercises
+        // real parallelism inside usearch.
+        for threads in [Some(1), None] {
+            let settings = IndexSettings {
+                threads,
+                ..IndexSettings::new(DIMENSION)
+            };
+            let index = AnnIndex::new(&settings).unwrap();
+            let vectors = vectors(10, 16 * 150);
+            std::thread::scope(|scope| {
+                for thread in 0..16 {
+                    let index = &index;
+                    let vectors = &vectors;
+                    scope.spawn(move || {
+                        for i in 0..150 {
+                            let key = thread * 150 + i;
+                            index.add(key as u64, &vectors[key]).unwrap();
+                            index.search(&vectors[key], 3).unwrap();
+                            if i % 10 == 0 {
+                                assert!(index.remove(key as u64).unwrap());
+                                index.add(key as u64, &vectors[key]).unwrap();
+                            }
+                        }
+                    });
+                }
+            });
+            assert_eq!(index.len(), 16 * 150);
+            let recall = recall_of_noisy_copies(&index, &vectors, 0.1);
+            // Exact self-queries are what concurrent inserts used to break (upstream #735).
+            let reachable = vectors
+                .iter()
+                .enumerate()
+                .filter(|&(key, vector)| index.search(vector, 1).unwrap()[0].key == key as u64)
+                .count();
+            eprintln!(
+                "after a 16-thread build (threads {threads:?}): recall@1 of noisy copies {recall:.4}, \
+                 exact self-queries found first {reachable}/{}",
+                vectors.len()
+            );
+            assert!(recall >= 0.99, "recall {recall}");
+            assert!(
+                reachable * 1000 >= vectors.len() * 999,
+                "{reachable} reachable"
+            );
+        }
+    }
+
+    #[test]
+    fn concurrent_replacements_of_one_key_leave_one_member() {
+        let index = AnnIndex::new(&IndexSettings::new(DIMENSION)).unwrap();
+        let vectors = vectors(11, 16);
+        std::thread::scope(|scope| {
+            for vector in &vectors {
+                let index = &index;
+                scope.spawn(move || {
+                    for _ in 0..50 {
+                        index.add(42, vector).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(index.len(), 1);
+        assert!(index.contains(42));
+    }
+
+    #[test]
+    fn saving_while_others_add_gives_loadable_snapshots() {
+        let scratch = Scratch::new();
+        let settings = IndexSettings::new(DIMENSION);
+        let vectors = vectors(12, 2_000);
+        let index = filled(&settings, &vectors[..500]);
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let index = &index;
+                let vectors = &vectors;
+                scope.spawn(move || {
+                    for key in (500 + thread..2_000).step_by(4) {
+                        index.add(key as u64, &vectors[key]).unwrap();
+                    }
+                });
+            }
+            for round in 0..3 {
+                let path = scratch.0.join(format!("snapshot-{round}.usearch"));
+                index.save(&path).unwrap();
+                let loaded = AnnIndex::load(&path, &settings).unwrap();
+                assert!(loaded.len() >= 500);
+                assert_eq!(loaded.search(&vectors[3], 1).unwrap()[0].key, 3);
+            }
+        });
+        assert_eq!(index.len(), 2_000);
+    }
+
+    #[test]
+    fn settings_read_from_configuration() {
+        let settings: IndexSettings =
+            serde_json::from_str(r#"{"dimension": 512, "metric": "cosine"}"#).unwrap();
+        assert_eq!(settings, IndexSettings::new(512));
+        let tuned: IndexSettings = serde_json::from_str(
+            r#"{"dimension": 128, "quantization": "f16", "connectivity": 32, "threads": 8}"#,
+        )
+        .unwrap();
+        assert_eq!(tuned.quantization, Quantization::F16);
+        assert_eq!(tuned.connectivity, 32);
+        assert_eq!(tuned.expansion_search, IndexSettings::DEFAULT_EXPANSION);
+        assert!(
+            serde_json::from_str::<IndexSettings>(r#"{"dimension": 8, "metric": "l2"}"#).is_err()
+        );
+        assert!(serde_json::from_str::<IndexSettings>(r#"{"dimension": 8, "typo": 1}"#).is_err());
+    }
+}

@@ -1,0 +1,263 @@
+//! The shared biometric matching service (sBMS): one ANN index per partition × algorithm,
+//! derived from the store (the truth), persisted under the data directory, checked against
+//! the store at start-up and mended or rebuilt from it.
+
+pub mod ann;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use connectors::{AlgorithmRegistry, Partition};
+
+use self::ann::{AnnError, AnnIndex, IndexSettings, Neighbour};
+use crate::store::IdentityStore;
+
+/// Templates read from the store per round trip while building an index.
+const PAGE: usize = 2_000;
+
+/// One index and whether it changed since it was last saved.
+#[derive(Debug)]
+struct Slot {
+    index: Arc<AnnIndex>,
+    path: PathBuf,
+    dirty: AtomicBool,
+}
+
+/// Every index, complete: a `Biometrics` exists only once each index holds exactly the
+/// store's indexable templates, so nothing is ever searched in an incomplete index.
+#[derive(Debug)]
+pub struct Biometrics {
+    slots: HashMap<(Partition, String), Slot>,
+}
+
+/// A 1:N hit: a template of a partition and its similarity to the probe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub partition: Partition,
+    pub template_id: i64,
+    pub similarity: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BiometricsError {
+    #[error(transparent)]
+    Index(#[from] AnnError),
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+    #[error("index task failed: {0}")]
+    Task(String),
+    #[error("cannot create the index directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
+    IndexSettings {
+        dimension: algorithm.dimension,
+        ..IndexSettings::default()
+    }
+}
+
+/// Runs blocking index work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BiometricsError> + Send + 'static,
+) -> Result<T, BiometricsError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| BiometricsError::Task(e.to_string()))?
+}
+
+fn key(template_id: i64) -> u64 {
+    // Store ids are positive; the index keys them as unsigned.
+    template_id.unsigned_abs()
+}
+
+impl Biometrics {
+    /// Loads each partition × algorithm index from its file and makes it hold exactly the
+    /// store's indexable templates: missing ones are added; an index whose file is missing
+    /// or unreadable, or that holds templates the store no longer has, is rebuilt.
+    pub async fn open(
+        registry: &AlgorithmRegistry,
+        dir: &Path,
+        store_of: impl Fn(Partition) -> IdentityStore,
+    ) -> Result<Self, BiometricsError> {
+        std::fs::create_dir_all(dir)?;
+        let mut slots = HashMap::new();
+        for partition in [Partition::Civil, Partition::LawEnforcement] {
+            for algorithm in &registry.algorithms {
+                let path = dir.join(format!("{}-{}.usearch", partition.as_str(), algorithm.id));
+                let store = store_of(partition);
+                let (index, changed) = Self::reconcile(&store, algorithm, &path).await?;
+                tracing::info!(
+                    partition = partition.as_str(),
+                    algorithm = %algorithm.id,
+                    templates = index.len(),
+                    "biometric index checked against the store"
+                );
+                slots.insert(
+                    (partition, algorithm.id.clone()),
+                    Slot {
+                        index: Arc::new(index),
+                        path,
+                        dirty: AtomicBool::new(changed),
+                    },
+                );
+            }
+        }
+        let biometrics = Self { slots };
+        biometrics.save_dirty().await?;
+        Ok(biometrics)
+    }
+
+    async fn reconcile(
+        store: &IdentityStore,
+        algorithm: &connectors::Algorithm,
+        path: &Path,
+    ) -> Result<(AnnIndex, bool), BiometricsError> {
+        let settings = settings_for(algorithm);
+        let ids = store.indexable_template_ids(&algorithm.id).await?;
+        let file = path.to_path_buf();
+        let loaded_settings = settings.clone();
+        let loaded = blocking(move || Ok(AnnIndex::load(&file, &loaded_settings).ok())).await?;
+        let (index, missing) = match loaded {
+            Some(index) => {
+                let index = Arc::new(index);
+                let probe = Arc::clone(&index);
+                let expected = ids.clone();
+                let missing: Vec<i64> = blocking(move || {
+                    Ok(expected
+                        .into_iter()
+                        .filter(|id| !probe.contains(key(*id)))
+                        .collect())
+                })
+                .await?;
+                if index.len() + missing.len() == ids.len() {
+                    (index, missing)
+                } else {
+                    tracing::warn!(algorithm = %algorithm.id, "index holds templates the store does not: rebuilding");
+                    (Arc::new(AnnIndex::new(&settings)?), ids)
+                }
+            }
+            None => (Arc::new(AnnIndex::new(&settings)?), ids),
+        };
+        for chunk in missing.chunks(PAGE) {
+            let templates = store.templates_by_ids(chunk).await?;
+            let target = Arc::clone(&index);
+            blocking(move || {
+                let items: Vec<(u64, &[f32])> = templates
+                    .iter()
+                    .map(|(id, v)| (key(*id), v.as_slice()))
+                    .collect();
+                Ok(target.add_batch(&items)?)
+            })
+            .await?;
+        }
+        let index = Arc::try_unwrap(index)
+            .map_err(|_| BiometricsError::Task("index still shared".into()))?;
+        Ok((index, !missing.is_empty()))
+    }
+
+    /// Adds a record's indexable templates (ids aligned with the record's templates).
+    pub async fn add(
+        &self,
+        partition: Partition,
+        templates: &[connectors::BiometricTemplate],
+        template_ids: &[i64],
+    ) -> Result<(), BiometricsError> {
+        for (template, id) in templates.iter().zip(template_ids) {
+            if !template.indexable {
+                continue;
+            }
+            let Some(slot) = self.slots.get(&(partition, template.algorithm.clone())) else {
+                continue;
+            };
+            let index = Arc::clone(&slot.index);
+            let (key, vector) = (key(*id), template.vector.clone());
+            blocking(move || Ok(index.add(key, &vector)?)).await?;
+            slot.dirty.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Removes templates of a partition from every index that holds them.
+    pub async fn remove(
+        &self,
+        partition: Partition,
+        template_ids: &[i64],
+    ) -> Result<(), BiometricsError> {
+        if template_ids.is_empty() {
+            return Ok(());
+        }
+        for ((slot_partition, _), slot) in &self.slots {
+            if *slot_partition != partition {
+                continue;
+            }
+            let index = Arc::clone(&slot.index);
+            let keys: Vec<u64> = template_ids.iter().map(|id| key(*id)).collect();
+            let removed = blocking(move || {
+                let mut removed = false;
+                for key in keys {
+                    removed |= index.remove(key)?;
+                }
+                Ok(removed)
+            })
+            .await?;
+            if removed {
+                slot.dirty.store(true, Ordering::Release);
+            }
+        }
+        Ok(())
+    }
+
+    /// 1:N search of one algorithm's indexes in both partitions, best first.
+    pub async fn search(
+        &self,
+        algorithm: &str,
+        probe: &[f32],
+        count: usize,
+    ) -> Result<Vec<Hit>, BiometricsError> {
+        let mut hits = Vec::new();
+        for partition in [Partition::Civil, Partition::LawEnforcement] {
+            let Some(slot) = self.slots.get(&(partition, algorithm.to_owned())) else {
+                continue;
+            };
+            let index = Arc::clone(&slot.index);
+            let probe = probe.to_vec();
+            let neighbours: Vec<Neighbour> =
+                blocking(move || Ok(index.search(&probe, count)?)).await?;
+            hits.extend(neighbours.into_iter().filter_map(|n| {
+                Some(Hit {
+                    partition,
+                    template_id: i64::try_from(n.key).ok()?,
+                    similarity: n.similarity,
+                })
+            }));
+        }
+        hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        Ok(hits)
+    }
+
+    /// Number of templates in the index of a partition and algorithm.
+    pub fn len(&self, partition: Partition, algorithm: &str) -> usize {
+        self.slots
+            .get(&(partition, algorithm.to_owned()))
+            .map_or(0, |slot| slot.index.len())
+    }
+
+    /// Writes every index that changed since its last save (atomically: temp file, fsync,
+    /// rename). A crash loses nothing: start-up mends the index from the store.
+    pub async fn save_dirty(&self) -> Result<(), BiometricsError> {
+        for slot in self.slots.values() {
+            if slot.dirty.swap(false, Ordering::AcqRel) {
+                let index = Arc::clone(&slot.index);
+                let path = slot.path.clone();
+                if let Err(e) = blocking(move || Ok(index.save(&path)?)).await {
+                    slot.dirty.store(true, Ordering::Release);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,298 @@
+//! One partition's identity records: idempotent versioned upserts, reads, deletes, and the
+//! queries the biometric index and the multiple-identity detector need.
+
+use connectors::{Accepted, IdentityRecord, Partition, QualityFinding, SourceSystem};
+use serde::Serialize;
+use sqlx::Row;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::{Database, Schema, StoreError, placeholders, rows};
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpsertOutcome {
+    /// First version of this record.
+    Created,
+    /// The same version was already stored; nothing changed.
+    Replayed,
+    /// A newer version replaced the stored one.
+    Updated,
+}
+
+/// The stored version is newer than the one offered: the offer was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaleVersion {
+    pub stored: i64,
+}
+
+/// An applied upsert, with what the biometric index must follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upserted {
+    pub outcome: UpsertOutcome,
+    pub record_id: i64,
+    /// Template ids in the order of the record's templates (empty for a replay).
+    pub template_ids: Vec<i64>,
+    /// Ids of the templates the update replaced.
+    pub removed_template_ids: Vec<i64>,
+}
+
+/// A record as the repository holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct StoredRecord {
+    pub partition: Partition,
+    /// When this version was stored (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub stored_at: OffsetDateTime,
+    pub record: IdentityRecord,
+    /// Non-blocking data-quality findings raised when this version was ingested.
+    pub findings: Vec<QualityFinding>,
+}
+
+/// One partition's store.
+#[derive(Debug, Clone)]
+pub struct IdentityStore {
+    db: Database,
+}
+
+impl IdentityStore {
+    /// Connects and brings the schema up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Database::open(url, Schema::Cir).await?,
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Idempotent upsert keyed by (system, source id): creates, replays or applies a newer
+    /// version in one transaction. Safe under concurrent calls for the same key: the
+    /// unique key decides which insert wins, the others become replays or updates.
+    pub async fn upsert(
+        &self,
+        accepted: &Accepted,
+        now: OffsetDateTime,
+    ) -> Result<Result<Upserted, StaleVersion>, sqlx::Error> {
+        let record = &accepted.record;
+        let row = rows::RecordRow::from_accepted(accepted, now);
+        let mut tx = self.db.pool.begin().await?;
+        let inserted: Option<i64> = row
+            .bind_all(sqlx::query_scalar(rows::INSERT_RECORD))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let result = if let Some(record_id) = inserted {
+            let template_ids = rows::insert_children(&mut tx, record_id, record).await?;
+            Ok(Upserted {
+                outcome: UpsertOutcome::Created,
+                record_id,
+                template_ids,
+                removed_template_ids: vec![],
+            })
+        } else {
+            let updated: Option<i64> = row
+                .bind_all(sqlx::query_scalar(rows::UPDATE_NEWER_RECORD))
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(record_id) = updated {
+                let removed_template_ids = rows::template_ids(&mut tx, record_id).await?;
+                rows::delete_children(&mut tx, record_id).await?;
+                let template_ids = rows::insert_children(&mut tx, record_id, record).await?;
+                Ok(Upserted {
+                    outcome: UpsertOutcome::Updated,
+                    record_id,
+                    template_ids,
+                    removed_template_ids,
+                })
+            } else {
+                let (record_id, stored): (i64, i64) = sqlx::query_as(
+                    "SELECT id, version FROM identity_records WHERE system = $1 AND source_id = $2",
+                )
+                .bind(record.system.as_str())
+                .bind(record.source_id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                if stored == record.version {
+                    Ok(Upserted {
+                        outcome: UpsertOutcome::Replayed,
+                        record_id,
+                        template_ids: vec![],
+                        removed_template_ids: vec![],
+                    })
+                } else {
+                    Err(StaleVersion { stored })
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    pub async fn get(
+        &self,
+        system: SourceSystem,
+        source_id: &str,
+    ) -> Result<Option<StoredRecord>, sqlx::Error> {
+        let mut conn = self.db.pool.acquire().await?;
+        rows::load(&mut conn, rows::RecordKey::Source(system, source_id)).await
+    }
+
+    pub async fn get_by_id(&self, record_id: i64) -> Result<Option<StoredRecord>, sqlx::Error> {
+        let mut conn = self.db.pool.acquire().await?;
+        rows::load(&mut conn, rows::RecordKey::Id(record_id)).await
+    }
+
+    /// Removes the record with its names, documents and templates; returns the removed
+    /// templates' ids, or `None` when there was no such record.
+    pub async fn delete(
+        &self,
+        system: SourceSystem,
+        source_id: &str,
+    ) -> Result<Option<Vec<i64>>, sqlx::Error> {
+        let mut tx = self.db.pool.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM identity_records WHERE system = $1 AND source_id = $2 RETURNING id",
+        )
+        .bind(system.as_str())
+        .bind(source_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let removed = match id {
+            Some(id) => {
+                let templates = rows::template_ids(&mut tx, id).await?;
+                rows::delete_children(&mut tx, id).await?;
+                Some(templates)
+            }
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Number of records a system holds in this partition.
+    pub async fn count(&self, system: SourceSystem) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM identity_records WHERE system = $1")
+            .bind(system.as_str())
+            .fetch_one(&self.db.pool)
+            .await
+    }
+
+    /// Blocking: records of other systems sharing a surname key and birth year, or a
+    /// travel-document number, with the record.
+    pub async fn candidates(
+        &self,
+        surname_keys: &[String],
+        birth_year: i64,
+        document_numbers: &[String],
+        exclude: SourceSystem,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let mut ids: Vec<i64> = Vec::new();
+        if !surname_keys.is_empty() {
+            let sql = format!(
+                "SELECT DISTINCT r.id FROM identity_records r JOIN identity_names n ON n.record_id = r.id \
+                 WHERE r.system <> $1 AND r.birth_year = $2 AND n.surname_key IN ({})",
+                placeholders(3, surname_keys.len())
+            );
+            let mut query = sqlx::query_scalar::<_, i64>(&sql)
+                .bind(exclude.as_str())
+                .bind(birth_year);
+            for key in surname_keys {
+                query = query.bind(key.as_str());
+            }
+            ids.extend(query.fetch_all(&self.db.pool).await?);
+        }
+        if !document_numbers.is_empty() {
+            let sql = format!(
+                "SELECT DISTINCT r.id FROM identity_records r JOIN travel_documents d ON d.record_id = r.id \
+                 WHERE r.system <> $1 AND d.number_normalised IN ({})",
+                placeholders(2, document_numbers.len())
+            );
+            let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(exclude.as_str());
+            for number in document_numbers {
+                query = query.bind(number.as_str());
+            }
+            ids.extend(query.fetch_all(&self.db.pool).await?);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// The records that templates belong to: (template id, record id).
+    pub async fn records_of_templates(
+        &self,
+        template_ids: &[i64],
+    ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        if template_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT id, record_id FROM biometric_templates WHERE id IN ({})",
+            placeholders(1, template_ids.len())
+        );
+        let mut query = sqlx::query_as(&sql);
+        for id in template_ids {
+            query = query.bind(*id);
+        }
+        query.fetch_all(&self.db.pool).await
+    }
+
+    /// Ids of the templates of `algorithm` that belong in the index.
+    pub async fn indexable_template_ids(&self, algorithm: &str) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT id FROM biometric_templates WHERE algorithm = $1 AND indexable = TRUE ORDER BY id",
+        )
+        .bind(algorithm)
+        .fetch_all(&self.db.pool)
+        .await
+    }
+
+    /// The vectors of the given templates.
+    pub async fn templates_by_ids(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<f32>)>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT id, vector FROM biometric_templates WHERE id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                let bytes: Vec<u8> = row.try_get("vector")?;
+                let vector = connectors::vector_base64::from_bytes(&bytes)
+                    .ok_or_else(|| super::corrupt("vector"))?;
+                Ok((row.try_get("id")?, vector))
+            })
+            .collect()
+    }
+
+    /// Records whose current version the detector has not finished with (after a crash).
+    pub async fn undetected(&self) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT id FROM identity_records WHERE detected_version < version ORDER BY id",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+    }
+
+    pub async fn mark_detected(&self, record_id: i64, version: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE identity_records SET detected_version = $1 WHERE id = $2 AND version = $1",
+        )
+        .bind(version)
+        .bind(record_id)
+        .execute(&self.db.pool)
+        .await
+        .map(|_| ())
+    }
+}

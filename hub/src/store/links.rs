@@ -1,0 +1,450 @@
+//! The multiple-identity detector's links: one row per pair of records from different
+//! systems, with its evidence and its verification history (the identity confirmation file).
+
+use connectors::{RecordRef, SourceSystem};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::{Database, Schema, StoreError, corrupt, from_unix_millis, unix_millis};
+use crate::matching::{LinkColour, LinkRule};
+
+/// The detector's automatic outcome for one pair, to be stored.
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    pub a: RecordRef,
+    pub b: RecordRef,
+    pub colour: LinkColour,
+    pub rule: LinkRule,
+    pub evidence: serde_json::Value,
+    pub authority: String,
+    pub deadline: Option<OffsetDateTime>,
+}
+
+/// One event in a link's life.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    /// `mid` for the detector, otherwise the verifier.
+    pub actor: String,
+    /// `detected`, `redetected` or `verified`.
+    pub event: String,
+    pub colour_before: Option<LinkColour>,
+    pub colour_after: LinkColour,
+    pub justification: Option<String>,
+}
+
+/// A link as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct StoredLink {
+    pub id: String,
+    /// The two records, in a fixed order.
+    pub records: [RecordRef; 2],
+    pub colour: LinkColour,
+    pub rule: LinkRule,
+    /// Every piece of evidence with its score: identity comparison and biometric scores.
+    #[schema(value_type = Object)]
+    pub evidence: serde_json::Value,
+    /// The authority responsible for verifying the link.
+    pub authority: String,
+    /// Yellow links only: when verification is due.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deadline: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+/// Filters and page for listing links.
+#[derive(Debug, Clone, Default)]
+pub struct LinkQuery {
+    pub colour: Option<LinkColour>,
+    pub system: Option<SourceSystem>,
+    pub authority: Option<String>,
+    /// Only yellow links past their deadline (true) or not past it (false).
+    pub overdue: Option<bool>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Why a verification was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyRefusal {
+    NotFound,
+    AlreadyThatColour,
+}
+
+/// What an automatic upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkChange {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+const LINK_COLUMNS: &str = "id, a_system, a_source_id, b_system, b_source_id, colour, rule, evidence, authority, deadline, created_at, updated_at";
+
+/// The MID database.
+#[derive(Debug, Clone)]
+pub struct LinkStore {
+    db: Database,
+}
+
+impl LinkStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Database::open(url, Schema::Mid).await?,
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Stores the detector's outcome for a pair. A replay finds the link it made before; an
+    /// automatic (white or yellow) link follows the new evidence; a verifier's green or red
+    /// decision is never overwritten by the detector.
+    pub async fn upsert_automatic(
+        &self,
+        link: &NewLink,
+        now: OffsetDateTime,
+    ) -> Result<(String, LinkChange), sqlx::Error> {
+        let (a, b) = if link.a <= link.b {
+            (&link.a, &link.b)
+        } else {
+            (&link.b, &link.a)
+        };
+        let evidence = link.evidence.to_string();
+        let mut tx = self.db.pool.begin().await?;
+        let new_id = uuid::Uuid::now_v7().to_string();
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO links (id, a_system, a_source_id, b_system, b_source_id, colour, rule, evidence, \
+             authority, deadline, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+             ON CONFLICT (a_system, a_source_id, b_system, b_source_id) DO NOTHING RETURNING id",
+        )
+        .bind(new_id.as_str())
+        .bind(a.system.as_str())
+        .bind(a.source_id.as_str())
+        .bind(b.system.as_str())
+        .bind(b.source_id.as_str())
+        .bind(link.colour.as_str())
+        .bind(link.rule.as_str())
+        .bind(evidence.as_str())
+        .bind(link.authority.as_str())
+        .bind(link.deadline.map(unix_millis))
+        .bind(unix_millis(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let result = if let Some(id) = inserted {
+            append_history(
+                &mut tx,
+                &id,
+                now,
+                "mid",
+                "detected",
+                None,
+                link.colour,
+                None,
+            )
+            .await?;
+            (id, LinkChange::Created)
+        } else {
+            let (id, colour, rule): (String, String, String) = sqlx::query_as(
+                "SELECT id, colour, rule FROM links WHERE a_system = $1 AND a_source_id = $2 \
+                 AND b_system = $3 AND b_source_id = $4",
+            )
+            .bind(a.system.as_str())
+            .bind(a.source_id.as_str())
+            .bind(b.system.as_str())
+            .bind(b.source_id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let colour = LinkColour::parse(&colour).ok_or_else(|| corrupt("colour"))?;
+            let automatic = matches!(colour, LinkColour::White | LinkColour::Yellow);
+            if automatic && (colour != link.colour || rule != link.rule.as_str()) {
+                sqlx::query(
+                    "UPDATE links SET colour = $1, rule = $2, evidence = $3, authority = $4, deadline = $5, \
+                     updated_at = $6 WHERE id = $7",
+                )
+                .bind(link.colour.as_str())
+                .bind(link.rule.as_str())
+                .bind(evidence.as_str())
+                .bind(link.authority.as_str())
+                .bind(link.deadline.map(unix_millis))
+                .bind(unix_millis(now))
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                append_history(
+                    &mut tx,
+                    &id,
+                    now,
+                    "mid",
+                    "redetected",
+                    Some(colour),
+                    link.colour,
+                    None,
+                )
+                .await?;
+                (id, LinkChange::Updated)
+            } else {
+                (id, LinkChange::Unchanged)
+            }
+        };
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// The ids and other ends of every link that touches a record.
+    pub async fn links_of(&self, record: &RecordRef) -> Result<Vec<StoredLink>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {LINK_COLUMNS} FROM links WHERE (a_system = $1 AND a_source_id = $2) \
+             OR (b_system = $1 AND b_source_id = $2) ORDER BY created_at, id"
+        ))
+        .bind(record.system.as_str())
+        .bind(record.source_id.as_str())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(link_from_row).collect()
+    }
+
+    /// Deletes links by id (with their history).
+    pub async fn delete(&self, ids: &[String]) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.pool.begin().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM link_history WHERE link_id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM links WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn get(
+        &self,
+        id: &str,
+    ) -> Result<Option<(StoredLink, Vec<HistoryEntry>)>, sqlx::Error> {
+        let Some(row) = sqlx::query(&format!("SELECT {LINK_COLUMNS} FROM links WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let link = link_from_row(&row)?;
+        let history = sqlx::query(
+            "SELECT at, actor, event, colour_before, colour_after, justification FROM link_history \
+             WHERE link_id = $1 ORDER BY ordinal",
+        )
+        .bind(id)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            let colour = |column: &'static str, text: Option<String>| {
+                text.map(|t| LinkColour::parse(&t).ok_or_else(|| corrupt(column)))
+                    .transpose()
+            };
+            Ok(HistoryEntry {
+                at: from_unix_millis(row.try_get("at")?).ok_or_else(|| corrupt("at"))?,
+                actor: row.try_get("actor")?,
+                event: row.try_get("event")?,
+                colour_before: colour("colour_before", row.try_get("colour_before")?)?,
+                colour_after: colour("colour_after", Some(row.try_get("colour_after")?))?
+                    .ok_or_else(|| corrupt("colour_after"))?,
+                justification: row.try_get("justification")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Some((link, history)))
+    }
+
+    /// One page of links matching the filters, and how many match in all.
+    pub async fn list(
+        &self,
+        query: &LinkQuery,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<StoredLink>, i64), sqlx::Error> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        let arg = |value: String, texts: &mut Vec<String>| {
+            texts.push(value);
+            format!("${}", texts.len())
+        };
+        if let Some(colour) = query.colour {
+            conditions.push(format!(
+                "colour = {}",
+                arg(colour.as_str().to_owned(), &mut texts)
+            ));
+        }
+        if let Some(system) = query.system {
+            let p = arg(system.as_str().to_owned(), &mut texts);
+            conditions.push(format!("(a_system = {p} OR b_system = {p})"));
+        }
+        if let Some(authority) = &query.authority {
+            conditions.push(format!(
+                "authority = {}",
+                arg(authority.clone(), &mut texts)
+            ));
+        }
+        let now_param = format!("${}", texts.len() + 1);
+        match query.overdue {
+            Some(true) => conditions.push(format!("colour = 'yellow' AND deadline < {now_param}")),
+            Some(false) => conditions.push(format!(
+                "NOT (colour = 'yellow' AND deadline < {now_param})"
+            )),
+            None => conditions.push(format!("{now_param} = {now_param}")),
+        }
+        let filter = conditions.join(" AND ");
+        let count_sql = format!("SELECT COUNT(*) AS total FROM links WHERE {filter}");
+        let page_sql = format!(
+            "SELECT {LINK_COLUMNS} FROM links WHERE {filter} ORDER BY created_at, id LIMIT {} OFFSET {}",
+            query.limit, query.offset
+        );
+        let now = unix_millis(now);
+        let total: i64 = bind_filters(&count_sql, &texts, now)
+            .fetch_one(&self.db.pool)
+            .await?
+            .try_get("total")?;
+        let rows = bind_filters(&page_sql, &texts, now)
+            .fetch_all(&self.db.pool)
+            .await?;
+        Ok((
+            rows.iter().map(link_from_row).collect::<Result<_, _>>()?,
+            total,
+        ))
+    }
+
+    /// Applies a verifier's decision, keeping the history.
+    pub async fn verify(
+        &self,
+        id: &str,
+        colour: LinkColour,
+        justification: &str,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<Result<(), VerifyRefusal>, sqlx::Error> {
+        let mut tx = self.db.pool.begin().await?;
+        let current: Option<String> = sqlx::query_scalar("SELECT colour FROM links WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(current) = current else {
+            return Ok(Err(VerifyRefusal::NotFound));
+        };
+        let current = LinkColour::parse(&current).ok_or_else(|| corrupt("colour"))?;
+        if current == colour {
+            return Ok(Err(VerifyRefusal::AlreadyThatColour));
+        }
+        // Compare-and-set on the colour read above: of two concurrent decisions one applies,
+        // the other is answered as already decided.
+        let updated = sqlx::query(
+            "UPDATE links SET colour = $1, deadline = NULL, updated_at = $2 WHERE id = $3 AND colour = $4",
+        )
+        .bind(colour.as_str())
+        .bind(unix_millis(now))
+        .bind(id)
+        .bind(current.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(Err(VerifyRefusal::AlreadyThatColour));
+        }
+        append_history(
+            &mut tx,
+            id,
+            now,
+            actor,
+            "verified",
+            Some(current),
+            colour,
+            Some(justification),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+}
+
+fn bind_filters<'q>(
+    sql: &'q str,
+    texts: &'q [String],
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    texts
+        .iter()
+        .fold(sqlx::query(sql), |query, text| query.bind(text.as_str()))
+        .bind(now)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn append_history(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    at: OffsetDateTime,
+    actor: &str,
+    event: &str,
+    before: Option<LinkColour>,
+    after: LinkColour,
+    justification: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO link_history (link_id, ordinal, at, actor, event, colour_before, colour_after, justification) \
+         VALUES ($1, (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM link_history WHERE link_id = $1), $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(unix_millis(at))
+    .bind(actor)
+    .bind(event)
+    .bind(before.map(LinkColour::as_str))
+    .bind(after.as_str())
+    .bind(justification)
+    .execute(&mut *conn)
+    .await
+    .map(|_| ())
+}
+
+fn link_from_row(row: &AnyRow) -> Result<StoredLink, sqlx::Error> {
+    let reference =
+        |system: &'static str, source: &'static str| -> Result<RecordRef, sqlx::Error> {
+            let system_name: String = row.try_get(system)?;
+            Ok(RecordRef {
+                system: system_name.parse().map_err(|_| corrupt(system))?,
+                source_id: row.try_get(source)?,
+            })
+        };
+    let colour: String = row.try_get("colour")?;
+    let rule: String = row.try_get("rule")?;
+    let evidence: String = row.try_get("evidence")?;
+    let deadline: Option<i64> = row.try_get("deadline")?;
+    Ok(StoredLink {
+        id: row.try_get("id")?,
+        records: [
+            reference("a_system", "a_source_id")?,
+            reference("b_system", "b_source_id")?,
+        ],
+        colour: LinkColour::parse(&colour).ok_or_else(|| corrupt("colour"))?,
+        rule: LinkRule::parse(&rule).ok_or_else(|| corrupt("rule"))?,
+        evidence: serde_json::from_str(&evidence).map_err(|_| corrupt("evidence"))?,
+        authority: row.try_get("authority")?,
+        deadline: deadline
+            .map(|d| from_unix_millis(d).ok_or_else(|| corrupt("deadline")))
+            .transpose()?,
+        created_at: from_unix_millis(row.try_get("created_at")?)
+            .ok_or_else(|| corrupt("created_at"))?,
+        updated_at: from_unix_millis(row.try_get("updated_at")?)
+            .ok_or_else(|| corrupt("updated_at"))?,
+    })
+}
