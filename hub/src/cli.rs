@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{HubConfig, Settings};
+use crate::generate::{GenerateOptions, generate_with_progress};
 use crate::import::{ImportOptions, import};
 use crate::startup::{Application, shutdown_signal};
 use crate::store::{IdentityStore, LinkStore};
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +37,9 @@ enum Command {
     /// Push an NDJSON file of native records (`{system, content_type, body}` per line) to a
     /// running hub, with progress and a closing summary.
     Import(ImportArgs),
+    /// Write a synthetic population with known ground truth: `records.ndjson` (native
+    /// records of all five systems, for `import`) and `truth.json`.
+    Generate(GenerateArgs),
     /// Print the OpenAPI document generated from the code.
     Openapi,
 }
@@ -82,6 +87,20 @@ struct ImportArgs {
     /// one record in the same file may arrive out of order and the older be refused.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Biological persons; each appears in one to four systems, some with a fraudulent
+    /// second identity or a look-alike.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    persons: u64,
+    /// Directory to write `records.ndjson` and `truth.json` into.
+    #[arg(long)]
+    out: PathBuf,
+    /// The same seed gives the same population.
+    #[arg(long, default_value_t = crate::generate::DEFAULT_SEED)]
+    seed: u64,
 }
 
 impl StoreArgs {
@@ -151,6 +170,24 @@ impl Command {
                 } else {
                     ExitCode::FAILURE
                 })
+            }
+            Self::Generate(args) => {
+                let options = GenerateOptions {
+                    persons: args.persons,
+                    seed: args.seed,
+                    out: args.out,
+                };
+                let progress = ProgressBar::new(0).with_style(
+                    ProgressStyle::with_template("{bar:40} {pos}/{len} records  eta {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                let summary = generate_with_progress(&options, &mut |written, total| {
+                    progress.set_length(total);
+                    progress.set_position(written);
+                })?;
+                progress.finish_and_clear();
+                println!("{summary}");
+                Ok(ExitCode::SUCCESS)
             }
             Self::Openapi => {
                 print!("{}", crate::http::openapi_json());

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use crate::biometrics::{Biometrics, BiometricsError};
 use crate::config::{HubConfig, Settings};
 use crate::error::HubError;
-use crate::matching::{LinkColour, LinkRule, surname_key};
+use crate::matching::{BlockingKeys, LinkColour, LinkRule};
 use crate::store::{
     HistoryEntry, IdentityStore, LinkQuery, LinkStore, StoreError, StoredLink, StoredRecord,
     UpsertOutcome, VerifyRefusal,
@@ -98,6 +98,45 @@ pub struct Verification {
     pub justification: String,
     /// Who decides; until authentication arrives, the verifier names themself.
     pub verifier: String,
+}
+
+/// A 1:N search: one probe template against every index of its algorithm.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BiometricSearch {
+    /// A registered algorithm id; the probe is compared with that algorithm's templates only.
+    pub algorithm: String,
+    /// The probe: base64 of little-endian float32 values, the algorithm's dimension.
+    pub data: String,
+    /// Records to return at most, 1–100 (default 10).
+    pub limit: Option<usize>,
+}
+
+/// A record found by a 1:N search.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct BiometricHit {
+    pub record: RecordRef,
+    /// The best similarity (1 − cosine distance) among the record's templates.
+    pub similarity: f32,
+    /// At or above the algorithm's match threshold.
+    pub matched: bool,
+}
+
+/// The records a 1:N search found, best first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BiometricSearchAnswer {
+    pub hits: Vec<BiometricHit>,
+}
+
+/// One index and how it compares with the store.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IndexStatus {
+    pub partition: Partition,
+    pub algorithm: String,
+    /// Templates in the index.
+    pub indexed: usize,
+    /// Templates of the algorithm at or above minimum quality in the store.
+    pub eligible: usize,
 }
 
 /// The running hub: one store per partition, the links, and the biometric indexes once
@@ -251,28 +290,11 @@ impl Hub {
         let reference = RecordRef::new(record.system, record.source_id.clone());
         let mut candidates: BTreeMap<Partition, BTreeSet<i64>> = BTreeMap::new();
 
-        let surname_keys: BTreeSet<String> = record
-            .names
-            .iter()
-            .map(|n| surname_key(&n.surname.icao))
-            .filter(|k| !k.is_empty())
-            .collect();
-        let surname_keys: Vec<String> = surname_keys.into_iter().collect();
-        let documents: Vec<String> = record
-            .travel_documents
-            .iter()
-            .map(|d| d.number_normalised.clone())
-            .filter(|n| !n.is_empty())
-            .collect();
+        let keys = BlockingKeys::of(record);
         for partition in [Partition::Civil, Partition::LawEnforcement] {
             let ids = self
                 .store_of(partition)
-                .candidates(
-                    &surname_keys,
-                    i64::from(record.date_of_birth.year),
-                    &documents,
-                    record.system,
-                )
+                .candidates(&keys, record.system)
                 .await?;
             candidates.entry(partition).or_default().extend(ids);
         }
@@ -302,12 +324,12 @@ impl Hub {
         for (partition, template_ids) in hits_by_partition {
             let owners = self
                 .store_of(partition)
-                .records_of_templates(&template_ids)
+                .owners_of_templates(&template_ids)
                 .await?;
             candidates
                 .entry(partition)
                 .or_default()
-                .extend(owners.into_iter().map(|(_, record_id)| record_id));
+                .extend(owners.into_iter().map(|owner| owner.record_id));
         }
 
         let mut kept: BTreeSet<String> = BTreeSet::new();
@@ -443,6 +465,90 @@ impl Hub {
         }
         tracing::info!(colour = decision.colour.as_str(), "link verified");
         self.link(id).await
+    }
+
+    /// 1:N search of both partitions' indexes of one algorithm, by record, best first.
+    pub async fn search_biometric(
+        &self,
+        search: BiometricSearch,
+    ) -> Result<BiometricSearchAnswer, HubError> {
+        let biometrics = self.biometrics()?;
+        let algorithm = self
+            .settings
+            .biometrics
+            .get(&search.algorithm)
+            .ok_or_else(|| HubError::Invalid {
+                errors: vec![connectors::FieldError::new(
+                    "/algorithm",
+                    connectors::rule::UNREGISTERED_ALGORITHM,
+                    "expected an algorithm id registered in the hub's configuration",
+                )],
+            })?;
+        let probe = connectors::vector_base64::decode(&search.data)
+            .filter(|v| v.len() == algorithm.dimension && v.iter().all(|x| x.is_finite()))
+            .ok_or_else(|| HubError::Invalid {
+                errors: vec![connectors::FieldError::new(
+                    "/data",
+                    connectors::rule::WRONG_DIMENSION,
+                    format!(
+                        "expected base64 of {} finite little-endian float32 values",
+                        algorithm.dimension
+                    ),
+                )],
+            })?;
+        let limit = search.limit.unwrap_or(10).clamp(1, 100);
+        // Several templates of one record can hit (two fingers): fetch more than asked.
+        let hits = biometrics.search(&algorithm.id, &probe, limit * 4).await?;
+        let mut best: BTreeMap<RecordRef, f32> = BTreeMap::new();
+        for partition in [Partition::Civil, Partition::LawEnforcement] {
+            let in_partition: BTreeMap<i64, f32> = hits
+                .iter()
+                .filter(|h| h.partition == partition)
+                .map(|h| (h.template_id, h.similarity))
+                .collect();
+            let ids: Vec<i64> = in_partition.keys().copied().collect();
+            for owner in self.store_of(partition).owners_of_templates(&ids).await? {
+                let similarity = in_partition
+                    .get(&owner.template_id)
+                    .copied()
+                    .unwrap_or(f32::MIN);
+                let entry = best.entry(owner.record).or_insert(f32::MIN);
+                *entry = entry.max(similarity);
+            }
+        }
+        let mut hits: Vec<BiometricHit> = best
+            .into_iter()
+            .map(|(record, similarity)| BiometricHit {
+                record,
+                similarity,
+                matched: similarity >= algorithm.match_threshold,
+            })
+            .collect();
+        hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        hits.truncate(limit);
+        Ok(BiometricSearchAnswer { hits })
+    }
+
+    /// Every index with its template count beside the store's.
+    pub async fn index_status(&self) -> Result<Vec<IndexStatus>, HubError> {
+        let biometrics = self.biometrics()?;
+        let mut status = Vec::new();
+        for partition in [Partition::Civil, Partition::LawEnforcement] {
+            for algorithm in &self.settings.biometrics.algorithms {
+                let eligible = self
+                    .store_of(partition)
+                    .indexable_template_ids(&algorithm.id)
+                    .await?
+                    .len();
+                status.push(IndexStatus {
+                    partition,
+                    algorithm: algorithm.id.clone(),
+                    indexed: biometrics.len(partition, &algorithm.id),
+                    eligible,
+                });
+            }
+        }
+        Ok(status)
     }
 
     /// Ready when the biometric indexes are complete and every database answers.

@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 pub use connectors::RecordRef;
-use connectors::{FingerPosition, SourceSystem, vector_base64};
+use connectors::{FingerPosition, MinimumQuality, Modality, SourceSystem, vector_base64};
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::{RngExt as _, SeedableRng as _};
-use rand_distr::StandardNormal;
+use rand::{Rng as _, RngExt as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -273,10 +272,7 @@ impl Trait {
 /// normalised), the same every time for the same `(seed, person, trait_)`.
 pub fn base_vector(seed: u64, person: u64, trait_: Trait) -> Vec<f32> {
     let mut rng = Prng::seed_from_u64(derive_seed(&[DOMAIN_BASE, seed, person, trait_.code()]));
-    let values: Vec<f64> = (0..trait_.dimension())
-        .map(|_| rng.sample::<f64, _>(StandardNormal))
-        .collect();
-    normalise(&values)
+    normalise(&standard_normals(&mut rng, trait_.dimension()))
 }
 
 /// Per-component standard deviation of capture noise for unit vectors of `dimension`.
@@ -300,9 +296,11 @@ pub fn new_capture(base: &[f32], rng_seed: u64) -> Vec<f32> {
         .sum::<f64>()
         .sqrt();
     let sigma = noise_sigma(base.len()) * length;
+    let noise = standard_normals(&mut rng, base.len());
     let values: Vec<f64> = base
         .iter()
-        .map(|&v| f64::from(v) + sigma * rng.sample::<f64, _>(StandardNormal))
+        .zip(noise)
+        .map(|(&v, n)| f64::from(v) + sigma * n)
         .collect();
     normalise(&values)
 }
@@ -321,6 +319,27 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     } else {
         dot / (aa.sqrt() * bb.sqrt())
     }
+}
+
+/// `count` independent standard normal deviates, by the Box–Muller transform.
+///
+/// Not rand_distr's ziggurat: that is generic, so it is compiled at this crate's opt-level,
+/// and unoptimised (debug builds) it made up most of the generation time; this is a few
+/// float operations and two calls into the already-optimised standard library per pair.
+fn standard_normals(rng: &mut Prng, count: usize) -> Vec<f64> {
+    // 53 random bits as a float in [0, 1).
+    const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
+    let mut values = Vec::with_capacity(count + 1);
+    while values.len() < count {
+        // (0, 1]: the logarithm needs a non-zero argument.
+        let u = ((rng.next_u64() >> 11) as f64 + 1.0) * SCALE;
+        let angle = std::f64::consts::TAU * ((rng.next_u64() >> 11) as f64 * SCALE);
+        let radius = (-2.0 * u.ln()).sqrt();
+        values.push(radius * angle.cos());
+        values.push(radius * angle.sin());
+    }
+    values.truncate(count);
+    values
 }
 
 fn normalise(values: &[f64]) -> Vec<f32> {
@@ -344,9 +363,9 @@ fn splitmix(value: u64) -> u64 {
 /// A seed from several numbers. Hand-rolled because std's hashers are not guaranteed stable
 /// across Rust releases, and the bases must stay reproducible.
 fn derive_seed(parts: &[u64]) -> u64 {
-    parts
-        .iter()
-        .fold(0x6A09_E667_F3BC_C908, |acc, &part| splitmix(acc ^ splitmix(part)))
+    parts.iter().fold(0x6A09_E667_F3BC_C908, |acc, &part| {
+        splitmix(acc ^ splitmix(part))
+    })
 }
 
 fn capture_seed(seed: u64, person: u64, appearance: u64, trait_: Trait) -> u64 {
@@ -558,7 +577,12 @@ impl Population {
         }
     }
 
-    fn summary(&self, truth: &Truth, records_file: PathBuf, truth_file: PathBuf) -> GenerateSummary {
+    fn summary(
+        &self,
+        truth: &Truth,
+        records_file: PathBuf,
+        truth_file: PathBuf,
+    ) -> GenerateSummary {
         let mut records_per_system = BTreeMap::new();
         let mut templates = 0;
         let mut below = 0;
@@ -601,13 +625,14 @@ fn id_prefix(system: SourceSystem) -> &'static str {
     }
 }
 
-/// The hub's default minimum quality per modality: below it a template is stored but never
-/// indexed.
+/// The hub's default minimum quality for the trait's modality (face 50, finger 40): below it
+/// a template is stored but never indexed.
 fn minimum_quality(trait_: Trait) -> u8 {
-    match trait_ {
-        Trait::Face => 50,
-        Trait::Finger(_) => 40,
-    }
+    let modality = match trait_ {
+        Trait::Face => Modality::Face,
+        Trait::Finger(_) => Modality::Finger,
+    };
+    MinimumQuality::default().for_modality(modality)
 }
 
 trait HasBiometrics {
@@ -1274,7 +1299,8 @@ impl Identity {
         }
     }
 
-    /// Another person with the same name and date of birth: own passport, own birthplace.
+    /// Another person with the same name, date of birth, sex and nationality, holding a
+    /// passport of their own.
     fn look_alike(&self, rng: &mut Prng) -> Self {
         let mut passport = passport_number(rng);
         while passport == self.passport {
@@ -1377,7 +1403,10 @@ impl Identity {
         }
         let roll = if full { rng.random::<f64>() } else { 1.0 };
         let (number, expiry) = if roll < DOCUMENT_FORMATTED_RATE {
-            (formatted_number(rng, &self.passport), self.passport_expiry.clone())
+            (
+                formatted_number(rng, &self.passport),
+                self.passport_expiry.clone(),
+            )
         } else if roll < DOCUMENT_FORMATTED_RATE + DOCUMENT_RENEWED_RATE {
             let mut renewed = passport_number(rng);
             while renewed == self.passport {
@@ -1399,7 +1428,7 @@ impl Identity {
 fn latin_spelling(rng: &mut Prng, name: &NameSpec) -> &'static str {
     match name.latin.split_first() {
         Some((_, others)) if !others.is_empty() && rng.random_bool(LATIN_VARIANT_RATE) => {
-            *pick(rng, others)
+            others[rng.random_range(0..others.len())]
         }
         Some((canonical, _)) => canonical,
         None => "",
@@ -1667,10 +1696,7 @@ impl Planned {
         applicant.insert("first_names".into(), json!(w.given));
         applicant.insert("birth_date".into(), json!(w.date_of_birth));
         if rng.random_bool(0.9) {
-            applicant.insert(
-                "birth_place".into(),
-                json!(w.place_of_birth.to_uppercase()),
-            );
+            applicant.insert("birth_place".into(), json!(w.place_of_birth.to_uppercase()));
             applicant.insert("birth_country".into(), json!(w.nationality));
         }
         applicant.insert("sex".into(), json!(sex));
@@ -1935,7 +1961,8 @@ impl XmlPieces {
 
     fn base64(&mut self, data: &str) {
         if !self.text.is_empty() {
-            self.pieces.push(Piece::Text(std::mem::take(&mut self.text)));
+            self.pieces
+                .push(Piece::Text(std::mem::take(&mut self.text)));
         }
         self.pieces.push(Piece::Base64(data.to_owned()));
     }
@@ -2071,7 +2098,11 @@ fn render_lines(records: &[Planned], seed: u64, workers: usize) -> Vec<String> {
         handles
             .into_iter()
             // A worker can only fail by panicking; carry the panic on rather than hide it.
-            .flat_map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .flat_map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     })
 }
@@ -2129,7 +2160,10 @@ mod tests {
         let (records, truth) = parsed(300, SEED);
         assert_eq!(records.len(), truth.records.len());
         for (record, truth) in records.iter().zip(&truth.records) {
-            assert_eq!((record.system, &record.source_id), (truth.system, &truth.source_id));
+            assert_eq!(
+                (record.system, &record.source_id),
+                (truth.system, &truth.source_id)
+            );
             assert_eq!(record.version, 1);
             let expected = if record.system.has_biometrics() { 3 } else { 0 };
             assert_eq!(record.templates.len(), expected, "{}", record.source_id);
@@ -2170,7 +2204,8 @@ mod tests {
             out: dir.clone(),
         };
         let mut last = (0, 0);
-        let summary = generate_with_progress(&options, &mut |done, total| last = (done, total)).unwrap();
+        let summary =
+            generate_with_progress(&options, &mut |done, total| last = (done, total)).unwrap();
         let truth = Truth::load(dir.join("truth.json")).unwrap();
         let text = std::fs::read_to_string(dir.join("records.ndjson")).unwrap();
         let lines: Vec<Value> = text
@@ -2286,20 +2321,45 @@ mod tests {
                 assert!(cosine(&face(t), &face(o)) < 0.3);
             }
         }
-        // The look-alike's record is written without variation: its name and date are the
-        // original identity's (canonical where the original's record was).
-        let base = Population::plan(600, SEED);
-        for &(twin, original) in &base.look_alike_pairs {
-            let (t, o) = (&base.records[twin], &base.records[original]);
-            let birth = |w: &Written| w.date_of_birth.clone();
-            if o.written.date_of_birth.len() == 10 && t.written.date_of_birth.len() == 10 {
-                // A swapped day and month in the original's record is its variation, not the twin's.
-                let swapped = {
-                    let d = birth(&o.written);
-                    format!("{}-{}-{}", &d[..4], &d[8..10], &d[5..7])
-                };
-                assert!(birth(&t.written) == birth(&o.written) || birth(&t.written) == swapped);
-            }
+        // The twin's record is written without variation, the original's with it: most pairs
+        // still show the same birth date and the same surname up to case and transliteration.
+        let pairs = truth.look_alike_pairs.len();
+        let same_birth = truth
+            .look_alike_pairs
+            .iter()
+            .filter(|(t, o)| by_ref[t].date_of_birth == by_ref[o].date_of_birth)
+            .count();
+        let same_surname = truth
+            .look_alike_pairs
+            .iter()
+            .filter(|(t, o)| {
+                let (t, o) = (&by_ref[t].names[0].surname, &by_ref[o].names[0].surname);
+                t.icao == o.icao || t.ascii == o.ascii
+            })
+            .count();
+        assert!(same_birth * 10 >= pairs * 8, "{same_birth} of {pairs}");
+        assert!(same_surname * 10 >= pairs * 6, "{same_surname} of {pairs}");
+    }
+
+    #[test]
+    fn a_look_alike_is_the_same_identity_on_another_passport() {
+        let mut rng = Prng::seed_from_u64(5);
+        for _ in 0..50 {
+            let original = Identity::random(&mut rng, None);
+            let twin = original.look_alike(&mut rng);
+            assert_eq!(twin.surname.canonical(), original.surname.canonical());
+            let given = |i: &Identity| i.given.iter().map(|g| g.canonical()).collect::<Vec<_>>();
+            assert_eq!(given(&twin), given(&original));
+            assert_eq!((twin.birth, twin.sex), (original.birth, original.sex));
+            assert_ne!(twin.passport, original.passport);
+            // Written without variation, the date is always the identity's own.
+            let written = twin.appearance(&mut rng, SourceSystem::Vis, Variation::SpellingOnly);
+            let expected = match original.birth.month_day {
+                Some((m, d)) => format!("{:04}-{m:02}-{d:02}", original.birth.year),
+                None => format!("{:04}", original.birth.year),
+            };
+            assert_eq!(written.date_of_birth, expected);
+            assert_eq!(written.document.map(|d| d.number), Some(twin.passport));
         }
     }
 
@@ -2315,8 +2375,16 @@ mod tests {
 
     #[test]
     fn the_noise_gives_mates_about_0_85_and_non_mates_about_0() {
-        assert!((noise_sigma(512) - 0.0185).abs() < 0.0005, "{}", noise_sigma(512));
-        assert!((noise_sigma(192) - 0.0303).abs() < 0.0005, "{}", noise_sigma(192));
+        assert!(
+            (noise_sigma(512) - 0.0185).abs() < 0.0005,
+            "{}",
+            noise_sigma(512)
+        );
+        assert!(
+            (noise_sigma(192) - 0.0303).abs() < 0.0005,
+            "{}",
+            noise_sigma(192)
+        );
         for trait_ in [
             Trait::Face,
             Trait::Finger(FingerPosition::RightIndex),
@@ -2373,7 +2441,11 @@ mod tests {
                 };
                 let probe = new_capture(&base_vector(SEED, truth.person, trait_), 999);
                 let similarity = cosine(&probe, &template.vector);
-                assert!(similarity > 0.6, "{} {trait_:?} {similarity}", record.source_id);
+                assert!(
+                    similarity > 0.6,
+                    "{} {trait_:?} {similarity}",
+                    record.source_id
+                );
             }
         }
     }
@@ -2396,12 +2468,24 @@ mod tests {
         let (records, truth) = parsed(600, SEED);
         let cyrillic = records
             .iter()
-            .filter(|r| r.names[0].surname.original.chars().any(|c| ('\u{400}'..='\u{4FF}').contains(&c)))
+            .filter(|r| {
+                r.names[0]
+                    .surname
+                    .original
+                    .chars()
+                    .any(|c| ('\u{400}'..='\u{4FF}').contains(&c))
+            })
             .count();
         assert!(cyrillic > 5, "{cyrillic} Cyrillic surnames");
         let diacritics = records
             .iter()
-            .filter(|r| r.names[0].surname.original.chars().any(|c| "üÜøØŽžşŞ".contains(c)))
+            .filter(|r| {
+                r.names[0]
+                    .surname
+                    .original
+                    .chars()
+                    .any(|c| "üÜøØŽžşŞ".contains(c))
+            })
             .count();
         assert!(diacritics > 5, "{diacritics} surnames with diacritics");
         let partial = records
@@ -2427,10 +2511,12 @@ mod tests {
                         spelling += 1;
                     }
                     let (p, q) = (a.date_of_birth, b.date_of_birth);
-                    if p.year == q.year && p.month == q.day && p.day == q.month && p.day != p.month {
+                    if p.year == q.year && p.month == q.day && p.day == q.month && p.day != p.month
+                    {
                         swapped_dates += 1;
                     }
-                    if let (Some(d), Some(e)) = (a.travel_documents.first(), b.travel_documents.first())
+                    if let (Some(d), Some(e)) =
+                        (a.travel_documents.first(), b.travel_documents.first())
                         && d.number_normalised != e.number_normalised
                         && a.names[0].surname.ascii == b.names[0].surname.ascii
                     {
@@ -2443,6 +2529,27 @@ mod tests {
         assert!(spelling > 0, "{spelling} transliteration differences");
         assert!(swapped_dates > 0, "{swapped_dates} day-month swaps");
         assert!(other_document > 0, "{other_document} renewed documents");
+    }
+
+    #[test]
+    fn hand_written_json_is_what_serde_json_reads() {
+        let tricky = "a \"quoted\" \\ back\nslash\t\u{1} Ωμέγα";
+        let mut literal = String::from("\"");
+        push_json_escaped(&mut literal, tricky);
+        literal.push('"');
+        assert_eq!(serde_json::from_str::<String>(&literal).unwrap(), tricky);
+        let template = Template {
+            trait_: Trait::Finger(FingerPosition::LeftIndex),
+            quality: 61,
+            data: "AAAA".to_owned(),
+        };
+        let text = with_biometrics(&json!({ "a": 1 }), std::slice::from_ref(&template));
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["a"], 1);
+        assert_eq!(value["biometrics"][0]["position"], "left_index");
+        assert_eq!(value["biometrics"][0]["quality"], 61);
+        let text = with_biometrics(&json!({}), &[template]);
+        assert!(serde_json::from_str::<Value>(&text).unwrap()["biometrics"].is_array());
     }
 
     #[test]
@@ -2480,7 +2587,10 @@ mod tests {
                         .iter()
                         .map(|l| connectors::NameForms::new(l).icao)
                         .collect();
-                    assert!(latin.contains(&icao), "{cyrillic} → {icao} not in {latin:?}");
+                    assert!(
+                        latin.contains(&icao),
+                        "{cyrillic} → {icao} not in {latin:?}"
+                    );
                 }
             }
         }

@@ -48,6 +48,8 @@ pub struct TestHub {
     pub law_enforcement_url: String,
     pub mid_url: String,
     pub data_dir: PathBuf,
+    /// The running hub's core, for checks behind the API (index contents).
+    pub core: std::sync::Arc<interop_hub::core::Hub>,
     _data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -73,6 +75,7 @@ impl TestHub {
         let law_enforcement_url = config.law_enforcement_url();
         let mid_url = config.mid_url();
         let app = Application::build(config).await.expect("hub starts");
+        let core = app.hub();
         let address = app.local_addr().expect("bound address");
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
@@ -85,6 +88,7 @@ impl TestHub {
             law_enforcement_url,
             mid_url,
             data_dir: data_dir.path().to_path_buf(),
+            core,
             _data_dir: data_dir,
             shutdown: Some(shutdown),
             server: Some(server),

@@ -74,7 +74,10 @@ impl From<LinkFilters> for LinkQuery {
         (status = 400, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn list(State(state): State<AppState>, filters: LinkFilters) -> Result<Json<LinkPage>, HubError> {
+pub async fn list(
+    State(state): State<AppState>,
+    filters: LinkFilters,
+) -> Result<Json<LinkPage>, HubError> {
     state.hub.links(filters.into()).await.map(Json)
 }
 
@@ -90,7 +93,10 @@ pub async fn list(State(state): State<AppState>, filters: LinkFilters) -> Result
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ConfirmationFile>, HubError> {
+pub async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ConfirmationFile>, HubError> {
     state.hub.link(&id).await.map(Json)
 }
 

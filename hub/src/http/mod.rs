@@ -1,6 +1,7 @@
 //! The REST surface: routes (each registered with its OpenAPI docs), extractors that turn
 //! requests into core arguments, and the layer that makes every error problem+json.
 
+mod biometrics;
 mod extract;
 mod health;
 mod links;
@@ -40,6 +41,7 @@ pub struct AppState {
     tags(
         (name = "records", description = "Source systems push, read and delete records in the common identity repository"),
         (name = "links", description = "The multiple-identity detector's links and their manual verification"),
+        (name = "biometrics", description = "The shared biometric matching service: 1:N search and index state"),
         (name = "operations", description = "Liveness and readiness")
     )
 )]
@@ -52,6 +54,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(links::list))
         .routes(routes!(links::read))
         .routes(routes!(links::verify))
+        .routes(routes!(biometrics::search))
+        .routes(routes!(biometrics::indexes))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }

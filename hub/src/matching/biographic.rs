@@ -28,6 +28,60 @@ pub fn surname_key(icao_surname: &str) -> String {
     METAPHONE.encode(&letters)
 }
 
+/// The blocking key of given names: the phonetic code of the alphabetically first name,
+/// so that the order the names come in does not matter.
+pub fn given_names_key(icao_given_names: &str) -> String {
+    icao_given_names
+        .split_whitespace()
+        .min()
+        .map(surname_key)
+        .unwrap_or_default()
+}
+
+/// The keys that pick a record's match candidates: records sharing a name key and the
+/// birth year, or a document number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockingKeys {
+    pub surnames: Vec<String>,
+    pub given_names: Vec<String>,
+    pub birth_year: i64,
+    pub documents: Vec<String>,
+}
+
+impl BlockingKeys {
+    pub fn of(record: &IdentityRecord) -> Self {
+        let distinct = |keys: Vec<String>| -> Vec<String> {
+            let set: std::collections::BTreeSet<String> =
+                keys.into_iter().filter(|k| !k.is_empty()).collect();
+            set.into_iter().collect()
+        };
+        Self {
+            surnames: distinct(
+                record
+                    .names
+                    .iter()
+                    .map(|n| surname_key(&n.surname.icao))
+                    .collect(),
+            ),
+            given_names: distinct(
+                record
+                    .names
+                    .iter()
+                    .map(|n| given_names_key(&n.given_names.icao))
+                    .collect(),
+            ),
+            birth_year: i64::from(record.date_of_birth.year),
+            documents: distinct(
+                record
+                    .travel_documents
+                    .iter()
+                    .map(|d| d.number_normalised.clone())
+                    .collect(),
+            ),
+        }
+    }
+}
+
 /// How two dates of birth relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -224,6 +278,8 @@ mod tests {
         assert_eq!(key("Иванов"), key("Ivanov"));
         assert_ne!(key("Rossi"), key("Müller"));
         assert_eq!(surname_key(""), "");
+        assert_eq!(given_names_key("MARIA ANNA"), given_names_key("ANNA MARIA"));
+        assert_eq!(given_names_key(""), "");
     }
 
     fn name(surname: &str, given: &str) -> PersonName {

@@ -6,8 +6,8 @@ mod biographic;
 mod rules;
 
 pub use biographic::{
-    DateAgreement, DocumentAgreement, IdentityAgreement, IdentityComparison, compare_identity,
-    surname_key,
+    BlockingKeys, DateAgreement, DocumentAgreement, IdentityAgreement, IdentityComparison,
+    compare_identity, given_names_key, surname_key,
 };
 pub use rules::{
     BiometricAgreement, BiometricScore, LinkColour, LinkDecision, LinkRule, compare_biometrics,

@@ -1,13 +1,14 @@
 //! One partition's identity records: idempotent versioned upserts, reads, deletes, and the
 //! queries the biometric index and the multiple-identity detector need.
 
-use connectors::{Accepted, IdentityRecord, Partition, QualityFinding, SourceSystem};
+use connectors::{Accepted, IdentityRecord, Partition, QualityFinding, RecordRef, SourceSystem};
 use serde::Serialize;
 use sqlx::Row;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::{Database, Schema, StoreError, placeholders, rows};
+use crate::matching::BlockingKeys;
 
 /// What an upsert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -51,6 +52,14 @@ pub struct StoredRecord {
     pub findings: Vec<QualityFinding>,
 }
 
+/// The record a template belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateOwner {
+    pub template_id: i64,
+    pub record_id: i64,
+    pub record: RecordRef,
+}
+
 /// One partition's store.
 #[derive(Debug, Clone)]
 pub struct IdentityStore {
@@ -79,7 +88,7 @@ impl IdentityStore {
     ) -> Result<Result<Upserted, StaleVersion>, sqlx::Error> {
         let record = &accepted.record;
         let row = rows::RecordRow::from_accepted(accepted, now);
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let inserted: Option<i64> = row
             .bind_all(sqlx::query_scalar(rows::INSERT_RECORD))
             .fetch_optional(&mut *tx)
@@ -152,24 +161,26 @@ impl IdentityStore {
         system: SourceSystem,
         source_id: &str,
     ) -> Result<Option<Vec<i64>>, sqlx::Error> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "DELETE FROM identity_records WHERE system = $1 AND source_id = $2 RETURNING id",
+            "SELECT id FROM identity_records WHERE system = $1 AND source_id = $2",
         )
         .bind(system.as_str())
         .bind(source_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let removed = match id {
-            Some(id) => {
-                let templates = rows::template_ids(&mut tx, id).await?;
-                rows::delete_children(&mut tx, id).await?;
-                Some(templates)
-            }
-            None => None,
+        let Some(id) = id else {
+            return Ok(None);
         };
+        // Read before deleting: the cascade would take the template rows with the record.
+        let templates = rows::template_ids(&mut tx, id).await?;
+        let deleted = sqlx::query("DELETE FROM identity_records WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(removed)
+        // A concurrent delete of the same record got there first: report it as absent.
+        Ok((deleted.rows_affected() == 1).then_some(templates))
     }
 
     /// Number of records a system holds in this partition.
@@ -180,38 +191,48 @@ impl IdentityStore {
             .await
     }
 
-    /// Blocking: records of other systems sharing a surname key and birth year, or a
-    /// travel-document number, with the record.
+    /// Blocking: records of other systems sharing a name key and the birth year, or a
+    /// travel-document number, with the record the keys were taken from.
     pub async fn candidates(
         &self,
-        surname_keys: &[String],
-        birth_year: i64,
-        document_numbers: &[String],
+        keys: &BlockingKeys,
         exclude: SourceSystem,
     ) -> Result<Vec<i64>, sqlx::Error> {
         let mut ids: Vec<i64> = Vec::new();
-        if !surname_keys.is_empty() {
+        let name_keys = keys.surnames.len() + keys.given_names.len();
+        if name_keys > 0 {
             let sql = format!(
                 "SELECT DISTINCT r.id FROM identity_records r JOIN identity_names n ON n.record_id = r.id \
-                 WHERE r.system <> $1 AND r.birth_year = $2 AND n.surname_key IN ({})",
-                placeholders(3, surname_keys.len())
+                 WHERE r.system <> $1 AND r.birth_year = $2 \
+                 AND (n.surname_key IN ({}) OR n.given_key IN ({}))",
+                placeholders(3, keys.surnames.len().max(1)),
+                placeholders(
+                    3 + keys.surnames.len().max(1),
+                    keys.given_names.len().max(1)
+                ),
             );
             let mut query = sqlx::query_scalar::<_, i64>(&sql)
                 .bind(exclude.as_str())
-                .bind(birth_year);
-            for key in surname_keys {
-                query = query.bind(key.as_str());
+                .bind(keys.birth_year);
+            // An empty IN list is not SQL: an empty key matches no stored (non-empty) key.
+            for list in [&keys.surnames, &keys.given_names] {
+                if list.is_empty() {
+                    query = query.bind("");
+                }
+                for key in list {
+                    query = query.bind(key.as_str());
+                }
             }
             ids.extend(query.fetch_all(&self.db.pool).await?);
         }
-        if !document_numbers.is_empty() {
+        if !keys.documents.is_empty() {
             let sql = format!(
                 "SELECT DISTINCT r.id FROM identity_records r JOIN travel_documents d ON d.record_id = r.id \
                  WHERE r.system <> $1 AND d.number_normalised IN ({})",
-                placeholders(2, document_numbers.len())
+                placeholders(2, keys.documents.len())
             );
             let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(exclude.as_str());
-            for number in document_numbers {
+            for number in &keys.documents {
                 query = query.bind(number.as_str());
             }
             ids.extend(query.fetch_all(&self.db.pool).await?);
@@ -221,23 +242,39 @@ impl IdentityStore {
         Ok(ids)
     }
 
-    /// The records that templates belong to: (template id, record id).
-    pub async fn records_of_templates(
+    /// The records that templates belong to.
+    pub async fn owners_of_templates(
         &self,
         template_ids: &[i64],
-    ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    ) -> Result<Vec<TemplateOwner>, sqlx::Error> {
         if template_ids.is_empty() {
             return Ok(vec![]);
         }
         let sql = format!(
-            "SELECT id, record_id FROM biometric_templates WHERE id IN ({})",
+            "SELECT t.id, t.record_id, r.system, r.source_id FROM biometric_templates t \
+             JOIN identity_records r ON r.id = t.record_id WHERE t.id IN ({})",
             placeholders(1, template_ids.len())
         );
-        let mut query = sqlx::query_as(&sql);
+        let mut query = sqlx::query(&sql);
         for id in template_ids {
             query = query.bind(*id);
         }
-        query.fetch_all(&self.db.pool).await
+        query
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                let system: String = row.try_get("system")?;
+                Ok(TemplateOwner {
+                    template_id: row.try_get("id")?,
+                    record_id: row.try_get("record_id")?,
+                    record: RecordRef::new(
+                        system.parse().map_err(|_| super::corrupt("system"))?,
+                        row.try_get::<String, _>("source_id")?,
+                    ),
+                })
+            })
+            .collect()
     }
 
     /// Ids of the templates of `algorithm` that belong in the index.

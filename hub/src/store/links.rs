@@ -123,7 +123,7 @@ impl LinkStore {
             (&link.b, &link.a)
         };
         let evidence = link.evidence.to_string();
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let new_id = uuid::Uuid::now_v7().to_string();
         let inserted: Option<String> = sqlx::query_scalar(
             "INSERT INTO links (id, a_system, a_source_id, b_system, b_source_id, colour, rule, evidence, \
@@ -218,7 +218,7 @@ impl LinkStore {
 
     /// Deletes links by id (with their history).
     pub async fn delete(&self, ids: &[String]) -> Result<(), sqlx::Error> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         for id in ids {
             sqlx::query("DELETE FROM link_history WHERE link_id = $1")
                 .bind(id.as_str())
@@ -336,7 +336,7 @@ impl LinkStore {
         actor: &str,
         now: OffsetDateTime,
     ) -> Result<Result<(), VerifyRefusal>, sqlx::Error> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let current: Option<String> = sqlx::query_scalar("SELECT colour FROM links WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)

@@ -8,7 +8,9 @@ mod identities;
 mod links;
 mod rows;
 
-pub use identities::{IdentityStore, StaleVersion, StoredRecord, UpsertOutcome, Upserted};
+pub use identities::{
+    IdentityStore, StaleVersion, StoredRecord, TemplateOwner, UpsertOutcome, Upserted,
+};
 pub use links::{
     HistoryEntry, LinkChange, LinkQuery, LinkStore, NewLink, StoredLink, VerifyRefusal,
 };
@@ -105,6 +107,18 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at once: a deferred
+    /// transaction that reads first and writes later cannot wait for a concurrent writer and
+    /// fails with "database is locked" instead.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {

@@ -11,7 +11,7 @@ use sqlx::{Any, AnyConnection, Row};
 use time::OffsetDateTime;
 
 use super::{StoredRecord, corrupt, from_unix_millis, unix_millis};
-use crate::matching::surname_key;
+use crate::matching::{given_names_key, surname_key};
 
 /// How a record is looked up.
 #[derive(Debug, Clone, Copy)]
@@ -138,7 +138,7 @@ pub async fn insert_children(
         sqlx::query(
             "INSERT INTO identity_names (record_id, ordinal, kind, surname, surname_folded, \
              surname_icao, surname_ascii, given_names, given_folded, given_icao, given_ascii, \
-             surname_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             surname_key, given_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(record_id)
         .bind(ordinal)
@@ -152,6 +152,7 @@ pub async fn insert_children(
         .bind(name.given_names.icao.as_str())
         .bind(name.given_names.ascii.as_str())
         .bind(surname_key(&name.surname.icao))
+        .bind(given_names_key(&name.given_names.icao))
         .execute(&mut *conn)
         .await?;
     }

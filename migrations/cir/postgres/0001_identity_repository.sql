@@ -35,11 +35,14 @@ CREATE TABLE identity_names (
     given_folded   TEXT   NOT NULL,
     given_icao     TEXT   NOT NULL,
     given_ascii    TEXT   NOT NULL,
-    -- Phonetic key of the ICAO surname: the blocking key that picks match candidates.
+    -- Phonetic keys of the ICAO surname and of the alphabetically first given name: the
+    -- blocking keys that pick match candidates. Two keys, so one typo cannot hide a record.
     surname_key    TEXT   NOT NULL,
+    given_key      TEXT   NOT NULL,
     PRIMARY KEY (record_id, ordinal)
 );
 CREATE INDEX identity_names_by_surname_key ON identity_names (surname_key);
+CREATE INDEX identity_names_by_given_key ON identity_names (given_key);
 
 CREATE TABLE travel_documents (
     record_id         BIGINT NOT NULL REFERENCES identity_records (id) ON DELETE CASCADE,

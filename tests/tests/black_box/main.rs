@@ -1,7 +1,9 @@
 //! The hub's black-box contract suite: every scenario runs against a real server on port 0,
 //! once on SQLite and once on PostgreSQL.
 
+mod detection;
 mod errors;
 mod import;
+mod links;
 mod records;
 mod refusals;

@@ -1,0 +1,44 @@
+//! Biometric routes: 1:N search of the shared biometric matching service, and the state of
+//! its indexes.
+
+use axum::Json;
+use axum::extract::State;
+
+use super::AppState;
+use super::extract::JsonBody;
+use crate::core::{BiometricSearch, BiometricSearchAnswer, IndexStatus};
+use crate::error::{HubError, Problem};
+
+/// 1:N search: the records whose templates are nearest a probe, across both partitions.
+#[utoipa::path(
+    post,
+    path = "/v1/biometrics/search",
+    tag = "biometrics",
+    request_body = BiometricSearch,
+    responses(
+        (status = 200, description = "Records best first, each with its best similarity", body = BiometricSearchAnswer),
+        (status = 400, description = "Not a search document", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unregistered algorithm or unusable probe", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The indexes are still being built", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    search: JsonBody<BiometricSearch>,
+) -> Result<Json<BiometricSearchAnswer>, HubError> {
+    state.hub.search_biometric(search.0).await.map(Json)
+}
+
+/// Each index's template count beside the store's count of templates it should hold.
+#[utoipa::path(
+    get,
+    path = "/v1/biometrics/indexes",
+    tag = "biometrics",
+    responses(
+        (status = 200, description = "One entry per partition and algorithm", body = Vec<IndexStatus>),
+        (status = 503, description = "The indexes are still being built", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn indexes(State(state): State<AppState>) -> Result<Json<Vec<IndexStatus>>, HubError> {
+    state.hub.index_status().await.map(Json)
+}
