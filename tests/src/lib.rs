@@ -188,7 +188,8 @@ impl TestHub {
     }
 }
 
-async fn fresh_postgres_database(role: &str) -> String {
+/// A new, empty PostgreSQL database; returns its URL.
+pub async fn fresh_postgres_database(role: &str) -> String {
     let admin_url = postgres_admin_url();
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
