@@ -50,6 +50,7 @@ pub struct TestHub {
     pub data_dir: PathBuf,
     /// The running hub's core, for checks behind the API (index contents).
     pub core: std::sync::Arc<interop_hub::core::Hub>,
+    config: HubConfig,
     _data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -71,10 +72,13 @@ impl TestHub {
             config.mid_database_url = Some(fresh_postgres_database("mid").await);
         }
         adjust(&mut config);
-        let civil_url = config.civil_url();
-        let law_enforcement_url = config.law_enforcement_url();
-        let mid_url = config.mid_url();
-        let app = Application::build(config).await.expect("hub starts");
+        Self::serve(config, data_dir).await
+    }
+
+    async fn serve(config: HubConfig, data_dir: tempfile::TempDir) -> Self {
+        let app = Application::build(config.clone())
+            .await
+            .expect("hub starts");
         let core = app.hub();
         let address = app.local_addr().expect("bound address");
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -84,17 +88,27 @@ impl TestHub {
         let hub = Self {
             base: format!("http://{address}"),
             client: reqwest::Client::new(),
-            civil_url,
-            law_enforcement_url,
-            mid_url,
+            civil_url: config.civil_url(),
+            law_enforcement_url: config.law_enforcement_url(),
+            mid_url: config.mid_url(),
             data_dir: data_dir.path().to_path_buf(),
             core,
+            config,
             _data_dir: data_dir,
             shutdown: Some(shutdown),
             server: Some(server),
         };
         hub.wait_ready().await;
         hub
+    }
+
+    /// Stops the hub gracefully and starts a new one on the same data and databases.
+    pub async fn restart(mut self) -> Self {
+        let config = self.config.clone();
+        let data_dir = tempfile::TempDir::new().expect("placeholder");
+        let data_dir = std::mem::replace(&mut self._data_dir, data_dir);
+        self.stop_in_place().await;
+        Self::serve(config, data_dir).await
     }
 
     /// Waits until `/readyz` answers 200: the biometric indexes are level with the store.
@@ -176,6 +190,10 @@ impl TestHub {
 
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
+        self.stop_in_place().await;
+    }
+
+    async fn stop_in_place(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

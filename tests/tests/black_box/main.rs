@@ -5,6 +5,7 @@ mod crash;
 mod detection;
 mod errors;
 mod import;
+mod indexes;
 mod links;
 mod records;
 mod refusals;
