@@ -221,6 +221,11 @@ impl IntoResponse for HubError {
             Self::Internal(cause) => tracing::error!(error = %cause, "internal failure"),
             _ => {}
         }
-        self.to_problem().into_response()
+        let mut response = self.to_problem().into_response();
+        if matches!(self, Self::NotReady | Self::Unavailable) {
+            // The indexes are being built from the store: connectors should come back soon.
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
     }
 }
