@@ -224,7 +224,9 @@ impl IntoResponse for HubError {
         let mut response = self.to_problem().into_response();
         if matches!(self, Self::NotReady | Self::Unavailable) {
             // The indexes are being built from the store: connectors should come back soon.
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
     }

@@ -143,6 +143,39 @@ impl TestHub {
             .expect("hub answers")
     }
 
+    /// GETs `path`: the status and the JSON body (`null` when the body is not JSON).
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("hub answers");
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or_default(),
+        )
+    }
+
+    /// POSTs `body` as JSON to `path`: the status and the JSON answer.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("hub answers");
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or_default(),
+        )
+    }
+
     pub async fn get_record(&self, system: &str, source_id: &str) -> reqwest::Response {
         self.client
             .get(self.url(&format!("/v1/systems/{system}/records/{source_id}")))

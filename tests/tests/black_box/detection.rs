@@ -23,15 +23,9 @@ const SEED: u64 = 20_261_127;
 async fn all_links(hub: &TestHub) -> Vec<Value> {
     let mut links = Vec::new();
     loop {
-        let page: Value = hub
-            .client
-            .get(hub.url(&format!("/v1/links?limit=500&offset={}", links.len())))
-            .send()
-            .await
-            .expect("answer")
-            .json()
-            .await
-            .expect("json");
+        let (_, page) = hub
+            .get_json(&format!("/v1/links?limit=500&offset={}", links.len()))
+            .await;
         let batch = page["links"].as_array().expect("links").clone();
         if batch.is_empty() {
             return links;
@@ -162,15 +156,12 @@ async fn a_generated_population_is_linked_with_known_accuracy(backend: Backend) 
         let probe = new_capture(&base_vector(SEED, person, Trait::Face), 0xC0FFEE ^ person);
         let bytes: Vec<u8> = probe.iter().flat_map(|v| v.to_le_bytes()).collect();
         let answer: Value = hub
-            .client
-            .post(hub.url("/v1/biometrics/search"))
-            .json(&json!({"algorithm": "acme-face-v3", "data": STANDARD.encode(bytes), "limit": 3}))
-            .send()
+            .post_json(
+                "/v1/biometrics/search",
+                &json!({"algorithm": "acme-face-v3", "data": STANDARD.encode(bytes), "limit": 3}),
+            )
             .await
-            .expect("answer")
-            .json()
-            .await
-            .expect("json");
+            .1;
         let top: Option<RecordRef> =
             serde_json::from_value(answer["hits"][0]["record"].clone()).ok();
         searched += 1;

@@ -137,15 +137,7 @@ async fn probes_answer(backend: Backend) {
 
 async fn openapi_and_docs_are_served_from_the_binary(backend: Backend) {
     let hub = TestHub::spawn(backend).await;
-    let spec: Value = hub
-        .client
-        .get(hub.url("/openapi.json"))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+    let spec: Value = hub.get_json("/openapi.json").await.1;
     assert!(
         spec["openapi"]
             .as_str()

@@ -8,15 +8,7 @@ use sqlx::Connection as _;
 on_both_backends!(indexes_are_saved_and_rebuilt_from_the_store);
 
 async fn index_counts(hub: &TestHub) -> Vec<(String, u64, u64)> {
-    let status: Value = hub
-        .client
-        .get(hub.url("/v1/biometrics/indexes"))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+    let status: Value = hub.get_json("/v1/biometrics/indexes").await.1;
     status
         .as_array()
         .expect("indexes")

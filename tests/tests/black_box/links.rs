@@ -24,14 +24,9 @@ async fn ingest_examples(hub: &TestHub) -> Vec<Value> {
 }
 
 async fn links(hub: &TestHub, query: &str) -> Value {
-    let response = hub
-        .client
-        .get(hub.url(&format!("/v1/links{query}")))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(response.status(), 200, "{query}");
-    response.json().await.expect("json")
+    let (status, page) = hub.get_json(&format!("/v1/links{query}")).await;
+    assert_eq!(status, 200, "{query}");
+    page
 }
 
 async fn the_five_examples_are_one_person_linked_white(backend: Backend) {
@@ -137,20 +132,22 @@ fn sis_fraud() -> String {
     record.to_string()
 }
 
+/// Ingests the EES fixture, then [`sis_fraud`]: the answer to the second.
+async fn ees_then_fraud(hub: &TestHub) -> Value {
+    let ees = hub
+        .post_record("ees", "application/json", fixture("ees.json"))
+        .await;
+    assert_eq!(ees.status(), 201);
+    let sis = hub
+        .post_record("sis", "application/json", sis_fraud())
+        .await;
+    assert_eq!(sis.status(), 201);
+    sis.json().await.expect("json")
+}
+
 async fn same_biometrics_under_another_identity_is_yellow_and_verified_red(backend: Backend) {
     let hub = TestHub::spawn(backend).await;
-    assert_eq!(
-        hub.post_record("ees", "application/json", fixture("ees.json"))
-            .await
-            .status(),
-        201
-    );
-    let answer: Value = hub
-        .post_record("sis", "application/json", sis_fraud())
-        .await
-        .json()
-        .await
-        .expect("json");
+    let answer = ees_then_fraud(&hub).await;
     let made = answer["links"].as_array().expect("links");
     assert_eq!(made.len(), 1, "{made:#?}");
     assert_eq!(made[0]["colour"], "yellow");
@@ -161,15 +158,7 @@ async fn same_biometrics_under_another_identity_is_yellow_and_verified_red(backe
     );
     let id = made[0]["id"].as_str().expect("id").to_owned();
 
-    let file: Value = hub
-        .client
-        .get(hub.url(&format!("/v1/links/{id}")))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+    let file: Value = hub.get_json(&format!("/v1/links/{id}")).await.1;
     assert_eq!(file["colour"], "yellow");
     assert_eq!(
         file["authority"], "sirene:SE",
@@ -212,15 +201,7 @@ async fn same_biometrics_under_another_identity_is_yellow_and_verified_red(backe
             .status(),
         200
     );
-    let read: Value = hub
-        .client
-        .get(hub.url(&format!("/v1/links/{id}")))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+    let read: Value = hub.get_json(&format!("/v1/links/{id}")).await.1;
     assert_eq!(read["colour"], "red");
     hub.stop().await;
 }
@@ -230,18 +211,7 @@ async fn verification_refuses_what_it_must(backend: Backend) {
         config.settings.detection.verification_deadline_hours = 0
     })
     .await;
-    assert_eq!(
-        hub.post_record("ees", "application/json", fixture("ees.json"))
-            .await
-            .status(),
-        201
-    );
-    let answer: Value = hub
-        .post_record("sis", "application/json", sis_fraud())
-        .await
-        .json()
-        .await
-        .expect("json");
+    let answer = ees_then_fraud(&hub).await;
     let id = answer["links"][0]["id"]
         .as_str()
         .expect("a link")
