@@ -150,6 +150,14 @@ impl<'a> Field<'a> {
     /// The text as sent, or `None` when blank or already reported.
     pub(crate) fn text(&self, checks: &mut Checks<'_>) -> Option<&'a str> {
         match self.raw {
+            Raw::Text(text) if text.chars().any(|c| c.is_control() && !c.is_whitespace()) => {
+                checks.error(
+                    &self.path,
+                    rule::CONTROL_CHARACTER,
+                    "expected text without control characters",
+                );
+                None
+            }
             Raw::Text(text) if !text.trim().is_empty() => Some(text),
             Raw::Integer(_) => {
                 checks.error(&self.path, rule::WRONG_TYPE, "expected a string");
@@ -490,15 +498,8 @@ pub(crate) fn template(
         );
         checks.error(data.path(), rule::WRONG_DIMENSION, message);
     }
-    if vector
-        .as_ref()
-        .is_some_and(|v| v.iter().any(|x| !x.is_finite()))
-    {
-        checks.error(
-            data.path(),
-            rule::NOT_FINITE,
-            "expected finite float32 values (no NaN or infinity)",
-        );
+    if let Some((rule, message)) = vector.as_deref().and_then(crate::vector_values_problem) {
+        checks.error(data.path(), rule, message);
     }
 
     if checks.error_count() > errors_before {

@@ -30,6 +30,21 @@ pub struct Accepted {
     pub findings: Vec<QualityFinding>,
 }
 
+/// Why a template vector's values cannot be compared, if they cannot: NaN or infinities,
+/// or all zeros (no direction). The connectors and the 1:N search refuse such vectors.
+pub fn vector_values_problem(vector: &[f32]) -> Option<(&'static str, &'static str)> {
+    if vector.iter().any(|x| !x.is_finite()) {
+        Some((
+            rule::NOT_FINITE,
+            "expected finite float32 values (no NaN or infinity)",
+        ))
+    } else if vector.iter().all(|x| *x == 0.0) {
+        Some((rule::ZERO_VECTOR, "expected a vector with a non-zero value"))
+    } else {
+        None
+    }
+}
+
 /// Parses one native record of `system`. The caller has already checked that the body was
 /// sent with the system's media type ([`SourceSystem::native_format`]).
 pub fn parse(

@@ -29,9 +29,13 @@ pub const WRONG_DIMENSION: &str = "wrong_dimension";
 pub const INVALID_BASE64: &str = "invalid_base64";
 /// A template vector holds NaN or an infinity.
 pub const NOT_FINITE: &str = "not_finite";
+/// A template vector is all zeros: it has no direction to compare.
+pub const ZERO_VECTOR: &str = "zero_vector";
+/// Text holds a control character (NUL and the like), which no name, id or code contains.
+pub const CONTROL_CHARACTER: &str = "control_character";
 
 /// Every refusal rule, for documentation and exhaustive tests.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 16] = [
     REQUIRED,
     WRONG_TYPE,
     EMPTY,
@@ -46,6 +50,8 @@ pub const ALL: [&str; 14] = [
     WRONG_DIMENSION,
     INVALID_BASE64,
     NOT_FINITE,
+    ZERO_VECTOR,
+    CONTROL_CHARACTER,
 ];
 
 /// The non-blocking finding for a template kept out of the biometric index.

@@ -69,12 +69,88 @@ impl Settings {
         1024 * 1024
     }
 
-    /// Reads a TOML settings file.
+    /// Reads and checks a TOML settings file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+        let settings: Self = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?;
+        settings
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?;
+        Ok(settings)
+    }
+
+    /// Refuses settings the hub could not run with, at start rather than mid-ingest.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let registry = &self.biometrics;
+        anyhow::ensure!(
+            self.max_body_bytes >= 1024,
+            "max_body_bytes must be at least 1024"
+        );
+        let mut ids = std::collections::BTreeSet::new();
+        for algorithm in &registry.algorithms {
+            anyhow::ensure!(
+                ids.insert(&algorithm.id),
+                "algorithm {} is registered twice",
+                algorithm.id
+            );
+            anyhow::ensure!(
+                (1..=65_536).contains(&algorithm.dimension),
+                "algorithm {}: dimension must be 1-65536",
+                algorithm.id
+            );
+            anyhow::ensure!(
+                (-1.0..=1.0).contains(&algorithm.match_threshold),
+                "algorithm {}: match_threshold is a similarity, -1 to 1",
+                algorithm.id
+            );
+            anyhow::ensure!(
+                algorithm.minimum_quality.is_none_or(|q| q <= 100),
+                "algorithm {}: minimum_quality is 0-100",
+                algorithm.id
+            );
+        }
+        let minimum = registry.minimum_quality;
+        anyhow::ensure!(
+            [minimum.face, minimum.finger, minimum.iris]
+                .iter()
+                .all(|q| *q <= 100),
+            "minimum_quality values are 0-100"
+        );
+        let detection = &self.detection;
+        anyhow::ensure!(
+            detection.verification_deadline_hours <= 24 * 366,
+            "verification_deadline_hours must be at most a year"
+        );
+        anyhow::ensure!(
+            (1..=1_000).contains(&detection.neighbours_per_template),
+            "neighbours_per_template must be 1-1000"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_bad_settings_are_refused() {
+        assert!(Settings::default().validate().is_ok());
+        let mut duplicate = Settings::default();
+        let first = duplicate.biometrics.algorithms[0].clone();
+        duplicate.biometrics.algorithms.push(first);
+        assert!(duplicate.validate().is_err());
+        let mut zero = Settings::default();
+        zero.biometrics.algorithms[0].dimension = 0;
+        assert!(zero.validate().is_err());
+        let mut threshold = Settings::default();
+        threshold.biometrics.algorithms[0].match_threshold = 1.5;
+        assert!(threshold.validate().is_err());
+        let mut deadline = Settings::default();
+        deadline.detection.verification_deadline_hours = u32::MAX;
+        assert!(deadline.validate().is_err());
     }
 }
 

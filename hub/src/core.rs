@@ -14,7 +14,7 @@ use crate::error::HubError;
 use crate::matching::{BlockingKeys, LinkColour, LinkRule};
 use crate::store::{
     HistoryEntry, IdentityStore, LinkQuery, LinkStore, StoreError, StoredLink, StoredRecord,
-    UpsertOutcome, VerifyRefusal,
+    UpsertOutcome, UpsertRefusal, VerifyRefusal,
 };
 
 impl From<UnknownSystem> for HubError {
@@ -26,7 +26,7 @@ impl From<UnknownSystem> for HubError {
 impl From<BiometricsError> for HubError {
     fn from(error: BiometricsError) -> Self {
         match error {
-            BiometricsError::Store(e) => Self::Storage(e),
+            BiometricsError::Store(e) => Self::from(e),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -139,6 +139,9 @@ pub struct IndexStatus {
     pub eligible: usize,
 }
 
+/// Stripes of the per-record lock: enough that unrelated records rarely wait on each other.
+const RECORD_LOCK_STRIPES: usize = 64;
+
 /// The running hub: one store per partition, the links, and the biometric indexes once
 /// they are complete.
 #[derive(Debug)]
@@ -148,6 +151,7 @@ pub struct Hub {
     links: LinkStore,
     settings: Settings,
     biometrics: OnceCell<Biometrics>,
+    record_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl Hub {
@@ -161,6 +165,9 @@ impl Hub {
             links: LinkStore::open(&config.mid_url()).await?,
             settings: config.settings.clone(),
             biometrics: OnceCell::new(),
+            record_locks: (0..RECORD_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         })
     }
 
@@ -171,19 +178,33 @@ impl Hub {
             self.store_of(partition).clone()
         })
         .await?;
-        let _ = self.biometrics.set(biometrics);
         for partition in [Partition::Civil, Partition::LawEnforcement] {
             let store = self.store_of(partition);
             for record_id in store.undetected().await? {
                 if let Some(stored) = store.get_by_id(record_id).await? {
-                    self.detect(&stored.record).await?;
+                    let reference =
+                        RecordRef::new(stored.record.system, stored.record.source_id.clone());
+                    let _guard = self.lock(&reference).await;
+                    self.detect(&biometrics, &stored.record).await?;
                     store
                         .mark_detected(record_id, stored.record.version)
                         .await?;
                 }
             }
         }
+        // Only now is the hub ready: every index complete, every record's links detected.
+        let _ = self.biometrics.set(biometrics);
         Ok(())
+    }
+
+    /// Serialises work on one record (ingest, delete), so that two versions in flight
+    /// cannot interleave their index updates and detections.
+    async fn lock(&self, record: &RecordRef) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        record.hash(&mut hasher);
+        let stripe = usize::try_from(hasher.finish() % RECORD_LOCK_STRIPES as u64).unwrap_or(0);
+        self.record_locks[stripe].lock().await
     }
 
     fn store_of(&self, partition: Partition) -> &IdentityStore {
@@ -218,18 +239,18 @@ impl Hub {
         }
         let accepted = connectors::parse(system, body, &self.settings.biometrics)?;
         let biometrics = self.biometrics()?;
+        let reference = RecordRef::new(system, accepted.record.source_id.clone());
+        let _guard = self.lock(&reference).await;
         let now = OffsetDateTime::now_utc();
         let offered = accepted.record.version;
         let store = self.store(system);
-        let upserted =
-            store
-                .upsert(&accepted, now)
-                .await?
-                .map_err(|stale| HubError::VersionConflict {
-                    stored: stale.stored,
-                    offered,
-                })?;
-        let reference = RecordRef::new(system, accepted.record.source_id.clone());
+        let upserted = store
+            .upsert(&accepted, now)
+            .await?
+            .map_err(|refusal| match refusal {
+                UpsertRefusal::Stale { stored } => HubError::VersionConflict { stored, offered },
+                UpsertRefusal::VersionReused { version } => HubError::VersionReused { version },
+            })?;
         let (stored, links) = match upserted.outcome {
             UpsertOutcome::Replayed => {
                 let stored = self.record(system, &accepted.record.source_id).await?;
@@ -253,7 +274,7 @@ impl Hub {
                         &upserted.template_ids,
                     )
                     .await?;
-                let links = self.detect(&accepted.record).await?;
+                let links = self.detect(biometrics, &accepted.record).await?;
                 store
                     .mark_detected(upserted.record_id, accepted.record.version)
                     .await?;
@@ -282,10 +303,14 @@ impl Hub {
     }
 
     /// The multiple-identity detector: compares `record` with the records of every other
-    /// system, in both partitions, found by blocking keys and by 1:N biometric search;
-    /// stores the resulting links and drops automatic links that no longer hold.
-    async fn detect(&self, record: &IdentityRecord) -> Result<Vec<LinkSummary>, HubError> {
-        let biometrics = self.biometrics()?;
+    /// system, in both partitions, found by blocking keys, by 1:N biometric search and by
+    /// its existing links; stores the resulting links and drops the detector's links whose
+    /// pair no longer qualifies. A verifier's decision is never dropped.
+    async fn detect(
+        &self,
+        biometrics: &Biometrics,
+        record: &IdentityRecord,
+    ) -> Result<Vec<LinkSummary>, HubError> {
         let now = OffsetDateTime::now_utc();
         let reference = RecordRef::new(record.system, record.source_id.clone());
         let mut candidates: BTreeMap<Partition, BTreeSet<i64>> = BTreeMap::new();
@@ -332,42 +357,64 @@ impl Hub {
                 .extend(owners.into_iter().map(|owner| owner.record_id));
         }
 
-        let mut kept: BTreeSet<String> = BTreeSet::new();
-        let mut summaries = Vec::new();
+        // Existing links are re-evaluated, never dropped for merely not being found again.
+        let existing = self.links.links_of(&reference).await?;
+        let mut others: Vec<StoredRecord> = Vec::new();
+        for link in &existing {
+            let other = &LinkSummary::seen_from(link, &reference).other;
+            if let Some(stored) = self
+                .store(other.system)
+                .get(other.system, &other.source_id)
+                .await?
+            {
+                others.push(stored);
+            }
+        }
         for (partition, ids) in candidates {
             for id in ids {
-                let Some(other) = self.store_of(partition).get_by_id(id).await? else {
-                    continue;
-                };
-                if other.record.system == record.system {
-                    continue;
+                if let Some(stored) = self.store_of(partition).get_by_id(id).await? {
+                    others.push(stored);
                 }
-                let Some(link) = crate::mid::evaluate(
-                    record,
-                    &other.record,
-                    &self.settings.biometrics,
-                    self.settings.detection.verification_deadline_hours,
-                    now,
-                ) else {
-                    continue;
-                };
-                let (link_id, _) = self.links.upsert_automatic(&link, now).await?;
-                kept.insert(link_id);
             }
         }
-        let mut stale = Vec::new();
-        for link in self.links.links_of(&reference).await? {
-            if kept.contains(&link.id) {
-                summaries.push(LinkSummary::seen_from(&link, &reference));
-            } else if matches!(link.colour, LinkColour::White | LinkColour::Yellow) {
-                stale.push(link.id);
-            } else {
-                // A verifier's decision outlives a change of data: it stays until reviewed.
-                summaries.push(LinkSummary::seen_from(&link, &reference));
+
+        let mut evaluated: BTreeSet<RecordRef> = BTreeSet::new();
+        let mut no_longer_linked: BTreeSet<RecordRef> = BTreeSet::new();
+        for other in others {
+            let other_ref = RecordRef::new(other.record.system, other.record.source_id.clone());
+            if other.record.system == record.system || !evaluated.insert(other_ref.clone()) {
+                continue;
+            }
+            match crate::mid::evaluate(
+                record,
+                &other.record,
+                &self.settings.biometrics,
+                self.settings.detection.verification_deadline_hours,
+                now,
+            ) {
+                Some(link) => {
+                    self.links.upsert_automatic(&link, now).await?;
+                }
+                None => {
+                    no_longer_linked.insert(other_ref);
+                }
             }
         }
-        self.links.delete(&stale).await?;
-        Ok(summaries)
+        let stale: Vec<String> = existing
+            .iter()
+            .filter(|link| {
+                no_longer_linked.contains(&LinkSummary::seen_from(link, &reference).other)
+            })
+            .map(|link| link.id.clone())
+            .collect();
+        self.links.delete_unverified(&stale).await?;
+        Ok(self
+            .links
+            .links_of(&reference)
+            .await?
+            .iter()
+            .map(|link| LinkSummary::seen_from(link, &reference))
+            .collect())
     }
 
     pub async fn record(
@@ -385,13 +432,14 @@ impl Hub {
     /// links go, since they no longer join two records.
     pub async fn delete(&self, system: SourceSystem, source_id: &str) -> Result<(), HubError> {
         let biometrics = self.biometrics()?;
-        let removed = self
-            .store(system)
-            .delete(system, source_id)
-            .await?
-            .ok_or(HubError::RecordNotFound)?;
-        biometrics.remove(system.partition(), &removed).await?;
         let reference = RecordRef::new(system, source_id);
+        let _guard = self.lock(&reference).await;
+        let store = self.store(system);
+        // Crash-safe order: the record is marked for detection first, so a crash after its
+        // links are gone but before it is gone has start-up detect its links again.
+        if !store.mark_undetected(system, source_id).await? {
+            return Err(HubError::RecordNotFound);
+        }
         let links: Vec<String> = self
             .links
             .links_of(&reference)
@@ -400,6 +448,11 @@ impl Hub {
             .map(|l| l.id)
             .collect();
         self.links.delete(&links).await?;
+        let removed = store
+            .delete(system, source_id)
+            .await?
+            .ok_or(HubError::RecordNotFound)?;
+        biometrics.remove(system.partition(), &removed).await?;
         tracing::info!(system = %system, links = links.len(), "record deleted");
         Ok(())
     }
@@ -484,18 +537,27 @@ impl Hub {
                     "expected an algorithm id registered in the hub's configuration",
                 )],
             })?;
-        let probe = connectors::vector_base64::decode(&search.data)
-            .filter(|v| v.len() == algorithm.dimension && v.iter().all(|x| x.is_finite()))
-            .ok_or_else(|| HubError::Invalid {
-                errors: vec![connectors::FieldError::new(
-                    "/data",
-                    connectors::rule::WRONG_DIMENSION,
-                    format!(
-                        "expected base64 of {} finite little-endian float32 values",
-                        algorithm.dimension
-                    ),
-                )],
-            })?;
+        let probe_problem = |rule: &'static str, message: String| HubError::Invalid {
+            errors: vec![connectors::FieldError::new("/data", rule, message)],
+        };
+        let probe = connectors::vector_base64::decode(&search.data).ok_or_else(|| {
+            probe_problem(
+                connectors::rule::INVALID_BASE64,
+                "expected base64 of little-endian float32 values".into(),
+            )
+        })?;
+        if probe.len() != algorithm.dimension {
+            return Err(probe_problem(
+                connectors::rule::WRONG_DIMENSION,
+                format!(
+                    "expected {} float32 values for this algorithm",
+                    algorithm.dimension
+                ),
+            ));
+        }
+        if let Some((rule, message)) = connectors::vector_values_problem(&probe) {
+            return Err(probe_problem(rule, message.into()));
+        }
         let limit = search.limit.unwrap_or(10).clamp(1, 100);
         // Several templates of one record can hit (two fingers): fetch more than asked.
         let hits = biometrics.search(&algorithm.id, &probe, limit * 4).await?;

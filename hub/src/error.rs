@@ -32,6 +32,8 @@ pub enum HubError {
     Invalid { errors: Vec<FieldError> },
     #[error("version {offered} is older than the stored version {stored}")]
     VersionConflict { stored: i64, offered: i64 },
+    #[error("version {version} is stored with other content: a new version needs a new number")]
+    VersionReused { version: i64 },
     #[error("a storage backend is not available")]
     Unavailable,
     #[error("the biometric indexes are still being built from the store; retry shortly")]
@@ -47,9 +49,22 @@ pub enum HubError {
     #[error("invalid request body: {0}")]
     InvalidBody(&'static str),
     #[error("storage failure")]
-    Storage(#[from] sqlx::Error),
+    Storage(sqlx::Error),
     #[error("internal error")]
     Internal(String),
+}
+
+impl From<sqlx::Error> for HubError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            // The database is out of reach, not wrong: the client may retry.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(error = %error, "database out of reach");
+                Self::Unavailable
+            }
+            other => Self::Storage(other),
+        }
+    }
 }
 
 impl From<Refusal> for HubError {
@@ -166,6 +181,10 @@ impl HubError {
                     "The record was refused",
                     detail,
                 )
+            },
+            Self::VersionReused { version } => Problem {
+                stored_version: Some(*version),
+                ..Problem::new(S::CONFLICT, "version_reused", "Version reused", detail)
             },
             Self::VersionConflict { stored, .. } => Problem {
                 stored_version: Some(*stored),

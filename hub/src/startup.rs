@@ -87,7 +87,7 @@ async fn prepare(hub: Arc<Hub>, index_dir: PathBuf) {
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %e, "preparing the biometric indexes failed; retrying");
+                tracing::error!(error = ?e, "preparing the biometric indexes failed; retrying");
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }

@@ -149,7 +149,17 @@ impl Biometrics {
                     .iter()
                     .map(|(id, v)| (key(*id), v.as_slice()))
                     .collect();
-                Ok(target.add_batch(&items)?)
+                if target.add_batch(&items).is_err() {
+                    // One template the index refuses (written before a rule that now refuses
+                    // it, or of a changed dimension) must not keep the hub from ever being
+                    // ready: add the rest one by one and report the rejects.
+                    for (key, vector) in items {
+                        if let Err(e) = target.add(key, vector) {
+                            tracing::error!(template = key, error = %e, "template left out of the index");
+                        }
+                    }
+                }
+                Ok(())
             })
             .await?;
         }

@@ -22,10 +22,13 @@ pub enum UpsertOutcome {
     Updated,
 }
 
-/// The stored version is newer than the one offered: the offer was not applied.
+/// Why an upsert was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StaleVersion {
-    pub stored: i64,
+pub enum UpsertRefusal {
+    /// The stored version is newer than the one offered.
+    Stale { stored: i64 },
+    /// The same version was stored with other content: a version number was reused.
+    VersionReused { version: i64 },
 }
 
 /// An applied upsert, with what the biometric index must follow.
@@ -85,7 +88,7 @@ impl IdentityStore {
         &self,
         accepted: &Accepted,
         now: OffsetDateTime,
-    ) -> Result<Result<Upserted, StaleVersion>, sqlx::Error> {
+    ) -> Result<Result<Upserted, UpsertRefusal>, sqlx::Error> {
         let record = &accepted.record;
         let row = rows::RecordRow::from_accepted(accepted, now);
         let mut tx = self.db.begin_write().await?;
@@ -117,22 +120,25 @@ impl IdentityStore {
                     removed_template_ids,
                 })
             } else {
-                let (record_id, stored): (i64, i64) = sqlx::query_as(
-                    "SELECT id, version FROM identity_records WHERE system = $1 AND source_id = $2",
+                let (record_id, stored, fingerprint): (i64, i64, String) = sqlx::query_as(
+                    "SELECT id, version, fingerprint FROM identity_records \
+                     WHERE system = $1 AND source_id = $2",
                 )
                 .bind(record.system.as_str())
                 .bind(record.source_id.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
-                if stored == record.version {
+                if stored != record.version {
+                    Err(UpsertRefusal::Stale { stored })
+                } else if fingerprint != row.fingerprint() {
+                    Err(UpsertRefusal::VersionReused { version: stored })
+                } else {
                     Ok(Upserted {
                         outcome: UpsertOutcome::Replayed,
                         record_id,
                         template_ids: vec![],
                         removed_template_ids: vec![],
                     })
-                } else {
-                    Err(StaleVersion { stored })
                 }
             }
         };
@@ -320,6 +326,22 @@ impl IdentityStore {
         )
         .fetch_all(&self.db.pool)
         .await
+    }
+
+    /// Marks a record for detection at the next start; false when there is no such record.
+    pub async fn mark_undetected(
+        &self,
+        system: SourceSystem,
+        source_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(
+            "UPDATE identity_records SET detected_version = 0 WHERE system = $1 AND source_id = $2",
+        )
+        .bind(system.as_str())
+        .bind(source_id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
     }
 
     pub async fn mark_detected(&self, record_id: i64, version: i64) -> Result<(), sqlx::Error> {

@@ -157,8 +157,8 @@ impl LinkStore {
             .await?;
             (id, LinkChange::Created)
         } else {
-            let (id, colour, rule): (String, String, String) = sqlx::query_as(
-                "SELECT id, colour, rule FROM links WHERE a_system = $1 AND a_source_id = $2 \
+            let (id, colour, rule, verified_at): (String, String, String, Option<i64>) = sqlx::query_as(
+                "SELECT id, colour, rule, verified_at FROM links WHERE a_system = $1 AND a_source_id = $2 \
                  AND b_system = $3 AND b_source_id = $4",
             )
             .bind(a.system.as_str())
@@ -168,11 +168,12 @@ impl LinkStore {
             .fetch_one(&mut *tx)
             .await?;
             let colour = LinkColour::parse(&colour).ok_or_else(|| corrupt("colour"))?;
-            let automatic = matches!(colour, LinkColour::White | LinkColour::Yellow);
-            if automatic && (colour != link.colour || rule != link.rule.as_str()) {
+            let changed = colour != link.colour || rule != link.rule.as_str();
+            // Compare-and-set on what was read: a verifier deciding meanwhile wins.
+            let updated = if verified_at.is_none() && changed {
                 sqlx::query(
                     "UPDATE links SET colour = $1, rule = $2, evidence = $3, authority = $4, deadline = $5, \
-                     updated_at = $6 WHERE id = $7",
+                     updated_at = $6 WHERE id = $7 AND verified_at IS NULL AND colour = $8",
                 )
                 .bind(link.colour.as_str())
                 .bind(link.rule.as_str())
@@ -181,8 +182,15 @@ impl LinkStore {
                 .bind(link.deadline.map(unix_millis))
                 .bind(unix_millis(now))
                 .bind(id.as_str())
+                .bind(colour.as_str())
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected()
+                    == 1
+            } else {
+                false
+            };
+            if updated {
                 append_history(
                     &mut tx,
                     &id,
@@ -216,15 +224,26 @@ impl LinkStore {
         rows.iter().map(link_from_row).collect()
     }
 
-    /// Deletes links by id (with their history).
+    /// Deletes the detector's links by id, with their history; a link a verifier has
+    /// decided stays.
+    pub async fn delete_unverified(&self, ids: &[String]) -> Result<(), sqlx::Error> {
+        self.delete_where(ids, "AND verified_at IS NULL").await
+    }
+
+    /// Deletes links by id, decided or not: for links whose record is gone.
     pub async fn delete(&self, ids: &[String]) -> Result<(), sqlx::Error> {
+        self.delete_where(ids, "").await
+    }
+
+    async fn delete_where(&self, ids: &[String], guard: &str) -> Result<(), sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.db.begin_write().await?;
+        // The history goes by ON DELETE CASCADE, in the same statement as its link.
+        let sql = format!("DELETE FROM links WHERE id = $1 {guard}");
         for id in ids {
-            sqlx::query("DELETE FROM link_history WHERE link_id = $1")
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM links WHERE id = $1")
+            sqlx::query(&sql)
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
@@ -351,7 +370,8 @@ impl LinkStore {
         // Compare-and-set on the colour read above: of two concurrent decisions one applies,
         // the other is answered as already decided.
         let updated = sqlx::query(
-            "UPDATE links SET colour = $1, deadline = NULL, updated_at = $2 WHERE id = $3 AND colour = $4",
+            "UPDATE links SET colour = $1, deadline = NULL, updated_at = $2, verified_at = $2 \
+             WHERE id = $3 AND colour = $4",
         )
         .bind(colour.as_str())
         .bind(unix_millis(now))

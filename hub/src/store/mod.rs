@@ -9,7 +9,7 @@ mod links;
 mod rows;
 
 pub use identities::{
-    IdentityStore, StaleVersion, StoredRecord, TemplateOwner, UpsertOutcome, Upserted,
+    IdentityStore, StoredRecord, TemplateOwner, UpsertOutcome, UpsertRefusal, Upserted,
 };
 pub use links::{
     HistoryEntry, LinkChange, LinkQuery, LinkStore, NewLink, StoredLink, VerifyRefusal,

@@ -22,19 +22,19 @@ pub enum RecordKey<'a> {
 
 const RECORD_COLUMNS: &str = "system, source_id, version, member_state, date_of_birth, birth_year, \
      birth_month, birth_day, birth_place, birth_country, sex, nationalities, attributes, findings, \
-     stored_at";
+     stored_at, fingerprint";
 
 pub const INSERT_RECORD: &str = "INSERT INTO identity_records (system, source_id, version, \
      member_state, date_of_birth, birth_year, birth_month, birth_day, birth_place, birth_country, \
-     sex, nationalities, attributes, findings, stored_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+     sex, nationalities, attributes, findings, stored_at, fingerprint) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
      ON CONFLICT (system, source_id) DO NOTHING RETURNING id";
 
 /// Applies only when the offered version is newer, so a stale writer changes nothing.
 pub const UPDATE_NEWER_RECORD: &str = "UPDATE identity_records SET version = $3, \
      member_state = $4, date_of_birth = $5, birth_year = $6, birth_month = $7, birth_day = $8, \
      birth_place = $9, birth_country = $10, sex = $11, nationalities = $12, attributes = $13, \
-     findings = $14, stored_at = $15 \
+     findings = $14, stored_at = $15, fingerprint = $16, detected_version = 0 \
      WHERE system = $1 AND source_id = $2 AND version < $3 RETURNING id";
 
 /// The scalar columns of `identity_records`, in binding order.
@@ -54,6 +54,7 @@ pub struct RecordRow {
     attributes: String,
     findings: String,
     stored_at: i64,
+    fingerprint: String,
 }
 
 impl RecordRow {
@@ -77,6 +78,7 @@ impl RecordRow {
             attributes: json_text(&record.attributes),
             findings: json_text(&accepted.findings),
             stored_at: unix_millis(now),
+            fingerprint: fingerprint(record),
         }
     }
 
@@ -100,7 +102,20 @@ impl RecordRow {
             .bind(self.attributes.as_str())
             .bind(self.findings.as_str())
             .bind(self.stored_at)
+            .bind(self.fingerprint.as_str())
     }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+/// SHA-256 of the record as mapped, hex: equal for the same content however it was
+/// formatted on the wire.
+pub fn fingerprint(record: &IdentityRecord) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(json_text(record).as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn json_text<T: serde::Serialize>(value: &T) -> String {

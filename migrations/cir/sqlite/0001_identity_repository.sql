@@ -1,6 +1,6 @@
 -- Common identity repository (CIR), SQLite twin of ../postgres/0001_identity_repository.sql.
 CREATE TABLE identity_records (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     system        TEXT    NOT NULL,
     source_id     TEXT    NOT NULL,
     version       BIGINT  NOT NULL CHECK (version >= 1),
@@ -16,6 +16,8 @@ CREATE TABLE identity_records (
     attributes    TEXT    NOT NULL,
     findings      TEXT    NOT NULL,
     stored_at     BIGINT  NOT NULL,
+    -- SHA-256 of the record as mapped: a replay of the same version must carry the same content.
+    fingerprint   TEXT    NOT NULL,
     -- The version the multiple-identity detector has finished with: behind `version`
     -- after a crash between storing and detecting, so detection resumes at start-up.
     detected_version BIGINT NOT NULL DEFAULT 0,

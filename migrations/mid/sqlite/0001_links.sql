@@ -14,6 +14,8 @@ CREATE TABLE links (
     deadline      BIGINT,
     created_at    BIGINT NOT NULL,
     updated_at    BIGINT NOT NULL,
+    -- Set by a verifier's decision: from then on the detector never changes or drops the link.
+    verified_at   BIGINT,
     -- The pair is stored in one order (a < b), so a replay finds the link it made before.
     UNIQUE (a_system, a_source_id, b_system, b_source_id)
 );

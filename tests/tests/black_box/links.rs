@@ -194,15 +194,29 @@ async fn same_biometrics_under_another_identity_is_yellow_and_verified_red(backe
         "same face and fingers under a second identity"
     );
 
-    // The detector never overrides a verifier: a replay and an update leave red as it is.
-    assert_eq!(
-        hub.post_record("sis", "application/json", sis_fraud())
-            .await
-            .status(),
-        200
-    );
+    // The detector never overrides a verifier: a replay and an update (which re-runs
+    // detection, here on data that would make the link yellow again) leave red as it is.
+    let replay = hub
+        .post_record("sis", "application/json", sis_fraud())
+        .await;
+    assert_eq!(replay.status(), 200);
+    let mut update: Value = serde_json::from_str(&sis_fraud()).expect("json");
+    update["version"] = json!(2);
+    update["category"] = json!("arrest");
+    let updated = hub
+        .post_record("sis", "application/json", update.to_string())
+        .await;
+    assert_eq!(updated.status(), 200);
+    let updated: Value = updated.json().await.expect("json");
+    assert_eq!(updated["outcome"], "updated");
+    assert_eq!(updated["links"][0]["colour"], "red", "{updated:#}");
     let read: Value = hub.get_json(&format!("/v1/links/{id}")).await.1;
     assert_eq!(read["colour"], "red");
+    assert_eq!(
+        read["history"].as_array().map(Vec::len),
+        Some(2),
+        "no redetection entry"
+    );
     hub.stop().await;
 }
 

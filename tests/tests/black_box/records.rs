@@ -107,6 +107,24 @@ async fn newer_version_replaces_and_older_version_conflicts(backend: Backend) {
         "children replaced, not doubled"
     );
 
+    let indexes = hub.core.biometric_indexes().expect("ready");
+    assert_eq!(
+        indexes.len(connectors::Partition::Civil, "acme-face-v3"),
+        1,
+        "the old face left the index"
+    );
+    assert_eq!(
+        indexes.len(connectors::Partition::Civil, "acme-finger-v2"),
+        2
+    );
+
+    let reused = hub
+        .post_record("ees", "application/json", ees_version(3, "Other"))
+        .await;
+    assert_eq!(reused.status(), 409, "version 3 again with other content");
+    let problem: Value = reused.json().await.expect("json");
+    assert_eq!(problem["code"], "version_reused");
+
     let stale = hub
         .post_record("ees", "application/json", ees_version(2, "Old"))
         .await;

@@ -223,6 +223,28 @@ fn cases() -> Vec<Case> {
             |r| truncated(r, "/biometrics/1/data"),
         ),
         json_case(
+            "EES zero vector",
+            "ees",
+            "ees.json",
+            "/biometrics/0/data",
+            "zero_vector",
+            |r| {
+                set(
+                    r,
+                    "/biometrics/0/data",
+                    json!(STANDARD.encode([0_u8; 512 * 4])),
+                )
+            },
+        ),
+        json_case(
+            "EES control character",
+            "ees",
+            "ees.json",
+            "/traveller/surname",
+            "control_character",
+            |r| set(r, "/traveller/surname", json!("Mül\u{0}ler")),
+        ),
+        json_case(
             "EES value not finite",
             "ees",
             "ees.json",
