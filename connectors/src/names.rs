@@ -30,8 +30,19 @@ impl NameForms {
     }
 }
 
+/// NFKC, then case folding. Lower-casing alone leaves the letters whose folded form differs
+/// from their lower case — `ß`/`ẞ` fold to `ss` and final sigma `ς` to `σ` — so `STRASSE`
+/// and `Straße` would fold apart.
 fn fold(name: &str) -> String {
-    collapse_spaces(&name.nfkc().collect::<String>().to_lowercase())
+    let mut folded = String::with_capacity(name.len());
+    for c in name.nfkc().collect::<String>().to_lowercase().chars() {
+        match c {
+            'ß' => folded.push_str("ss"),
+            'ς' => folded.push('σ'),
+            _ => folded.push(c),
+        }
+    }
+    collapse_spaces(&folded)
 }
 
 fn ascii(name: &str) -> String {
@@ -274,6 +285,14 @@ mod tests {
 
     #[test]
     fn folding_applies_nfkc_lower_case_and_collapses_whitespace() {
+        assert_eq!(
+            NameForms::new("Straße").folded,
+            NameForms::new("STRASSE").folded
+        );
+        assert_eq!(
+            NameForms::new("ΟΔΥΣΣΕΥΣ").folded,
+            NameForms::new("οδυσσευς").folded
+        );
         assert_eq!(NameForms::new("  anna   maria ").folded, "anna maria");
         assert_eq!(NameForms::new("\tANNA\u{00A0}Maria\n").folded, "anna maria");
         assert_eq!(NameForms::new("Gri\u{FB03}n").folded, "griffin");

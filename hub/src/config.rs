@@ -131,29 +131,6 @@ impl Settings {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_defaults_are_valid_and_bad_settings_are_refused() {
-        assert!(Settings::default().validate().is_ok());
-        let mut duplicate = Settings::default();
-        let first = duplicate.biometrics.algorithms[0].clone();
-        duplicate.biometrics.algorithms.push(first);
-        assert!(duplicate.validate().is_err());
-        let mut zero = Settings::default();
-        zero.biometrics.algorithms[0].dimension = 0;
-        assert!(zero.validate().is_err());
-        let mut threshold = Settings::default();
-        threshold.biometrics.algorithms[0].match_threshold = 1.5;
-        assert!(threshold.validate().is_err());
-        let mut deadline = Settings::default();
-        deadline.detection.verification_deadline_hours = u32::MAX;
-        assert!(deadline.validate().is_err());
-    }
-}
-
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -203,4 +180,27 @@ impl HubConfig {
 
 fn sqlite_url(dir: &Path, file: &str) -> String {
     format!("sqlite://{}?mode=rwc", dir.join(file).display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_bad_settings_are_refused() {
+        assert!(Settings::default().validate().is_ok());
+        let mut duplicate = Settings::default();
+        let first = duplicate.biometrics.algorithms[0].clone();
+        duplicate.biometrics.algorithms.push(first);
+        assert!(duplicate.validate().is_err());
+        let mut zero = Settings::default();
+        zero.biometrics.algorithms[0].dimension = 0;
+        assert!(zero.validate().is_err());
+        let mut threshold = Settings::default();
+        threshold.biometrics.algorithms[0].match_threshold = 1.5;
+        assert!(threshold.validate().is_err());
+        let mut deadline = Settings::default();
+        deadline.detection.verification_deadline_hours = u32::MAX;
+        assert!(deadline.validate().is_err());
+    }
 }

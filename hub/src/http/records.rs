@@ -40,10 +40,11 @@ impl IntoResponse for IngestReport {
         (status = 200, description = "Replayed or updated", body = IngestReport),
         (status = 400, description = "Not a well-formed record", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown system", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Older than the stored version", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Older than the stored version, or the stored version with other content", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not the system's media type", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Field rules broken; every field listed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Indexes still being built, or a database out of reach", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn ingest(
@@ -90,6 +91,7 @@ pub async fn read(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such record or system", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Indexes still being built, or a database out of reach", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete(State(state): State<AppState>, key: RecordKey) -> Result<StatusCode, HubError> {
