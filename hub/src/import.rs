@@ -104,7 +104,13 @@ async fn send_line(client: &reqwest::Client, base: &str, number: usize, line: &s
         serde_json::Value::String(text) => text,
         other => other.to_string(),
     };
-    let url = format!("{base}/v1/systems/{}/records", parsed.system);
+    // Only the five systems' names go into the URL: anything else is refused here.
+    let Ok(system) = parsed.system.parse::<connectors::SourceSystem>() else {
+        return LineResult::Refused(vec![
+            "unknown_system (not one of the five source systems)".to_owned(),
+        ]);
+    };
+    let url = format!("{base}/v1/systems/{system}/records");
     let response = match client
         .post(&url)
         .header(reqwest::header::CONTENT_TYPE, parsed.content_type)

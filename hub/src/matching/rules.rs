@@ -155,9 +155,11 @@ fn indexable<'r>(record: &'r IdentityRecord, algorithm: &str) -> Vec<&'r Biometr
         .collect()
 }
 
+/// Accumulated in f64: large finite f32 values would overflow an f32 sum of squares.
 pub fn cosine_similarity(a: &[f32], b: &[f32]) -> f32 {
-    let (mut dot, mut norm_a, mut norm_b) = (0.0_f32, 0.0_f32, 0.0_f32);
+    let (mut dot, mut norm_a, mut norm_b) = (0.0_f64, 0.0_f64, 0.0_f64);
     for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
         dot += x * y;
         norm_a += x * x;
         norm_b += y * y;
@@ -165,7 +167,8 @@ pub fn cosine_similarity(a: &[f32], b: &[f32]) -> f32 {
     if norm_a == 0.0 || norm_b == 0.0 {
         0.0
     } else {
-        dot / (norm_a.sqrt() * norm_b.sqrt())
+        // A cosine lies in [-1, 1]; the narrowing keeps all the precision a score needs.
+        (dot / (norm_a.sqrt() * norm_b.sqrt())) as f32
     }
 }
 
