@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::bench::BenchOptions;
 use crate::config::{HubConfig, Settings};
 use crate::generate::{GenerateOptions, generate_with_progress};
 use crate::import::{ImportOptions, import};
@@ -40,6 +41,9 @@ enum Command {
     /// Write a synthetic population with known ground truth: `records.ndjson` (native
     /// records of all five systems, for `import`) and `truth.json`.
     Generate(GenerateArgs),
+    /// Measure ingest with detection and 1:N search against a bare usearch index and an
+    /// exact scan of the same data, in one run; prints a markdown table.
+    Bench(BenchArgs),
     /// Print the OpenAPI document generated from the code.
     Openapi,
 }
@@ -101,6 +105,27 @@ struct GenerateArgs {
     /// The same seed gives the same population.
     #[arg(long, default_value_t = crate::generate::DEFAULT_SEED)]
     seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Records to ingest, each with a 512-d face (the searched templates) and two fingers.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
+    templates: u64,
+    /// 1:N probes (new captures of stored persons' faces).
+    #[arg(long, default_value_t = 1_000)]
+    queries: usize,
+    /// Concurrent ingests and searches; default: the number of cores.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Also write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long, default_value_t = crate::generate::DEFAULT_SEED)]
+    seed: u64,
+    /// Keep the benchmark hub's data here instead of a temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -187,6 +212,24 @@ impl Command {
                 })?;
                 progress.finish_and_clear();
                 println!("{summary}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Self::Bench(args) => {
+                let threads = args.threads.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                });
+                let options = BenchOptions {
+                    templates: usize::try_from(args.templates)?,
+                    queries: args.queries,
+                    threads,
+                    seed: args.seed,
+                    data_dir: args.data_dir,
+                };
+                let report = crate::bench::run(&options).await?;
+                print!("{report}");
+                if let Some(path) = args.json {
+                    std::fs::write(&path, serde_json::to_string_pretty(&[&report])? + "\n")?;
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Self::Openapi => {

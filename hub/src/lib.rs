@@ -1,6 +1,7 @@
 //! interop-hub: links the identities held by separate border and law-enforcement systems.
 //! The library holds everything; `main.rs` only parses the command line and calls in.
 
+pub mod bench;
 pub mod biometrics;
 pub mod cli;
 pub mod config;

@@ -159,7 +159,9 @@ impl IndexSettings {
             .unwrap_or_else(|| (available_cpus() * 2).max(4))
     }
 
-    fn options(&self) -> IndexOptions {
+    /// The usearch options these settings make: a bare index built with them is the
+    /// benchmark's baseline.
+    pub fn usearch_options(&self) -> IndexOptions {
         IndexOptions {
             dimensions: self.dimension,
             metric: self.metric.kind(),
@@ -249,7 +251,7 @@ impl AnnIndex {
     /// An empty index.
     pub fn new(settings: &IndexSettings) -> Result<Self, AnnError> {
         settings.validate()?;
-        let index = Index::new(&settings.options()).map_err(native("create the index"))?;
+        let index = Index::new(&settings.usearch_options()).map_err(native("create the index"))?;
         Self::ready(index, settings)
     }
 
@@ -284,7 +286,7 @@ impl AnnIndex {
             return Err(mismatch("multi", true, false));
         }
 
-        let index = Index::new(&settings.options()).map_err(native("create the index"))?;
+        let index = Index::new(&settings.usearch_options()).map_err(native("create the index"))?;
         index.load(path_text).map_err(native("load the index"))?;
         if index.dimensions() != settings.dimension {
             return Err(AnnError::Corrupt {

@@ -52,7 +52,8 @@ pub enum BiometricsError {
     Io(#[from] std::io::Error),
 }
 
-fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
+/// The index settings the hub uses for an algorithm's templates.
+pub fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
     IndexSettings {
         dimension: algorithm.dimension,
         ..IndexSettings::default()
@@ -246,6 +247,13 @@ impl Biometrics {
         }
         hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         Ok(hits)
+    }
+
+    /// Bytes the index of a partition and algorithm holds in memory.
+    pub fn memory_usage(&self, partition: Partition, algorithm: &str) -> usize {
+        self.slots
+            .get(&(partition, algorithm.to_owned()))
+            .map_or(0, |slot| slot.index.memory_usage())
     }
 
     /// Number of templates in the index of a partition and algorithm.

@@ -1,0 +1,463 @@
+//! `interop-hub bench`: ingest with detection and 1:N search measured through the hub's own
+//! paths, beside a bare usearch index with the same settings and data and an exact scan of
+//! the same vectors — all in one run, on generated data with known mates.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use connectors::{FingerPosition, Partition, SourceSystem};
+use futures::StreamExt as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::biometrics::settings_for;
+use crate::config::HubConfig;
+use crate::core::{BiometricSearch, Hub};
+use crate::generate::{Trait, base_vector, new_capture};
+
+const FACE: &str = "acme-face-v3";
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Records to ingest; each carries a face (the templates searched) and two fingers.
+    pub templates: usize,
+    /// 1:N probes: new captures of stored persons' faces.
+    pub queries: usize,
+    /// Concurrent ingests and searches.
+    pub threads: usize,
+    pub seed: u64,
+    /// Where the hub under test keeps its data; a temporary directory when absent.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub templates: usize,
+    pub queries: usize,
+    pub threads: usize,
+    /// Records per second through `Hub::ingest` (parse, store, index, detect).
+    pub ingest_records_per_s: f64,
+    /// 1:N searches per second through the hub's search (both partitions, owner lookup).
+    pub search_qps_hub: f64,
+    /// The same probes against a bare usearch index with the hub's settings and data.
+    pub search_qps_bare_usearch: f64,
+    /// The same probes scanned exhaustively over the same vectors.
+    pub search_qps_exact: f64,
+    pub hub_to_bare_ratio: f64,
+    pub bare_to_exact_ratio: f64,
+    /// Share of probes whose true mate comes first, from the hub.
+    pub recall_genuine_mate: f64,
+    pub recall_bare_usearch: f64,
+    pub recall_exact: f64,
+    pub search_p50_ms: f64,
+    pub search_p99_ms: f64,
+    /// Face-index memory per face template.
+    pub bytes_per_template: f64,
+    /// Seconds from opening the stores to ready, with the saved index files.
+    pub ready_after_restart_s: f64,
+}
+
+/// Person `i`'s record: EES (civil) and SIS (law enforcement) alternate, so detection
+/// searches and links across both partitions. Every tenth person appears twice.
+fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
+    let person = if i % 10 == 9 { i - 1 } else { i };
+    let system = if i.is_multiple_of(2) {
+        SourceSystem::Ees
+    } else {
+        SourceSystem::Sis
+    };
+    let capture = |trait_: Trait, salt: u64| {
+        let vector = new_capture(
+            &base_vector(seed, person as u64, trait_),
+            seed ^ ((i as u64) << 8) ^ salt,
+        );
+        STANDARD.encode(connectors::vector_base64::to_bytes(&vector))
+    };
+    let surname = synthetic_surname(person);
+    let year = 1940 + person % 66;
+    let face = capture(Trait::Face, 1);
+    let right = capture(Trait::Finger(FingerPosition::RightIndex), 2);
+    let left = capture(Trait::Finger(FingerPosition::LeftIndex), 3);
+    let body = match system {
+        SourceSystem::Sis => serde_json::json!({
+            "alert_id": format!("SIS-BENCH-{i:08}"), "version": 1, "issuing_state": "IT",
+            "category": "discreet_check",
+            "person": {"surnames": [surname], "forenames": ["ALEX"], "dob": format!("{year}-03-14"),
+                       "gender": "unknown", "nationalities": ["XXA"], "aliases": []},
+            "documents": [{"type": "passport", "number": format!("B{person:08}"), "country": "XXA"}],
+            "biometrics": [
+                {"modality": "face", "algorithm": FACE, "quality": 80, "data": face},
+                {"modality": "finger", "position": "right_index", "algorithm": "acme-finger-v2", "quality": 80, "data": right},
+                {"modality": "finger", "position": "left_index", "algorithm": "acme-finger-v2", "quality": 80, "data": left}],
+        }),
+        _ => serde_json::json!({
+            "file_id": format!("EES-BENCH-{i:08}"), "version": 1, "member_state": "DE",
+            "traveller": {"surname": surname, "given_names": "Alex", "date_of_birth": format!("{year}-03-14"),
+                          "sex": "U", "nationality": "XXA"},
+            "travel_document": {"type": "P", "number": format!("B{person:08}"), "issuing_country": "XXA"},
+            "biometrics": [
+                {"modality": "face", "algorithm": FACE, "quality": 80, "data": face},
+                {"modality": "finger", "position": "right_index", "algorithm": "acme-finger-v2", "quality": 80, "data": right},
+                {"modality": "finger", "position": "left_index", "algorithm": "acme-finger-v2", "quality": 80, "data": left}],
+        }),
+    };
+    (system, person, body.to_string())
+}
+
+/// A pronounceable surname unique to `person`, so name blocking stays as selective as
+/// real surnames are.
+fn synthetic_surname(person: usize) -> String {
+    const SYLLABLES: [&str; 20] = [
+        "ba", "ko", "ri", "tu", "me", "sa", "lo", "ni", "de", "va", "po", "gu", "ze", "fi", "ha",
+        "mo", "ru", "te", "ly", "xa",
+    ];
+    let mut rest = person;
+    let mut name = String::new();
+    for _ in 0..5 {
+        name.push_str(SYLLABLES[rest % SYLLABLES.len()]);
+        rest /= SYLLABLES.len();
+    }
+    name
+}
+
+fn progress(length: usize, what: &'static str) -> ProgressBar {
+    ProgressBar::new(length as u64).with_style(
+        ProgressStyle::with_template(&format!(
+            "{what:>8} {{bar:40}} {{pos}}/{{len}}  {{per_sec}}  eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1_000.0
+}
+
+pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(options.templates >= 10, "--templates must be at least 10");
+    let threads = options.threads.max(1);
+    let scratch = tempfile::tempdir()?;
+    let data_dir = options
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_path_buf());
+    let config = HubConfig::embedded(&data_dir);
+    let hub = Arc::new(Hub::open(&config).await?);
+    hub.prepare(&config.index_dir()).await?;
+
+    // Bodies are made before the clock starts: the benchmark measures the hub, not base64.
+    let seed = options.seed;
+    let total = options.templates;
+    let made = progress(total, "generate");
+    let records: Vec<(SourceSystem, usize, String)> = (0..total)
+        .map(|i| {
+            made.inc(1);
+            native_record(seed, i)
+        })
+        .collect();
+    made.finish_and_clear();
+
+    let bar = progress(total, "ingest");
+    let started = Instant::now();
+    let mut ingests = futures::stream::iter(records.iter().map(|(system, _, body)| {
+        let hub = Arc::clone(&hub);
+        async move {
+            hub.ingest(*system, Some("application/json"), body.as_bytes())
+                .await
+        }
+    }))
+    .buffer_unordered(threads);
+    while let Some(result) = ingests.next().await {
+        result.map_err(|e| anyhow::anyhow!("ingest failed: {e}"))?;
+        bar.inc(1);
+    }
+    let ingest_seconds = started.elapsed().as_secs_f64();
+    drop(ingests);
+    bar.finish_and_clear();
+
+    // Probes: new captures of stored persons' faces, and each person's record ids.
+    let queries = options.queries.min(total).max(1);
+    let step = (total / queries).max(1);
+    let probes: Vec<(usize, Vec<f32>)> = (0..queries)
+        .map(|q| {
+            let person = records[(q * step) % total].1;
+            (
+                person,
+                new_capture(
+                    &base_vector(seed, person as u64, Trait::Face),
+                    seed ^ 0xBE7C ^ q as u64,
+                ),
+            )
+        })
+        .collect();
+    let mut records_of: std::collections::HashMap<usize, Vec<String>> =
+        std::collections::HashMap::new();
+    for (i, (system, person, _)) in records.iter().enumerate() {
+        let prefix = if *system == SourceSystem::Sis {
+            "SIS"
+        } else {
+            "EES"
+        };
+        records_of
+            .entry(*person)
+            .or_default()
+            .push(format!("{prefix}-BENCH-{i:08}"));
+    }
+
+    let bar = progress(queries, "hub");
+    let started = Instant::now();
+    let mut searches = futures::stream::iter(probes.iter().map(|(person, probe)| {
+        let hub = Arc::clone(&hub);
+        let data = STANDARD.encode(connectors::vector_base64::to_bytes(probe));
+        async move {
+            let began = Instant::now();
+            let answer = hub
+                .search_biometric(BiometricSearch {
+                    algorithm: FACE.to_owned(),
+                    data,
+                    limit: Some(1),
+                })
+                .await;
+            (*person, answer, began.elapsed())
+        }
+    }))
+    .buffer_unordered(threads);
+    let mut latencies = Vec::with_capacity(queries);
+    let mut hub_first = 0_usize;
+    while let Some((person, answer, latency)) = searches.next().await {
+        let answer = answer.map_err(|e| anyhow::anyhow!("search failed: {e}"))?;
+        let expected = records_of
+            .get(&person)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if answer
+            .hits
+            .first()
+            .is_some_and(|hit| expected.contains(&hit.record.source_id))
+        {
+            hub_first += 1;
+        }
+        latencies.push(latency);
+        bar.inc(1);
+    }
+    let hub_seconds = started.elapsed().as_secs_f64();
+    drop(searches);
+    bar.finish_and_clear();
+    latencies.sort_unstable();
+
+    let biometrics = hub
+        .biometric_indexes()
+        .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
+    let face_bytes: usize = [Partition::Civil, Partition::LawEnforcement]
+        .iter()
+        .map(|p| biometrics.memory_usage(*p, FACE))
+        .sum();
+    let face_count: usize = [Partition::Civil, Partition::LawEnforcement]
+        .iter()
+        .map(|p| biometrics.len(*p, FACE))
+        .sum();
+
+    // The baselines get the same face vectors, keyed by person.
+    let faces: Vec<(u64, Vec<f32>)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (_, person, _))| {
+            let vector = new_capture(
+                &base_vector(seed, *person as u64, Trait::Face),
+                seed ^ ((i as u64) << 8) ^ 1,
+            );
+            (*person as u64, unit(&vector))
+        })
+        .collect();
+    let probes = Arc::new(probes);
+    let faces = Arc::new(faces);
+    let (bare_seconds, bare_first) = {
+        let (probes, faces) = (Arc::clone(&probes), Arc::clone(&faces));
+        tokio::task::spawn_blocking(move || bare_usearch(&faces, &probes, threads)).await??
+    };
+    let (exact_seconds, exact_first) = {
+        let (probes, faces) = (Arc::clone(&probes), Arc::clone(&faces));
+        tokio::task::spawn_blocking(move || exact_scan(&faces, &probes, threads)).await?
+    };
+
+    hub.save_indexes().await?;
+    hub.close().await;
+    drop(hub);
+    let started = Instant::now();
+    let reopened = Hub::open(&config).await?;
+    reopened.prepare(&config.index_dir()).await?;
+    let ready_after_restart_s = started.elapsed().as_secs_f64();
+    reopened.close().await;
+
+    let qps = |seconds: f64| queries as f64 / seconds.max(f64::EPSILON);
+    let share = |first: usize| first as f64 / queries as f64;
+    Ok(BenchReport {
+        templates: total,
+        queries,
+        threads,
+        ingest_records_per_s: total as f64 / ingest_seconds.max(f64::EPSILON),
+        search_qps_hub: qps(hub_seconds),
+        search_qps_bare_usearch: qps(bare_seconds),
+        search_qps_exact: qps(exact_seconds),
+        hub_to_bare_ratio: qps(hub_seconds) / qps(bare_seconds),
+        bare_to_exact_ratio: qps(bare_seconds) / qps(exact_seconds),
+        recall_genuine_mate: share(hub_first),
+        recall_bare_usearch: share(bare_first),
+        recall_exact: share(exact_first),
+        search_p50_ms: percentile(&latencies, 0.50),
+        search_p99_ms: percentile(&latencies, 0.99),
+        bytes_per_template: face_bytes as f64 / face_count.max(1) as f64,
+        ready_after_restart_s,
+    })
+}
+
+fn unit(vector: &[f32]) -> Vec<f32> {
+    let norm = vector
+        .iter()
+        .map(|v| f64::from(*v) * f64::from(*v))
+        .sum::<f64>()
+        .sqrt();
+    vector
+        .iter()
+        .map(|v| (f64::from(*v) / norm.max(f64::MIN_POSITIVE)) as f32)
+        .collect()
+}
+
+/// A bare usearch index with the hub's settings for the face algorithm, built from the
+/// same vectors one insert at a time (as the hub inserts), searched from `threads` threads.
+fn bare_usearch(
+    faces: &[(u64, Vec<f32>)],
+    probes: &[(usize, Vec<f32>)],
+    threads: usize,
+) -> anyhow::Result<(f64, usize)> {
+    let algorithm = connectors::AlgorithmRegistry::default()
+        .get(FACE)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the face algorithm is not registered"))?;
+    let index = usearch::Index::new(&settings_for(&algorithm).usearch_options())
+        .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+    index
+        .reserve_capacity_and_threads(faces.len(), threads + 1)
+        .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+    // Keys must be unique: a person's second record gets a key of its own.
+    for (slot, (_, vector)) in faces.iter().enumerate() {
+        index
+            .add(slot as u64, vector)
+            .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+    }
+    let started = Instant::now();
+    let first = parallel_count(probes, threads, |(person, probe)| {
+        index
+            .search(probe, 1)
+            .ok()
+            .and_then(|m| m.keys.first().copied())
+            .is_some_and(|slot| {
+                faces
+                    .get(slot as usize)
+                    .is_some_and(|(p, _)| *p == *person as u64)
+            })
+    });
+    Ok((started.elapsed().as_secs_f64(), first))
+}
+
+/// Brute force: every probe against every vector.
+fn exact_scan(
+    faces: &[(u64, Vec<f32>)],
+    probes: &[(usize, Vec<f32>)],
+    threads: usize,
+) -> (f64, usize) {
+    let started = Instant::now();
+    let first = parallel_count(probes, threads, |(person, probe)| {
+        let probe = unit(probe);
+        let best = faces
+            .iter()
+            .map(|(p, v)| (p, v.iter().zip(&probe).map(|(a, b)| a * b).sum::<f32>()))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        best.is_some_and(|(p, _)| *p == *person as u64)
+    });
+    (started.elapsed().as_secs_f64(), first)
+}
+
+/// How many probes `hit` is true for, spread over `threads` threads.
+fn parallel_count<T: Sync>(items: &[T], threads: usize, hit: impl Fn(&T) -> bool + Sync) -> usize {
+    let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().filter(|item| hit(item)).count()))
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+    })
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "| templates | threads | ingest rec/s | hub qps | bare usearch qps | exact qps | hub / bare | recall hub | recall bare | recall exact | p50 ms | p99 ms | bytes/template | ready after restart s |"
+        )?;
+        writeln!(
+            f,
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        )?;
+        writeln!(
+            f,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} |",
+            self.templates,
+            self.threads,
+            self.ingest_records_per_s,
+            self.search_qps_hub,
+            self.search_qps_bare_usearch,
+            self.search_qps_exact,
+            self.hub_to_bare_ratio,
+            self.recall_genuine_mate,
+            self.recall_bare_usearch,
+            self.recall_exact,
+            self.search_p50_ms,
+            self.search_p99_ms,
+            self.bytes_per_template,
+            self.ready_after_restart_s
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_records_are_valid_and_surnames_distinct() {
+        let registry = connectors::AlgorithmRegistry::default();
+        for i in [0, 1, 8, 9, 10] {
+            let (system, person, body) = native_record(7, i);
+            let accepted = connectors::parse(system, body.as_bytes(), &registry)
+                .unwrap_or_else(|e| panic!("record {i} refused: {e:?}"));
+            assert_eq!(accepted.record.templates.len(), 3);
+            assert!(accepted.record.templates.iter().all(|t| t.indexable));
+            assert_eq!(
+                person,
+                if i == 9 { 8 } else { i },
+                "every tenth record is a second appearance"
+            );
+        }
+        let names: std::collections::HashSet<String> = (0..20_000).map(synthetic_surname).collect();
+        assert_eq!(names.len(), 20_000);
+    }
+
+    #[test]
+    fn percentiles_pick_by_rank() {
+        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert!((percentile(&sorted, 0.50) - 51.0).abs() < 1e-9);
+        assert!((percentile(&sorted, 0.99) - 99.0).abs() < 1e-9);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}
