@@ -1,0 +1,68 @@
+//! criterion micro-benchmarks of the hot paths: name normalisation, identity comparison,
+//! one 1:N search of the ANN index, and the biometric comparison of a record pair.
+//! Run with `cargo bench -p interop-hub --bench hot_paths`.
+
+use std::hint::black_box;
+
+use connectors::{AlgorithmRegistry, NameForms, SourceSystem};
+use criterion::{Criterion, criterion_group, criterion_main};
+use interop_hub::biometrics::ann::{AnnIndex, IndexSettings};
+use interop_hub::generate::{Trait, base_vector, new_capture};
+use interop_hub::matching::{compare_biometrics, compare_identity};
+
+fn fixture(system: SourceSystem, file: &str) -> connectors::IdentityRecord {
+    let path = format!("{}/../tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+    let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    connectors::parse(system, &body, &AlgorithmRegistry::default())
+        .unwrap_or_else(|e| panic!("{file}: {e:?}"))
+        .record
+}
+
+fn names(c: &mut Criterion) {
+    c.bench_function("name_forms/latin_diacritics", |b| {
+        b.iter(|| NameForms::new(black_box("Žukauskienė-Müller")))
+    });
+    c.bench_function("name_forms/cyrillic", |b| {
+        b.iter(|| NameForms::new(black_box("Щукина Анастасия")))
+    });
+}
+
+fn identity(c: &mut Criterion) {
+    let ees = fixture(SourceSystem::Ees, "ees.json");
+    let sis = fixture(SourceSystem::Sis, "sis.json");
+    let registry = AlgorithmRegistry::default();
+    c.bench_function("compare_identity/ees_sis", |b| {
+        b.iter(|| compare_identity(black_box(&ees), black_box(&sis)))
+    });
+    c.bench_function("compare_biometrics/ees_sis", |b| {
+        b.iter(|| compare_biometrics(black_box(&ees), black_box(&sis), &registry))
+    });
+}
+
+fn one_to_n(c: &mut Criterion) {
+    const TEMPLATES: u64 = 20_000;
+    let index = AnnIndex::new(&IndexSettings::new(512)).unwrap_or_else(|e| panic!("index: {e}"));
+    let items: Vec<(u64, Vec<f32>)> = (0..TEMPLATES)
+        .map(|person| {
+            (
+                person,
+                new_capture(&base_vector(1, person, Trait::Face), person),
+            )
+        })
+        .collect();
+    let refs: Vec<(u64, &[f32])> = items.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    index
+        .add_batch(&refs)
+        .unwrap_or_else(|e| panic!("add: {e}"));
+    let probe = new_capture(&base_vector(1, 4_242, Trait::Face), 99);
+    c.bench_function("ann_search/20k_face_top10", |b| {
+        b.iter(|| {
+            index
+                .search(black_box(&probe), 10)
+                .unwrap_or_else(|e| panic!("search: {e}"))
+        })
+    });
+}
+
+criterion_group!(benches, names, identity, one_to_n);
+criterion_main!(benches);
