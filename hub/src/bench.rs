@@ -79,6 +79,8 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
         STANDARD.encode(connectors::vector_base64::to_bytes(&vector))
     };
     let surname = synthetic_surname(person);
+    // Given names drawn from a short list, as real ones are: common, not unique.
+    let given = synthetic_surname(person % 97);
     let year = 1940 + person % 66;
     let face = capture(Trait::Face, 1);
     let right = capture(Trait::Finger(FingerPosition::RightIndex), 2);
@@ -87,7 +89,7 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
         SourceSystem::Sis => serde_json::json!({
             "alert_id": format!("SIS-BENCH-{i:08}"), "version": 1, "issuing_state": "IT",
             "category": "discreet_check",
-            "person": {"surnames": [surname], "forenames": ["ALEX"], "dob": format!("{year}-03-14"),
+            "person": {"surnames": [surname], "forenames": [given.to_uppercase()], "dob": format!("{year}-{:02}-14", 1 + person % 12),
                        "gender": "unknown", "nationalities": ["XXA"], "aliases": []},
             "documents": [{"type": "passport", "number": format!("B{person:08}"), "country": "XXA"}],
             "biometrics": [
@@ -97,7 +99,7 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
         }),
         _ => serde_json::json!({
             "file_id": format!("EES-BENCH-{i:08}"), "version": 1, "member_state": "DE",
-            "traveller": {"surname": surname, "given_names": "Alex", "date_of_birth": format!("{year}-03-14"),
+            "traveller": {"surname": surname, "given_names": given, "date_of_birth": format!("{year}-{:02}-14", 1 + person % 12),
                           "sex": "U", "nationality": "XXA"},
             "travel_document": {"type": "P", "number": format!("B{person:08}"), "issuing_country": "XXA"},
             "biometrics": [

@@ -38,13 +38,16 @@ pub fn given_names_key(icao_given_names: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The keys that pick a record's match candidates: records sharing a name key and the
-/// birth year, or a document number.
+/// The keys that pick a record's match candidates: records sharing the surname key and
+/// birth year; or the given-name key, birth year and month (given names are common, so
+/// that block needs the month to stay small; it catches a typo in the surname); or a
+/// document number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockingKeys {
     pub surnames: Vec<String>,
     pub given_names: Vec<String>,
     pub birth_year: i64,
+    pub birth_month: Option<i64>,
     pub documents: Vec<String>,
 }
 
@@ -71,6 +74,7 @@ impl BlockingKeys {
                     .collect(),
             ),
             birth_year: i64::from(record.date_of_birth.year),
+            birth_month: record.date_of_birth.month.map(i64::from),
             documents: distinct(
                 record
                     .travel_documents

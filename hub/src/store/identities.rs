@@ -205,23 +205,28 @@ impl IdentityStore {
         exclude: SourceSystem,
     ) -> Result<Vec<i64>, sqlx::Error> {
         let mut ids: Vec<i64> = Vec::new();
-        let name_keys = keys.surnames.len() + keys.given_names.len();
-        if name_keys > 0 {
+        // Without a birth month the given-name block would be too wide to be worth it.
+        let given_names: &[String] = if keys.birth_month.is_some() {
+            &keys.given_names
+        } else {
+            &[]
+        };
+        if !keys.surnames.is_empty() || !given_names.is_empty() {
+            let surnames_at = 4;
+            let given_at = surnames_at + keys.surnames.len().max(1);
             let sql = format!(
                 "SELECT DISTINCT r.id FROM identity_records r JOIN identity_names n ON n.record_id = r.id \
                  WHERE r.system <> $1 AND r.birth_year = $2 \
-                 AND (n.surname_key IN ({}) OR n.given_key IN ({}))",
-                placeholders(3, keys.surnames.len().max(1)),
-                placeholders(
-                    3 + keys.surnames.len().max(1),
-                    keys.given_names.len().max(1)
-                ),
+                 AND (n.surname_key IN ({}) OR (r.birth_month = $3 AND n.given_key IN ({})))",
+                placeholders(surnames_at, keys.surnames.len().max(1)),
+                placeholders(given_at, given_names.len().max(1)),
             );
             let mut query = sqlx::query_scalar::<_, i64>(&sql)
                 .bind(exclude.as_str())
-                .bind(keys.birth_year);
+                .bind(keys.birth_year)
+                .bind(keys.birth_month.unwrap_or(0));
             // An empty IN list is not SQL: an empty key matches no stored (non-empty) key.
-            for list in [&keys.surnames, &keys.given_names] {
+            for list in [keys.surnames.as_slice(), given_names] {
                 if list.is_empty() {
                     query = query.bind("");
                 }

@@ -23,7 +23,7 @@ CREATE TABLE identity_records (
     detected_version BIGINT NOT NULL DEFAULT 0,
     UNIQUE (system, source_id)
 );
-CREATE INDEX identity_records_by_birth_year ON identity_records (birth_year);
+CREATE INDEX identity_records_by_birth ON identity_records (birth_year, birth_month);
 
 CREATE TABLE identity_names (
     record_id      BIGINT NOT NULL REFERENCES identity_records (id) ON DELETE CASCADE,
@@ -38,7 +38,7 @@ CREATE TABLE identity_names (
     given_icao     TEXT   NOT NULL,
     given_ascii    TEXT   NOT NULL,
     -- Phonetic keys of the ICAO surname and of the alphabetically first given name: the
-    -- blocking keys that pick match candidates. Two keys, so one typo cannot hide a record.
+    -- blocking keys that pick match candidates (the given-name key with the birth month).
     surname_key    TEXT   NOT NULL,
     given_key      TEXT   NOT NULL,
     PRIMARY KEY (record_id, ordinal)
