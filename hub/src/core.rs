@@ -270,6 +270,8 @@ impl Hub {
                 biometrics
                     .add(
                         system.partition(),
+                        upserted.record_id,
+                        &reference,
                         &accepted.record.templates,
                         &upserted.template_ids,
                     )
@@ -324,7 +326,6 @@ impl Hub {
             candidates.entry(partition).or_default().extend(ids);
         }
 
-        let mut hits_by_partition: BTreeMap<Partition, Vec<i64>> = BTreeMap::new();
         for template in record.templates.iter().filter(|t| t.indexable) {
             let Some(algorithm) = self.settings.biometrics.get(&template.algorithm) else {
                 continue;
@@ -340,23 +341,12 @@ impl Hub {
                 .into_iter()
                 .filter(|h| h.similarity >= algorithm.match_threshold)
             {
-                hits_by_partition
+                candidates
                     .entry(hit.partition)
                     .or_default()
-                    .push(hit.template_id);
+                    .insert(hit.owner.record_id);
             }
         }
-        for (partition, template_ids) in hits_by_partition {
-            let owners = self
-                .store_of(partition)
-                .owners_of_templates(&template_ids)
-                .await?;
-            candidates
-                .entry(partition)
-                .or_default()
-                .extend(owners.into_iter().map(|owner| owner.record_id));
-        }
-
         // Existing links are re-evaluated, never dropped for merely not being found again.
         let existing = self.links.links_of(&reference).await?;
         let mut others: Vec<StoredRecord> = Vec::new();
@@ -562,21 +552,9 @@ impl Hub {
         // Several templates of one record can hit (two fingers): fetch more than asked.
         let hits = biometrics.search(&algorithm.id, &probe, limit * 4).await?;
         let mut best: BTreeMap<RecordRef, f32> = BTreeMap::new();
-        for partition in [Partition::Civil, Partition::LawEnforcement] {
-            let in_partition: BTreeMap<i64, f32> = hits
-                .iter()
-                .filter(|h| h.partition == partition)
-                .map(|h| (h.template_id, h.similarity))
-                .collect();
-            let ids: Vec<i64> = in_partition.keys().copied().collect();
-            for owner in self.store_of(partition).owners_of_templates(&ids).await? {
-                let similarity = in_partition
-                    .get(&owner.template_id)
-                    .copied()
-                    .unwrap_or(f32::MIN);
-                let entry = best.entry(owner.record).or_insert(f32::MIN);
-                *entry = entry.max(similarity);
-            }
+        for hit in hits {
+            let entry = best.entry(hit.owner.record).or_insert(f32::MIN);
+            *entry = entry.max(hit.similarity);
         }
         let mut hits: Vec<BiometricHit> = best
             .into_iter()

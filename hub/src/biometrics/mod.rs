@@ -6,13 +6,13 @@ pub mod ann;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use connectors::{AlgorithmRegistry, Partition};
 
 use self::ann::{AnnError, AnnIndex, IndexSettings, Neighbour};
-use crate::store::IdentityStore;
+use crate::store::{IdentityStore, TemplateOwner};
 
 /// Templates read from the store per round trip while building an index.
 const PAGE: usize = 2_000;
@@ -30,13 +30,17 @@ struct Slot {
 #[derive(Debug)]
 pub struct Biometrics {
     slots: HashMap<(Partition, String), Slot>,
+    /// Template id → its record, per partition: derived like the index, so that a 1:N
+    /// search answers without a store round trip per query.
+    owners: HashMap<Partition, RwLock<HashMap<i64, TemplateOwner>>>,
 }
 
-/// A 1:N hit: a template of a partition and its similarity to the probe.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A 1:N hit: a template of a partition, the record it belongs to, and its similarity to
+/// the probe.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub partition: Partition,
-    pub template_id: i64,
+    pub owner: TemplateOwner,
     pub similarity: f32,
 }
 
@@ -58,6 +62,18 @@ pub fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
         dimension: algorithm.dimension,
         ..IndexSettings::default()
     }
+}
+
+// A panic elsewhere while holding the lock leaves a map that is still consistent entry by
+// entry: keep serving rather than poison every later search.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Runs blocking index work off the async workers.
@@ -85,7 +101,14 @@ impl Biometrics {
     ) -> Result<Self, BiometricsError> {
         std::fs::create_dir_all(dir)?;
         let mut slots = HashMap::new();
+        let mut owners = HashMap::new();
         for partition in [Partition::Civil, Partition::LawEnforcement] {
+            let listed = store_of(partition).indexable_template_owners().await?;
+            let by_template = listed
+                .into_iter()
+                .map(|owner| (owner.template_id, owner))
+                .collect();
+            owners.insert(partition, RwLock::new(by_template));
             for algorithm in &registry.algorithms {
                 let path = dir.join(format!("{}-{}.usearch", partition.as_str(), algorithm.id));
                 let store = store_of(partition);
@@ -106,7 +129,7 @@ impl Biometrics {
                 );
             }
         }
-        let biometrics = Self { slots };
+        let biometrics = Self { slots, owners };
         biometrics.save_dirty().await?;
         Ok(biometrics)
     }
@@ -173,12 +196,23 @@ impl Biometrics {
     pub async fn add(
         &self,
         partition: Partition,
+        record_id: i64,
+        record: &connectors::RecordRef,
         templates: &[connectors::BiometricTemplate],
         template_ids: &[i64],
     ) -> Result<(), BiometricsError> {
         for (template, id) in templates.iter().zip(template_ids) {
             if !template.indexable {
                 continue;
+            }
+            // The owner first: a search that finds the key must be able to name its record.
+            if let Some(owners) = self.owners.get(&partition) {
+                let owner = TemplateOwner {
+                    template_id: *id,
+                    record_id,
+                    record: record.clone(),
+                };
+                write(owners).insert(*id, owner);
             }
             let Some(slot) = self.slots.get(&(partition, template.algorithm.clone())) else {
                 continue;
@@ -218,6 +252,12 @@ impl Biometrics {
                 slot.dirty.store(true, Ordering::Release);
             }
         }
+        if let Some(owners) = self.owners.get(&partition) {
+            let mut owners = write(owners);
+            for id in template_ids {
+                owners.remove(id);
+            }
+        }
         Ok(())
     }
 
@@ -237,10 +277,15 @@ impl Biometrics {
             let probe = probe.to_vec();
             let neighbours: Vec<Neighbour> =
                 blocking(move || Ok(index.search(&probe, count)?)).await?;
+            let Some(owners) = self.owners.get(&partition) else {
+                continue;
+            };
+            let owners = read(owners);
             hits.extend(neighbours.into_iter().filter_map(|n| {
+                let owner = owners.get(&i64::try_from(n.key).ok()?)?.clone();
                 Some(Hit {
                     partition,
-                    template_id: i64::try_from(n.key).ok()?,
+                    owner,
                     similarity: n.similarity,
                 })
             }));

@@ -253,39 +253,28 @@ impl IdentityStore {
         Ok(ids)
     }
 
-    /// The records that templates belong to.
-    pub async fn owners_of_templates(
-        &self,
-        template_ids: &[i64],
-    ) -> Result<Vec<TemplateOwner>, sqlx::Error> {
-        if template_ids.is_empty() {
-            return Ok(vec![]);
-        }
-        let sql = format!(
+    /// Every indexable template with the record it belongs to: what the biometric index
+    /// keeps beside itself so that a search needs no store lookup.
+    pub async fn indexable_template_owners(&self) -> Result<Vec<TemplateOwner>, sqlx::Error> {
+        sqlx::query(
             "SELECT t.id, t.record_id, r.system, r.source_id FROM biometric_templates t \
-             JOIN identity_records r ON r.id = t.record_id WHERE t.id IN ({})",
-            placeholders(1, template_ids.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for id in template_ids {
-            query = query.bind(*id);
-        }
-        query
-            .fetch_all(&self.db.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                let system: String = row.try_get("system")?;
-                Ok(TemplateOwner {
-                    template_id: row.try_get("id")?,
-                    record_id: row.try_get("record_id")?,
-                    record: RecordRef::new(
-                        system.parse().map_err(|_| super::corrupt("system"))?,
-                        row.try_get::<String, _>("source_id")?,
-                    ),
-                })
+             JOIN identity_records r ON r.id = t.record_id WHERE t.indexable = TRUE",
+        )
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            let system: String = row.try_get("system")?;
+            Ok(TemplateOwner {
+                template_id: row.try_get("id")?,
+                record_id: row.try_get("record_id")?,
+                record: RecordRef::new(
+                    system.parse().map_err(|_| super::corrupt("system"))?,
+                    row.try_get::<String, _>("source_id")?,
+                ),
             })
-            .collect()
+        })
+        .collect()
     }
 
     /// Ids of the templates of `algorithm` that belong in the index.
@@ -303,25 +292,32 @@ impl IdentityStore {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let sql = format!(
-            "SELECT id, vector FROM biometric_templates WHERE id IN ({})",
-            placeholders(1, ids.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for id in ids {
-            query = query.bind(*id);
-        }
-        query
+        self.rows_by_ids(
+            "SELECT id, vector FROM biometric_templates WHERE id IN",
+            ids,
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let bytes: Vec<u8> = row.try_get("vector")?;
+            let vector = connectors::vector_base64::from_bytes(&bytes)
+                .ok_or_else(|| super::corrupt("vector"))?;
+            Ok((row.try_get("id")?, vector))
+        })
+        .collect()
+    }
+
+    /// Runs `select_where_in` followed by the placeholder list for `ids`.
+    async fn rows_by_ids(
+        &self,
+        select_where_in: &str,
+        ids: &[i64],
+    ) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+        let sql = format!("{select_where_in} ({})", placeholders(1, ids.len()));
+        ids.iter()
+            .fold(sqlx::query(&sql), |query, id| query.bind(*id))
             .fetch_all(&self.db.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                let bytes: Vec<u8> = row.try_get("vector")?;
-                let vector = connectors::vector_base64::from_bytes(&bytes)
-                    .ok_or_else(|| super::corrupt("vector"))?;
-                Ok((row.try_get("id")?, vector))
-            })
-            .collect()
+            .await
     }
 
     /// Records whose current version the detector has not finished with (after a crash).
