@@ -620,10 +620,6 @@ impl Hub {
         self.biometrics.get()
     }
 
-    pub async fn count(&self, system: SourceSystem) -> Result<i64, HubError> {
-        Ok(self.store(system).count(system).await?)
-    }
-
     pub async fn close(&self) {
         for database in [
             self.civil.database(),

@@ -189,14 +189,6 @@ impl IdentityStore {
         Ok((deleted.rows_affected() == 1).then_some(templates))
     }
 
-    /// Number of records a system holds in this partition.
-    pub async fn count(&self, system: SourceSystem) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM identity_records WHERE system = $1")
-            .bind(system.as_str())
-            .fetch_one(&self.db.pool)
-            .await
-    }
-
     /// Blocking: records of other systems sharing a name key and the birth year, or a
     /// travel-document number, with the record the keys were taken from.
     pub async fn candidates(
