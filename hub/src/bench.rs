@@ -14,6 +14,7 @@ use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use crate::access::Principal;
 use crate::biometrics::settings_for;
 use crate::config::HubConfig;
 use crate::core::{BiometricSearch, Hub};
@@ -155,6 +156,21 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let config = HubConfig::embedded(&data_dir);
     let hub = Arc::new(Hub::open(&config).await?);
     hub.prepare(&config.index_dir()).await?;
+    // Through the same access checks and audit log as any caller: a connector of both
+    // systems that also reads them.
+    let caller = Arc::new(
+        Principal::new(
+            "bench",
+            "BENCH",
+            "EU",
+            ["connector:ees", "connector:sis", "border_guard"]
+                .iter()
+                .map(|r| r.parse::<crate::access::Role>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e: &str| anyhow::anyhow!(e))?,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?,
+    );
 
     // Bodies are made before the clock starts: the benchmark measures the hub, not base64.
     let seed = options.seed;
@@ -172,8 +188,9 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let started = Instant::now();
     let mut ingests = futures::stream::iter(records.iter().map(|(system, _, body)| {
         let hub = Arc::clone(&hub);
+        let caller = Arc::clone(&caller);
         async move {
-            hub.ingest(*system, Some("application/json"), body.as_bytes())
+            hub.ingest(&caller, *system, Some("application/json"), body.as_bytes())
                 .await
         }
     }))
@@ -219,15 +236,19 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let started = Instant::now();
     let mut searches = futures::stream::iter(probes.iter().map(|(person, probe)| {
         let hub = Arc::clone(&hub);
+        let caller = Arc::clone(&caller);
         let data = STANDARD.encode(connectors::vector_base64::to_bytes(probe));
         async move {
             let began = Instant::now();
             let answer = hub
-                .search_biometric(BiometricSearch {
-                    algorithm: FACE.to_owned(),
-                    data,
-                    limit: Some(1),
-                })
+                .search_biometric(
+                    &caller,
+                    BiometricSearch {
+                        algorithm: FACE.to_owned(),
+                        data,
+                        limit: Some(1),
+                    },
+                )
                 .await;
             (*person, answer, began.elapsed())
         }

@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `import` and `openapi`.
+//! The command line: `serve` (the default), `migrate`, `import`, `generate`, `bench`,
+//! `openapi`, `token` and `audit verify`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use crate::config::{HubConfig, Settings};
 use crate::generate::{GenerateOptions, generate_with_progress};
 use crate::import::{ImportOptions, import};
 use crate::startup::{Application, shutdown_signal};
-use crate::store::{IdentityStore, LinkStore};
+use crate::store::{ControlStore, IdentityStore, LinkStore};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Parser)]
@@ -33,7 +34,8 @@ pub struct Cli {
 enum Command {
     /// Serve the REST API (the default when no command is given).
     Serve(ServeArgs),
-    /// Create or upgrade the databases' schemas (both partitions and the links), then exit.
+    /// Create or upgrade the databases' schemas (both partitions, the links and the control
+    /// database), then exit.
     Migrate(StoreArgs),
     /// Push an NDJSON file of native records (`{system, content_type, body}` per line) to a
     /// running hub, with progress and a closing summary.
@@ -46,6 +48,40 @@ enum Command {
     Bench(BenchArgs),
     /// Print the OpenAPI document generated from the code.
     Openapi,
+    /// Sign a bearer token with the hub's key; the token is the last line printed.
+    Token(TokenArgs),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// The agency, e.g. BPOL, BKA, SIRENE-IT.
+    #[arg(long)]
+    agency: String,
+    /// ISO 3166-1 alpha-2 (or EU).
+    #[arg(long)]
+    member_state: String,
+    /// A role (repeat for several): connector:<system>, border_guard, visa_authority,
+    /// etias_unit, sirene, ecris_central_authority, police, le_designated, europol,
+    /// supervisor, admin — or one an administrator made.
+    #[arg(long = "role", required = true)]
+    roles: Vec<crate::access::Role>,
+    /// Who within the agency; default: the operating-system user.
+    #[arg(long)]
+    subject: Option<String>,
+    /// How long the token lives: 30m, 8h, 7d.
+    #[arg(long, default_value = "8h", value_parser = crate::access::parse_ttl)]
+    ttl: time::Duration,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain; exits non-zero and names the first broken entry.
+    Verify(StoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +98,9 @@ struct StoreArgs {
     /// The multiple-identity detector's links, a database of their own; default: a SQLite file in the data directory.
     #[arg(long, env = "INTEROP_HUB_MID_DATABASE_URL")]
     mid_database_url: Option<String>,
+    /// Access rules, access requests and the audit log; default: a SQLite file in the data directory.
+    #[arg(long, env = "INTEROP_HUB_CONTROL_DATABASE_URL")]
+    control_database_url: Option<String>,
     /// TOML settings file (body limit, biometric algorithm registry, minimum qualities).
     #[arg(long, env = "INTEROP_HUB_CONFIG")]
     config: Option<PathBuf>,
@@ -91,6 +130,9 @@ struct ImportArgs {
     /// one record in the same file may arrive out of order and the older be refused.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
+    /// Bearer token with a `connector:<system>` role for each system in the file (see `token`).
+    #[arg(long, env = "INTEROP_HUB_TOKEN", hide_env_values = true)]
+    token: String,
 }
 
 #[derive(Debug, Args)]
@@ -140,7 +182,9 @@ impl StoreArgs {
             civil_database_url: self.civil_database_url,
             law_enforcement_database_url: self.law_enforcement_database_url,
             mid_database_url: self.mid_database_url,
+            control_database_url: self.control_database_url,
             settings,
+            clock: crate::clock::Clock::System,
         })
     }
 }
@@ -180,13 +224,19 @@ impl Command {
                     .database()
                     .close()
                     .await;
-                println!("both partitions and the links database are migrated");
+                ControlStore::open(&config.control_url())
+                    .await?
+                    .database()
+                    .close()
+                    .await;
+                println!("both partitions, the links and the control database are migrated");
                 Ok(ExitCode::SUCCESS)
             }
             Self::Import(args) => {
                 let options = ImportOptions {
                     server: args.server,
                     concurrency: usize::from(args.concurrency),
+                    token: args.token,
                 };
                 let summary = import(&args.file, &options).await?;
                 print!("{summary}");
@@ -235,6 +285,51 @@ impl Command {
             Self::Openapi => {
                 print!("{}", crate::http::openapi_json());
                 Ok(ExitCode::SUCCESS)
+            }
+            Self::Token(args) => {
+                let config = args
+                    .store
+                    .into_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+                let subject = args
+                    .subject
+                    .or_else(|| std::env::var("USER").ok())
+                    .unwrap_or_else(|| "operator".to_owned());
+                let principal = crate::access::Principal::new(
+                    subject,
+                    args.agency,
+                    args.member_state,
+                    args.roles,
+                )
+                .map_err(|e| anyhow::anyhow!(e))?;
+                let authority =
+                    crate::access::TokenAuthority::load_or_create(&config.signing_key_path())?;
+                let now = time::OffsetDateTime::now_utc();
+                let token = authority.mint(&principal, now, args.ttl)?;
+                eprintln!(
+                    "token for {} of {} ({}), expires {}",
+                    principal.subject,
+                    principal.agency,
+                    principal.member_state,
+                    now + args.ttl
+                );
+                println!("{token}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Self::Audit(AuditCommand::Verify(args)) => {
+                let config = args.into_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+                let store = ControlStore::open(&config.control_url()).await?;
+                let verdict = crate::core::verify_audit_chain(&store).await;
+                store.database().close().await;
+                match verdict? {
+                    Ok(entries) => {
+                        println!("audit log intact: {entries} entries");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(broken) => {
+                        println!("audit log broken: {broken}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
             }
         }
     }

@@ -17,7 +17,11 @@ pub struct HubConfig {
     pub law_enforcement_database_url: Option<String>,
     /// The multiple-identity detector's links, in a database of their own.
     pub mid_database_url: Option<String>,
+    /// Access rules, access requests and the audit log.
+    pub control_database_url: Option<String>,
     pub settings: Settings,
+    /// Now, for deadlines, grants and audit entries: the system clock outside tests.
+    pub clock: crate::clock::Clock,
 }
 
 /// The parts of the configuration that live in the TOML file (`--config`).
@@ -31,6 +35,17 @@ pub struct Settings {
     pub biometrics: AlgorithmRegistry,
     #[serde(default)]
     pub detection: DetectionSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
+}
+
+/// How callers authenticate.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The token signing key (hex, at least 32 bytes); default: `token-signing.key` in the
+    /// data directory, created on first run. Hub replicas must share one key.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// How the multiple-identity detector works.
@@ -137,6 +152,7 @@ impl Default for Settings {
             max_body_bytes: Self::default_max_body_bytes(),
             biometrics: AlgorithmRegistry::default(),
             detection: DetectionSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -150,7 +166,9 @@ impl HubConfig {
             civil_database_url: None,
             law_enforcement_database_url: None,
             mid_database_url: None,
+            control_database_url: None,
             settings: Settings::default(),
+            clock: crate::clock::Clock::System,
         }
     }
 
@@ -170,6 +188,21 @@ impl HubConfig {
         self.mid_database_url
             .clone()
             .unwrap_or_else(|| sqlite_url(&self.data_dir, "mid.sqlite"))
+    }
+
+    pub fn control_url(&self) -> String {
+        self.control_database_url
+            .clone()
+            .unwrap_or_else(|| sqlite_url(&self.data_dir, "control.sqlite"))
+    }
+
+    /// The key tokens are signed with.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.settings
+            .auth
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("token-signing.key"))
     }
 
     /// Where the biometric index files live: derived data, rebuilt from the stores.

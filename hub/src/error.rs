@@ -48,6 +48,20 @@ pub enum HubError {
     InvalidQuery(&'static str),
     #[error("invalid request body: {0}")]
     InvalidBody(&'static str),
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("the access policy does not permit this")]
+    Forbidden,
+    #[error("that rule exists already")]
+    RuleExists,
+    #[error("no such policy rule")]
+    RuleNotFound,
+    #[error("no such access request")]
+    AccessRequestNotFound,
+    #[error("the access request has been decided already")]
+    AccessRequestDecided,
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     #[error("storage failure")]
     Storage(sqlx::Error),
     #[error("internal error")]
@@ -222,6 +236,35 @@ impl HubError {
                 "Service unavailable",
                 detail,
             ),
+            Self::Unauthenticated(_) => Problem::new(
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+                detail,
+            ),
+            Self::Forbidden => Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", detail),
+            Self::RuleExists => Problem::new(S::CONFLICT, "rule_exists", "Rule exists", detail),
+            Self::RuleNotFound => {
+                Problem::new(S::NOT_FOUND, "rule_not_found", "Rule not found", detail)
+            }
+            Self::AccessRequestNotFound => Problem::new(
+                S::NOT_FOUND,
+                "access_request_not_found",
+                "Access request not found",
+                detail,
+            ),
+            Self::AccessRequestDecided => Problem::new(
+                S::CONFLICT,
+                "access_request_decided",
+                "Access request decided",
+                detail,
+            ),
+            Self::InvalidRequest(_) => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "Request refused",
+                detail,
+            ),
             Self::Storage(_) | Self::Internal(_) => Problem::new(
                 S::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -241,6 +284,11 @@ impl IntoResponse for HubError {
             _ => {}
         }
         let mut response = self.to_problem().into_response();
+        if matches!(self, Self::Unauthenticated(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if matches!(self, Self::NotReady | Self::Unavailable) {
             // The indexes are being built from the store: connectors should come back soon.
             response

@@ -13,6 +13,8 @@ use serde::Deserialize;
 pub struct ImportOptions {
     pub server: String,
     pub concurrency: usize,
+    /// A bearer token whose roles include `connector:<system>` for the file's systems.
+    pub token: String,
 }
 
 /// One line of an import file.
@@ -64,7 +66,8 @@ pub async fn import(file: &Path, options: &ImportOptions) -> anyhow::Result<Impo
         .map(|(number, line)| {
             let client = &client;
             let base = &base;
-            async move { send_line(client, base, number + 1, line).await }
+            let token = options.token.as_str();
+            async move { send_line(client, base, token, number + 1, line).await }
         })
         .buffered(options.concurrency.max(1));
     let mut summary = ImportSummary::default();
@@ -90,7 +93,13 @@ pub async fn import(file: &Path, options: &ImportOptions) -> anyhow::Result<Impo
     Ok(summary)
 }
 
-async fn send_line(client: &reqwest::Client, base: &str, number: usize, line: &str) -> LineResult {
+async fn send_line(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    number: usize,
+    line: &str,
+) -> LineResult {
     let parsed: ImportLine = match serde_json::from_str(line) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -114,6 +123,7 @@ async fn send_line(client: &reqwest::Client, base: &str, number: usize, line: &s
     let response = match client
         .post(&url)
         .header(reqwest::header::CONTENT_TYPE, parsed.content_type)
+        .bearer_auth(token)
         .body(body)
         .send()
         .await
@@ -129,6 +139,10 @@ async fn send_line(client: &reqwest::Client, base: &str, number: usize, line: &s
             Some("updated") => LineResult::Updated,
             _ => LineResult::Replayed,
         },
+        // Not the record's fault: the token is wrong for this hub or this system.
+        401 | 403 => LineResult::Failed(format!(
+            "line {number}: the hub refused the token ({status}) for {system}"
+        )),
         400..=499 => LineResult::Refused(refusal_reasons(&answer, status.as_u16())),
         _ => LineResult::Failed(format!("line {number}: the hub answered {status}")),
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::access::TokenAuthority;
 use crate::config::HubConfig;
 use crate::core::Hub;
 use crate::http::{AppState, router};
@@ -21,6 +22,7 @@ const INDEX_SAVE_INTERVAL: Duration = Duration::from_secs(30);
 pub struct Application {
     listener: TcpListener,
     hub: Arc<Hub>,
+    tokens: Arc<TokenAuthority>,
     max_body_bytes: usize,
     index_dir: PathBuf,
 }
@@ -28,6 +30,7 @@ pub struct Application {
 impl Application {
     /// Opens the stores (migrating them) and binds the listener.
     pub async fn build(config: HubConfig) -> anyhow::Result<Self> {
+        let tokens = Arc::new(TokenAuthority::load_or_create(&config.signing_key_path())?);
         let hub = Arc::new(Hub::open(&config).await?);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -35,6 +38,7 @@ impl Application {
         Ok(Self {
             listener,
             hub,
+            tokens,
             max_body_bytes: config.settings.max_body_bytes,
             index_dir: config.index_dir(),
         })
@@ -59,6 +63,7 @@ impl Application {
         let saving = tokio::spawn(save_periodically(Arc::clone(&self.hub)));
         let state = AppState {
             hub: Arc::clone(&self.hub),
+            tokens: Arc::clone(&self.tokens),
             max_body_bytes: self.max_body_bytes,
         };
         let served = axum::serve(self.listener, router(state))

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use interop_hub::access::{Principal, TokenAuthority};
 use interop_hub::config::HubConfig;
 use interop_hub::startup::Application;
 use sqlx::{Connection, Executor};
@@ -39,14 +40,41 @@ pub const EXAMPLES: [(&str, &str, &str); 5] = [
     ("ecris-tcn", "ecris-tcn.xml", "application/xml"),
 ];
 
+/// Every role of the baseline policy: the default test caller may do everything, so that
+/// scenarios about records and links need not be about access. Its member state is the
+/// fixtures' SIS issuing state, so it is also their SIRENE bureau.
+pub const ALL_ROLES: [&str; 15] = [
+    "connector:ees",
+    "connector:etias",
+    "connector:vis",
+    "connector:sis",
+    "connector:ecris-tcn",
+    "border_guard",
+    "visa_authority",
+    "etias_unit",
+    "sirene",
+    "ecris_central_authority",
+    "police",
+    "le_designated",
+    "europol",
+    "supervisor",
+    "admin",
+];
+
 /// A hub serving on a real port, with its own databases.
 #[derive(Debug)]
 pub struct TestHub {
     pub base: String,
+    /// Sends the all-roles token (`ALL_ROLES`) with every request.
     pub client: reqwest::Client,
+    /// Sends no token.
+    pub anonymous: reqwest::Client,
+    /// Signs tokens with the running hub's key.
+    pub tokens: std::sync::Arc<TokenAuthority>,
     pub civil_url: String,
     pub law_enforcement_url: String,
     pub mid_url: String,
+    pub control_url: String,
     pub data_dir: PathBuf,
     /// The running hub's core, for checks behind the API (index contents).
     pub core: std::sync::Arc<interop_hub::core::Hub>,
@@ -70,6 +98,7 @@ impl TestHub {
             config.civil_database_url = Some(fresh_postgres_database("civil").await);
             config.law_enforcement_database_url = Some(fresh_postgres_database("le").await);
             config.mid_database_url = Some(fresh_postgres_database("mid").await);
+            config.control_database_url = Some(fresh_postgres_database("control").await);
         }
         adjust(&mut config);
         Self::serve(config, data_dir).await
@@ -81,16 +110,23 @@ impl TestHub {
             .expect("hub starts");
         let core = app.hub();
         let address = app.local_addr().expect("bound address");
+        let tokens = std::sync::Arc::new(
+            TokenAuthority::load_or_create(&config.signing_key_path()).expect("the hub's key"),
+        );
+        let client = authorized_client(&all_roles_token(&tokens));
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stop.await;
         }));
         let hub = Self {
             base: format!("http://{address}"),
-            client: reqwest::Client::new(),
+            client,
+            anonymous: reqwest::Client::new(),
+            tokens,
             civil_url: config.civil_url(),
             law_enforcement_url: config.law_enforcement_url(),
             mid_url: config.mid_url(),
+            control_url: config.control_url(),
             data_dir: data_dir.path().to_path_buf(),
             core,
             config,
@@ -121,6 +157,34 @@ impl TestHub {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("the hub did not become ready within 30 s");
+    }
+
+    /// A token for one principal of agency `TEST`, valid for an hour.
+    pub fn token(&self, subject: &str, member_state: &str, roles: &[&str]) -> String {
+        mint(&self.tokens, subject, "TEST", member_state, roles)
+    }
+
+    /// Sends `method path` with `token` (none when `None`) and an optional JSON body:
+    /// the status and the JSON answer (`null` when not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.anonymous.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("hub answers");
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or_default(),
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -190,6 +254,15 @@ impl TestHub {
         sqlx::any::install_default_drivers();
         let urls = if table.starts_with("link") {
             vec![&self.mid_url]
+        } else if [
+            "audit_log",
+            "policy_rules",
+            "access_requests",
+            "control_meta",
+        ]
+        .contains(&table)
+        {
+            vec![&self.control_url]
         } else {
             vec![&self.civil_url, &self.law_enforcement_url]
         };
@@ -205,6 +278,18 @@ impl TestHub {
             total += count;
         }
         total
+    }
+
+    /// A one-column text query on the links (MID) database, behind the hub's back.
+    pub async fn mid_strings(&self, sql: &str) -> Vec<String> {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.mid_url)
+            .await
+            .expect("test connects to the links database");
+        sqlx::query_scalar(sql)
+            .fetch_all(&mut conn)
+            .await
+            .expect("query the links database")
     }
 
     /// Rows of every repository table, for "nothing was stored" checks.
@@ -237,6 +322,46 @@ impl TestHub {
                 .expect("server ran cleanly");
         }
     }
+}
+
+/// The default test caller's token: every role (`ALL_ROLES`), member state SE.
+pub fn all_roles_token(tokens: &TokenAuthority) -> String {
+    mint(tokens, "test-operator", "TEST", "SE", &ALL_ROLES)
+}
+
+/// A client that sends `token` with every request.
+pub fn authorized_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+fn mint(
+    tokens: &TokenAuthority,
+    subject: &str,
+    agency: &str,
+    member_state: &str,
+    roles: &[&str],
+) -> String {
+    let roles = roles
+        .iter()
+        .map(|r| r.parse().expect("a well-formed role"))
+        .collect();
+    let principal =
+        Principal::new(subject, agency, member_state, roles).expect("a well-formed principal");
+    tokens
+        .mint(
+            &principal,
+            time::OffsetDateTime::now_utc(),
+            time::Duration::hours(1),
+        )
+        .expect("token")
 }
 
 /// A new, empty PostgreSQL database; returns its URL.

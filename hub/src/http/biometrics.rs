@@ -5,11 +5,12 @@ use axum::Json;
 use axum::extract::State;
 
 use super::AppState;
-use super::extract::JsonBody;
+use super::extract::{Caller, JsonBody};
 use crate::core::{BiometricSearch, BiometricSearchAnswer, IndexStatus};
 use crate::error::{HubError, Problem};
 
-/// 1:N search: the records whose templates are nearest a probe, across both partitions.
+/// 1:N search: the records whose templates are nearest a probe, across both partitions;
+/// only records of systems the caller may read are answered.
 #[utoipa::path(
     post,
     path = "/v1/biometrics/search",
@@ -18,15 +19,22 @@ use crate::error::{HubError, Problem};
     responses(
         (status = 200, description = "Records best first, each with its best similarity", body = BiometricSearchAnswer),
         (status = 400, description = "Not a search document", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may read no system", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unregistered algorithm or unusable probe", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The indexes are still being built", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn search(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     search: JsonBody<BiometricSearch>,
 ) -> Result<Json<BiometricSearchAnswer>, HubError> {
-    state.hub.search_biometric(search.0).await.map(Json)
+    state
+        .hub
+        .search_biometric(&caller, search.0)
+        .await
+        .map(Json)
 }
 
 /// Each index's template count beside the store's count of templates it should hold.
@@ -36,9 +44,14 @@ pub async fn search(
     tag = "biometrics",
     responses(
         (status = 200, description = "One entry per partition and algorithm", body = Vec<IndexStatus>),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Operators (the operate duty) only", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The indexes are still being built", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn indexes(State(state): State<AppState>) -> Result<Json<Vec<IndexStatus>>, HubError> {
-    state.hub.index_status().await.map(Json)
+pub async fn indexes(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Vec<IndexStatus>>, HubError> {
+    state.hub.index_status(&caller).await.map(Json)
 }

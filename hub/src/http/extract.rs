@@ -5,12 +5,40 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use connectors::SourceSystem;
 
 use super::AppState;
+use crate::access::Principal;
 use crate::error::HubError;
+
+/// The authenticated caller: a bearer token the hub signed, not expired.
+#[derive(Debug)]
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = HubError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HubError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(HubError::Unauthenticated("a bearer token is required"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|token| !token.is_empty())
+            .ok_or(HubError::Unauthenticated(
+                "expected Authorization: Bearer <token>",
+            ))?;
+        state.tokens.verify(token).map(Self)
+    }
+}
 
 async fn path_params(
     parts: &mut Parts,

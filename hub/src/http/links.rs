@@ -9,6 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::AppState;
+use super::extract::{Caller, JsonBody};
 use crate::core::{ConfirmationFile, LinkPage, Verification};
 use crate::error::{HubError, Problem};
 use crate::matching::LinkColour;
@@ -57,13 +58,16 @@ impl From<LinkFilters> for LinkQuery {
             system: filters.system,
             authority: filters.authority,
             overdue: filters.overdue,
+            visible_to: None,
             limit: filters.limit.unwrap_or(50),
             offset: filters.offset.unwrap_or(0),
         }
     }
 }
 
-/// List links, oldest first, filtered and paged.
+/// List the links the caller may see, oldest first, filtered and paged: red links of a
+/// system the caller reads, white and green links between two systems the caller reads,
+/// yellow links for which the caller is the responsible verifier.
 #[utoipa::path(
     get,
     path = "/v1/links",
@@ -72,13 +76,15 @@ impl From<LinkFilters> for LinkQuery {
     responses(
         (status = 200, description = "One page of links", body = LinkPage),
         (status = 400, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     filters: LinkFilters,
 ) -> Result<Json<LinkPage>, HubError> {
-    state.hub.links(filters.into()).await.map(Json)
+    state.hub.links(&caller, filters.into()).await.map(Json)
 }
 
 /// A link's identity confirmation file: both records, colour, evidence and scores, the rule
@@ -90,18 +96,21 @@ pub async fn list(
     params(("id" = String, Path, description = "The link's id")),
     responses(
         (status = 200, description = "The identity confirmation file", body = ConfirmationFile),
-        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such link, or one the caller may not see (the same answer)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn read(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ConfirmationFile>, HubError> {
-    state.hub.link(&id).await.map(Json)
+    state.hub.link(&caller, &id).await.map(Json)
 }
 
-/// Decide a link: white (same person, legitimately), green (different persons) or red
-/// (identity fraud), with a justification. Refused when the link already has that colour.
+/// Decide a link as its responsible authority: white (same person, legitimately), green
+/// (different persons) or red (identity fraud), with a justification; the token names the
+/// verifier. Refused when the link already has that colour.
 #[utoipa::path(
     post,
     path = "/v1/links/{id}/verification",
@@ -111,15 +120,18 @@ pub async fn read(
     responses(
         (status = 200, description = "Decided: the updated identity confirmation file", body = ConfirmationFile),
         (status = 400, description = "Not a decision document", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not the link's responsible authority", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such link, or one the caller may not see", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The link already has that colour", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No justification, or not a verifier's colour", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn verify(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
-    decision: super::extract::JsonBody<Verification>,
+    decision: JsonBody<Verification>,
 ) -> Result<Json<ConfirmationFile>, HubError> {
-    state.hub.verify(&id, decision.0).await.map(Json)
+    state.hub.verify(&caller, &id, decision.0).await.map(Json)
 }

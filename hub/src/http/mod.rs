@@ -1,11 +1,15 @@
 //! The REST surface: routes (each registered with its OpenAPI docs), extractors that turn
 //! requests into core arguments, and the layer that makes every error problem+json.
 
+mod access_requests;
+mod admin;
+mod audit;
 mod biometrics;
 mod extract;
 mod health;
 mod links;
 mod records;
+mod search;
 
 use std::sync::Arc;
 
@@ -21,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+use crate::access::TokenAuthority;
 use crate::core::Hub;
 use crate::error::{HubError, PROBLEM_JSON, Problem};
 
@@ -28,6 +33,7 @@ use crate::error::{HubError, PROBLEM_JSON, Problem};
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub hub: Arc<Hub>,
+    pub tokens: Arc<TokenAuthority>,
     pub max_body_bytes: usize,
 }
 
@@ -39,16 +45,43 @@ pub struct AppState {
         license(name = "EUPL-1.2", identifier = "EUPL-1.2")
     ),
     tags(
+        (name = "search", description = "The search portal: one query across every system the caller may query"),
         (name = "records", description = "Source systems push, read and delete records in the common identity repository"),
         (name = "links", description = "The multiple-identity detector's links and their manual verification"),
         (name = "biometrics", description = "The shared biometric matching service: 1:N search and index state"),
+        (name = "access", description = "Full-access requests after a hit flag, and their time-boxed grants"),
+        (name = "admin", description = "Access rules and role assignments, changed in real time and simulated first"),
+        (name = "audit", description = "The tamper-evident audit log, for supervisors"),
         (name = "operations", description = "Liveness and readiness")
-    )
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 struct ApiDoc;
 
+/// Every route but the health checks needs `Authorization: Bearer <token>`.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("A token from `interop-hub token`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(search::search))
         .routes(routes!(records::ingest))
         .routes(routes!(records::read, records::delete))
         .routes(routes!(links::list))
@@ -56,6 +89,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(links::verify))
         .routes(routes!(biometrics::search))
         .routes(routes!(biometrics::indexes))
+        .routes(routes!(access_requests::file, access_requests::list))
+        .routes(routes!(access_requests::decide))
+        .routes(routes!(admin::list, admin::add))
+        .routes(routes!(admin::remove))
+        .routes(routes!(admin::simulate))
+        .routes(routes!(audit::log))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }

@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::extract::{NativeBody, RecordKey, System};
-use crate::core::IngestReport;
+use super::extract::{Caller, NativeBody, RecordKey, System};
+use crate::core::{IngestReport, RecordView};
 use crate::error::{HubError, Problem};
-use crate::store::{StoredRecord, UpsertOutcome};
+use crate::store::UpsertOutcome;
 
 impl IntoResponse for IngestReport {
     fn into_response(self) -> Response {
@@ -39,6 +39,8 @@ impl IntoResponse for IngestReport {
         (status = 201, description = "Created", body = IngestReport),
         (status = 200, description = "Replayed or updated", body = IngestReport),
         (status = 400, description = "Not a well-formed record", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not write to this system", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown system", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Older than the stored version, or the stored version with other content", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
@@ -49,12 +51,13 @@ impl IntoResponse for IngestReport {
 )]
 pub async fn ingest(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     System(system): System,
     body: NativeBody,
 ) -> Result<IngestReport, HubError> {
     state
         .hub
-        .ingest(system, body.content_type.as_deref(), &body.bytes)
+        .ingest(&caller, system, body.content_type.as_deref(), &body.bytes)
         .await
 }
 
@@ -68,15 +71,21 @@ pub async fn ingest(
         ("source_id" = String, Path, description = "The record's id in its source system")
     ),
     responses(
-        (status = 200, description = "The stored record", body = StoredRecord),
-        (status = 404, description = "No such record or system", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The stored record, with the field groups the caller may read", body = RecordView),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record or system, or one the caller may not read (the same answer)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn read(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     key: RecordKey,
-) -> Result<Json<StoredRecord>, HubError> {
-    state.hub.record(key.system, &key.source_id).await.map(Json)
+) -> Result<Json<RecordView>, HubError> {
+    state
+        .hub
+        .record(&caller, key.system, &key.source_id)
+        .await
+        .map(Json)
 }
 
 /// Delete a record with its names, documents and templates, as its source system did.
@@ -90,14 +99,20 @@ pub async fn read(
     ),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not write to this system", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such record or system", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Indexes still being built, or a database out of reach", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn delete(State(state): State<AppState>, key: RecordKey) -> Result<StatusCode, HubError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    key: RecordKey,
+) -> Result<StatusCode, HubError> {
     state
         .hub
-        .delete(key.system, &key.source_id)
+        .delete(&caller, key.system, &key.source_id)
         .await
         .map(|()| StatusCode::NO_CONTENT)
 }

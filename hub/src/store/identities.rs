@@ -22,6 +22,16 @@ pub enum UpsertOutcome {
     Updated,
 }
 
+impl UpsertOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Replayed => "replayed",
+            Self::Updated => "updated",
+        }
+    }
+}
+
 /// Why an upsert was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpsertRefusal {
@@ -194,8 +204,10 @@ impl IdentityStore {
     pub async fn candidates(
         &self,
         keys: &BlockingKeys,
-        exclude: SourceSystem,
+        exclude: Option<SourceSystem>,
     ) -> Result<Vec<i64>, sqlx::Error> {
+        // No stored record has the empty system name: excluding it excludes nothing.
+        let exclude = exclude.map_or("", SourceSystem::as_str);
         let mut ids: Vec<i64> = Vec::new();
         // Without a birth month the given-name block would be too wide to be worth it.
         let given_names: &[String] = if keys.birth_month.is_some() {
@@ -214,7 +226,7 @@ impl IdentityStore {
                 placeholders(given_at, given_names.len().max(1)),
             );
             let mut query = sqlx::query_scalar::<_, i64>(&sql)
-                .bind(exclude.as_str())
+                .bind(exclude)
                 .bind(keys.birth_year)
                 .bind(keys.birth_month.unwrap_or(0));
             // An empty IN list is not SQL: an empty key matches no stored (non-empty) key.
@@ -234,7 +246,7 @@ impl IdentityStore {
                  WHERE r.system <> $1 AND d.number_normalised IN ({})",
                 placeholders(2, keys.documents.len())
             );
-            let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(exclude.as_str());
+            let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(exclude);
             for number in &keys.documents {
                 query = query.bind(number.as_str());
             }

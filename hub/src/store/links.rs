@@ -71,6 +71,8 @@ pub struct LinkQuery {
     pub authority: Option<String>,
     /// Only yellow links past their deadline (true) or not past it (false).
     pub overdue: Option<bool>,
+    /// Only the links this visibility admits; `None`: all (the hub's own use).
+    pub visible_to: Option<crate::access::LinkVisibility>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -316,6 +318,35 @@ impl LinkStore {
             conditions.push(format!(
                 "authority = {}",
                 arg(authority.clone(), &mut texts)
+            ));
+        }
+        if let Some(visibility) = &query.visible_to {
+            let list = |values: Vec<String>, texts: &mut Vec<String>| -> String {
+                // An empty IN list is not SQL; the empty name matches no stored value.
+                let values = if values.is_empty() {
+                    vec![String::new()]
+                } else {
+                    values
+                };
+                values
+                    .into_iter()
+                    .map(|v| arg(v, texts))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let names = |systems: &[SourceSystem]| {
+                systems
+                    .iter()
+                    .map(|s| s.as_str().to_owned())
+                    .collect::<Vec<_>>()
+            };
+            let readable = list(names(&visibility.readable), &mut texts);
+            let verifiable = list(names(&visibility.verifiable), &mut texts);
+            let authorities = list(visibility.authorities.clone(), &mut texts);
+            conditions.push(format!(
+                "((authority IN ({authorities}) AND (a_system IN ({verifiable}) OR b_system IN ({verifiable}))) \
+                 OR (colour = 'red' AND (a_system IN ({readable}) OR b_system IN ({readable}))) \
+                 OR (colour IN ('white', 'green') AND a_system IN ({readable}) AND b_system IN ({readable})))"
             ));
         }
         let now_param = format!("${}", texts.len() + 1);

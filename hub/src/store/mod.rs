@@ -1,13 +1,16 @@
 //! Storage: the common identity repository (CIR, one database per partition) and the
-//! multiple-identity detector's links (MID, a database of its own). One SQL implementation
+//! multiple-identity detector's links (MID, a database of its own) and access control
+//! (rules, access requests, the audit log: the control database). One SQL implementation
 //! over sqlx's `Any` driver with two backends — SQLite (embedded default) and PostgreSQL —
 //! chosen by URL; they differ only in connection set-up and in their twin migrations under
 //! `migrations/`. Every query is written once, in the SQL both accept.
 
+mod control;
 mod identities;
 mod links;
 mod rows;
 
+pub use control::{AccessRequest, ControlStore, NewRule, RuleRow};
 pub use identities::{
     IdentityStore, StoredRecord, TemplateOwner, UpsertOutcome, UpsertRefusal, Upserted,
 };
@@ -24,6 +27,8 @@ static CIR_SQLITE: Migrator = sqlx::migrate!("../migrations/cir/sqlite");
 static CIR_POSTGRES: Migrator = sqlx::migrate!("../migrations/cir/postgres");
 static MID_SQLITE: Migrator = sqlx::migrate!("../migrations/mid/sqlite");
 static MID_POSTGRES: Migrator = sqlx::migrate!("../migrations/mid/postgres");
+static CONTROL_SQLITE: Migrator = sqlx::migrate!("../migrations/control/sqlite");
+static CONTROL_POSTGRES: Migrator = sqlx::migrate!("../migrations/control/postgres");
 
 /// Which schema a database holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +37,8 @@ pub enum Schema {
     Cir,
     /// Links between records of different systems.
     Mid,
+    /// Access rules, access requests and the audit log.
+    Control,
 }
 
 /// Which database engine a store runs on.
@@ -58,6 +65,8 @@ impl Backend {
             (Schema::Cir, Self::Postgres) => &CIR_POSTGRES,
             (Schema::Mid, Self::Sqlite) => &MID_SQLITE,
             (Schema::Mid, Self::Postgres) => &MID_POSTGRES,
+            (Schema::Control, Self::Sqlite) => &CONTROL_SQLITE,
+            (Schema::Control, Self::Postgres) => &CONTROL_POSTGRES,
         }
     }
 }
@@ -138,7 +147,7 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-pub(crate) fn unix_millis(at: OffsetDateTime) -> i64 {
+pub fn unix_millis(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 

@@ -10,7 +10,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use connectors::{RecordRef, SourceSystem};
-use hub_tests::{Backend, fresh_postgres_database, on_both_backends};
+use hub_tests::{
+    Backend, all_roles_token, authorized_client, fresh_postgres_database, on_both_backends,
+};
+use interop_hub::access::TokenAuthority;
 use interop_hub::generate::{GenerateOptions, Trait, Truth, base_vector, generate, new_capture};
 use serde_json::{Value, json};
 
@@ -99,14 +102,18 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
             ("--civil-database-url", "civil"),
             ("--law-enforcement-database-url", "le"),
             ("--mid-database-url", "mid"),
+            ("--control-database-url", "control"),
         ] {
             args.push(flag.into());
             args.push(fresh_postgres_database(role).await);
         }
     }
-    let client = reqwest::Client::new();
     let mut server = Server::start(args, base.clone());
-    server.wait_ready(&client).await;
+    server.wait_ready(&reqwest::Client::new()).await;
+    // The hub made its signing key at start: sign with it as an operator would.
+    let tokens = TokenAuthority::load_or_create(&dir.path().join("data").join("token-signing.key"))
+        .expect("the hub's key");
+    let client = authorized_client(&all_roles_token(&tokens));
 
     // Import until well past the middle, acknowledging records as the hub answers.
     let lines: Vec<Value> = std::fs::read_to_string(&population.records_file)

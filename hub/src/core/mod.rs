@@ -1,20 +1,38 @@
-//! The hub's transport-free core: every operation the REST layer and the CLI expose.
+//! The hub's transport-free core: every operation the REST layer and the CLI expose, each
+//! checked against the caller's access and recorded in the audit log.
+
+mod administration;
+mod portal;
+mod views;
+
+pub use administration::{
+    AccessRequestDecision, AccessRequestFiling, AccessRequestKind, AuditPage, PolicyChange,
+    Simulation, SimulationAnswer, SystemDecision, verify_audit_chain,
+};
+pub use portal::{
+    BiographicQuery, BiometricProbe, FoundRecord, HitFlag, Purpose, SearchAnswer, SearchRequest,
+    SystemAnswer, SystemRecords,
+};
+pub use views::RecordView;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use connectors::{IdentityRecord, NativeFormat, Partition, RecordRef, SourceSystem, UnknownSystem};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use utoipa::ToSchema;
 
+use crate::access::{Access, HubDuty, PolicyEngine, Principal};
+use crate::audit::AuditEvent;
 use crate::biometrics::{Biometrics, BiometricsError};
+use crate::clock::Clock;
 use crate::config::{HubConfig, Settings};
 use crate::error::HubError;
 use crate::matching::{BlockingKeys, LinkColour, LinkRule};
 use crate::store::{
-    HistoryEntry, IdentityStore, LinkQuery, LinkStore, StoreError, StoredLink, StoredRecord,
-    UpsertOutcome, UpsertRefusal, VerifyRefusal,
+    ControlStore, HistoryEntry, IdentityStore, LinkQuery, LinkStore, StoreError, StoredLink,
+    StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
 };
 
 impl From<UnknownSystem> for HubError {
@@ -94,10 +112,8 @@ pub struct LinkPage {
 pub struct Verification {
     /// white (same person, legitimate), green (different persons) or red (identity fraud).
     pub colour: LinkColour,
-    /// Why: required, and kept in the link's history.
+    /// Why: required, and kept in the link's history with the verifier's name.
     pub justification: String,
-    /// Who decides; until authentication arrives, the verifier names themself.
-    pub verifier: String,
 }
 
 /// A 1:N search: one probe template against every index of its algorithm.
@@ -149,26 +165,87 @@ pub struct Hub {
     civil: IdentityStore,
     law_enforcement: IdentityStore,
     links: LinkStore,
+    control: ControlStore,
+    policy: PolicyEngine,
     settings: Settings,
+    clock: Clock,
     biometrics: OnceCell<Biometrics>,
     record_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Audit entries are chained: one append at a time.
+    audit_appends: tokio::sync::Mutex<()>,
 }
 
 impl Hub {
     /// Opens (and migrates) the stores. The biometric indexes come with [`Hub::prepare`].
-    pub async fn open(config: &HubConfig) -> Result<Self, StoreError> {
+    pub async fn open(config: &HubConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let control = ControlStore::open(&config.control_url()).await?;
+        let policy = PolicyEngine::open(control.clone(), config.clock.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot load the access policy: {e}"))?;
         Ok(Self {
             civil: IdentityStore::open(&config.civil_url()).await?,
             law_enforcement: IdentityStore::open(&config.law_enforcement_url()).await?,
             links: LinkStore::open(&config.mid_url()).await?,
+            control,
+            policy,
             settings: config.settings.clone(),
+            clock: config.clock.clone(),
             biometrics: OnceCell::new(),
             record_locks: (0..RECORD_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            audit_appends: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// What `principal` may do under the policy in force at this very moment.
+    pub async fn access(&self, principal: &Principal) -> Result<Arc<Access>, HubError> {
+        self.policy.access(principal).await
+    }
+
+    /// Appends to the audit log. Callers withhold their answer when this fails: nothing
+    /// is shared that was not logged.
+    async fn audit(
+        &self,
+        principal: &Principal,
+        purpose: &str,
+        action: &str,
+        query: String,
+        outcome: String,
+    ) -> Result<(), HubError> {
+        let event = AuditEvent {
+            subject: principal.subject.clone(),
+            agency: principal.agency.clone(),
+            member_state: principal.member_state.clone(),
+            purpose: purpose.to_owned(),
+            action: action.to_owned(),
+            query,
+            outcome,
+        };
+        let _one_at_a_time = self.audit_appends.lock().await;
+        self.control.append_audit(&event, self.clock.now()).await?;
+        Ok(())
+    }
+
+    /// Logs an operation's outcome (or the code of its refusal), then hands the result on.
+    async fn audited<T>(
+        &self,
+        principal: &Principal,
+        purpose: &str,
+        action: &str,
+        query: String,
+        result: Result<T, HubError>,
+        describe: impl FnOnce(&T) -> String,
+    ) -> Result<T, HubError> {
+        let outcome = match &result {
+            Ok(value) => describe(value),
+            Err(error) => format!("refused:{}", error.to_problem().code),
+        };
+        self.audit(principal, purpose, action, query, outcome)
+            .await?;
+        result
     }
 
     /// Brings every biometric index level with the store, then finishes detection for
@@ -227,10 +304,34 @@ impl Hub {
     /// what is stored.
     pub async fn ingest(
         &self,
+        principal: &Principal,
         system: SourceSystem,
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<IngestReport, HubError> {
+        let result = self
+            .ingest_checked(principal, system, content_type, body)
+            .await;
+        self.audited(
+            principal,
+            "ingest",
+            "ingest",
+            format!("system={system}"),
+            result,
+            |report| format!("{}:links={}", report.outcome.as_str(), report.links.len()),
+        )
+        .await
+    }
+
+    async fn ingest_checked(
+        &self,
+        principal: &Principal,
+        system: SourceSystem,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<IngestReport, HubError> {
+        let access = self.access(principal).await?;
+        access.require_write(system)?;
         let expected = system.native_format();
         if !media_type_matches(content_type, expected) {
             return Err(HubError::UnsupportedMediaType {
@@ -241,7 +342,7 @@ impl Hub {
         let biometrics = self.biometrics()?;
         let reference = RecordRef::new(system, accepted.record.source_id.clone());
         let _guard = self.lock(&reference).await;
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let offered = accepted.record.version;
         let store = self.store(system);
         let upserted = store
@@ -253,15 +354,10 @@ impl Hub {
             })?;
         let (stored, links) = match upserted.outcome {
             UpsertOutcome::Replayed => {
-                let stored = self.record(system, &accepted.record.source_id).await?;
-                let links = self.links.links_of(&reference).await?;
-                (
-                    stored,
-                    links
-                        .iter()
-                        .map(|l| LinkSummary::seen_from(l, &reference))
-                        .collect(),
-                )
+                let stored = self
+                    .stored_record(system, &accepted.record.source_id)
+                    .await?;
+                (stored, self.links.links_of(&reference).await?)
             }
             UpsertOutcome::Created | UpsertOutcome::Updated => {
                 biometrics
@@ -290,6 +386,12 @@ impl Hub {
             }
         };
         tracing::info!(system = %system, outcome = ?upserted.outcome, links = links.len(), "record ingested");
+        // The connector learns only of the links its access lets it see.
+        let links = links
+            .iter()
+            .filter(|link| access.can_see_link(link))
+            .map(|link| LinkSummary::seen_from(link, &reference))
+            .collect();
         let indexed_templates = stored
             .record
             .templates
@@ -312,8 +414,8 @@ impl Hub {
         &self,
         biometrics: &Biometrics,
         record: &IdentityRecord,
-    ) -> Result<Vec<LinkSummary>, HubError> {
-        let now = OffsetDateTime::now_utc();
+    ) -> Result<Vec<StoredLink>, HubError> {
+        let now = self.clock.now();
         let reference = RecordRef::new(record.system, record.source_id.clone());
         let mut candidates: BTreeMap<Partition, BTreeSet<i64>> = BTreeMap::new();
 
@@ -321,7 +423,7 @@ impl Hub {
         for partition in [Partition::Civil, Partition::LawEnforcement] {
             let ids = self
                 .store_of(partition)
-                .candidates(&keys, record.system)
+                .candidates(&keys, Some(record.system))
                 .await?;
             candidates.entry(partition).or_default().extend(ids);
         }
@@ -398,16 +500,10 @@ impl Hub {
             .map(|link| link.id.clone())
             .collect();
         self.links.delete_unverified(&stale).await?;
-        Ok(self
-            .links
-            .links_of(&reference)
-            .await?
-            .iter()
-            .map(|link| LinkSummary::seen_from(link, &reference))
-            .collect())
+        Ok(self.links.links_of(&reference).await?)
     }
 
-    pub async fn record(
+    async fn stored_record(
         &self,
         system: SourceSystem,
         source_id: &str,
@@ -418,9 +514,61 @@ impl Hub {
             .ok_or(HubError::RecordNotFound)
     }
 
+    /// A record with the field groups the caller may read. A record the caller may not
+    /// read is answered exactly as one that does not exist.
+    pub async fn record(
+        &self,
+        principal: &Principal,
+        system: SourceSystem,
+        source_id: &str,
+    ) -> Result<RecordView, HubError> {
+        let result = async {
+            let access = self.access(principal).await?;
+            let fields = access
+                .readable_fields(system)
+                .ok_or(HubError::RecordNotFound)?;
+            let stored = self.stored_record(system, source_id).await?;
+            Ok(RecordView::new(&stored, &fields))
+        }
+        .await;
+        self.audited(
+            principal,
+            "record_read",
+            "read",
+            format!("system={system}"),
+            result,
+            |view| format!("full:{}", view.fields_summary()),
+        )
+        .await
+    }
+
     /// Deletes a record as its source system did: its templates leave the index and its
     /// links go, since they no longer join two records.
-    pub async fn delete(&self, system: SourceSystem, source_id: &str) -> Result<(), HubError> {
+    pub async fn delete(
+        &self,
+        principal: &Principal,
+        system: SourceSystem,
+        source_id: &str,
+    ) -> Result<(), HubError> {
+        let result = self.delete_checked(principal, system, source_id).await;
+        self.audited(
+            principal,
+            "ingest",
+            "delete",
+            format!("system={system}"),
+            result,
+            |()| "deleted".to_owned(),
+        )
+        .await
+    }
+
+    async fn delete_checked(
+        &self,
+        principal: &Principal,
+        system: SourceSystem,
+        source_id: &str,
+    ) -> Result<(), HubError> {
+        self.access(principal).await?.require_write(system)?;
         let biometrics = self.biometrics()?;
         let reference = RecordRef::new(system, source_id);
         let _guard = self.lock(&reference).await;
@@ -447,22 +595,75 @@ impl Hub {
         Ok(())
     }
 
-    pub async fn links(&self, mut query: LinkQuery) -> Result<LinkPage, HubError> {
-        query.limit = query.limit.clamp(1, 500);
-        query.offset = query.offset.max(0);
-        let (links, total) = self.links.list(&query, OffsetDateTime::now_utc()).await?;
-        Ok(LinkPage {
-            links,
-            total,
-            limit: query.limit,
-            offset: query.offset,
-        })
+    /// The links the caller may see (DESIGN's visibility rules), filtered and paged.
+    pub async fn links(
+        &self,
+        principal: &Principal,
+        mut query: LinkQuery,
+    ) -> Result<LinkPage, HubError> {
+        let described = format!(
+            "colour={} system={} overdue={}",
+            query.colour.map_or("any", LinkColour::as_str),
+            query.system.map_or("any", SourceSystem::as_str),
+            query
+                .overdue
+                .map_or("any", |o| if o { "true" } else { "false" }),
+        );
+        let result = async {
+            let access = self.access(principal).await?;
+            query.visible_to = Some(access.link_visibility());
+            query.limit = query.limit.clamp(1, 500);
+            query.offset = query.offset.max(0);
+            let (links, total) = self.links.list(&query, self.clock.now()).await?;
+            Ok(LinkPage {
+                links,
+                total,
+                limit: query.limit,
+                offset: query.offset,
+            })
+        }
+        .await;
+        self.audited(
+            principal,
+            "link_review",
+            "list_links",
+            described,
+            result,
+            |page| format!("links={}", page.links.len()),
+        )
+        .await
     }
 
-    pub async fn link(&self, id: &str) -> Result<ConfirmationFile, HubError> {
+    /// A link's identity confirmation file; a link the caller may not see is answered as
+    /// one that does not exist.
+    pub async fn link(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<ConfirmationFile, HubError> {
+        let result = async {
+            let access = self.access(principal).await?;
+            self.visible_link(&access, id).await
+        }
+        .await;
+        self.audited(
+            principal,
+            "link_review",
+            "read_link",
+            String::new(),
+            result,
+            |file| format!("colour={}", file.link.colour.as_str()),
+        )
+        .await
+    }
+
+    async fn visible_link(&self, access: &Access, id: &str) -> Result<ConfirmationFile, HubError> {
         let (link, history) = self.links.get(id).await?.ok_or(HubError::LinkNotFound)?;
+        if !access.can_see_link(&link) {
+            return Err(HubError::LinkNotFound);
+        }
         let overdue = link.colour == LinkColour::Yellow
-            && link.deadline.is_some_and(|d| d < OffsetDateTime::now_utc());
+            && link.deadline.is_some_and(|d| d < self.clock.now());
         Ok(ConfirmationFile {
             link,
             overdue,
@@ -470,12 +671,38 @@ impl Hub {
         })
     }
 
-    /// Records a verifier's decision with its justification.
+    /// Records a verifier's decision with its justification. Only the link's responsible
+    /// authority decides.
     pub async fn verify(
         &self,
+        principal: &Principal,
         id: &str,
         decision: Verification,
     ) -> Result<ConfirmationFile, HubError> {
+        let colour = decision.colour;
+        let result = self.verify_checked(principal, id, decision).await;
+        self.audited(
+            principal,
+            "verification",
+            "verify",
+            format!("colour={}", colour.as_str()),
+            result,
+            |file| format!("colour={}", file.link.colour.as_str()),
+        )
+        .await
+    }
+
+    async fn verify_checked(
+        &self,
+        principal: &Principal,
+        id: &str,
+        decision: Verification,
+    ) -> Result<ConfirmationFile, HubError> {
+        let access = self.access(principal).await?;
+        let file = self.visible_link(&access, id).await?;
+        if !access.may_verify(&file.link) {
+            return Err(HubError::Forbidden);
+        }
         if decision.colour == LinkColour::Yellow {
             return Err(HubError::InvalidDecision(
                 "a decision is white, green or red; yellow is the detector's",
@@ -487,18 +714,15 @@ impl Hub {
                 "a decision needs a justification",
             ));
         }
-        let verifier = decision.verifier.trim();
-        if verifier.is_empty() {
-            return Err(HubError::InvalidDecision("a decision names its verifier"));
-        }
+        let verifier = principal.rule_subject();
         match self
             .links
             .verify(
                 id,
                 decision.colour,
                 justification,
-                verifier,
-                OffsetDateTime::now_utc(),
+                &verifier,
+                self.clock.now(),
             )
             .await?
         {
@@ -507,52 +731,51 @@ impl Hub {
             Err(VerifyRefusal::AlreadyThatColour) => return Err(HubError::AlreadyDecided),
         }
         tracing::info!(colour = decision.colour.as_str(), "link verified");
-        self.link(id).await
+        self.visible_link(&access, id).await
     }
 
-    /// 1:N search of both partitions' indexes of one algorithm, by record, best first.
+    /// 1:N search of both partitions' indexes of one algorithm, by record, best first;
+    /// only records of systems the caller may read are answered.
     pub async fn search_biometric(
         &self,
+        principal: &Principal,
         search: BiometricSearch,
     ) -> Result<BiometricSearchAnswer, HubError> {
+        let described = format!("biometric={}", search.algorithm);
+        let result = self.search_biometric_checked(principal, search).await;
+        self.audited(
+            principal,
+            "biometric_search",
+            "search_biometric",
+            described,
+            result,
+            |answer| format!("hits={}", answer.hits.len()),
+        )
+        .await
+    }
+
+    async fn search_biometric_checked(
+        &self,
+        principal: &Principal,
+        search: BiometricSearch,
+    ) -> Result<BiometricSearchAnswer, HubError> {
+        let access = self.access(principal).await?;
+        if SourceSystem::ALL
+            .iter()
+            .all(|s| access.readable_fields(*s).is_none())
+        {
+            return Err(HubError::Forbidden);
+        }
         let biometrics = self.biometrics()?;
-        let algorithm = self
-            .settings
-            .biometrics
-            .get(&search.algorithm)
-            .ok_or_else(|| HubError::Invalid {
-                errors: vec![connectors::FieldError::new(
-                    "/algorithm",
-                    connectors::rule::UNREGISTERED_ALGORITHM,
-                    "expected an algorithm id registered in the hub's configuration",
-                )],
-            })?;
-        let probe_problem = |rule: &'static str, message: String| HubError::Invalid {
-            errors: vec![connectors::FieldError::new("/data", rule, message)],
-        };
-        let probe = connectors::vector_base64::decode(&search.data).ok_or_else(|| {
-            probe_problem(
-                connectors::rule::INVALID_BASE64,
-                "expected base64 of little-endian float32 values".into(),
-            )
-        })?;
-        if probe.len() != algorithm.dimension {
-            return Err(probe_problem(
-                connectors::rule::WRONG_DIMENSION,
-                format!(
-                    "expected {} float32 values for this algorithm",
-                    algorithm.dimension
-                ),
-            ));
-        }
-        if let Some((rule, message)) = connectors::vector_values_problem(&probe) {
-            return Err(probe_problem(rule, message.into()));
-        }
+        let (algorithm, probe) = self.decode_probe(&search.algorithm, &search.data, "")?;
         let limit = search.limit.unwrap_or(10).clamp(1, 100);
         // Several templates of one record can hit (two fingers): fetch more than asked.
         let hits = biometrics.search(&algorithm.id, &probe, limit * 4).await?;
         let mut best: BTreeMap<RecordRef, f32> = BTreeMap::new();
-        for hit in hits {
+        for hit in hits
+            .into_iter()
+            .filter(|h| access.readable_fields(h.owner.record.system).is_some())
+        {
             let entry = best.entry(hit.owner.record).or_insert(f32::MIN);
             *entry = entry.max(hit.similarity);
         }
@@ -569,8 +792,56 @@ impl Hub {
         Ok(BiometricSearchAnswer { hits })
     }
 
+    /// A probe checked against its algorithm: registered, the right dimension, finite and
+    /// non-zero. Faults are named by JSON pointers under `at`.
+    fn decode_probe(
+        &self,
+        algorithm: &str,
+        data: &str,
+        at: &str,
+    ) -> Result<(&connectors::Algorithm, Vec<f32>), HubError> {
+        let invalid = |field: &str, rule: &'static str, message: String| HubError::Invalid {
+            errors: vec![connectors::FieldError::new(
+                format!("{at}/{field}"),
+                rule,
+                message,
+            )],
+        };
+        let algorithm = self.settings.biometrics.get(algorithm).ok_or_else(|| {
+            invalid(
+                "algorithm",
+                connectors::rule::UNREGISTERED_ALGORITHM,
+                "expected an algorithm id registered in the hub's configuration".into(),
+            )
+        })?;
+        let probe = connectors::vector_base64::decode(data).ok_or_else(|| {
+            invalid(
+                "data",
+                connectors::rule::INVALID_BASE64,
+                "expected base64 of little-endian float32 values".into(),
+            )
+        })?;
+        if probe.len() != algorithm.dimension {
+            return Err(invalid(
+                "data",
+                connectors::rule::WRONG_DIMENSION,
+                format!(
+                    "expected {} float32 values for this algorithm",
+                    algorithm.dimension
+                ),
+            ));
+        }
+        if let Some((rule, message)) = connectors::vector_values_problem(&probe) {
+            return Err(invalid("data", rule, message.into()));
+        }
+        Ok((algorithm, probe))
+    }
+
     /// Every index with its template count beside the store's.
-    pub async fn index_status(&self) -> Result<Vec<IndexStatus>, HubError> {
+    pub async fn index_status(&self, principal: &Principal) -> Result<Vec<IndexStatus>, HubError> {
+        self.access(principal)
+            .await?
+            .require_duty(HubDuty::Operate)?;
         let biometrics = self.biometrics()?;
         let mut status = Vec::new();
         for partition in [Partition::Civil, Partition::LawEnforcement] {
@@ -598,6 +869,7 @@ impl Hub {
             self.civil.database(),
             self.law_enforcement.database(),
             self.links.database(),
+            self.control.database(),
         ] {
             database.ping().await.map_err(|e| {
                 tracing::warn!(error = %e, "database not answering");
@@ -625,6 +897,7 @@ impl Hub {
             self.civil.database(),
             self.law_enforcement.database(),
             self.links.database(),
+            self.control.database(),
         ] {
             database.close().await;
         }

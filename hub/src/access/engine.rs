@@ -1,0 +1,564 @@
+//! The policy engine: casbin enforcers built from the control database's rules, swapped in
+//! whole on every change (so no request ever sees a half-loaded policy), rebuilt when a
+//! time-boxed grant lapses, and the [`Access`] each principal gets from them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
+use connectors::SourceSystem;
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::rules::{CheckedRule, parse_policy_csv};
+use super::{Action, FieldGroup, HubDuty, Member, Principal, RuleSpec};
+use crate::clock::Clock;
+use crate::error::HubError;
+use crate::matching::LinkColour;
+use crate::store::{ControlStore, NewRule, RuleRow, StoredLink};
+
+const MODEL: &str = include_str!("../../../policies/model.conf");
+const BASELINE: &str = include_str!("../../../policies/baseline.csv");
+/// Principals whose access one policy version remembers; beyond it the memo starts over.
+const ACCESS_MEMO_LIMIT: usize = 10_000;
+
+/// What a principal may do with one system's data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SystemRights {
+    /// Field groups shown in reads and search answers; empty: no full access.
+    pub fields: BTreeSet<FieldGroup>,
+    pub hit_flag: bool,
+    pub write: bool,
+    pub verify: bool,
+    pub request_access: bool,
+}
+
+/// How a system answers a principal's search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case", tag = "answer", content = "fields")]
+pub enum Answer {
+    /// The matching records, with these field groups.
+    Full(BTreeSet<FieldGroup>),
+    /// Only whether the system holds data on the person.
+    HitFlag,
+    /// No entry: the principal may not know about the system's data.
+    Nothing,
+}
+
+/// What one principal may do under one version of the policy. Only the policy engine
+/// makes these: holding one is proof that the check was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Access {
+    #[serde(skip)]
+    principal: Principal,
+    #[schema(value_type = Object)]
+    systems: BTreeMap<SourceSystem, SystemRights>,
+    duties: BTreeSet<HubDuty>,
+    /// The verifying authorities the principal acts for (`sirene:IT`, `visa_authority`).
+    authorities: BTreeSet<String>,
+}
+
+/// The part of the link table a principal may see, as the link store filters it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkVisibility {
+    /// Systems the principal may read (any field group).
+    pub readable: Vec<SourceSystem>,
+    /// Systems whose links the principal may verify.
+    pub verifiable: Vec<SourceSystem>,
+    pub authorities: Vec<String>,
+}
+
+impl Access {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub fn rights(&self, system: SourceSystem) -> SystemRights {
+        self.systems.get(&system).cloned().unwrap_or_default()
+    }
+
+    pub fn answer(&self, system: SourceSystem) -> Answer {
+        let rights = self.rights(system);
+        if !rights.fields.is_empty() {
+            Answer::Full(rights.fields)
+        } else if rights.hit_flag {
+            Answer::HitFlag
+        } else {
+            Answer::Nothing
+        }
+    }
+
+    /// The field groups the principal may read in `system`; `None`: not readable at all.
+    pub fn readable_fields(&self, system: SourceSystem) -> Option<BTreeSet<FieldGroup>> {
+        match self.answer(system) {
+            Answer::Full(fields) => Some(fields),
+            _ => None,
+        }
+    }
+
+    pub fn require_write(&self, system: SourceSystem) -> Result<(), HubError> {
+        if self.rights(system).write {
+            Ok(())
+        } else {
+            Err(HubError::Forbidden)
+        }
+    }
+
+    pub fn require_duty(&self, duty: HubDuty) -> Result<(), HubError> {
+        if self.duties.contains(&duty) {
+            Ok(())
+        } else {
+            Err(HubError::Forbidden)
+        }
+    }
+
+    pub fn has_duty(&self, duty: HubDuty) -> bool {
+        self.duties.contains(&duty)
+    }
+
+    pub fn authorities(&self) -> &BTreeSet<String> {
+        &self.authorities
+    }
+
+    /// DESIGN's link visibility: red to whoever reads either system; white and green to
+    /// whoever reads both; yellow to the responsible verifier only.
+    pub fn can_see_link(&self, link: &StoredLink) -> bool {
+        let [a, b] = &link.records;
+        let reads = |s: SourceSystem| self.readable_fields(s).is_some();
+        match link.colour {
+            LinkColour::Red => reads(a.system) || reads(b.system) || self.may_verify(link),
+            LinkColour::White | LinkColour::Green => {
+                (reads(a.system) && reads(b.system)) || self.may_verify(link)
+            }
+            LinkColour::Yellow => self.may_verify(link),
+        }
+    }
+
+    /// The link's responsible authority is one the principal acts for, and the policy lets
+    /// the principal verify links of one of its systems.
+    pub fn may_verify(&self, link: &StoredLink) -> bool {
+        self.authorities.contains(&link.authority)
+            && link.records.iter().any(|r| self.rights(r.system).verify)
+    }
+
+    pub fn link_visibility(&self) -> LinkVisibility {
+        let systems = |keep: &dyn Fn(&SystemRights) -> bool| {
+            self.systems
+                .iter()
+                .filter(|(_, rights)| keep(rights))
+                .map(|(system, _)| *system)
+                .collect()
+        };
+        LinkVisibility {
+            readable: systems(&|r| !r.fields.is_empty()),
+            verifiable: systems(&|r| r.verify),
+            authorities: self.authorities.iter().cloned().collect(),
+        }
+    }
+}
+
+/// A rule with its bookkeeping, as administrators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PolicyRule {
+    pub id: i64,
+    #[serde(flatten)]
+    pub rule: RuleSpec,
+    /// A time-boxed grant lapses by itself at this instant.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+    /// False once a time-boxed grant has lapsed.
+    pub active: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+    pub reason: String,
+}
+
+/// One version of the policy: an enforcer and what it was built from.
+struct PolicySnapshot {
+    enforcer: Enforcer,
+    /// The g rules, for the authorities a principal acts for through assigned roles.
+    assignments: Vec<(String, String)>,
+    /// The first instant at which a rule in this version lapses.
+    next_lapse: Option<OffsetDateTime>,
+    memo: Mutex<HashMap<Principal, Arc<Access>>>,
+}
+
+impl std::fmt::Debug for PolicySnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySnapshot")
+            .field("next_lapse", &self.next_lapse)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicySnapshot {
+    async fn build(
+        rules: &[CheckedRule],
+        next_lapse: Option<OffsetDateTime>,
+    ) -> Result<Self, HubError> {
+        let internal = |e: casbin::Error| HubError::Internal(format!("policy engine: {e}"));
+        let model = DefaultModel::from_str(MODEL).await.map_err(internal)?;
+        let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
+            .await
+            .map_err(internal)?;
+        let mut permissions = Vec::new();
+        let mut assignments = Vec::new();
+        for rule in rules {
+            let (ptype, v0, v1, v2) = rule.casbin_fields();
+            if ptype == "p" {
+                permissions.push(vec![v0, v1, v2]);
+            } else {
+                assignments.push((v0, v1));
+            }
+        }
+        permissions.sort();
+        permissions.dedup();
+        assignments.sort();
+        assignments.dedup();
+        if !permissions.is_empty() {
+            enforcer.add_policies(permissions).await.map_err(internal)?;
+        }
+        if !assignments.is_empty() {
+            enforcer
+                .add_grouping_policies(
+                    assignments
+                        .iter()
+                        .map(|(member, role)| vec![member.clone(), role.clone()])
+                        .collect(),
+                )
+                .await
+                .map_err(internal)?;
+        }
+        Ok(Self {
+            enforcer,
+            assignments,
+            next_lapse,
+            memo: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn allowed(&self, subjects: &[String], scope: &str, action: Action) -> bool {
+        subjects.iter().any(|subject| {
+            self.enforcer
+                .enforce((subject.as_str(), scope, action.as_str()))
+                // A matcher that cannot be evaluated permits nothing.
+                .unwrap_or(false)
+        })
+    }
+
+    /// Every role the principal holds: from the token, and assigned by g rules (also
+    /// through roles that hold roles).
+    fn roles_of(&self, principal: &Principal) -> BTreeSet<String> {
+        let mut roles: BTreeSet<String> = principal
+            .roles
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect();
+        let mut frontier: Vec<String> = roles.iter().cloned().collect();
+        frontier.push(principal.rule_subject());
+        while let Some(member) = frontier.pop() {
+            for (m, role) in &self.assignments {
+                if *m == member && roles.insert(role.clone()) {
+                    frontier.push(role.clone());
+                }
+            }
+        }
+        roles
+    }
+
+    fn access(&self, principal: &Principal) -> Arc<Access> {
+        let mut memo = self
+            .memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(access) = memo.get(principal) {
+            return Arc::clone(access);
+        }
+        let access = Arc::new(self.decide(principal));
+        if memo.len() >= ACCESS_MEMO_LIMIT {
+            memo.clear();
+        }
+        memo.insert(principal.clone(), Arc::clone(&access));
+        access
+    }
+
+    fn decide(&self, principal: &Principal) -> Access {
+        let mut subjects = vec![principal.rule_subject()];
+        subjects.extend(principal.roles.iter().map(|r| r.as_str().to_owned()));
+        let mut systems = BTreeMap::new();
+        for system in SourceSystem::ALL {
+            let allowed = |action| self.allowed(&subjects, system.as_str(), action);
+            let rights = SystemRights {
+                fields: FieldGroup::ALL
+                    .into_iter()
+                    .filter(|group| allowed(Action::Read(*group)))
+                    .collect(),
+                hit_flag: allowed(Action::Hit),
+                write: allowed(Action::Write),
+                verify: allowed(Action::Verify),
+                request_access: allowed(Action::RequestAccess),
+            };
+            if rights != SystemRights::default() {
+                systems.insert(system, rights);
+            }
+        }
+        let duties = HubDuty::ALL
+            .into_iter()
+            .filter(|duty| self.allowed(&subjects, "hub", Action::Duty(*duty)))
+            .collect();
+        let authorities = self
+            .roles_of(principal)
+            .iter()
+            .filter_map(|role| authority_of(role))
+            .flat_map(|authority| {
+                // A link names the state of the record's authority when the record has
+                // one; a record without a state is for that authority of every state.
+                [
+                    format!("{authority}:{}", principal.member_state),
+                    authority.to_owned(),
+                ]
+            })
+            .collect();
+        Access {
+            principal: principal.clone(),
+            systems,
+            duties,
+            authorities,
+        }
+    }
+}
+
+/// The verifying authority a role acts as (DESIGN: who verifies which system's links),
+/// as `crate::mid::responsible_authority` names it.
+fn authority_of(role: &str) -> Option<&'static str> {
+    match role {
+        "sirene" => Some("sirene"),
+        "border_guard" => Some("border_authority"),
+        "visa_authority" => Some("visa_authority"),
+        "etias_unit" => Some("etias_unit"),
+        "ecris_central_authority" => Some("ecris_central_authority"),
+        _ => None,
+    }
+}
+
+/// Changes an administrator proposes, for a dry run.
+#[derive(Debug, Clone, Default)]
+pub struct ProposedChanges {
+    pub add: Vec<CheckedRule>,
+    pub remove: Vec<i64>,
+}
+
+/// The live policy: the current snapshot, and the store that keeps the rules.
+pub struct PolicyEngine {
+    store: ControlStore,
+    clock: Clock,
+    current: ArcSwap<PolicySnapshot>,
+    /// Changes are applied one at a time, so snapshots are swapped in the order made.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine").finish_non_exhaustive()
+    }
+}
+
+impl PolicyEngine {
+    /// Loads the baseline into a new control database, then builds the first snapshot.
+    pub async fn open(store: ControlStore, clock: Clock) -> Result<Self, HubError> {
+        let now = clock.now();
+        let baseline: Vec<NewRule> = parse_policy_csv(BASELINE)
+            .map_err(|e| HubError::Internal(format!("baseline policy: {e}")))?
+            .iter()
+            .map(|rule| new_rule(rule, None, "baseline", "policies/baseline.csv"))
+            .collect();
+        if store.seed_once(&baseline, now).await? {
+            tracing::info!(rules = baseline.len(), "baseline access policy loaded");
+        }
+        let snapshot = Self::build_current(&store, now, &ProposedChanges::default()).await?;
+        Ok(Self {
+            store,
+            clock,
+            current: ArcSwap::from_pointee(snapshot),
+            changes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn build_current(
+        store: &ControlStore,
+        now: OffsetDateTime,
+        proposed: &ProposedChanges,
+    ) -> Result<PolicySnapshot, HubError> {
+        let rows = store.rules().await?;
+        let mut rules = Vec::new();
+        let mut next_lapse: Option<OffsetDateTime> = None;
+        for row in rows
+            .iter()
+            .filter(|row| row.expires_at.is_none_or(|at| at > now))
+            .filter(|row| !proposed.remove.contains(&row.id))
+        {
+            let rule = checked(row)?;
+            if let Some(at) = row.expires_at {
+                next_lapse = Some(next_lapse.map_or(at, |n| n.min(at)));
+            }
+            rules.push(rule);
+        }
+        rules.extend(proposed.add.iter().cloned());
+        PolicySnapshot::build(&rules, next_lapse).await
+    }
+
+    /// The current snapshot; rebuilt first if a grant in it has lapsed.
+    async fn snapshot(&self) -> Result<Arc<PolicySnapshot>, HubError> {
+        let snapshot = self.current.load_full();
+        let now = self.clock.now();
+        if snapshot.next_lapse.is_none_or(|at| at > now) {
+            return Ok(snapshot);
+        }
+        let _one_at_a_time = self.changes.lock().await;
+        let snapshot = self.current.load_full();
+        if snapshot.next_lapse.is_some_and(|at| at <= now) {
+            self.reload().await?;
+        }
+        Ok(self.current.load_full())
+    }
+
+    async fn reload(&self) -> Result<(), HubError> {
+        let now = self.clock.now();
+        let snapshot = Self::build_current(&self.store, now, &ProposedChanges::default()).await?;
+        self.current.store(Arc::new(snapshot));
+        Ok(())
+    }
+
+    /// What `principal` may do under the policy in force now.
+    pub async fn access(&self, principal: &Principal) -> Result<Arc<Access>, HubError> {
+        Ok(self.snapshot().await?.access(principal))
+    }
+
+    /// What `principal` would get under the current rules with `proposed` applied; the
+    /// live policy is untouched.
+    pub async fn simulate(
+        &self,
+        principal: &Principal,
+        proposed: &ProposedChanges,
+    ) -> Result<Access, HubError> {
+        let snapshot = Self::build_current(&self.store, self.clock.now(), proposed).await?;
+        Ok(snapshot.decide(principal))
+    }
+
+    pub async fn rules(&self) -> Result<Vec<PolicyRule>, HubError> {
+        let now = self.clock.now();
+        self.store
+            .rules()
+            .await?
+            .iter()
+            .map(|row| policy_rule(row, now))
+            .collect()
+    }
+
+    /// Stores a rule and swaps in the policy that includes it, before answering.
+    pub async fn add(
+        &self,
+        rule: &CheckedRule,
+        expires_at: Option<OffsetDateTime>,
+        by: &Principal,
+        reason: &str,
+    ) -> Result<PolicyRule, HubError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let now = self.clock.now();
+        let row = self
+            .store
+            .add_rule(&new_rule(rule, expires_at, &by.rule_subject(), reason), now)
+            .await?
+            .ok_or(HubError::RuleExists)?;
+        self.reload().await?;
+        policy_rule(&row, now)
+    }
+
+    /// Deletes a rule and swaps in the policy without it, before answering.
+    pub async fn remove(&self, id: i64) -> Result<PolicyRule, HubError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let row = self
+            .store
+            .delete_rule(id)
+            .await?
+            .ok_or(HubError::RuleNotFound)?;
+        self.reload().await?;
+        policy_rule(&row, self.clock.now())
+    }
+
+    /// Applies a decided access request (and its grant's rules) and swaps in the result.
+    pub async fn decide_request(
+        &self,
+        decided: &crate::store::AccessRequest,
+        grant: &[CheckedRule],
+        by: &Principal,
+    ) -> Result<bool, HubError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let reason = format!("access request {}", decided.id);
+        let rules: Vec<NewRule> = grant
+            .iter()
+            .map(|rule| new_rule(rule, decided.grant_expires_at, &by.rule_subject(), &reason))
+            .collect();
+        let applied = self.store.decide_access_request(decided, &rules).await?;
+        if applied {
+            self.reload().await?;
+        }
+        Ok(applied)
+    }
+}
+
+/// The rules giving one principal full access to one system, for a grant.
+pub fn full_access_rules(principal: &Principal, system: SourceSystem) -> Vec<CheckedRule> {
+    FieldGroup::ALL
+        .into_iter()
+        .map(|group| CheckedRule::Permission {
+            subject: Member::User {
+                agency: principal.agency.clone(),
+                subject: principal.subject.clone(),
+            },
+            scope: super::Scope::System(system),
+            action: Action::Read(group),
+        })
+        .collect()
+}
+
+fn new_rule(
+    rule: &CheckedRule,
+    expires_at: Option<OffsetDateTime>,
+    by: &str,
+    reason: &str,
+) -> NewRule {
+    let (ptype, v0, v1, v2) = rule.casbin_fields();
+    NewRule {
+        ptype,
+        v0,
+        v1,
+        v2,
+        expires_at,
+        created_by: by.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn checked(row: &RuleRow) -> Result<CheckedRule, HubError> {
+    CheckedRule::from_casbin(&row.ptype, &row.v0, &row.v1, &row.v2).ok_or_else(|| {
+        HubError::Internal(format!("policy rule {} is not one the hub writes", row.id))
+    })
+}
+
+fn policy_rule(row: &RuleRow, now: OffsetDateTime) -> Result<PolicyRule, HubError> {
+    Ok(PolicyRule {
+        id: row.id,
+        rule: checked(row)?.spec(),
+        expires_at: row.expires_at,
+        active: row.expires_at.is_none_or(|at| at > now),
+        created_at: row.created_at,
+        created_by: row.created_by.clone(),
+        reason: row.reason.clone(),
+    })
+}

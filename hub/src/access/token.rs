@@ -1,0 +1,215 @@
+//! Bearer tokens: HS256 JWTs signed with the hub's key, carrying the principal.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{Principal, Role};
+use crate::error::HubError;
+
+const ISSUER: &str = "interop-hub";
+const KEY_BYTES: usize = 32;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    agency: String,
+    member_state: String,
+    roles: Vec<String>,
+    iat: i64,
+    exp: i64,
+}
+
+/// Signs and checks the hub's tokens.
+pub struct TokenAuthority {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenAuthority { .. }")
+    }
+}
+
+impl TokenAuthority {
+    /// Reads the signing key at `path` (hex), creating it on first run — readable by the
+    /// hub's user only.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
+        if !path.exists() {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut key = [0u8; KEY_BYTES];
+            rand::rng().fill_bytes(&mut key);
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(path) {
+                Ok(mut file) => {
+                    file.write_all(hex.as_bytes())?;
+                    file.sync_all()?;
+                }
+                // Another process made it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => anyhow::bail!("cannot create the signing key {}: {e}", path.display()),
+            }
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the signing key {}: {e}", path.display()))?;
+        let key = decode_hex(text.trim())
+            .filter(|k| k.len() >= KEY_BYTES)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the signing key {} must hold at least {KEY_BYTES} bytes as hex",
+                    path.display()
+                )
+            })?;
+        Ok(Self::from_secret(&key))
+    }
+
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        // An expired token is refused at its expiry, not a minute later.
+        validation.leeway = 0;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// A token for `principal`, valid from `now` for `ttl`.
+    pub fn mint(
+        &self,
+        principal: &Principal,
+        now: OffsetDateTime,
+        ttl: time::Duration,
+    ) -> anyhow::Result<String> {
+        let claims = Claims {
+            iss: ISSUER.to_owned(),
+            sub: principal.subject.clone(),
+            agency: principal.agency.clone(),
+            member_state: principal.member_state.clone(),
+            roles: principal
+                .roles
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            iat: now.unix_timestamp(),
+            exp: (now + ttl).unix_timestamp(),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// The principal a token names, if the hub signed it and it has not expired.
+    pub fn verify(&self, token: &str) -> Result<Principal, HubError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => HubError::Unauthenticated("the token has expired"),
+                ErrorKind::InvalidSignature => {
+                    HubError::Unauthenticated("the token was not signed by this hub")
+                }
+                _ => HubError::Unauthenticated("the bearer token is not a valid hub token"),
+            })?;
+        let claims = data.claims;
+        let roles = claims
+            .roles
+            .into_iter()
+            .map(Role::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| HubError::Unauthenticated("the token names a malformed role"))?;
+        Principal::new(claims.sub, claims.agency, claims.member_state, roles)
+            .map_err(|_| HubError::Unauthenticated("the token names a malformed principal"))
+    }
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `30s`, `15m`, `8h` or `7d`.
+pub fn parse_ttl(text: &str) -> Result<time::Duration, String> {
+    let error = || format!("expected a duration such as 30m, 8h or 7d, not {text:?}");
+    let unit_at = text.len().checked_sub(1).ok_or_else(error)?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: i64 = number.parse().map_err(|_| error())?;
+    let duration = match unit {
+        "s" => time::Duration::seconds(number),
+        "m" => time::Duration::minutes(number),
+        "h" => time::Duration::hours(number),
+        "d" => time::Duration::days(number),
+        _ => return Err(error()),
+    };
+    if duration <= time::Duration::ZERO || duration > time::Duration::days(366) {
+        return Err(format!("{text}: a token lives from 1s to 366d"));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal() -> Principal {
+        Principal::new(
+            "k.weber",
+            "BKA",
+            "DE",
+            vec!["le_designated".parse().unwrap_or_else(|e| panic!("{e}"))],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_token_round_trips_and_forged_or_expired_ones_are_refused() {
+        let hub = TokenAuthority::from_secret(&[7; 32]);
+        let now = OffsetDateTime::now_utc();
+        let token = hub
+            .mint(&principal(), now, time::Duration::hours(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(hub.verify(&token).ok(), Some(principal()));
+
+        let other = TokenAuthority::from_secret(&[8; 32]);
+        assert!(matches!(
+            other.verify(&token),
+            Err(HubError::Unauthenticated(_))
+        ));
+        let expired = hub
+            .mint(
+                &principal(),
+                now - time::Duration::hours(2),
+                time::Duration::hours(1),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            hub.verify(&expired),
+            Err(HubError::Unauthenticated("the token has expired"))
+        ));
+        assert!(hub.verify("not.a.token").is_err());
+        assert_eq!(parse_ttl("8h"), Ok(time::Duration::hours(8)));
+        assert!(parse_ttl("8").is_err());
+        assert!(parse_ttl("0m").is_err());
+    }
+}

@@ -1,0 +1,466 @@
+//! Administration: access rules changed in real time (and simulated first), access
+//! requests after a hit flag with their time-boxed grants, and the audit log's review.
+
+use connectors::SourceSystem;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::Hub;
+use crate::access::{
+    Answer, HubDuty, PolicyRule, Principal, ProposedChanges, RuleSpec, checked_principal,
+    full_access_rules,
+};
+use crate::audit::{AuditEntry, ChainBreak, ChainVerifier};
+use crate::error::HubError;
+use crate::store::{AccessRequest, ControlStore};
+
+/// Longest a grant may last.
+const MAX_GRANT_HOURS: u32 = 24 * 30;
+const AUDIT_PAGE: i64 = 1_000;
+
+/// A rule to add, and why.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChange {
+    pub rule: RuleSpec,
+    /// Why: kept with the rule and in the audit log.
+    pub reason: String,
+    /// Makes the rule time-boxed: it lapses by itself at this instant (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// "What would this principal see": a principal, the systems of a query, and changes
+/// not yet made.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Simulation {
+    pub principal: Principal,
+    /// The systems the query would ask; default: all.
+    pub systems: Option<Vec<SourceSystem>>,
+    /// Rules to add for the dry run.
+    #[serde(default)]
+    pub add: Vec<RuleSpec>,
+    /// Ids of rules to remove for the dry run.
+    #[serde(default)]
+    pub remove: Vec<i64>,
+}
+
+/// How one system would answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SystemDecision {
+    pub system: SourceSystem,
+    #[serde(flatten)]
+    pub answer: Answer,
+}
+
+/// A dry run's outcome: decisions only, never data.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SimulationAnswer {
+    /// How each asked system would answer a search (`nothing`: no entry at all).
+    pub search: Vec<SystemDecision>,
+    /// Every right the principal would hold.
+    pub access: crate::access::Access,
+}
+
+/// A full-access request, or a recorded decision to file none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessRequestKind {
+    /// Asks an administrator for full access to the system's data.
+    #[default]
+    Request,
+    /// Records why no request follows the hit.
+    NoRequest,
+}
+
+impl AccessRequestKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::NoRequest => "no_request",
+        }
+    }
+}
+
+/// What a law-enforcement user files after a hit flag.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRequestFiling {
+    #[serde(default)]
+    pub kind: AccessRequestKind,
+    pub system: SourceSystem,
+    /// The agency's case file.
+    pub case_reference: String,
+    /// Why full access is needed — or, for `no_request`, why none is filed.
+    pub justification: String,
+}
+
+/// An administrator's decision on a pending request.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRequestDecision {
+    pub grant: bool,
+    pub reason: String,
+    /// How long a grant lasts, 1–720 hours (default 24).
+    pub hours: Option<u32>,
+}
+
+/// One page of the audit log.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `after` for the next page; absent at the end.
+    pub next_after: Option<i64>,
+}
+
+fn required_text(text: &str, field: &'static str) -> Result<String, HubError> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 2_000 || text.chars().any(char::is_control) {
+        return Err(HubError::InvalidRequest(format!(
+            "{field}: 1-2000 characters, no control characters"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+impl Hub {
+    pub async fn policy_rules(&self, principal: &Principal) -> Result<Vec<PolicyRule>, HubError> {
+        let result = async {
+            self.access(principal)
+                .await?
+                .require_duty(HubDuty::Administer)?;
+            self.policy.rules().await
+        }
+        .await;
+        self.audited(
+            principal,
+            "administration",
+            "policy_list",
+            String::new(),
+            result,
+            |rules| format!("rules={}", rules.len()),
+        )
+        .await
+    }
+
+    /// Adds a rule; it applies to the very next request.
+    pub async fn add_policy_rule(
+        &self,
+        principal: &Principal,
+        change: PolicyChange,
+    ) -> Result<PolicyRule, HubError> {
+        let described = rule_text(&change.rule);
+        let result = async {
+            self.access(principal)
+                .await?
+                .require_duty(HubDuty::Administer)?;
+            let rule = change
+                .rule
+                .check()
+                .map_err(|m| HubError::InvalidRequest(m.to_owned()))?;
+            let reason = required_text(&change.reason, "reason")?;
+            if change.expires_at.is_some_and(|at| at <= self.clock.now()) {
+                return Err(HubError::InvalidRequest(
+                    "expires_at: must lie in the future".to_owned(),
+                ));
+            }
+            self.policy
+                .add(&rule, change.expires_at, principal, &reason)
+                .await
+        }
+        .await;
+        self.audited(
+            principal,
+            "administration",
+            "policy_add",
+            described,
+            result,
+            |rule| format!("rule={}", rule.id),
+        )
+        .await
+    }
+
+    /// Removes a rule; the very next request is decided without it.
+    pub async fn remove_policy_rule(
+        &self,
+        principal: &Principal,
+        id: i64,
+        reason: &str,
+    ) -> Result<PolicyRule, HubError> {
+        let result = async {
+            self.access(principal)
+                .await?
+                .require_duty(HubDuty::Administer)?;
+            required_text(reason, "reason")?;
+            self.policy.remove(id).await
+        }
+        .await;
+        self.audited(
+            principal,
+            "administration",
+            "policy_remove",
+            format!("rule={id} reason_given={}", !reason.trim().is_empty()),
+            result,
+            |rule| format!("removed:{}", rule_text(&rule.rule)),
+        )
+        .await
+    }
+
+    /// What a principal would be answered, under the current rules with proposed changes.
+    pub async fn simulate(
+        &self,
+        principal: &Principal,
+        simulation: Simulation,
+    ) -> Result<SimulationAnswer, HubError> {
+        let result = async {
+            self.access(principal)
+                .await?
+                .require_duty(HubDuty::Administer)?;
+            let subject = checked_principal(simulation.principal)?;
+            let add = simulation
+                .add
+                .iter()
+                .map(|rule| {
+                    rule.check()
+                        .map_err(|m| HubError::InvalidRequest(m.to_owned()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let proposed = ProposedChanges {
+                add,
+                remove: simulation.remove,
+            };
+            let access = self.policy.simulate(&subject, &proposed).await?;
+            let asked = simulation
+                .systems
+                .unwrap_or_else(|| SourceSystem::ALL.to_vec());
+            let search = SourceSystem::ALL
+                .into_iter()
+                .filter(|s| asked.contains(s))
+                .map(|system| SystemDecision {
+                    system,
+                    answer: access.answer(system),
+                })
+                .collect();
+            Ok(SimulationAnswer { search, access })
+        }
+        .await;
+        self.audited(
+            principal,
+            "administration",
+            "policy_simulate",
+            String::new(),
+            result,
+            |_| "simulated".to_owned(),
+        )
+        .await
+    }
+
+    /// Files a full-access request after a hit flag, or records why none is filed.
+    pub async fn file_access_request(
+        &self,
+        principal: &Principal,
+        filing: AccessRequestFiling,
+    ) -> Result<AccessRequest, HubError> {
+        let described = format!("kind={} system={}", filing.kind.as_str(), filing.system);
+        let result = async {
+            let access = self.access(principal).await?;
+            if !access.rights(filing.system).request_access {
+                return Err(HubError::Forbidden);
+            }
+            let row = AccessRequest {
+                id: uuid::Uuid::now_v7().to_string(),
+                kind: filing.kind.as_str().to_owned(),
+                status: match filing.kind {
+                    AccessRequestKind::Request => "pending",
+                    AccessRequestKind::NoRequest => "recorded",
+                }
+                .to_owned(),
+                subject: principal.subject.clone(),
+                agency: principal.agency.clone(),
+                member_state: principal.member_state.clone(),
+                system: filing.system.as_str().to_owned(),
+                case_reference: required_text(&filing.case_reference, "case_reference")?,
+                justification: required_text(&filing.justification, "justification")?,
+                created_at: self.clock.now(),
+                decided_at: None,
+                decided_by: None,
+                decision_reason: None,
+                grant_expires_at: None,
+            };
+            self.control.insert_access_request(&row).await?;
+            Ok(row)
+        }
+        .await;
+        self.audited(
+            principal,
+            "serious_crime",
+            "access_request",
+            described,
+            result,
+            |r| format!("status={}", r.status),
+        )
+        .await
+    }
+
+    /// Administrators see every request; a requester sees their own.
+    pub async fn access_requests(
+        &self,
+        principal: &Principal,
+        status: Option<&str>,
+    ) -> Result<Vec<AccessRequest>, HubError> {
+        let result = async {
+            let access = self.access(principal).await?;
+            let all = access.has_duty(HubDuty::Administer);
+            let may_request = SourceSystem::ALL
+                .iter()
+                .any(|s| access.rights(*s).request_access);
+            if !all && !may_request {
+                return Err(HubError::Forbidden);
+            }
+            let rows = self.control.access_requests(status).await?;
+            Ok(rows
+                .into_iter()
+                .filter(|r| all || (r.subject == principal.subject && r.agency == principal.agency))
+                .collect::<Vec<_>>())
+        }
+        .await;
+        self.audited(
+            principal,
+            "administration",
+            "access_request_list",
+            format!("status={}", status.unwrap_or("any")),
+            result,
+            |requests| format!("requests={}", requests.len()),
+        )
+        .await
+    }
+
+    /// Grants (time-boxed, applying at once) or refuses a pending request.
+    pub async fn decide_access_request(
+        &self,
+        principal: &Principal,
+        id: &str,
+        decision: AccessRequestDecision,
+    ) -> Result<AccessRequest, HubError> {
+        let result = async {
+            self.access(principal)
+                .await?
+                .require_duty(HubDuty::Administer)?;
+            let reason = required_text(&decision.reason, "reason")?;
+            let hours = decision.hours.unwrap_or(24);
+            if !(1..=MAX_GRANT_HOURS).contains(&hours) {
+                return Err(HubError::InvalidRequest(format!(
+                    "hours: 1-{MAX_GRANT_HOURS}"
+                )));
+            }
+            let mut row = self
+                .control
+                .access_request(id)
+                .await?
+                .ok_or(HubError::AccessRequestNotFound)?;
+            if row.status != "pending" {
+                return Err(HubError::AccessRequestDecided);
+            }
+            let now = self.clock.now();
+            row.status = if decision.grant { "granted" } else { "refused" }.to_owned();
+            row.decided_at = Some(now);
+            row.decided_by = Some(principal.rule_subject());
+            row.decision_reason = Some(reason);
+            let mut grant = Vec::new();
+            if decision.grant {
+                row.grant_expires_at = Some(now + time::Duration::hours(i64::from(hours)));
+                let system: SourceSystem = row
+                    .system
+                    .parse()
+                    .map_err(|_| HubError::Internal("stored request names no system".into()))?;
+                let requester = Principal::new(
+                    row.subject.clone(),
+                    row.agency.clone(),
+                    row.member_state.clone(),
+                    Vec::new(),
+                )
+                .map_err(|e| HubError::Internal(format!("stored requester: {e}")))?;
+                grant = full_access_rules(&requester, system);
+            }
+            if !self.policy.decide_request(&row, &grant, principal).await? {
+                return Err(HubError::AccessRequestDecided);
+            }
+            Ok(row)
+        }
+        .await;
+        self.audited(
+            principal,
+            "administration",
+            "access_request_decide",
+            format!("grant={}", decision.grant),
+            result,
+            |r| format!("status={}", r.status),
+        )
+        .await
+    }
+
+    /// A page of the audit log, for supervisors.
+    pub async fn audit_log(
+        &self,
+        principal: &Principal,
+        after: i64,
+        limit: i64,
+    ) -> Result<AuditPage, HubError> {
+        let limit = limit.clamp(1, AUDIT_PAGE);
+        let result = async {
+            self.access(principal).await?.require_duty(HubDuty::Audit)?;
+            let entries = self.control.audit_entries(after.max(0), limit).await?;
+            let next_after = (entries.len() == usize::try_from(limit).unwrap_or(usize::MAX))
+                .then(|| entries.last().map(|e| e.seq))
+                .flatten();
+            Ok(AuditPage {
+                entries,
+                next_after,
+            })
+        }
+        .await;
+        self.audited(
+            principal,
+            "supervision",
+            "audit_read",
+            format!("after={after} limit={limit}"),
+            result,
+            |page| format!("entries={}", page.entries.len()),
+        )
+        .await
+    }
+}
+
+fn rule_text(rule: &RuleSpec) -> String {
+    match rule {
+        RuleSpec::Permission {
+            subject,
+            system,
+            action,
+        } => format!("p:{subject},{system},{action}"),
+        RuleSpec::Assignment { member, role } => format!("g:{member},{role}"),
+    }
+}
+
+/// Walks the whole audit log: the number of entries when the chain holds, or the first
+/// place it breaks.
+pub async fn verify_audit_chain(store: &ControlStore) -> Result<Result<u64, ChainBreak>, HubError> {
+    let mut verifier = ChainVerifier::default();
+    let mut after = 0;
+    loop {
+        let entries = store.audit_entries(after, AUDIT_PAGE).await?;
+        for entry in &entries {
+            if let Err(broken) = verifier.check(entry) {
+                return Ok(Err(broken));
+            }
+        }
+        match entries.last() {
+            Some(last) => after = last.seq,
+            None => break,
+        }
+    }
+    Ok(verifier.finish(store.audit_head().await?))
+}

@@ -1,0 +1,104 @@
+//! Access-request routes: law enforcement asks for full access after a hit flag (or
+//! records why not); administrators decide, and a grant applies at once for a time.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::extract::{Caller, JsonBody};
+use crate::core::{AccessRequestDecision, AccessRequestFiling};
+use crate::error::{HubError, Problem};
+use crate::store::AccessRequest;
+
+/// Filter of `GET /v1/access-requests`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RequestFilter {
+    /// pending, granted, refused or recorded.
+    status: Option<String>,
+}
+
+/// File a full-access request after a hit flag, or (`kind: no_request`) record why none
+/// follows. Both are logged.
+#[utoipa::path(
+    post,
+    path = "/v1/access-requests",
+    tag = "access",
+    request_body = AccessRequestFiling,
+    responses(
+        (status = 201, description = "Filed", body = AccessRequest),
+        (status = 400, description = "Not a filing document", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not request access to this system", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Case reference or justification missing", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn file(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    filing: JsonBody<AccessRequestFiling>,
+) -> Result<(StatusCode, Json<AccessRequest>), HubError> {
+    state
+        .hub
+        .file_access_request(&caller, filing.0)
+        .await
+        .map(|request| (StatusCode::CREATED, Json(request)))
+}
+
+/// Access requests, oldest first: all of them for administrators, their own for requesters.
+#[utoipa::path(
+    get,
+    path = "/v1/access-requests",
+    tag = "access",
+    params(RequestFilter),
+    responses(
+        (status = 200, description = "The requests", body = Vec<AccessRequest>),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Neither administrator nor requester", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(filter): Query<RequestFilter>,
+) -> Result<Json<Vec<AccessRequest>>, HubError> {
+    state
+        .hub
+        .access_requests(&caller, filter.status.as_deref())
+        .await
+        .map(Json)
+}
+
+/// Grant or refuse a pending request. A grant gives the requester full access to the
+/// system from the very next request until it lapses by itself (`hours`, default 24).
+#[utoipa::path(
+    post,
+    path = "/v1/access-requests/{id}/decision",
+    tag = "access",
+    params(("id" = String, Path, description = "The request's id")),
+    request_body = AccessRequestDecision,
+    responses(
+        (status = 200, description = "Decided", body = AccessRequest),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Administrators only", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such request", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Decided already", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No reason, or hours out of range", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn decide(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    decision: JsonBody<AccessRequestDecision>,
+) -> Result<Json<AccessRequest>, HubError> {
+    state
+        .hub
+        .decide_access_request(&caller, &id, decision.0)
+        .await
+        .map(Json)
+}

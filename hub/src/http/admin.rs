@@ -1,0 +1,119 @@
+//! Administration routes: access rules and role assignments, changed in real time, and the
+//! dry run that shows what a principal would see.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::extract::{Caller, JsonBody};
+use crate::access::PolicyRule;
+use crate::core::{PolicyChange, Simulation, SimulationAnswer};
+use crate::error::{HubError, Problem};
+
+/// Why a rule is removed.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RemovalReason {
+    /// Required: kept in the audit log.
+    reason: Option<String>,
+}
+
+/// Every rule and role assignment, lapsed grants included (`active: false`).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/policies",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The rules, oldest first", body = Vec<PolicyRule>),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Administrators only", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Vec<PolicyRule>>, HubError> {
+    state.hub.policy_rules(&caller).await.map(Json)
+}
+
+/// Add a permission or a role assignment, optionally time-boxed. It applies to the very
+/// next request; the change is audited with who, when and why.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/policies",
+    tag = "admin",
+    request_body = PolicyChange,
+    responses(
+        (status = 201, description = "Added and in force", body = PolicyRule),
+        (status = 400, description = "Not a rule document", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Administrators only", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The rule exists already", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A part of the rule is not in the vocabulary, or no reason", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn add(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    change: JsonBody<PolicyChange>,
+) -> Result<(StatusCode, Json<PolicyRule>), HubError> {
+    state
+        .hub
+        .add_policy_rule(&caller, change.0)
+        .await
+        .map(|rule| (StatusCode::CREATED, Json(rule)))
+}
+
+/// Remove a rule; the very next request is decided without it.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/policies/{id}",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The rule's id"), RemovalReason),
+    responses(
+        (status = 200, description = "Removed; the rule as it was", body = PolicyRule),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Administrators only", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No reason", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn remove(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<i64>,
+    Query(query): Query<RemovalReason>,
+) -> Result<Json<PolicyRule>, HubError> {
+    state
+        .hub
+        .remove_policy_rule(&caller, id, query.reason.as_deref().unwrap_or(""))
+        .await
+        .map(Json)
+}
+
+/// Dry run: how each system would answer a principal's search, and every right the
+/// principal would hold, under the current rules with the proposed changes — which are
+/// not made. Decisions only, never data.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/policies/simulation",
+    tag = "admin",
+    request_body = Simulation,
+    responses(
+        (status = 200, description = "What the principal would get", body = SimulationAnswer),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Administrators only", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A malformed principal or rule", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn simulate(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    simulation: JsonBody<Simulation>,
+) -> Result<Json<SimulationAnswer>, HubError> {
+    state.hub.simulate(&caller, simulation.0).await.map(Json)
+}

@@ -1,0 +1,51 @@
+//! The audit log's route, for supervisors.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::extract::Caller;
+use crate::core::AuditPage;
+use crate::error::{HubError, Problem};
+
+/// Paging of `GET /v1/audit`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditPaging {
+    /// Entries after this sequence number (default 0: from the start).
+    after: Option<i64>,
+    /// Page size, 1–1000 (default 100).
+    limit: Option<i64>,
+}
+
+/// The audit log in order: who, which agency, purpose, when, what kind of query and what
+/// kind of result — never personal data — each entry chained to the one before.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "audit",
+    params(AuditPaging),
+    responses(
+        (status = 200, description = "One page of entries", body = AuditPage),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Supervisors only", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn log(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(paging): Query<AuditPaging>,
+) -> Result<Json<AuditPage>, HubError> {
+    state
+        .hub
+        .audit_log(
+            &caller,
+            paging.after.unwrap_or(0),
+            paging.limit.unwrap_or(100),
+        )
+        .await
+        .map(Json)
+}

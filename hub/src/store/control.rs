@@ -1,0 +1,448 @@
+//! The control database: casbin's rules (so administrators' changes persist), access
+//! requests after a hit flag, and the append-only, hash-chained audit log.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::{Database, Schema, StoreError, corrupt, from_unix_millis, unix_millis};
+use crate::audit::{AuditEntry, AuditEvent, GENESIS_HASH, chain_hash};
+
+/// A casbin rule as stored: `p` (subject, system, action) or `g` (member, role, "").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRow {
+    pub id: i64,
+    pub ptype: String,
+    pub v0: String,
+    pub v1: String,
+    pub v2: String,
+    pub expires_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+    pub reason: String,
+}
+
+/// A rule to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRule {
+    pub ptype: &'static str,
+    pub v0: String,
+    pub v1: String,
+    pub v2: String,
+    pub expires_at: Option<OffsetDateTime>,
+    pub created_by: String,
+    pub reason: String,
+}
+
+/// An access request (or a recorded decision not to file one) as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AccessRequest {
+    pub id: String,
+    /// `request` or `no_request`.
+    pub kind: String,
+    /// pending, granted, refused, or recorded (`no_request`).
+    pub status: String,
+    pub subject: String,
+    pub agency: String,
+    pub member_state: String,
+    pub system: String,
+    pub case_reference: String,
+    pub justification: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub decided_at: Option<OffsetDateTime>,
+    pub decided_by: Option<String>,
+    pub decision_reason: Option<String>,
+    /// A grant's full access lapses by itself at this instant.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub grant_expires_at: Option<OffsetDateTime>,
+}
+
+const RULE_COLUMNS: &str = "id, ptype, v0, v1, v2, expires_at, created_at, created_by, reason";
+const REQUEST_COLUMNS: &str = "id, kind, status, subject, agency, member_state, system, case_reference, \
+     justification, created_at, decided_at, decided_by, decision_reason, grant_expires_at";
+const AUDIT_COLUMNS: &str =
+    "seq, at, subject, agency, member_state, purpose, action, query, outcome, prev_hash, hash";
+const BASELINE_LOADED: &str = "baseline_loaded";
+const AUDIT_HEAD: &str = "audit_head";
+
+#[derive(Debug, Clone)]
+pub struct ControlStore {
+    db: Database,
+}
+
+impl ControlStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Database::open(url, Schema::Control).await?,
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Stores the baseline policy, once in the database's life: an administrator who
+    /// removes a baseline rule does not see it come back at the next start.
+    pub async fn seed_once(
+        &self,
+        rules: &[NewRule],
+        now: OffsetDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let loaded: Option<String> =
+            sqlx::query_scalar("SELECT value FROM control_meta WHERE key = $1")
+                .bind(BASELINE_LOADED)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if loaded.is_some() {
+            return Ok(false);
+        }
+        for rule in rules {
+            insert_rule(&mut tx, rule, now).await?;
+        }
+        sqlx::query("INSERT INTO control_meta (key, value) VALUES ($1, $2)")
+            .bind(BASELINE_LOADED)
+            .bind(unix_millis(now).to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every rule, lapsed grants included, in the order they were made.
+    pub async fn rules(&self) -> Result<Vec<RuleRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RULE_COLUMNS} FROM policy_rules ORDER BY id"
+        ))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(rule_from_row).collect()
+    }
+
+    /// Adds a rule; `None` when the same rule exists already.
+    pub async fn add_rule(
+        &self,
+        rule: &NewRule,
+        now: OffsetDateTime,
+    ) -> Result<Option<RuleRow>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let added = insert_rule(&mut tx, rule, now).await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    pub async fn delete_rule(&self, id: i64) -> Result<Option<RuleRow>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {RULE_COLUMNS} FROM policy_rules WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let rule = rule_from_row(&row)?;
+        sqlx::query("DELETE FROM policy_rules WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(rule))
+    }
+
+    pub async fn insert_access_request(&self, request: &AccessRequest) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!(
+            "INSERT INTO access_requests ({REQUEST_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .bind(request.id.as_str())
+        .bind(request.kind.as_str())
+        .bind(request.status.as_str())
+        .bind(request.subject.as_str())
+        .bind(request.agency.as_str())
+        .bind(request.member_state.as_str())
+        .bind(request.system.as_str())
+        .bind(request.case_reference.as_str())
+        .bind(request.justification.as_str())
+        .bind(unix_millis(request.created_at))
+        .bind(request.decided_at.map(unix_millis))
+        .bind(request.decided_by.as_deref())
+        .bind(request.decision_reason.as_deref())
+        .bind(request.grant_expires_at.map(unix_millis))
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Requests, oldest first; only those with `status` when given.
+    pub async fn access_requests(
+        &self,
+        status: Option<&str>,
+    ) -> Result<Vec<AccessRequest>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE ($1 = '' OR status = $1) \
+             ORDER BY created_at, id"
+        ))
+        .bind(status.unwrap_or(""))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    pub async fn access_request(&self, id: &str) -> Result<Option<AccessRequest>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .as_ref()
+        .map(request_from_row)
+        .transpose()
+    }
+
+    /// Decides a pending request, and stores the grant's rules with it, in one transaction.
+    /// `false` when the request is not pending (decided meanwhile, or never filed).
+    pub async fn decide_access_request(
+        &self,
+        decided: &AccessRequest,
+        grant: &[NewRule],
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE access_requests SET status = $2, decided_at = $3, decided_by = $4, \
+             decision_reason = $5, grant_expires_at = $6 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(decided.id.as_str())
+        .bind(decided.status.as_str())
+        .bind(decided.decided_at.map(unix_millis))
+        .bind(decided.decided_by.as_deref())
+        .bind(decided.decision_reason.as_deref())
+        .bind(decided.grant_expires_at.map(unix_millis))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        let now = decided.decided_at.unwrap_or_else(OffsetDateTime::now_utc);
+        for rule in grant {
+            // A second grant of the same right extends the first rather than failing.
+            sqlx::query(
+                "INSERT INTO policy_rules (ptype, v0, v1, v2, expires_at, created_at, created_by, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (ptype, v0, v1, v2) DO UPDATE SET expires_at = excluded.expires_at, \
+                 created_by = excluded.created_by, reason = excluded.reason \
+                 WHERE policy_rules.expires_at IS NOT NULL",
+            )
+            .bind(rule.ptype)
+            .bind(rule.v0.as_str())
+            .bind(rule.v1.as_str())
+            .bind(rule.v2.as_str())
+            .bind(rule.expires_at.map(unix_millis))
+            .bind(unix_millis(now))
+            .bind(rule.created_by.as_str())
+            .bind(rule.reason.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Appends an entry at the end of the chain. The caller serialises appends; the
+    /// primary key on `seq` refuses a fork should two writers ever race.
+    pub async fn append_audit(
+        &self,
+        event: &AuditEvent,
+        at: OffsetDateTime,
+    ) -> Result<AuditEntry, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (previous_seq, prev_hash) = match last {
+            Some(row) => (
+                row.try_get::<i64, _>("seq")?,
+                row.try_get::<String, _>("hash")?,
+            ),
+            None => (0, GENESIS_HASH.to_owned()),
+        };
+        let seq = previous_seq + 1;
+        let at_millis = unix_millis(at);
+        let hash = chain_hash(&prev_hash, seq, at_millis, event);
+        sqlx::query(&format!(
+            "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(seq)
+        .bind(at_millis)
+        .bind(event.subject.as_str())
+        .bind(event.agency.as_str())
+        .bind(event.member_state.as_str())
+        .bind(event.purpose.as_str())
+        .bind(event.action.as_str())
+        .bind(event.query.as_str())
+        .bind(event.outcome.as_str())
+        .bind(prev_hash.as_str())
+        .bind(hash.as_str())
+        .execute(&mut *tx)
+        .await?;
+        // The head is kept apart from the rows so that deleting the newest entry shows.
+        let head = format!("{seq} {hash}");
+        sqlx::query(
+            "INSERT INTO control_meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(AUDIT_HEAD)
+        .bind(head.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AuditEntry {
+            seq,
+            at: from_unix_millis(at_millis).unwrap_or(at),
+            event: event.clone(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    /// Entries with `seq > after`, in order, at most `limit`.
+    pub async fn audit_entries(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    /// The last entry's sequence number and hash, as recorded at its append.
+    pub async fn audit_head(&self) -> Result<Option<(i64, String)>, sqlx::Error> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM control_meta WHERE key = $1")
+                .bind(AUDIT_HEAD)
+                .fetch_optional(&self.db.pool)
+                .await?;
+        value
+            .map(|v| {
+                let (seq, hash) = v.split_once(' ').ok_or_else(|| corrupt("audit_head"))?;
+                Ok((
+                    seq.parse().map_err(|_| corrupt("audit_head"))?,
+                    hash.to_owned(),
+                ))
+            })
+            .transpose()
+    }
+}
+
+async fn insert_rule(
+    conn: &mut sqlx::AnyConnection,
+    rule: &NewRule,
+    now: OffsetDateTime,
+) -> Result<Option<RuleRow>, sqlx::Error> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO policy_rules (ptype, v0, v1, v2, expires_at, created_at, created_by, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ptype, v0, v1, v2) DO NOTHING RETURNING id",
+    )
+    .bind(rule.ptype)
+    .bind(rule.v0.as_str())
+    .bind(rule.v1.as_str())
+    .bind(rule.v2.as_str())
+    .bind(rule.expires_at.map(unix_millis))
+    .bind(unix_millis(now))
+    .bind(rule.created_by.as_str())
+    .bind(rule.reason.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(id.map(|id| RuleRow {
+        id,
+        ptype: rule.ptype.to_owned(),
+        v0: rule.v0.clone(),
+        v1: rule.v1.clone(),
+        v2: rule.v2.clone(),
+        expires_at: rule.expires_at,
+        created_at: from_unix_millis(unix_millis(now)).unwrap_or(now),
+        created_by: rule.created_by.clone(),
+        reason: rule.reason.clone(),
+    }))
+}
+
+fn millis(row: &AnyRow, column: &'static str) -> Result<OffsetDateTime, sqlx::Error> {
+    from_unix_millis(row.try_get(column)?).ok_or_else(|| corrupt(column))
+}
+
+fn optional_millis(
+    row: &AnyRow,
+    column: &'static str,
+) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+    let value: Option<i64> = row.try_get(column)?;
+    value
+        .map(|m| from_unix_millis(m).ok_or_else(|| corrupt(column)))
+        .transpose()
+}
+
+fn rule_from_row(row: &AnyRow) -> Result<RuleRow, sqlx::Error> {
+    Ok(RuleRow {
+        id: row.try_get("id")?,
+        ptype: row.try_get("ptype")?,
+        v0: row.try_get("v0")?,
+        v1: row.try_get("v1")?,
+        v2: row.try_get("v2")?,
+        expires_at: optional_millis(row, "expires_at")?,
+        created_at: millis(row, "created_at")?,
+        created_by: row.try_get("created_by")?,
+        reason: row.try_get("reason")?,
+    })
+}
+
+fn request_from_row(row: &AnyRow) -> Result<AccessRequest, sqlx::Error> {
+    Ok(AccessRequest {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        status: row.try_get("status")?,
+        subject: row.try_get("subject")?,
+        agency: row.try_get("agency")?,
+        member_state: row.try_get("member_state")?,
+        system: row.try_get("system")?,
+        case_reference: row.try_get("case_reference")?,
+        justification: row.try_get("justification")?,
+        created_at: millis(row, "created_at")?,
+        decided_at: optional_millis(row, "decided_at")?,
+        decided_by: row.try_get("decided_by")?,
+        decision_reason: row.try_get("decision_reason")?,
+        grant_expires_at: optional_millis(row, "grant_expires_at")?,
+    })
+}
+
+fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
+    Ok(AuditEntry {
+        seq: row.try_get("seq")?,
+        at: millis(row, "at")?,
+        event: AuditEvent {
+            subject: row.try_get("subject")?,
+            agency: row.try_get("agency")?,
+            member_state: row.try_get("member_state")?,
+            purpose: row.try_get("purpose")?,
+            action: row.try_get("action")?,
+            query: row.try_get("query")?,
+            outcome: row.try_get("outcome")?,
+        },
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
