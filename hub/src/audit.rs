@@ -74,7 +74,7 @@ pub fn chain_hash(prev_hash: &str, seq: i64, at_millis: i64, event: &AuditEvent)
 pub enum ChainBreak {
     #[error("entry {seq}: its hash does not match its content (altered)")]
     Altered { seq: i64 },
-    #[error("entry {seq}: it does not follow entry {previous} (an entry between was deleted)")]
+    #[error("entry {seq}: missing after entry {previous} (deleted)")]
     Gap { seq: i64, previous: i64 },
     #[error("entry {seq}: its previous-hash does not match entry {previous}'s hash")]
     Unlinked { seq: i64, previous: i64 },

@@ -280,16 +280,28 @@ impl TestHub {
         total
     }
 
-    /// A one-column text query on the links (MID) database, behind the hub's back.
-    pub async fn mid_strings(&self, sql: &str) -> Vec<String> {
+    /// A one-column text query on the database at `url`, behind the hub's back.
+    pub async fn query_strings(&self, url: &str, sql: &str) -> Vec<String> {
         sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.mid_url)
+        let mut conn = sqlx::AnyConnection::connect(url)
             .await
-            .expect("test connects to the links database");
+            .expect("test connects to the database");
         sqlx::query_scalar(sql)
             .fetch_all(&mut conn)
             .await
-            .expect("query the links database")
+            .expect("query the database")
+    }
+
+    /// Runs a statement on the database at `url`, behind the hub's back (tampering tests).
+    pub async fn execute(&self, url: &str, sql: &str) -> u64 {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(url)
+            .await
+            .expect("test connects to the database");
+        conn.execute(sql)
+            .await
+            .expect("statement runs")
+            .rows_affected()
     }
 
     /// Rows of every repository table, for "nothing was stored" checks.

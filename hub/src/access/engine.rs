@@ -128,10 +128,8 @@ impl Access {
         let [a, b] = &link.records;
         let reads = |s: SourceSystem| self.readable_fields(s).is_some();
         match link.colour {
-            LinkColour::Red => reads(a.system) || reads(b.system) || self.may_verify(link),
-            LinkColour::White | LinkColour::Green => {
-                (reads(a.system) && reads(b.system)) || self.may_verify(link)
-            }
+            LinkColour::Red => reads(a.system) || reads(b.system),
+            LinkColour::White | LinkColour::Green => reads(a.system) && reads(b.system),
             LinkColour::Yellow => self.may_verify(link),
         }
     }

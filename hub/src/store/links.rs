@@ -344,7 +344,8 @@ impl LinkStore {
             let verifiable = list(names(&visibility.verifiable), &mut texts);
             let authorities = list(visibility.authorities.clone(), &mut texts);
             conditions.push(format!(
-                "((authority IN ({authorities}) AND (a_system IN ({verifiable}) OR b_system IN ({verifiable}))) \
+                "((colour = 'yellow' AND authority IN ({authorities}) \
+                 AND (a_system IN ({verifiable}) OR b_system IN ({verifiable}))) \
                  OR (colour = 'red' AND (a_system IN ({readable}) OR b_system IN ({readable}))) \
                  OR (colour IN ('white', 'green') AND a_system IN ({readable}) AND b_system IN ({readable})))"
             ));

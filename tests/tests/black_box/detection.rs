@@ -25,7 +25,7 @@ const SEED: u64 = 20_261_127;
 async fn all_links(hub: &TestHub) -> Vec<Value> {
     let mut tokens = vec![all_roles_token(&hub.tokens)];
     for authority in hub
-        .mid_strings("SELECT DISTINCT authority FROM links")
+        .query_strings(&hub.mid_url, "SELECT DISTINCT authority FROM links")
         .await
     {
         let (name, state) = authority.split_once(':').unwrap_or((&authority, "SE"));

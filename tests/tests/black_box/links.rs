@@ -122,7 +122,7 @@ async fn the_five_examples_are_one_person_linked_white(backend: Backend) {
 }
 
 /// The SIS fixture's biometrics under another name, date of birth and document.
-fn sis_fraud() -> String {
+pub(crate) fn sis_fraud() -> String {
     let mut record: Value = serde_json::from_str(&fixture("sis.json")).expect("fixture");
     record["alert_id"] = json!("SIS-IT-2026-000999");
     record["person"]["surnames"] = json!(["Kowalczyk"]);

@@ -1,6 +1,7 @@
 //! The hub's black-box contract suite: every scenario runs against a real server on port 0,
 //! once on SQLite and once on PostgreSQL.
 
+mod access;
 mod crash;
 mod detection;
 mod errors;

@@ -1,0 +1,981 @@
+//! Access control through the API: tokens on every endpoint, the role × endpoint × system
+//! matrix of the baseline policy, hit flags that say nothing more, revocations that apply
+//! to the very next request, grants that lapse on time, and the tamper-evident audit log.
+
+use hub_tests::{Backend, EXAMPLES, TestHub, fixture, on_both_backends};
+use interop_hub::access::{Principal, TokenAuthority};
+use interop_hub::clock::Clock;
+use reqwest::Method;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+on_both_backends!(
+    every_endpoint_needs_a_valid_token,
+    every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_says,
+    a_hit_flag_answer_is_the_same_for_none_one_or_five_matches,
+    a_revocation_denies_the_very_next_request,
+    a_granted_access_request_lapses_on_time,
+    audit_verify_names_the_first_altered_or_deleted_entry,
+);
+
+fn principal(roles: &[&str]) -> Principal {
+    Principal::new(
+        "someone",
+        "TEST",
+        "SE",
+        roles.iter().map(|r| r.parse().expect("role")).collect(),
+    )
+    .expect("principal")
+}
+
+async fn every_endpoint_needs_a_valid_token(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    let everything = principal(&hub_tests::ALL_ROLES);
+    let now = OffsetDateTime::now_utc();
+    let forged = TokenAuthority::from_secret(&[9; 32])
+        .mint(&everything, now, time::Duration::hours(1))
+        .expect("token");
+    let expired = hub
+        .tokens
+        .mint(
+            &everything,
+            now - time::Duration::hours(2),
+            time::Duration::hours(1),
+        )
+        .expect("token");
+    let attempts: [(&str, Option<String>); 5] = [
+        ("no token", None),
+        ("malformed", Some("Bearer not-a-token".to_owned())),
+        ("other scheme", Some("Basic dXNlcjpwdw==".to_owned())),
+        ("forged", Some(format!("Bearer {forged}"))),
+        ("expired", Some(format!("Bearer {expired}"))),
+    ];
+    // Every route the API documents, so that a new route cannot slip through untested.
+    let (_, spec) = hub.get_json("/openapi.json").await;
+    let mut checked = 0;
+    for (path, operations) in spec["paths"].as_object().expect("paths") {
+        if path == "/healthz" || path == "/readyz" {
+            continue;
+        }
+        let concrete = path
+            .replace("{system}", "ees")
+            .replace("{source_id}", "EES-1")
+            .replace("{id}", "1");
+        for method in operations.as_object().expect("operations").keys() {
+            let method: Method = method.to_uppercase().parse().expect("method");
+            for (what, header) in &attempts {
+                let mut request = hub
+                    .anonymous
+                    .request(method.clone(), hub.url(&concrete))
+                    .json(&json!({}));
+                if let Some(header) = header {
+                    request = request.header("authorization", header);
+                }
+                let response = request.send().await.expect("hub answers");
+                let context = format!("{method} {path} with {what}");
+                assert_eq!(response.status(), 401, "{context}");
+                assert_eq!(
+                    response.headers()["www-authenticate"],
+                    "Bearer",
+                    "{context}"
+                );
+                assert_eq!(
+                    response.headers()["content-type"],
+                    "application/problem+json",
+                    "{context}"
+                );
+                let problem: Value = response.json().await.expect("json");
+                assert_eq!(problem["code"], "unauthenticated", "{context}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 5 * 16,
+        "only {checked} attempts: routes missing?"
+    );
+    // The health checks stay open to orchestrators.
+    let (status, _) = hub.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    hub.stop().await;
+}
+
+/// What the baseline policy gives a role: the systems it writes, reads (some field
+/// group), sees hit flags of, and may request access to; its hub-wide duty; whether it
+/// verifies the SIRENE SE bureau's yellow links.
+struct Expected {
+    role: &'static str,
+    writes: &'static [&'static str],
+    reads: &'static [&'static str],
+    hits: &'static [&'static str],
+    requests: &'static [&'static str],
+    duty: Option<&'static str>,
+    verifies_sirene_se: bool,
+}
+
+const fn role(role: &'static str) -> Expected {
+    Expected {
+        role,
+        writes: &[],
+        reads: &[],
+        hits: &[],
+        requests: &[],
+        duty: None,
+        verifies_sirene_se: false,
+    }
+}
+
+const CIVIL_AND_ECRIS: &[&str] = &["ees", "etias", "vis", "ecris-tcn"];
+
+const BASELINE: [Expected; 15] = [
+    Expected {
+        writes: &["ees"],
+        reads: &["ees"],
+        ..role("connector:ees")
+    },
+    Expected {
+        writes: &["etias"],
+        reads: &["etias"],
+        ..role("connector:etias")
+    },
+    Expected {
+        writes: &["vis"],
+        reads: &["vis"],
+        ..role("connector:vis")
+    },
+    Expected {
+        writes: &["sis"],
+        reads: &["sis"],
+        ..role("connector:sis")
+    },
+    Expected {
+        writes: &["ecris-tcn"],
+        reads: &["ecris-tcn"],
+        ..role("connector:ecris-tcn")
+    },
+    Expected {
+        reads: &["ees", "etias", "vis", "sis"],
+        ..role("border_guard")
+    },
+    Expected {
+        reads: &["ees", "etias", "vis", "sis"],
+        ..role("visa_authority")
+    },
+    Expected {
+        reads: &["ees", "etias", "vis", "sis"],
+        hits: &["ecris-tcn"],
+        ..role("etias_unit")
+    },
+    Expected {
+        reads: &["ees", "etias", "vis", "sis"],
+        verifies_sirene_se: true,
+        ..role("sirene")
+    },
+    Expected {
+        reads: &["ecris-tcn"],
+        ..role("ecris_central_authority")
+    },
+    Expected {
+        reads: &["ees", "etias", "vis", "sis", "ecris-tcn"],
+        ..role("police")
+    },
+    Expected {
+        reads: &["sis"],
+        hits: CIVIL_AND_ECRIS,
+        requests: CIVIL_AND_ECRIS,
+        ..role("le_designated")
+    },
+    Expected {
+        reads: &["sis"],
+        hits: CIVIL_AND_ECRIS,
+        requests: CIVIL_AND_ECRIS,
+        ..role("europol")
+    },
+    Expected {
+        duty: Some("audit"),
+        ..role("supervisor")
+    },
+    Expected {
+        duty: Some("administer"),
+        ..role("admin")
+    },
+];
+
+/// Checks one answer against what was expected, collecting every mismatch.
+struct Matrix {
+    failures: Vec<String>,
+    cases: usize,
+}
+
+impl Matrix {
+    fn expect(
+        &mut self,
+        case: String,
+        status: u16,
+        allowed: u16,
+        denied: u16,
+        allow: bool,
+        body: &Value,
+    ) {
+        self.cases += 1;
+        let want = if allow { allowed } else { denied };
+        if status != want {
+            self.failures
+                .push(format!("{case}: {status}, expected {want} ({body})"));
+        }
+    }
+
+    fn check(&mut self, case: String, holds: bool, body: &Value) {
+        if !holds {
+            self.failures.push(format!("{case}: {body}"));
+        }
+    }
+}
+
+async fn every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_says(
+    backend: Backend,
+) {
+    let hub = TestHub::spawn(backend).await;
+    let mut source_ids = std::collections::HashMap::new();
+    for (system, file, content_type) in EXAMPLES {
+        let response = hub.post_record(system, content_type, fixture(file)).await;
+        assert_eq!(response.status(), 201, "{system}");
+        let answer: Value = response.json().await.expect("json");
+        source_ids.insert(
+            system,
+            answer["record"]["source_id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let fraud = hub
+        .post_record("sis", "application/json", super::links::sis_fraud())
+        .await;
+    assert_eq!(fraud.status(), 201);
+    let (_, yellow) = hub.get_json("/v1/links?colour=yellow").await;
+    let yellow = &yellow["links"][0];
+    assert_eq!(yellow["authority"], "sirene:SE", "{yellow}");
+    let yellow_id = yellow["id"].as_str().expect("a yellow link").to_owned();
+    let ees: Value = serde_json::from_str(&fixture("ees.json")).expect("fixture");
+    let face = json!({
+        "algorithm": ees["biometrics"][0]["algorithm"],
+        "data": ees["biometrics"][0]["data"],
+    });
+
+    let mut matrix = Matrix {
+        failures: Vec::new(),
+        cases: 0,
+    };
+    for expected in &BASELINE {
+        let role = expected.role;
+        let token = hub.token("matrix", "SE", &[role]);
+        let call = |method: Method, path: String, body: Option<Value>| {
+            let token = token.clone();
+            let hub = &hub;
+            async move { hub.call(method, &path, Some(&token), body.as_ref()).await }
+        };
+        let searches = !expected.reads.is_empty() || !expected.hits.is_empty();
+
+        for (system, file, content_type) in EXAMPLES {
+            let writes = expected.writes.contains(&system);
+            let reads = expected.reads.contains(&system);
+            let replay = hub
+                .anonymous
+                .post(hub.url(&format!("/v1/systems/{system}/records")))
+                .bearer_auth(&token)
+                .header("content-type", content_type)
+                .body(fixture(file))
+                .send()
+                .await
+                .expect("hub answers");
+            let status = replay.status().as_u16();
+            let body: Value = replay.json().await.unwrap_or_default();
+            matrix.expect(
+                format!("{role} ingest {system}"),
+                status,
+                200,
+                403,
+                writes,
+                &body,
+            );
+
+            let id = &source_ids[system];
+            let (status, body) = call(
+                Method::GET,
+                format!("/v1/systems/{system}/records/{id}"),
+                None,
+            )
+            .await;
+            matrix.expect(
+                format!("{role} read {system}"),
+                status,
+                200,
+                404,
+                reads,
+                &body,
+            );
+            if !reads {
+                matrix.check(
+                    format!("{role} read {system}: denied exactly as a missing record"),
+                    body["code"] == "record_not_found",
+                    &body,
+                );
+            }
+
+            let (status, body) = call(
+                Method::DELETE,
+                format!("/v1/systems/{system}/records/NO-SUCH-RECORD"),
+                None,
+            )
+            .await;
+            matrix.expect(
+                format!("{role} delete {system}"),
+                status,
+                404,
+                403,
+                writes,
+                &body,
+            );
+
+            let query = json!({
+                "purpose": "border_check",
+                "biographic": {"surname": "Müller", "date_of_birth": "1990-04-17"},
+                "systems": [system],
+            });
+            let (status, body) = call(Method::POST, "/v1/search".to_owned(), Some(query)).await;
+            matrix.expect(
+                format!("{role} search {system}"),
+                status,
+                200,
+                403,
+                searches,
+                &body,
+            );
+            if status == 200 {
+                let results = &body["results"];
+                let holds = if reads {
+                    results[0]["system"] == system
+                        && results[0]["records"]
+                            .as_array()
+                            .is_some_and(|r| !r.is_empty())
+                } else if expected.hits.contains(&system) {
+                    *results == json!([{"system": system, "hit": true}])
+                } else {
+                    *results == json!([])
+                };
+                matrix.check(
+                    format!("{role} search {system}: answer shape"),
+                    holds,
+                    &body,
+                );
+            }
+
+            let filing = json!({
+                "kind": "no_request",
+                "system": system,
+                "case_reference": "CASE-1",
+                "justification": "matrix",
+            });
+            let (status, body) =
+                call(Method::POST, "/v1/access-requests".to_owned(), Some(filing)).await;
+            let requests = expected.requests.contains(&system);
+            matrix.expect(
+                format!("{role} file access request {system}"),
+                status,
+                201,
+                403,
+                requests,
+                &body,
+            );
+        }
+
+        let (status, body) = call(
+            Method::POST,
+            "/v1/biometrics/search".to_owned(),
+            Some(face.clone()),
+        )
+        .await;
+        matrix.expect(
+            format!("{role} biometric search"),
+            status,
+            200,
+            403,
+            !expected.reads.is_empty(),
+            &body,
+        );
+        if status == 200 {
+            let hits = body["hits"].as_array().cloned().unwrap_or_default();
+            let only_readable = hits.iter().all(|h| {
+                expected
+                    .reads
+                    .contains(&h["record"]["system"].as_str().unwrap_or(""))
+            });
+            matrix.check(
+                format!("{role} biometric search: readable systems only"),
+                only_readable,
+                &body,
+            );
+        }
+
+        let (status, body) = call(Method::GET, "/v1/links?limit=500".to_owned(), None).await;
+        matrix.expect(format!("{role} list links"), status, 200, 200, true, &body);
+        for link in body["links"].as_array().cloned().unwrap_or_default() {
+            let [a, b] = [0, 1].map(|i| {
+                expected
+                    .reads
+                    .contains(&link["records"][i]["system"].as_str().unwrap_or(""))
+            });
+            let visible = match link["colour"].as_str().unwrap_or("") {
+                "red" => a || b,
+                "white" | "green" => a && b,
+                _ => expected.verifies_sirene_se && link["authority"] == "sirene:SE",
+            };
+            matrix.check(format!("{role} sees link"), visible, &link);
+        }
+
+        let decision = json!({"colour": "yellow", "justification": "matrix"});
+        let (status, body) = call(
+            Method::POST,
+            format!("/v1/links/{yellow_id}/verification"),
+            Some(decision),
+        )
+        .await;
+        matrix.expect(
+            format!("{role} verify yellow"),
+            status,
+            422,
+            404,
+            expected.verifies_sirene_se,
+            &body,
+        );
+
+        let admin = expected.duty == Some("administer");
+        let (status, body) = call(Method::GET, "/v1/biometrics/indexes".to_owned(), None).await;
+        matrix.expect(
+            format!("{role} index status"),
+            status,
+            200,
+            403,
+            admin,
+            &body,
+        );
+        let (status, body) = call(Method::GET, "/v1/access-requests".to_owned(), None).await;
+        matrix.expect(
+            format!("{role} list access requests"),
+            status,
+            200,
+            403,
+            admin || !expected.requests.is_empty(),
+            &body,
+        );
+        let decide = json!({"grant": false, "reason": "matrix"});
+        let (status, body) = call(
+            Method::POST,
+            "/v1/access-requests/none/decision".to_owned(),
+            Some(decide),
+        )
+        .await;
+        matrix.expect(
+            format!("{role} decide access request"),
+            status,
+            404,
+            403,
+            admin,
+            &body,
+        );
+        let (status, body) = call(Method::GET, "/v1/admin/policies".to_owned(), None).await;
+        matrix.expect(
+            format!("{role} list policies"),
+            status,
+            200,
+            403,
+            admin,
+            &body,
+        );
+        let bad_rule = json!({
+            "rule": {"kind": "permission", "subject": "police", "system": "nowhere", "action": "hit"},
+            "reason": "matrix",
+        });
+        let (status, body) = call(
+            Method::POST,
+            "/v1/admin/policies".to_owned(),
+            Some(bad_rule),
+        )
+        .await;
+        matrix.expect(format!("{role} add policy"), status, 422, 403, admin, &body);
+        let (status, body) = call(
+            Method::DELETE,
+            "/v1/admin/policies/999999?reason=matrix".to_owned(),
+            None,
+        )
+        .await;
+        matrix.expect(
+            format!("{role} remove policy"),
+            status,
+            404,
+            403,
+            admin,
+            &body,
+        );
+        let simulation = json!({"principal": {"subject": "a", "agency": "B", "member_state": "DE", "roles": ["police"]}});
+        let (status, body) = call(
+            Method::POST,
+            "/v1/admin/policies/simulation".to_owned(),
+            Some(simulation),
+        )
+        .await;
+        matrix.expect(format!("{role} simulate"), status, 200, 403, admin, &body);
+        let (status, body) = call(Method::GET, "/v1/audit".to_owned(), None).await;
+        matrix.expect(
+            format!("{role} read audit"),
+            status,
+            200,
+            403,
+            expected.duty == Some("audit"),
+            &body,
+        );
+    }
+    assert!(
+        matrix.failures.is_empty(),
+        "{} of {} cases differ from the baseline:\n{}",
+        matrix.failures.len(),
+        matrix.cases,
+        matrix.failures.join("\n")
+    );
+    assert!(matrix.cases >= 15 * 34, "{} cases", matrix.cases);
+    hub.stop().await;
+}
+
+/// An EES record of the fixture's person with its own file id and document number.
+fn ees_variant(i: usize) -> String {
+    let mut record: Value = serde_json::from_str(&fixture("ees.json")).expect("fixture");
+    record["file_id"] = json!(format!("EES-HIT-{i}"));
+    record["travel_document"]["number"] = json!(format!("HIT{i}000"));
+    record.to_string()
+}
+
+async fn a_hit_flag_answer_is_the_same_for_none_one_or_five_matches(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    for i in 0..5 {
+        let response = hub
+            .post_record("ees", "application/json", ees_variant(i))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    let queries = [
+        (
+            0,
+            json!({"surname": "Nobody", "date_of_birth": "1990-04-17"}),
+        ),
+        (1, json!({"document_number": "HIT3000"})),
+        (
+            5,
+            json!({"surname": "Müller", "date_of_birth": "1990-04-17"}),
+        ),
+    ];
+    let designated = hub.token("k.weber", "DE", &["le_designated"]);
+    let mut bodies = Vec::new();
+    for (matches, biographic) in &queries {
+        let query =
+            json!({"purpose": "serious_crime", "biographic": biographic, "systems": ["ees"]});
+        // Ground truth: a caller with full access sees exactly that many records.
+        let (status, full) = hub.post_json("/v1/search", &query).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            full["results"][0]["records"].as_array().map(Vec::len),
+            Some(*matches),
+            "{full}"
+        );
+        let response = hub
+            .anonymous
+            .post(hub.url("/v1/search"))
+            .bearer_auth(&designated)
+            .json(&query)
+            .send()
+            .await
+            .expect("hub answers");
+        assert_eq!(response.status(), 200);
+        let mut headers: Vec<String> = response
+            .headers()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        headers.sort();
+        let body = response.text().await.expect("body");
+        bodies.push((*matches, headers, body));
+    }
+    let expected_hit = r#"{"results":[{"system":"ees","hit":true}]}"#;
+    let expected_miss = r#"{"results":[{"system":"ees","hit":false}]}"#;
+    assert_eq!(bodies[0].2, expected_miss);
+    assert_eq!(bodies[1].2, expected_hit);
+    assert_eq!(bodies[2].2, expected_hit, "five matches answer as one");
+    assert!(
+        bodies.iter().all(|(_, headers, _)| *headers == bodies[0].1),
+        "the same headers whatever matched: {bodies:?}"
+    );
+    hub.stop().await;
+}
+
+async fn rule_id(hub: &TestHub, admin: &str, subject: &str, system: &str, action: &str) -> i64 {
+    let (status, rules) = hub
+        .call(Method::GET, "/v1/admin/policies", Some(admin), None)
+        .await;
+    assert_eq!(status, 200);
+    rules
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["subject"] == subject && r["system"] == system && r["action"] == action)
+        .and_then(|r| r["id"].as_i64())
+        .unwrap_or_else(|| panic!("no rule {subject} {system} {action}"))
+}
+
+async fn a_revocation_denies_the_very_next_request(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    let created = hub
+        .post_record("ees", "application/json", fixture("ees.json"))
+        .await;
+    assert_eq!(created.status(), 201);
+    let admin = hub.token("admin-1", "SE", &["admin"]);
+    let designated = hub.token("k.weber", "DE", &["le_designated"]);
+    let query = json!({
+        "purpose": "serious_crime",
+        "biographic": {"surname": "Müller", "date_of_birth": "1990-04-17"},
+        "systems": ["ees"],
+    });
+    let search = |token: String| {
+        let hub = &hub;
+        let query = query.clone();
+        async move {
+            hub.call(Method::POST, "/v1/search", Some(&token), Some(&query))
+                .await
+        }
+    };
+    assert_eq!(
+        search(designated.clone()).await.1["results"],
+        json!([{"system": "ees", "hit": true}])
+    );
+
+    // The simulator shows what removing the rule would do, without doing it.
+    let id = rule_id(&hub, &admin, "le_designated", "ees", "hit").await;
+    let simulation = json!({
+        "principal": {"subject": "k.weber", "agency": "TEST", "member_state": "DE", "roles": ["le_designated"]},
+        "systems": ["ees", "sis"],
+        "remove": [id],
+    });
+    let (status, dry_run) = hub
+        .call(
+            Method::POST,
+            "/v1/admin/policies/simulation",
+            Some(&admin),
+            Some(&simulation),
+        )
+        .await;
+    assert_eq!(status, 200, "{dry_run}");
+    assert_eq!(
+        dry_run["search"][0],
+        json!({"system": "ees", "answer": "nothing"})
+    );
+    assert_eq!(dry_run["search"][1]["answer"], "full");
+    assert_eq!(
+        search(designated.clone()).await.1["results"],
+        json!([{"system": "ees", "hit": true}]),
+        "a dry run changes nothing"
+    );
+
+    let (status, problem) = hub
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/policies/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "a change needs a reason: {problem}");
+    let (status, removed) = hub
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/policies/{id}?reason=hit%20flags%20suspended"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(
+        search(designated.clone()).await.1["results"],
+        json!([]),
+        "the very next search no longer knows about EES"
+    );
+
+    // A principal's own role assignment, granted and revoked in real time.
+    let officer = hub.token("m.rossi", "IT", &[]);
+    assert_eq!(search(officer.clone()).await.0, 403);
+    let assignment = json!({
+        "rule": {"kind": "assignment", "member": "user:TEST/m.rossi", "role": "border_guard"},
+        "reason": "seconded to the border police",
+    });
+    let (status, added) = hub
+        .call(
+            Method::POST,
+            "/v1/admin/policies",
+            Some(&admin),
+            Some(&assignment),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    let (status, answer) = search(officer.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer["results"][0]["records"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let (status, again) = hub
+        .call(
+            Method::POST,
+            "/v1/admin/policies",
+            Some(&admin),
+            Some(&assignment),
+        )
+        .await;
+    assert_eq!(status, 409, "{again}");
+    let added_id = added["id"].as_i64().expect("id");
+    let (status, _) = hub
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/policies/{added_id}?reason=secondment%20ended"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        search(officer).await.0,
+        403,
+        "revoked on the very next request"
+    );
+
+    // Both changes are in the audit log, with who made them.
+    let supervisor = hub.token("sup-1", "SE", &["supervisor"]);
+    let (_, log) = hub
+        .call(Method::GET, "/v1/audit?limit=1000", Some(&supervisor), None)
+        .await;
+    let changes: Vec<&Value> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["action"] == "policy_remove" || e["action"] == "policy_add")
+        .filter(|e| {
+            e["outcome"]
+                .as_str()
+                .is_some_and(|o| !o.starts_with("refused"))
+        })
+        .collect();
+    assert_eq!(changes.len(), 3, "{changes:#?}");
+    assert!(changes.iter().all(|e| e["subject"] == "admin-1"));
+    hub.stop().await;
+}
+
+async fn a_granted_access_request_lapses_on_time(backend: Backend) {
+    let clock = Clock::manual(OffsetDateTime::now_utc());
+    let hub = TestHub::spawn_with(backend, |config| config.clock = clock.clone()).await;
+    let created = hub
+        .post_record("ees", "application/json", fixture("ees.json"))
+        .await;
+    assert_eq!(created.status(), 201);
+    let admin = hub.token("admin-1", "SE", &["admin"]);
+    let designated = hub.token("k.weber", "DE", &["le_designated"]);
+    let query = json!({
+        "purpose": "serious_crime",
+        "biographic": {"surname": "Müller", "date_of_birth": "1990-04-17"},
+        "systems": ["ees"],
+    });
+    let search = || async {
+        hub.call(Method::POST, "/v1/search", Some(&designated), Some(&query))
+            .await
+            .1["results"]
+            .clone()
+    };
+    let read = || async {
+        hub.call(
+            Method::GET,
+            "/v1/systems/ees/records/EES-DE-2026-000123",
+            Some(&designated),
+            None,
+        )
+        .await
+        .0
+    };
+    assert_eq!(search().await, json!([{"system": "ees", "hit": true}]));
+    assert_eq!(read().await, 404);
+
+    let filing = json!({
+        "system": "ees",
+        "case_reference": "BKA-2026-0417",
+        "justification": "suspect in an investigation of trafficking in human beings",
+    });
+    let (status, request) = hub
+        .call(
+            Method::POST,
+            "/v1/access-requests",
+            Some(&designated),
+            Some(&filing),
+        )
+        .await;
+    assert_eq!(status, 201, "{request}");
+    assert_eq!(request["status"], "pending");
+    let id = request["id"].as_str().expect("id").to_owned();
+    let (_, pending) = hub
+        .call(
+            Method::GET,
+            "/v1/access-requests?status=pending",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(pending.as_array().map(Vec::len), Some(1), "{pending}");
+
+    let grant = json!({"grant": true, "reason": "proportionate to the case", "hours": 2});
+    let (status, decided) = hub
+        .call(
+            Method::POST,
+            &format!("/v1/access-requests/{id}/decision"),
+            Some(&admin),
+            Some(&grant),
+        )
+        .await;
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(decided["status"], "granted");
+    let (status, _) = hub
+        .call(
+            Method::POST,
+            &format!("/v1/access-requests/{id}/decision"),
+            Some(&admin),
+            Some(&grant),
+        )
+        .await;
+    assert_eq!(status, 409, "decided once");
+
+    let granted = search().await;
+    assert_eq!(
+        granted[0]["records"].as_array().map(Vec::len),
+        Some(1),
+        "{granted}"
+    );
+    assert_eq!(read().await, 200, "full access applies at once");
+
+    clock.advance(time::Duration::hours(2) - time::Duration::seconds(1));
+    assert_eq!(read().await, 200, "a second before it lapses");
+    clock.advance(time::Duration::seconds(2));
+    assert_eq!(read().await, 404, "lapsed by itself");
+    assert_eq!(search().await, json!([{"system": "ees", "hit": true}]));
+    let (_, rules) = hub
+        .call(Method::GET, "/v1/admin/policies", Some(&admin), None)
+        .await;
+    let grants: Vec<&Value> = rules
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter(|r| r["subject"] == "user:TEST/k.weber")
+        .collect();
+    assert_eq!(grants.len(), 4, "one rule per field group: {grants:#?}");
+    assert!(grants.iter().all(|r| r["active"] == false));
+    hub.stop().await;
+}
+
+fn audit_verify(hub: &TestHub) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hub-under-test"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&hub.data_dir)
+        .args(["--control-database-url", &hub.control_url])
+        .output()
+        .expect("run audit verify");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+async fn audit_verify_names_the_first_altered_or_deleted_entry(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    for (system, file, content_type) in EXAMPLES {
+        let response = hub.post_record(system, content_type, fixture(file)).await;
+        assert_eq!(response.status(), 201);
+        let (status, _) = hub
+            .get_json(&format!("/v1/systems/{system}/records/NOT-THERE"))
+            .await;
+        assert_eq!(status, 404);
+    }
+    let query = json!({"purpose": "border_check", "biographic": {"surname": "Müller", "date_of_birth": "1990-04-17"}});
+    assert_eq!(hub.post_json("/v1/search", &query).await.0, 200);
+
+    // The supervisor's view holds who, purpose, kinds of query and result: no personal data.
+    let supervisor = hub.token("sup-1", "SE", &["supervisor"]);
+    let response = hub
+        .anonymous
+        .get(hub.url("/v1/audit?limit=1000"))
+        .bearer_auth(&supervisor)
+        .send()
+        .await
+        .expect("hub answers");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    for personal in [
+        "Müller",
+        "MUELLER",
+        "Anna",
+        "U12345678",
+        "1990-04-17",
+        "EES-DE-2026-000123",
+    ] {
+        assert!(!text.contains(personal), "{personal} in the audit log");
+    }
+    let log: Value = serde_json::from_str(&text).expect("json");
+    let entries = log["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 11, "5 ingests, 5 reads, 1 search");
+    assert_eq!(entries[10]["action"], "search");
+    assert_eq!(entries[10]["purpose"], "border_check");
+    assert!(
+        entries[1]["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("record_not_found")),
+        "{}",
+        entries[1]
+    );
+
+    let (intact, said) = audit_verify(&hub);
+    assert!(intact, "{said}");
+    assert!(said.contains("intact"), "{said}");
+
+    let original = hub
+        .query_strings(
+            &hub.control_url,
+            "SELECT outcome FROM audit_log WHERE seq = 3",
+        )
+        .await;
+    hub.execute(
+        &hub.control_url,
+        "UPDATE audit_log SET outcome = 'refused:forbidden' WHERE seq = 3",
+    )
+    .await;
+    let (intact, said) = audit_verify(&hub);
+    assert!(!intact, "an altered entry fails: {said}");
+    assert!(said.contains("entry 3:"), "{said}");
+
+    hub.execute(
+        &hub.control_url,
+        &format!(
+            "UPDATE audit_log SET outcome = '{}' WHERE seq = 3",
+            original[0]
+        ),
+    )
+    .await;
+    assert!(audit_verify(&hub).0, "restored, the chain holds again");
+
+    hub.execute(&hub.control_url, "DELETE FROM audit_log WHERE seq = 5")
+        .await;
+    let (intact, said) = audit_verify(&hub);
+    assert!(!intact, "a deleted entry fails: {said}");
+    assert!(said.contains("entry 5:"), "{said}");
+    hub.stop().await;
+}
