@@ -1,14 +1,18 @@
 //! criterion micro-benchmarks of the hot paths: name normalisation, identity comparison,
-//! one 1:N search of the ANN index, and the biometric comparison of a record pair.
+//! one 1:N search of the ANN index, the biometric comparison of a record pair, and the
+//! access decision (made afresh, and from the per-policy-version memo).
 //! Run with `cargo bench -p interop-hub --bench hot_paths`.
 
 use std::hint::black_box;
 
 use connectors::{AlgorithmRegistry, NameForms, SourceSystem};
 use criterion::{Criterion, criterion_group, criterion_main};
+use interop_hub::access::{PolicyEngine, Principal};
 use interop_hub::biometrics::ann::{AnnIndex, IndexSettings};
+use interop_hub::clock::Clock;
 use interop_hub::generate::{Trait, base_vector, new_capture};
 use interop_hub::matching::{compare_biometrics, compare_identity};
+use interop_hub::store::ControlStore;
 
 fn fixture(system: SourceSystem, file: &str) -> connectors::IdentityRecord {
     let path = format!("{}/../tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -64,5 +68,35 @@ fn one_to_n(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, names, identity, one_to_n);
+fn policy(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("control.sqlite").display()
+    );
+    let engine = runtime.block_on(async {
+        let store = ControlStore::open(&url)
+            .await
+            .unwrap_or_else(|e| panic!("control store: {e}"));
+        PolicyEngine::open(store, Clock::System)
+            .await
+            .unwrap_or_else(|e| panic!("policy: {e}"))
+    });
+    let officer = Principal::new(
+        "k.weber",
+        "BKA",
+        "DE",
+        vec!["le_designated".parse().unwrap_or_else(|e| panic!("{e}"))],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    c.bench_function("policy/decide_afresh_baseline", |b| {
+        b.iter(|| runtime.block_on(engine.decide_afresh(black_box(&officer))))
+    });
+    c.bench_function("policy/decide_memoised", |b| {
+        b.iter(|| runtime.block_on(engine.access(black_box(&officer))))
+    });
+}
+
+criterion_group!(benches, names, identity, one_to_n, policy);
 criterion_main!(benches);

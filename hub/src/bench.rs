@@ -1,6 +1,7 @@
 //! `interop-hub bench`: ingest with detection and 1:N search measured through the hub's own
 //! paths, beside a bare usearch index with the same settings and data and an exact scan of
-//! the same vectors — all in one run, on generated data with known mates.
+//! the same vectors, then the search portal over HTTP at fixed concurrency — all in one
+//! run, on generated data with known mates.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -14,11 +15,12 @@ use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::access::Principal;
+use crate::access::{Principal, TokenAuthority};
 use crate::biometrics::settings_for;
 use crate::config::HubConfig;
 use crate::core::{BiometricSearch, Hub};
 use crate::generate::{Trait, base_vector, new_capture};
+use crate::http::AppState;
 
 const FACE: &str = "acme-face-v3";
 
@@ -33,6 +35,8 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Where the hub under test keeps its data; a temporary directory when absent.
     pub data_dir: Option<PathBuf>,
+    /// Clients in flight at once in the HTTP load test of `POST /v1/search`.
+    pub http_concurrency: usize,
 }
 
 /// One run's figures.
@@ -61,6 +65,15 @@ pub struct BenchReport {
     pub bytes_per_template: f64,
     /// Seconds from opening the stores to ready, with the saved index files.
     pub ready_after_restart_s: f64,
+    /// `POST /v1/search` over HTTP (biometric face probe, a border guard's token): clients
+    /// in flight at once, requests per second, latency percentiles, non-200 answers.
+    pub portal_http_concurrency: usize,
+    pub portal_http_requests_per_s: f64,
+    pub portal_http_p50_ms: f64,
+    pub portal_http_p99_ms: f64,
+    pub portal_http_errors: usize,
+    /// Share of portal answers whose first record is the probe's true mate.
+    pub portal_recall_genuine_mate: f64,
 }
 
 /// Person `i`'s record: EES (civil) and SIS (law enforcement) alternate, so detection
@@ -128,13 +141,53 @@ fn synthetic_surname(person: usize) -> String {
     name
 }
 
-fn progress(length: usize, what: &'static str) -> ProgressBar {
-    ProgressBar::new(length as u64).with_style(
-        ProgressStyle::with_template(&format!(
-            "{what:>8} {{bar:40}} {{pos}}/{{len}}  {{per_sec}}  eta {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    )
+/// A progress bar on a terminal; elsewhere (CI logs, `nohup`), where the bar is hidden, a
+/// plain line every 15 seconds.
+struct Progress {
+    bar: ProgressBar,
+    what: &'static str,
+    plain: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn new(length: usize, what: &'static str) -> Self {
+        use std::io::IsTerminal as _;
+        let bar = ProgressBar::new(length as u64).with_style(
+            ProgressStyle::with_template(&format!(
+                "{what:>8} {{bar:40}} {{pos}}/{{len}}  {{per_sec}}  eta {{eta}}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let plain = (!std::io::stderr().is_terminal()).then(|| {
+            let bar = bar.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(Duration::from_secs(15));
+                ticks.tick().await;
+                loop {
+                    ticks.tick().await;
+                    eprintln!(
+                        "{what}: {}/{} ({:.0}/s)",
+                        bar.position(),
+                        bar.length().unwrap_or(0),
+                        bar.per_sec()
+                    );
+                }
+            })
+        });
+        Self { bar, what, plain }
+    }
+
+    fn inc(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    fn finish(self) {
+        self.bar.finish_and_clear();
+        if let Some(plain) = self.plain {
+            plain.abort();
+            eprintln!("{}: {} done", self.what, self.bar.position());
+        }
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -154,6 +207,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         .clone()
         .unwrap_or_else(|| scratch.path().to_path_buf());
     let config = HubConfig::embedded(&data_dir);
+    let tokens = Arc::new(TokenAuthority::load_or_create(&config.signing_key_path())?);
     let hub = Arc::new(Hub::open(&config).await?);
     hub.prepare(&config.index_dir()).await?;
     // Through the same access checks and audit log as any caller: a connector of both
@@ -175,16 +229,16 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     // Bodies are made before the clock starts: the benchmark measures the hub, not base64.
     let seed = options.seed;
     let total = options.templates;
-    let made = progress(total, "generate");
+    let made = Progress::new(total, "generate");
     let records: Vec<(SourceSystem, usize, String)> = (0..total)
         .map(|i| {
             made.inc(1);
             native_record(seed, i)
         })
         .collect();
-    made.finish_and_clear();
+    made.finish();
 
-    let bar = progress(total, "ingest");
+    let bar = Progress::new(total, "ingest");
     let started = Instant::now();
     let mut ingests = futures::stream::iter(records.iter().map(|(system, _, body)| {
         let hub = Arc::clone(&hub);
@@ -201,7 +255,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     }
     let ingest_seconds = started.elapsed().as_secs_f64();
     drop(ingests);
-    bar.finish_and_clear();
+    bar.finish();
 
     // Probes: new captures of stored persons' faces, and each person's record ids.
     let queries = options.queries.min(total).max(1);
@@ -232,7 +286,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             .push(format!("{prefix}-BENCH-{i:08}"));
     }
 
-    let bar = progress(queries, "hub");
+    let bar = Progress::new(queries, "hub");
     let started = Instant::now();
     let mut searches = futures::stream::iter(probes.iter().map(|(person, probe)| {
         let hub = Arc::clone(&hub);
@@ -274,7 +328,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     }
     let hub_seconds = started.elapsed().as_secs_f64();
     drop(searches);
-    bar.finish_and_clear();
+    bar.finish();
     latencies.sort_unstable();
 
     let biometrics = hub
@@ -312,6 +366,15 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         tokio::task::spawn_blocking(move || exact_scan(&faces, &probes, threads)).await?
     };
 
+    let portal = portal_over_http(
+        &hub,
+        &tokens,
+        &probes,
+        &records_of,
+        options.http_concurrency,
+    )
+    .await?;
+
     hub.save_indexes().await?;
     hub.close().await;
     drop(hub);
@@ -340,7 +403,121 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         search_p99_ms: percentile(&latencies, 0.99),
         bytes_per_template: face_bytes as f64 / face_count.max(1) as f64,
         ready_after_restart_s,
+        portal_http_concurrency: options.http_concurrency,
+        portal_http_requests_per_s: queries as f64 / portal.seconds.max(f64::EPSILON),
+        portal_http_p50_ms: percentile(&portal.latencies, 0.50),
+        portal_http_p99_ms: percentile(&portal.latencies, 0.99),
+        portal_http_errors: portal.errors,
+        portal_recall_genuine_mate: share(portal.first),
     })
+}
+
+/// What the HTTP load test saw.
+struct PortalRun {
+    seconds: f64,
+    latencies: Vec<Duration>,
+    errors: usize,
+    first: usize,
+}
+
+/// Serves the hub on a local port and sends every probe to `POST /v1/search` as a border
+/// guard would, `concurrency` requests in flight at once.
+async fn portal_over_http(
+    hub: &Arc<Hub>,
+    tokens: &Arc<TokenAuthority>,
+    probes: &[(usize, Vec<f32>)],
+    records_of: &std::collections::HashMap<usize, Vec<String>>,
+    concurrency: usize,
+) -> anyhow::Result<PortalRun> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let address = listener.local_addr()?;
+    let state = AppState {
+        hub: Arc::clone(hub),
+        tokens: Arc::clone(tokens),
+        max_body_bytes: crate::config::Settings::default().max_body_bytes,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, crate::http::router(state))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let guard = Principal::new(
+        "bench",
+        "BENCH",
+        "DE",
+        vec![
+            "border_guard"
+                .parse()
+                .map_err(|e: &str| anyhow::anyhow!(e))?,
+        ],
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let token = tokens.mint(
+        &guard,
+        time::OffsetDateTime::now_utc(),
+        time::Duration::hours(8),
+    )?;
+    let client = reqwest::Client::new();
+    let url = format!("http://{address}/v1/search");
+    let bar = Progress::new(probes.len(), "portal");
+    let started = Instant::now();
+    let mut requests = futures::stream::iter(probes.iter().map(|(person, probe)| {
+        let body = serde_json::json!({
+            "purpose": "border_check",
+            "biometric": [{"modality": "face", "algorithm": FACE,
+                           "data": STANDARD.encode(connectors::vector_base64::to_bytes(probe))}],
+        });
+        let (client, url, token) = (&client, &url, &token);
+        async move {
+            let began = Instant::now();
+            let answer = client.post(url).bearer_auth(token).json(&body).send().await;
+            let answer = match answer {
+                Ok(response) if response.status().is_success() => {
+                    response.json::<serde_json::Value>().await.ok()
+                }
+                _ => None,
+            };
+            (*person, answer, began.elapsed())
+        }
+    }))
+    .buffer_unordered(concurrency.max(1));
+    let mut run = PortalRun {
+        seconds: 0.0,
+        latencies: Vec::with_capacity(probes.len()),
+        errors: 0,
+        first: 0,
+    };
+    while let Some((person, answer, latency)) = requests.next().await {
+        run.latencies.push(latency);
+        bar.inc(1);
+        let Some(answer) = answer else {
+            run.errors += 1;
+            continue;
+        };
+        let expected = records_of
+            .get(&person)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        // Each system answers its own records best first: the mate is first in its system.
+        let mate_first = answer["results"].as_array().is_some_and(|systems| {
+            systems.iter().any(|system| {
+                system["records"][0]["record"]["record"]["source_id"]
+                    .as_str()
+                    .is_some_and(|id| expected.iter().any(|e| e == id))
+            })
+        });
+        run.first += usize::from(mate_first);
+    }
+    run.seconds = started.elapsed().as_secs_f64();
+    drop(requests);
+    bar.finish();
+    run.latencies.sort_unstable();
+    let _ = stop.send(());
+    server.await??;
+    Ok(run)
 }
 
 fn unit(vector: &[f32]) -> Vec<f32> {
@@ -426,15 +603,15 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "| templates | threads | ingest rec/s | hub qps | bare usearch qps | exact qps | hub / bare | recall hub | recall bare | recall exact | p50 ms | p99 ms | bytes/template | ready after restart s |"
+            "| templates | threads | ingest rec/s | hub qps | bare usearch qps | exact qps | hub / bare | recall hub | recall bare | recall exact | p50 ms | p99 ms | bytes/template | ready after restart s | portal clients | portal req/s | portal p50 ms | portal p99 ms | portal errors |"
         )?;
         writeln!(
             f,
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         )?;
         writeln!(
             f,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {:.0} | {:.2} | {:.2} | {} |",
             self.templates,
             self.threads,
             self.ingest_records_per_s,
@@ -448,7 +625,12 @@ impl fmt::Display for BenchReport {
             self.search_p50_ms,
             self.search_p99_ms,
             self.bytes_per_template,
-            self.ready_after_restart_s
+            self.ready_after_restart_s,
+            self.portal_http_concurrency,
+            self.portal_http_requests_per_s,
+            self.portal_http_p50_ms,
+            self.portal_http_p99_ms,
+            self.portal_http_errors
         )
     }
 }

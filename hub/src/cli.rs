@@ -44,7 +44,8 @@ enum Command {
     /// records of all five systems, for `import`) and `truth.json`.
     Generate(GenerateArgs),
     /// Measure ingest with detection and 1:N search against a bare usearch index and an
-    /// exact scan of the same data, in one run; prints a markdown table.
+    /// exact scan of the same data, then the search portal over HTTP, in one run; prints a
+    /// markdown table.
     Bench(BenchArgs),
     /// Print the OpenAPI document generated from the code.
     Openapi,
@@ -168,6 +169,9 @@ struct BenchArgs {
     /// Keep the benchmark hub's data here instead of a temporary directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Clients in flight at once in the HTTP load test of the search portal.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    http_concurrency: u16,
 }
 
 impl StoreArgs {
@@ -274,6 +278,7 @@ impl Command {
                     threads,
                     seed: args.seed,
                     data_dir: args.data_dir,
+                    http_concurrency: usize::from(args.http_concurrency),
                 };
                 let report = crate::bench::run(&options).await?;
                 print!("{report}");

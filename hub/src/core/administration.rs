@@ -152,7 +152,7 @@ impl Hub {
         principal: &Principal,
         change: PolicyChange,
     ) -> Result<PolicyRule, HubError> {
-        let described = rule_text(&change.rule);
+        let described = format!("{} why={}", rule_text(&change.rule), brief(&change.reason));
         let result = async {
             self.access(principal)
                 .await?
@@ -202,7 +202,7 @@ impl Hub {
             principal,
             "administration",
             "policy_remove",
-            format!("rule={id} reason_given={}", !reason.trim().is_empty()),
+            format!("rule={id} why={}", brief(reason)),
             result,
             |rule| format!("removed:{}", rule_text(&rule.rule)),
         )
@@ -432,6 +432,17 @@ impl Hub {
         )
         .await
     }
+}
+
+/// An administrator's reason as the audit log keeps it: one line, at most 200 characters.
+fn brief(reason: &str) -> String {
+    reason
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect()
 }
 
 fn rule_text(rule: &RuleSpec) -> String {

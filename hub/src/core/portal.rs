@@ -483,3 +483,43 @@ fn possibly_younger_than(stored: &StoredRecord, years: i32, now: OffsetDateTime)
     let age = today.0 - i32::from(born.year) - i32::from(!birthday_reached);
     age < years
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn born(date: &str) -> StoredRecord {
+        let body = include_str!("../../../tests/fixtures/ees.json").replace("1990-04-17", date);
+        let accepted = connectors::parse(
+            SourceSystem::Ees,
+            body.as_bytes(),
+            &connectors::AlgorithmRegistry::default(),
+        )
+        .unwrap_or_else(|e| panic!("fixture: {e:?}"));
+        StoredRecord {
+            partition: connectors::Partition::Civil,
+            stored_at: OffsetDateTime::UNIX_EPOCH,
+            record: accepted.record,
+            findings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn identity_checks_count_the_youngest_a_partial_date_allows() {
+        let now = time::macros::datetime!(2026-11-27 12:00 UTC);
+        assert!(
+            !possibly_younger_than(&born("2014-11-27"), 12, now),
+            "12 today"
+        );
+        assert!(
+            possibly_younger_than(&born("2014-11-28"), 12, now),
+            "12 tomorrow"
+        );
+        assert!(
+            possibly_younger_than(&born("2014"), 12, now),
+            "maybe born in December"
+        );
+        assert!(!possibly_younger_than(&born("2013"), 12, now));
+        assert!(possibly_younger_than(&born("2014-12"), 12, now));
+    }
+}

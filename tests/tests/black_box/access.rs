@@ -773,6 +773,12 @@ async fn a_revocation_denies_the_very_next_request(backend: Backend) {
         .collect();
     assert_eq!(changes.len(), 3, "{changes:#?}");
     assert!(changes.iter().all(|e| e["subject"] == "admin-1"));
+    let why: Vec<&str> = changes.iter().filter_map(|e| e["query"].as_str()).collect();
+    assert!(why[0].ends_with("why=hit flags suspended"), "{why:?}");
+    assert!(
+        why[1].contains("why=seconded to the border police"),
+        "{why:?}"
+    );
     hub.stop().await;
 }
 
