@@ -79,7 +79,7 @@ fn policy(c: &mut Criterion) {
         let store = ControlStore::open(&url)
             .await
             .unwrap_or_else(|e| panic!("control store: {e}"));
-        PolicyEngine::open(store, Clock::System)
+        PolicyEngine::open(store, Clock::System, Default::default())
             .await
             .unwrap_or_else(|e| panic!("policy: {e}"))
     });

@@ -14,6 +14,7 @@ pub mod generate;
 pub mod http;
 pub mod import;
 pub mod matching;
+pub mod metrics;
 pub mod mid;
 pub mod startup;
 pub mod store;

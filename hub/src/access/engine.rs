@@ -17,6 +17,7 @@ use super::{Action, FieldGroup, HubDuty, Member, Principal, RuleSpec};
 use crate::clock::Clock;
 use crate::error::HubError;
 use crate::matching::LinkColour;
+use crate::metrics::HubMetrics;
 use crate::store::{ControlStore, NewRule, RuleRow, StoredLink};
 
 const MODEL: &str = include_str!("../../../policies/model.conf");
@@ -355,6 +356,7 @@ pub struct ProposedChanges {
 pub struct PolicyEngine {
     store: ControlStore,
     clock: Clock,
+    metrics: Arc<HubMetrics>,
     current: ArcSwap<PolicySnapshot>,
     /// Changes are applied one at a time, so snapshots are swapped in the order made.
     changes: tokio::sync::Mutex<()>,
@@ -368,7 +370,11 @@ impl std::fmt::Debug for PolicyEngine {
 
 impl PolicyEngine {
     /// Loads the baseline into a new control database, then builds the first snapshot.
-    pub async fn open(store: ControlStore, clock: Clock) -> Result<Self, HubError> {
+    pub async fn open(
+        store: ControlStore,
+        clock: Clock,
+        metrics: Arc<HubMetrics>,
+    ) -> Result<Self, HubError> {
         let now = clock.now();
         let baseline: Vec<NewRule> = parse_policy_csv(BASELINE)
             .map_err(|e| HubError::Internal(format!("baseline policy: {e}")))?
@@ -382,6 +388,7 @@ impl PolicyEngine {
         Ok(Self {
             store,
             clock,
+            metrics,
             current: ArcSwap::from_pointee(snapshot),
             changes: tokio::sync::Mutex::new(()),
         })
@@ -429,6 +436,7 @@ impl PolicyEngine {
         let now = self.clock.now();
         let snapshot = Self::build_current(&self.store, now, &ProposedChanges::default()).await?;
         self.current.store(Arc::new(snapshot));
+        self.metrics.policy_swap();
         Ok(())
     }
 

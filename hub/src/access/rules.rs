@@ -51,18 +51,26 @@ pub enum HubDuty {
     Administer,
     /// Read the audit log.
     Audit,
-    /// Watch the biometric indexes.
+    /// Watch the biometric indexes and the metrics.
     Operate,
+    /// Read the anonymised statistics and the data-quality report.
+    Statistics,
 }
 
 impl HubDuty {
-    pub const ALL: [Self; 3] = [Self::Administer, Self::Audit, Self::Operate];
+    pub const ALL: [Self; 4] = [
+        Self::Administer,
+        Self::Audit,
+        Self::Operate,
+        Self::Statistics,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Administer => "administer",
             Self::Audit => "audit",
             Self::Operate => "operate",
+            Self::Statistics => "statistics",
         }
     }
 }
@@ -180,7 +188,7 @@ pub enum RuleSpec {
         #[schema(example = "ees")]
         system: String,
         /// write, read:identity, read:documents, read:biometrics, read:system_data, hit,
-        /// verify, request_access, administer, audit, operate.
+        /// verify, request_access, administer, audit, operate, statistics.
         #[schema(example = "hit")]
         action: String,
     },
@@ -276,7 +284,8 @@ impl RuleSpec {
                     .ok_or("system: ees, etias, vis, sis, ecris-tcn, * or hub")?;
                 let action = Action::parse(action).ok_or(
                     "action: write, read:identity, read:documents, read:biometrics, \
-                     read:system_data, hit, verify, request_access, administer, audit or operate",
+                     read:system_data, hit, verify, request_access, administer, audit, operate \
+                     or statistics",
                 )?;
                 let hub_wide = matches!(action, Action::Duty(_));
                 if hub_wide != (scope == Scope::Hub) {

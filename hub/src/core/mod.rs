@@ -3,6 +3,7 @@
 
 mod administration;
 mod portal;
+mod statistics;
 mod views;
 
 pub use administration::{
@@ -13,6 +14,7 @@ pub use portal::{
     BiographicQuery, BiometricProbe, FoundRecord, HitFlag, Purpose, SearchAnswer, SearchRequest,
     SystemAnswer, SystemRecords,
 };
+pub use statistics::{DataQuality, QualityIssue, StatRow, Statistics, SystemQuality};
 pub use views::RecordView;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +32,7 @@ use crate::clock::Clock;
 use crate::config::{HubConfig, Settings};
 use crate::error::HubError;
 use crate::matching::{BlockingKeys, LinkColour, LinkRule};
+use crate::metrics::HubMetrics;
 use crate::store::{
     ControlStore, HistoryEntry, IdentityStore, LinkQuery, LinkStore, StoreError, StoredLink,
     StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
@@ -173,6 +176,7 @@ pub struct Hub {
     record_locks: Vec<tokio::sync::Mutex<()>>,
     /// Audit entries are chained: one append at a time.
     audit_appends: tokio::sync::Mutex<()>,
+    metrics: Arc<HubMetrics>,
 }
 
 impl Hub {
@@ -181,9 +185,11 @@ impl Hub {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let control = ControlStore::open(&config.control_url()).await?;
-        let policy = PolicyEngine::open(control.clone(), config.clock.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot load the access policy: {e}"))?;
+        let metrics = Arc::new(HubMetrics::default());
+        let policy =
+            PolicyEngine::open(control.clone(), config.clock.clone(), Arc::clone(&metrics))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot load the access policy: {e}"))?;
         Ok(Self {
             civil: IdentityStore::open(&config.civil_url()).await?,
             law_enforcement: IdentityStore::open(&config.law_enforcement_url()).await?,
@@ -197,7 +203,32 @@ impl Hub {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             audit_appends: tokio::sync::Mutex::new(()),
+            metrics,
         })
+    }
+
+    /// The hub's metrics, for the HTTP layer to add its own.
+    pub fn metrics(&self) -> &HubMetrics {
+        &self.metrics
+    }
+
+    /// The Prometheus exposition, for operators; index sizes are read at the scrape.
+    pub async fn metrics_text(&self, principal: &Principal) -> Result<String, HubError> {
+        self.access(principal)
+            .await?
+            .require_duty(HubDuty::Operate)?;
+        if let Some(biometrics) = self.biometrics.get() {
+            for partition in [Partition::Civil, Partition::LawEnforcement] {
+                for algorithm in &self.settings.biometrics.algorithms {
+                    self.metrics.index_size(
+                        partition.as_str(),
+                        &algorithm.id,
+                        biometrics.len(partition, &algorithm.id),
+                    );
+                }
+            }
+        }
+        Ok(self.metrics.encode())
     }
 
     /// What `principal` may do under the policy in force at this very moment.
@@ -226,6 +257,7 @@ impl Hub {
         };
         let _one_at_a_time = self.audit_appends.lock().await;
         self.control.append_audit(&event, self.clock.now()).await?;
+        self.metrics.audit_entry();
         Ok(())
     }
 
@@ -312,6 +344,19 @@ impl Hub {
         let result = self
             .ingest_checked(principal, system, content_type, body)
             .await;
+        let outcome = match &result {
+            Ok(report) => report.outcome.as_str().to_owned(),
+            Err(error) => error.to_problem().code,
+        };
+        self.metrics.ingest(system.as_str(), &outcome);
+        let counts = ingest_counts(&result);
+        if !counts.is_empty() {
+            let counts: Vec<(&str, &str, &str)> = counts
+                .iter()
+                .map(|(kind, rule)| (system.as_str(), *kind, rule.as_str()))
+                .collect();
+            self.control.count_ingest(&counts).await?;
+        }
         self.audited(
             principal,
             "ingest",
@@ -485,7 +530,9 @@ impl Hub {
                 now,
             ) {
                 Some(link) => {
-                    self.links.upsert_automatic(&link, now).await?;
+                    let (_, change) = self.links.upsert_automatic(&link, now).await?;
+                    self.metrics
+                        .link_change(link.colour.as_str(), change.as_str());
                 }
                 None => {
                     no_longer_linked.insert(other_ref);
@@ -901,6 +948,45 @@ impl Hub {
         ] {
             database.close().await;
         }
+    }
+}
+
+/// What an ingest adds to the data-quality counts: (kind, rule) pairs. Refusals that say
+/// nothing of the data (access, availability) are not counted.
+fn ingest_counts(result: &Result<IngestReport, HubError>) -> Vec<(&'static str, String)> {
+    let refused = |rules: Vec<String>| {
+        let mut counts = vec![(statistics::REFUSED, String::new())];
+        let distinct: BTreeSet<String> = rules.into_iter().collect();
+        counts.extend(
+            distinct
+                .into_iter()
+                .map(|rule| (statistics::REFUSED_RULE, rule)),
+        );
+        counts
+    };
+    match result {
+        Ok(report) if report.outcome == UpsertOutcome::Replayed => Vec::new(),
+        Ok(report) => {
+            let mut counts = vec![(statistics::ACCEPTED, String::new())];
+            counts.extend(
+                report
+                    .stored
+                    .findings
+                    .iter()
+                    .map(|finding| (statistics::FLAGGED, finding.rule.clone())),
+            );
+            counts
+        }
+        Err(HubError::Invalid { errors }) => {
+            refused(errors.iter().map(|e| e.rule.to_owned()).collect())
+        }
+        Err(
+            error @ (HubError::Malformed { .. }
+            | HubError::UnsupportedMediaType { .. }
+            | HubError::VersionConflict { .. }
+            | HubError::VersionReused { .. }),
+        ) => refused(vec![error.to_problem().code]),
+        Err(_) => Vec::new(),
     }
 }
 

@@ -1,11 +1,14 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes, and the operators' metrics.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::extract::Caller;
 use crate::error::{HubError, Problem};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,4 +35,27 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HubEr
         .ready()
         .await
         .map(|()| Json(Health { status: "ready" }))
+}
+
+/// Operators' metrics in Prometheus text format (a token with the operate duty; Prometheus
+/// sends it with `authorization: {credentials: …}`). Labels carry route templates, systems,
+/// outcomes and colours only.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "The Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The operate duty only", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<impl IntoResponse, HubError> {
+    let text = state.hub.metrics_text(&caller).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    ))
 }

@@ -10,6 +10,7 @@ mod health;
 mod links;
 mod records;
 mod search;
+mod statistics;
 
 use std::sync::Arc;
 
@@ -52,7 +53,8 @@ pub struct AppState {
         (name = "access", description = "Full-access requests after a hit flag, and their time-boxed grants"),
         (name = "admin", description = "Access rules and role assignments, changed in real time and simulated first"),
         (name = "audit", description = "The tamper-evident audit log, for supervisors"),
-        (name = "operations", description = "Liveness and readiness")
+        (name = "statistics", description = "Anonymised statistics and the data-quality report"),
+        (name = "operations", description = "Liveness, readiness and metrics")
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -95,8 +97,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::remove))
         .routes(routes!(admin::simulate))
         .routes(routes!(audit::log))
+        .routes(routes!(statistics::stats))
+        .routes(routes!(statistics::data_quality))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
 }
 
 /// The OpenAPI document, generated from the registered routes.
@@ -121,6 +126,10 @@ pub fn router(state: AppState) -> Router {
         .merge(docs)
         .fallback(|| async { HubError::RouteNotFound })
         .method_not_allowed_fallback(|| async { HubError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(CatchPanicLayer::custom(|_| {
@@ -130,6 +139,29 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Counts every request by method, route template and status, and times it. Applied to
+/// the routes (after routing), so the template is known; unrouted requests are `unmatched`.
+async fn count_requests(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.hub.metrics().http(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// Framework-made error responses (plain-text rejections, bare statuses) become problem

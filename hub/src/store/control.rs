@@ -1,5 +1,6 @@
 //! The control database: casbin's rules (so administrators' changes persist), access
-//! requests after a hit flag, and the append-only, hash-chained audit log.
+//! requests after a hit flag, the append-only, hash-chained audit log, and ingest quality
+//! counts.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -256,6 +257,42 @@ impl ControlStore {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Adds one ingest's counts: (system, kind, rule) each by one.
+    pub async fn count_ingest(&self, counts: &[(&str, &str, &str)]) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        for (system, kind, rule) in counts {
+            sqlx::query(
+                "INSERT INTO ingest_quality (system, kind, rule, count) VALUES ($1, $2, $3, 1) \
+                 ON CONFLICT (system, kind, rule) DO UPDATE SET count = ingest_quality.count + 1",
+            )
+            .bind(*system)
+            .bind(*kind)
+            .bind(*rule)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Every ingest count: (system, kind, rule, count).
+    pub async fn ingest_counts(&self) -> Result<Vec<(String, String, String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT system, kind, rule, count FROM ingest_quality ORDER BY system, kind, rule",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("system")?,
+                    r.try_get("kind")?,
+                    r.try_get("rule")?,
+                    r.try_get("count")?,
+                ))
+            })
+            .collect()
     }
 
     /// Appends an entry at the end of the chain. The caller serialises appends; the

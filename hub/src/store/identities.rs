@@ -7,7 +7,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{Database, Schema, StoreError, placeholders, rows};
+use super::{Database, Schema, StoreError, corrupt, placeholders, rows};
 use crate::matching::BlockingKeys;
 
 /// What an upsert did.
@@ -63,6 +63,15 @@ pub struct StoredRecord {
     pub record: IdentityRecord,
     /// Non-blocking data-quality findings raised when this version was ingested.
     pub findings: Vec<QualityFinding>,
+}
+
+/// How many of one system's records have each optional part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completeness {
+    pub system: String,
+    pub records: i64,
+    /// (part, records that have it), in a fixed order.
+    pub present: Vec<(String, i64)>,
 }
 
 /// The record a template belongs to.
@@ -325,6 +334,82 @@ impl IdentityStore {
     }
 
     /// Records whose current version the detector has not finished with (after a crash).
+    /// Records per (system, birth year): the age bands of the statistics.
+    pub async fn counts_by_birth_year(&self) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT system, birth_year, COUNT(*) AS n FROM identity_records GROUP BY system, birth_year",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("system")?,
+                    r.try_get("birth_year")?,
+                    r.try_get("n")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Each record's system and nationalities (JSON), for the statistics by nationality.
+    pub async fn nationalities(&self) -> Result<Vec<(String, Vec<String>)>, sqlx::Error> {
+        let rows = sqlx::query("SELECT system, nationalities FROM identity_records")
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("nationalities")?;
+                Ok((
+                    r.try_get("system")?,
+                    serde_json::from_str(&text).map_err(|_| corrupt("nationalities"))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Per system: records, and how many have each optional part.
+    pub async fn completeness(&self) -> Result<Vec<Completeness>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT r.system, COUNT(*) AS total, \
+             SUM(CASE WHEN r.birth_day IS NOT NULL THEN 1 ELSE 0 END) AS full_date_of_birth, \
+             SUM(CASE WHEN r.birth_place IS NOT NULL OR r.birth_country IS NOT NULL THEN 1 ELSE 0 END) AS place_of_birth, \
+             SUM(CASE WHEN r.nationalities <> '[]' THEN 1 ELSE 0 END) AS nationality, \
+             SUM(CASE WHEN r.sex <> 'X' THEN 1 ELSE 0 END) AS sex, \
+             SUM(CASE WHEN EXISTS (SELECT 1 FROM identity_names n WHERE n.record_id = r.id AND n.given_names <> '') THEN 1 ELSE 0 END) AS given_names, \
+             SUM(CASE WHEN EXISTS (SELECT 1 FROM travel_documents d WHERE d.record_id = r.id) THEN 1 ELSE 0 END) AS travel_document, \
+             SUM(CASE WHEN EXISTS (SELECT 1 FROM biometric_templates t WHERE t.record_id = r.id AND t.modality = 'face') THEN 1 ELSE 0 END) AS face, \
+             SUM(CASE WHEN EXISTS (SELECT 1 FROM biometric_templates t WHERE t.record_id = r.id AND t.modality = 'finger') THEN 1 ELSE 0 END) AS fingerprint \
+             FROM identity_records r GROUP BY r.system ORDER BY r.system",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let part = |column: &str| -> Result<(String, i64), sqlx::Error> {
+                    Ok((column.to_owned(), r.try_get(column)?))
+                };
+                Ok(Completeness {
+                    system: r.try_get("system")?,
+                    records: r.try_get("total")?,
+                    present: [
+                        "given_names",
+                        "full_date_of_birth",
+                        "place_of_birth",
+                        "sex",
+                        "nationality",
+                        "travel_document",
+                        "face",
+                        "fingerprint",
+                    ]
+                    .into_iter()
+                    .map(part)
+                    .collect::<Result<_, _>>()?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn undetected(&self) -> Result<Vec<i64>, sqlx::Error> {
         sqlx::query_scalar(
             "SELECT id FROM identity_records WHERE detected_version < version ORDER BY id",

@@ -92,6 +92,16 @@ pub enum LinkChange {
     Unchanged,
 }
 
+impl LinkChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
 const LINK_COLUMNS: &str = "id, a_system, a_source_id, b_system, b_source_id, colour, rule, evidence, authority, deadline, created_at, updated_at";
 
 /// The MID database.
@@ -376,6 +386,28 @@ impl LinkStore {
             rows.iter().map(link_from_row).collect::<Result<_, _>>()?,
             total,
         ))
+    }
+
+    /// Links per colour, and the yellow links past their deadline.
+    pub async fn colour_counts(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<(String, i64)>, i64), sqlx::Error> {
+        let rows =
+            sqlx::query("SELECT colour, COUNT(*) AS n FROM links GROUP BY colour ORDER BY colour")
+                .fetch_all(&self.db.pool)
+                .await?;
+        let colours = rows
+            .iter()
+            .map(|r| Ok((r.try_get("colour")?, r.try_get("n")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let overdue: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM links WHERE colour = 'yellow' AND deadline < $1",
+        )
+        .bind(unix_millis(now))
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok((colours, overdue))
     }
 
     /// Applies a verifier's decision, keeping the history.

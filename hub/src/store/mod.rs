@@ -12,7 +12,8 @@ mod rows;
 
 pub use control::{AccessRequest, ControlStore, NewRule, RuleRow};
 pub use identities::{
-    IdentityStore, StoredRecord, TemplateOwner, UpsertOutcome, UpsertRefusal, Upserted,
+    Completeness, IdentityStore, StoredRecord, TemplateOwner, UpsertOutcome, UpsertRefusal,
+    Upserted,
 };
 pub use links::{
     HistoryEntry, LinkChange, LinkQuery, LinkStore, NewLink, StoredLink, VerifyRefusal,

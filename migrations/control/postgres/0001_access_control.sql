@@ -1,5 +1,5 @@
 -- Access control: casbin rules (kept here so administrators' changes persist), access
--- requests after a hit, and the hash-chained audit log. PostgreSQL twin of
+-- requests after a hit, the hash-chained audit log, and ingest quality counts. PostgreSQL twin of
 -- ../sqlite/0001_access_control.sql.
 CREATE TABLE policy_rules (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -53,4 +53,14 @@ CREATE TABLE audit_log (
     outcome      TEXT   NOT NULL,
     prev_hash    TEXT   NOT NULL,
     hash         TEXT   NOT NULL
+);
+
+-- What ingest saw, per system: accepted and refused records, and refusals and non-blocking
+-- findings by rule. Counts only: nothing of the records themselves.
+CREATE TABLE ingest_quality (
+    system TEXT   NOT NULL,
+    kind   TEXT   NOT NULL,
+    rule   TEXT   NOT NULL,
+    count  BIGINT NOT NULL,
+    PRIMARY KEY (system, kind, rule)
 );

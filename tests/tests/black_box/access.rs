@@ -91,7 +91,7 @@ async fn every_endpoint_needs_a_valid_token(backend: Backend) {
         }
     }
     assert!(
-        checked >= 5 * 16,
+        checked >= 5 * 19,
         "only {checked} attempts: routes missing?"
     );
     // The health checks stay open to orchestrators.
@@ -101,8 +101,9 @@ async fn every_endpoint_needs_a_valid_token(backend: Backend) {
 }
 
 /// What the baseline policy gives a role: the systems it writes, reads (some field
-/// group), sees hit flags of, and may request access to; its hub-wide duty; whether it
-/// verifies the SIRENE SE bureau's yellow links.
+/// group), sees hit flags of, and may request access to; its hub-wide duty (both duties'
+/// holders also read the statistics); whether it verifies the SIRENE SE bureau's yellow
+/// links.
 struct Expected {
     role: &'static str,
     writes: &'static [&'static str],
@@ -535,6 +536,26 @@ async fn every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_say
             expected.duty == Some("audit"),
             &body,
         );
+        let (status, body) = call(Method::GET, "/v1/stats".to_owned(), None).await;
+        matrix.expect(
+            format!("{role} statistics"),
+            status,
+            200,
+            403,
+            expected.duty.is_some(),
+            &body,
+        );
+        let (status, body) = call(Method::GET, "/v1/data-quality".to_owned(), None).await;
+        matrix.expect(
+            format!("{role} data quality"),
+            status,
+            200,
+            403,
+            expected.duty.is_some(),
+            &body,
+        );
+        let (status, body) = call(Method::GET, "/metrics".to_owned(), None).await;
+        matrix.expect(format!("{role} metrics"), status, 200, 403, admin, &body);
     }
     assert!(
         matrix.failures.is_empty(),
@@ -543,7 +564,7 @@ async fn every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_say
         matrix.cases,
         matrix.failures.join("\n")
     );
-    assert!(matrix.cases >= 15 * 34, "{} cases", matrix.cases);
+    assert!(matrix.cases >= 15 * 37, "{} cases", matrix.cases);
     hub.stop().await;
 }
 

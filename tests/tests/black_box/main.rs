@@ -10,3 +10,4 @@ mod indexes;
 mod links;
 mod records;
 mod refusals;
+mod statistics;

@@ -1,0 +1,252 @@
+//! Statistics, the data-quality report and the metrics: counts that suppress what is
+//! small, rates that follow what ingest saw, and no personal data anywhere.
+
+use hub_tests::{Backend, EXAMPLES, TestHub, fixture, on_both_backends};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+on_both_backends!(
+    statistics_suppress_counts_below_ten,
+    data_quality_follows_refusals_and_findings,
+    no_personal_data_reaches_metrics_or_statistics,
+);
+
+/// An EES record of the fixture's person under its own file id and document number.
+fn ees_copy(i: usize) -> String {
+    let mut record: Value = serde_json::from_str(&fixture("ees.json")).expect("fixture");
+    record["file_id"] = json!(format!("EES-STAT-{i:03}"));
+    record["travel_document"]["number"] = json!(format!("ST{i:05}"));
+    record.to_string()
+}
+
+fn count(stats: &Value, category: &str, system: Option<&str>, key: Option<&str>) -> Value {
+    stats["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| {
+            r["category"] == category && r["system"].as_str() == system && r["key"].as_str() == key
+        })
+        .map_or(Value::String("absent".into()), |r| r["count"].clone())
+}
+
+async fn statistics_suppress_counts_below_ten(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    for i in 0..12 {
+        let response = hub
+            .post_record("ees", "application/json", ees_copy(i))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    let vis = hub
+        .post_record("vis", "application/xml", fixture("vis.xml"))
+        .await;
+    assert_eq!(vis.status(), 201);
+
+    let (status, stats) = hub.get_json("/v1/stats").await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["suppressed_below"], 10);
+    assert_eq!(count(&stats, "records", Some("ees"), None), 12);
+    assert_eq!(
+        count(&stats, "records", Some("vis"), None),
+        Value::Null,
+        "1 is suppressed"
+    );
+    assert_eq!(
+        count(&stats, "records", Some("sis"), None),
+        Value::Null,
+        "0 is suppressed"
+    );
+    assert_eq!(
+        count(&stats, "records_by_nationality", Some("ees"), Some("TUR")),
+        12
+    );
+    assert_eq!(
+        count(&stats, "records_by_age_band", Some("ees"), Some("30-49")),
+        12
+    );
+    assert_eq!(
+        count(&stats, "records_by_age_band", Some("vis"), Some("30-49")),
+        Value::Null
+    );
+    assert_eq!(
+        count(&stats, "links", None, Some("white")),
+        12,
+        "each EES copy to the visa"
+    );
+
+    let response = hub
+        .client
+        .get(hub.url("/v1/stats?format=csv"))
+        .send()
+        .await
+        .expect("hub answers");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/csv")
+    );
+    let csv = response.text().await.expect("text");
+    assert!(csv.starts_with("category,system,key,count\n"), "{csv}");
+    assert!(csv.contains("\nrecords,ees,,12\n"), "{csv}");
+    assert!(csv.contains("\nrecords,vis,,<10\n"), "{csv}");
+    assert!(!csv.contains(",1\n"), "no count below ten: {csv}");
+
+    let (status, _) = hub.get_json("/v1/stats?format=xml").await;
+    assert_eq!(status, 400);
+    let guard = hub.token("officer", "DE", &["border_guard"]);
+    let (status, _) = hub.call(Method::GET, "/v1/stats", Some(&guard), None).await;
+    assert_eq!(status, 403, "statistics are for the statistics duty");
+    hub.stop().await;
+}
+
+async fn data_quality_follows_refusals_and_findings(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    for (system, file, content_type) in EXAMPLES {
+        let response = hub.post_record(system, content_type, fixture(file)).await;
+        assert_eq!(response.status(), 201, "{system}");
+    }
+    // A replay is neither accepted again nor refused.
+    let replay = hub
+        .post_record("ees", "application/json", fixture("ees.json"))
+        .await;
+    assert_eq!(replay.status(), 200);
+    // Refused: no surname. Flagged: a face below minimum quality.
+    let mut refused: Value = serde_json::from_str(&ees_copy(1)).expect("json");
+    refused["traveller"]
+        .as_object_mut()
+        .expect("object")
+        .remove("surname");
+    let response = hub
+        .post_record("ees", "application/json", refused.to_string())
+        .await;
+    assert_eq!(response.status(), 422);
+    let mut flagged: Value = serde_json::from_str(&ees_copy(2)).expect("json");
+    flagged["biometrics"][0]["quality"] = json!(10);
+    let response = hub
+        .post_record("ees", "application/json", flagged.to_string())
+        .await;
+    assert_eq!(response.status(), 201);
+
+    let (status, report) = hub.get_json("/v1/data-quality").await;
+    assert_eq!(status, 200, "{report}");
+    let ees = report["systems"]
+        .as_array()
+        .expect("systems")
+        .iter()
+        .find(|s| s["system"] == "ees")
+        .expect("ees")
+        .clone();
+    assert_eq!(ees["records"], 2);
+    assert_eq!(ees["accepted"], 2);
+    assert_eq!(ees["refused"], 1);
+    let rate = ees["validity_rate"].as_f64().expect("rate");
+    assert!((rate - 2.0 / 3.0).abs() < 1e-9, "{rate}");
+    assert_eq!(ees["refused_by_rule"]["required"], 1, "{ees}");
+    assert_eq!(
+        ees["flagged_by_rule"]["template_below_minimum_quality"], 1,
+        "{ees}"
+    );
+    assert_eq!(ees["completeness"]["travel_document"], 1.0);
+    assert_eq!(ees["completeness"]["face"], 1.0);
+    let etias = report["systems"]
+        .as_array()
+        .expect("systems")
+        .iter()
+        .find(|s| s["system"] == "etias")
+        .expect("etias")
+        .clone();
+    assert_eq!(
+        etias["completeness"]["face"], 0.0,
+        "ETIAS holds no biometrics"
+    );
+    assert_eq!(etias["validity_rate"], 1.0);
+    let top = report["top_issues"].as_array().expect("issues");
+    assert!(top.len() <= 10);
+    assert!(
+        top.iter()
+            .any(|i| i["rule"] == "required" && i["kind"] == "refused")
+    );
+    hub.stop().await;
+}
+
+async fn no_personal_data_reaches_metrics_or_statistics(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    for (system, file, content_type) in EXAMPLES {
+        let response = hub.post_record(system, content_type, fixture(file)).await;
+        assert_eq!(response.status(), 201, "{system}");
+        let ids = ["EES-DE-2026-000123", "SIS-SE-2026-000042", "NOT-A-RECORD"];
+        for id in ids {
+            hub.get_record(system, id).await;
+        }
+    }
+    let query = json!({"purpose": "border_check",
+                       "biographic": {"surname": "Müller", "given_names": "Anna Maria", "date_of_birth": "1990-04-17",
+                                      "document_number": "U12345678"}});
+    assert_eq!(hub.post_json("/v1/search", &query).await.0, 200);
+
+    let metrics = hub
+        .client
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .expect("hub answers");
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.expect("text");
+    assert!(
+        metrics.contains(r#"interop_hub_ingests_total{system="ees",outcome="created"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"route="/v1/systems/{system}/records/{source_id}""#),
+        "routes are labelled by template: {metrics}"
+    );
+    let stats = hub
+        .client
+        .get(hub.url("/v1/stats?format=csv"))
+        .send()
+        .await
+        .expect("hub answers")
+        .text()
+        .await
+        .expect("text");
+    let (_, quality) = hub.get_json("/v1/data-quality").await;
+    let quality = quality.to_string();
+
+    let mut personal: Vec<String> = vec![
+        "Müller".into(),
+        "MUELLER".into(),
+        "Mueller".into(),
+        "Anna".into(),
+        "U12345678".into(),
+        "1990-04-17".into(),
+        "NOT-A-RECORD".into(),
+    ];
+    // Every source id of the fixtures, read back from the hub.
+    for (system, file, content_type) in EXAMPLES {
+        let answer: Value = hub
+            .post_record(system, content_type, fixture(file))
+            .await
+            .json()
+            .await
+            .expect("json");
+        personal.push(
+            answer["record"]["source_id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    for (what, text) in [
+        ("metrics", &metrics),
+        ("stats", &stats),
+        ("data quality", &quality),
+    ] {
+        for value in &personal {
+            assert!(!text.contains(value.as_str()), "{value} in {what}");
+        }
+    }
+    hub.stop().await;
+}
