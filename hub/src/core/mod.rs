@@ -14,7 +14,7 @@ pub use portal::{
     BiographicQuery, BiometricProbe, FoundRecord, HitFlag, Purpose, SearchAnswer, SearchRequest,
     SystemAnswer, SystemRecords,
 };
-pub use statistics::{DataQuality, QualityIssue, StatRow, Statistics, SystemQuality};
+pub use statistics::{Dashboard, DataQuality, QualityIssue, StatRow, Statistics, SystemQuality};
 pub use views::RecordView;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -205,6 +205,11 @@ impl Hub {
             audit_appends: tokio::sync::Mutex::new(()),
             metrics,
         })
+    }
+
+    /// Now, by the hub's clock.
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
     }
 
     /// The hub's metrics, for the HTTP layer to add its own.

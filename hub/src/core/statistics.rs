@@ -128,6 +128,23 @@ pub struct DataQuality {
     pub top_issues: Vec<QualityIssue>,
 }
 
+/// What the console's dashboard plots: operational counts for holders of the statistics
+/// duty (not published, so not suppressed), none of them about a person.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dashboard {
+    pub generated_at: OffsetDateTime,
+    pub records_per_system: Vec<(SourceSystem, i64)>,
+    /// (colour, day since the epoch, links made that day), the last 14 days.
+    pub links_per_day: Vec<(String, i64, i64)>,
+    pub links_per_colour: Vec<(String, i64)>,
+    /// (authority, yellow links open, of which overdue).
+    pub backlog: Vec<(String, i64, i64)>,
+    /// (hour since the epoch, records stored), the last 24 hours.
+    pub stored_per_hour: Vec<(i64, i64)>,
+    /// (system, accepted, refused, flagged).
+    pub ingest_quality: Vec<(SourceSystem, i64, i64, i64)>,
+}
+
 /// Kinds of ingest counts in the control database.
 pub(super) const ACCEPTED: &str = "accepted";
 pub(super) const REFUSED: &str = "refused";
@@ -214,6 +231,72 @@ impl Hub {
             String::new(),
             result,
             |s| format!("rows={}", s.rows.len()),
+        )
+        .await
+    }
+
+    /// The console dashboard's figures.
+    pub async fn dashboard(&self, principal: &Principal) -> Result<Dashboard, HubError> {
+        let result = async {
+            self.access(principal)
+                .await?
+                .require_duty(HubDuty::Statistics)?;
+            let now = self.clock.now();
+            let mut records: BTreeMap<SourceSystem, i64> =
+                SourceSystem::ALL.into_iter().map(|s| (s, 0)).collect();
+            let mut per_hour: BTreeMap<i64, i64> = BTreeMap::new();
+            for partition in [Partition::Civil, Partition::LawEnforcement] {
+                let store = self.store_of(partition);
+                for (system, _, count) in store.counts_by_birth_year().await? {
+                    if let Ok(system) = system.parse::<SourceSystem>() {
+                        *records.entry(system).or_default() += count;
+                    }
+                }
+                for (hour, count) in store
+                    .stored_per_hour(now - time::Duration::hours(24))
+                    .await?
+                {
+                    *per_hour.entry(hour).or_default() += count;
+                }
+            }
+            let (links_per_colour, _) = self.links.colour_counts(now).await?;
+            let mut quality: BTreeMap<SourceSystem, (i64, i64, i64)> = BTreeMap::new();
+            for (system, kind, _, count) in self.control.ingest_counts().await? {
+                let Ok(system) = system.parse::<SourceSystem>() else {
+                    continue;
+                };
+                let entry = quality.entry(system).or_default();
+                match kind.as_str() {
+                    ACCEPTED => entry.0 += count,
+                    REFUSED => entry.1 += count,
+                    FLAGGED => entry.2 += count,
+                    _ => {}
+                }
+            }
+            Ok(Dashboard {
+                generated_at: now,
+                records_per_system: records.into_iter().collect(),
+                links_per_day: self
+                    .links
+                    .created_per_day(now - time::Duration::days(14))
+                    .await?,
+                links_per_colour,
+                backlog: self.links.backlog_by_authority(now).await?,
+                stored_per_hour: per_hour.into_iter().collect(),
+                ingest_quality: quality
+                    .into_iter()
+                    .map(|(s, (a, r, f))| (s, a, r, f))
+                    .collect(),
+            })
+        }
+        .await;
+        self.audited(
+            principal,
+            "statistics",
+            "dashboard",
+            String::new(),
+            result,
+            |_| "shown".to_owned(),
         )
         .await
     }

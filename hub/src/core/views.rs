@@ -53,6 +53,11 @@ impl RecordView {
         Self(value)
     }
 
+    /// The view as JSON, for renderers other than the JSON API (the console).
+    pub fn as_json(&self) -> &serde_json::Value {
+        &self.0
+    }
+
     /// `identity+documents`: the groups shown, for the audit log.
     pub fn fields_summary(&self) -> String {
         self.0

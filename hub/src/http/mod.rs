@@ -5,6 +5,7 @@ mod access_requests;
 mod admin;
 mod audit;
 mod biometrics;
+mod console;
 mod extract;
 mod health;
 mod links;
@@ -123,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .url("/openapi.json", openapi)
         .config(Config::from("/openapi.json").validator_url("none"));
     routes
+        .merge(console::routes())
         .merge(docs)
         .fallback(|| async { HubError::RouteNotFound })
         .method_not_allowed_fallback(|| async { HubError::MethodNotAllowed })
@@ -168,11 +170,15 @@ async fn count_requests(
 /// documents; their original bodies are dropped, since they may quote the request.
 async fn problem_for_bare_errors(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
+    // Problem documents, and the console's own HTML error pages, are made on purpose.
+    let is_made = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .is_some_and(|ct| {
+            ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes())
+                || ct.as_bytes().starts_with(b"text/html")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_made {
         return response;
     }
     let mut problem = Problem::for_status(status).into_response();

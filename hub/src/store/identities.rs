@@ -352,6 +352,23 @@ impl IdentityStore {
             .collect()
     }
 
+    /// Records (latest versions) stored per hour since `since`: (hour since the epoch, count).
+    pub async fn stored_per_hour(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT stored_at / 3600000 AS hour, COUNT(*) AS n FROM identity_records \
+             WHERE stored_at >= $1 GROUP BY stored_at / 3600000",
+        )
+        .bind(super::unix_millis(since))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("hour")?, r.try_get("n")?)))
+            .collect()
+    }
+
     /// Each record's system and nationalities (JSON), for the statistics by nationality.
     pub async fn nationalities(&self) -> Result<Vec<(String, Vec<String>)>, sqlx::Error> {
         let rows = sqlx::query("SELECT system, nationalities FROM identity_records")

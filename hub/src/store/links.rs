@@ -410,6 +410,47 @@ impl LinkStore {
         Ok((colours, overdue))
     }
 
+    /// Links made per day since `since`, by colour: (colour, day since the epoch, count).
+    pub async fn created_per_day(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT colour, created_at / 86400000 AS day, COUNT(*) AS n FROM links \
+             WHERE created_at >= $1 GROUP BY colour, created_at / 86400000",
+        )
+        .bind(unix_millis(since))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("colour")?, r.try_get("day")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// Yellow links per responsible authority: (authority, open, overdue).
+    pub async fn backlog_by_authority(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT authority, COUNT(*) AS open, \
+             SUM(CASE WHEN deadline < $1 THEN 1 ELSE 0 END) AS overdue \
+             FROM links WHERE colour = 'yellow' GROUP BY authority ORDER BY authority",
+        )
+        .bind(unix_millis(now))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("authority")?,
+                    r.try_get("open")?,
+                    r.try_get("overdue")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Applies a verifier's decision, keeping the history.
     pub async fn verify(
         &self,
