@@ -195,15 +195,17 @@ impl StoreArgs {
 
 impl Cli {
     pub async fn run(self) -> ExitCode {
-        crate::telemetry::init();
+        let telemetry = crate::telemetry::init();
         let command = self.command.unwrap_or(Command::Serve(self.serve));
-        match command.run().await {
+        let code = match command.run().await {
             Ok(code) => code,
             Err(error) => {
                 eprintln!("error: {error:#}");
                 ExitCode::FAILURE
             }
-        }
+        };
+        telemetry.shutdown().await;
+        code
     }
 }
 

@@ -91,7 +91,8 @@ impl TestHub {
 
     /// Spawns with a configuration adjusted by `adjust` (e.g. a small body limit).
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut HubConfig)) -> Self {
-        interop_hub::telemetry::init();
+        // Logs only: the test process exports no traces (a subprocess test does).
+        let _ = interop_hub::telemetry::init();
         let data_dir = tempfile::tempdir().expect("temporary data directory");
         let mut config = HubConfig::embedded(data_dir.path());
         if backend == Backend::Postgres {

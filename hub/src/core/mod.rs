@@ -339,6 +339,7 @@ impl Hub {
     /// Parses a native record and applies it: created, replayed or updated, with its
     /// templates indexed and its links detected; refused whole when invalid or older than
     /// what is stored.
+    #[tracing::instrument(name = "ingest", skip_all, fields(system = %system))]
     pub async fn ingest(
         &self,
         principal: &Principal,
@@ -460,6 +461,7 @@ impl Hub {
     /// system, in both partitions, found by blocking keys, by 1:N biometric search and by
     /// its existing links; stores the resulting links and drops the detector's links whose
     /// pair no longer qualifies. A verifier's decision is never dropped.
+    #[tracing::instrument(name = "detect", skip_all, fields(system = %record.system))]
     async fn detect(
         &self,
         biometrics: &Biometrics,
@@ -568,6 +570,7 @@ impl Hub {
 
     /// A record with the field groups the caller may read. A record the caller may not
     /// read is answered exactly as one that does not exist.
+    #[tracing::instrument(name = "read_record", skip_all, fields(system = %system))]
     pub async fn record(
         &self,
         principal: &Principal,
@@ -725,6 +728,7 @@ impl Hub {
 
     /// Records a verifier's decision with its justification. Only the link's responsible
     /// authority decides.
+    #[tracing::instrument(name = "verify", skip_all)]
     pub async fn verify(
         &self,
         principal: &Principal,
@@ -788,6 +792,7 @@ impl Hub {
 
     /// 1:N search of both partitions' indexes of one algorithm, by record, best first;
     /// only records of systems the caller may read are answered.
+    #[tracing::instrument(name = "search_biometric", skip_all)]
     pub async fn search_biometric(
         &self,
         principal: &Principal,

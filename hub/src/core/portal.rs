@@ -196,6 +196,7 @@ fn present(text: &Option<String>) -> Option<&str> {
 impl Hub {
     /// Searches every system the caller may query (or those asked for) and answers each
     /// as the policy says: records with permitted fields, a hit flag, or nothing.
+    #[tracing::instrument(name = "search", skip_all, fields(purpose = request.purpose.as_str()))]
     pub async fn search(
         &self,
         principal: &Principal,

@@ -137,10 +137,20 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// A request's span names its method and route template — never the path as sent, which
+/// carries record ids.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |path| path.as_str());
+    tracing::info_span!("request", method = %request.method(), route)
 }
 
 /// Counts every request by method, route template and status, and times it. Applied to

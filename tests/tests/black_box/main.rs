@@ -12,3 +12,4 @@ mod links;
 mod records;
 mod refusals;
 mod statistics;
+mod traces;

@@ -88,7 +88,11 @@ async fn same_origin_posts(
         if let (Some(host), Some(origin)) = (host, origin) {
             let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
             if origin_host != host {
-                tracing::warn!(origin, host, "console form post from another origin refused");
+                tracing::warn!(
+                    origin,
+                    host,
+                    "console form post from another origin refused"
+                );
                 return error_page(HubError::Forbidden);
             }
         }
