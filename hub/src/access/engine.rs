@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::rules::{CheckedRule, parse_policy_csv};
-use super::{Action, FieldGroup, HubDuty, Member, Principal, RuleSpec};
+use super::{Action, FieldGroup, HubDuty, Member, Principal, Purpose, RuleSpec};
 use crate::clock::Clock;
 use crate::error::HubError;
 use crate::matching::LinkColour;
@@ -57,6 +57,8 @@ pub struct Access {
     #[schema(value_type = Object)]
     systems: BTreeMap<SourceSystem, SystemRights>,
     duties: BTreeSet<HubDuty>,
+    /// The purposes the principal may search for.
+    purposes: BTreeSet<Purpose>,
     /// The verifying authorities the principal acts for (`sirene:IT`, `visa_authority`).
     authorities: BTreeSet<String>,
 }
@@ -117,6 +119,10 @@ impl Access {
 
     pub fn has_duty(&self, duty: HubDuty) -> bool {
         self.duties.contains(&duty)
+    }
+
+    pub fn may_declare(&self, purpose: Purpose) -> bool {
+        self.purposes.contains(&purpose)
     }
 
     pub fn authorities(&self) -> &BTreeSet<String> {
@@ -310,6 +316,10 @@ impl PolicySnapshot {
             .into_iter()
             .filter(|duty| self.allowed(&subjects, "hub", Action::Duty(*duty)))
             .collect();
+        let purposes = Purpose::ALL
+            .into_iter()
+            .filter(|purpose| self.allowed(&subjects, "hub", Action::Declare(*purpose)))
+            .collect();
         let authorities = self
             .roles_of(principal)
             .iter()
@@ -327,6 +337,7 @@ impl PolicySnapshot {
             principal: principal.clone(),
             systems,
             duties,
+            purposes,
             authorities,
         }
     }

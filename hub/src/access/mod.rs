@@ -9,7 +9,7 @@ pub use engine::{
     Access, Answer, LinkVisibility, PolicyEngine, PolicyRule, ProposedChanges, SystemRights,
     full_access_rules,
 };
-pub use rules::{Action, CheckedRule, FieldGroup, HubDuty, Member, RuleSpec, Scope};
+pub use rules::{Action, CheckedRule, FieldGroup, HubDuty, Member, Purpose, RuleSpec, Scope};
 pub use token::{TokenAuthority, parse_ttl};
 
 use serde::{Deserialize, Serialize};

@@ -75,6 +75,52 @@ impl HubDuty {
     }
 }
 
+/// Why the caller searches; recorded in the audit log with every query.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    BorderCheck,
+    VisaExamination,
+    TravelAuthorisation,
+    /// A police identity check by live biometrics (CIR Art. 20): biometric probes
+    /// required, never answered for children under 12.
+    IdentityCheck,
+    /// Prevention, detection or investigation of terrorist offences or other serious
+    /// crime (CIR Art. 22).
+    SeriousCrime,
+    AlertHandling,
+    CriminalRecords,
+    MultipleIdentityVerification,
+}
+
+impl Purpose {
+    pub const ALL: [Self; 8] = [
+        Self::BorderCheck,
+        Self::VisaExamination,
+        Self::TravelAuthorisation,
+        Self::IdentityCheck,
+        Self::SeriousCrime,
+        Self::AlertHandling,
+        Self::CriminalRecords,
+        Self::MultipleIdentityVerification,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BorderCheck => "border_check",
+            Self::VisaExamination => "visa_examination",
+            Self::TravelAuthorisation => "travel_authorisation",
+            Self::IdentityCheck => "identity_check",
+            Self::SeriousCrime => "serious_crime",
+            Self::AlertHandling => "alert_handling",
+            Self::CriminalRecords => "criminal_records",
+            Self::MultipleIdentityVerification => "multiple_identity_verification",
+        }
+    }
+}
+
 /// What a rule permits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
@@ -89,6 +135,8 @@ pub enum Action {
     /// Ask for full access after a hit flag.
     RequestAccess,
     Duty(HubDuty),
+    /// Search for this purpose (the rule's system is `hub`).
+    Declare(Purpose),
 }
 
 impl Action {
@@ -110,12 +158,23 @@ impl Action {
             Self::Verify => "verify",
             Self::RequestAccess => "request_access",
             Self::Duty(duty) => duty.as_str(),
+            Self::Declare(purpose) => match purpose {
+                Purpose::BorderCheck => "purpose:border_check",
+                Purpose::VisaExamination => "purpose:visa_examination",
+                Purpose::TravelAuthorisation => "purpose:travel_authorisation",
+                Purpose::IdentityCheck => "purpose:identity_check",
+                Purpose::SeriousCrime => "purpose:serious_crime",
+                Purpose::AlertHandling => "purpose:alert_handling",
+                Purpose::CriminalRecords => "purpose:criminal_records",
+                Purpose::MultipleIdentityVerification => "purpose:multiple_identity_verification",
+            },
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
         Self::on_systems()
             .chain(HubDuty::ALL.into_iter().map(Self::Duty))
+            .chain(Purpose::ALL.into_iter().map(Self::Declare))
             .find(|a| a.as_str() == text)
     }
 }
@@ -188,7 +247,8 @@ pub enum RuleSpec {
         #[schema(example = "ees")]
         system: String,
         /// write, read:identity, read:documents, read:biometrics, read:system_data, hit,
-        /// verify, request_access, administer, audit, operate, statistics.
+        /// verify, request_access, administer, audit, operate, statistics,
+        /// purpose:<purpose>.
         #[schema(example = "hit")]
         action: String,
     },
@@ -284,10 +344,10 @@ impl RuleSpec {
                     .ok_or("system: ees, etias, vis, sis, ecris-tcn, * or hub")?;
                 let action = Action::parse(action).ok_or(
                     "action: write, read:identity, read:documents, read:biometrics, \
-                     read:system_data, hit, verify, request_access, administer, audit, operate \
-                     or statistics",
+                     read:system_data, hit, verify, request_access, administer, audit, operate, \
+                     statistics or purpose:<purpose>",
                 )?;
-                let hub_wide = matches!(action, Action::Duty(_));
+                let hub_wide = matches!(action, Action::Duty(_) | Action::Declare(_));
                 if hub_wide != (scope == Scope::Hub) {
                     return Err(
                         "system: administer, audit and operate apply to hub, other actions to systems",

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::{Hub, RecordView};
+pub use crate::access::Purpose;
 use crate::access::{Access, Answer, FieldGroup, Principal};
 use crate::error::HubError;
 use crate::matching::{BlockingKeys, DocumentAgreement, IdentityAgreement, compare_identity};
@@ -24,39 +25,6 @@ const RECORDS_PER_SYSTEM: usize = 20;
 const NEIGHBOURS_PER_PROBE: usize = 20;
 /// Police identity checks never concern children under this age (CIR Art. 20).
 const IDENTITY_CHECK_MINIMUM_AGE: i32 = 12;
-
-/// Why the caller searches; recorded in the audit log with every query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Purpose {
-    BorderCheck,
-    VisaExamination,
-    TravelAuthorisation,
-    /// A police identity check by live biometrics (CIR Art. 20): biometric probes
-    /// required, never answered for children under 12.
-    IdentityCheck,
-    /// Prevention, detection or investigation of terrorist offences or other serious
-    /// crime (CIR Art. 22).
-    SeriousCrime,
-    AlertHandling,
-    CriminalRecords,
-    MultipleIdentityVerification,
-}
-
-impl Purpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BorderCheck => "border_check",
-            Self::VisaExamination => "visa_examination",
-            Self::TravelAuthorisation => "travel_authorisation",
-            Self::IdentityCheck => "identity_check",
-            Self::SeriousCrime => "serious_crime",
-            Self::AlertHandling => "alert_handling",
-            Self::CriminalRecords => "criminal_records",
-            Self::MultipleIdentityVerification => "multiple_identity_verification",
-        }
-    }
-}
 
 /// Identity data to search by; any subset, but a name needs a date of birth.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -222,9 +190,11 @@ impl Hub {
         request: SearchRequest,
     ) -> Result<SearchAnswer, HubError> {
         let access = self.access(principal).await?;
-        if SourceSystem::ALL
-            .iter()
-            .all(|s| access.answer(*s) == Answer::Nothing)
+        // Purpose limitation: a principal searches only for the purposes its roles serve.
+        if !access.may_declare(request.purpose)
+            || SourceSystem::ALL
+                .iter()
+                .all(|s| access.answer(*s) == Answer::Nothing)
         {
             return Err(HubError::Forbidden);
         }
