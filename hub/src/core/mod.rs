@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use connectors::{IdentityRecord, NativeFormat, Partition, RecordRef, SourceSystem, UnknownSystem};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use utoipa::ToSchema;
 
@@ -174,8 +175,9 @@ pub struct Hub {
     clock: Clock,
     biometrics: OnceCell<Biometrics>,
     record_locks: Vec<tokio::sync::Mutex<()>>,
-    /// Audit entries are chained: one append at a time.
-    audit_appends: tokio::sync::Mutex<()>,
+    /// Audit entries are chained, so one task appends them: whatever queued up while it
+    /// wrote goes into the next transaction together (group commit).
+    audit_queue: tokio::sync::mpsc::Sender<PendingAudit>,
     metrics: Arc<HubMetrics>,
 }
 
@@ -186,6 +188,7 @@ impl Hub {
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let control = ControlStore::open(&config.control_url()).await?;
         let metrics = Arc::new(HubMetrics::default());
+        let audit_queue = spawn_audit_writer(control.clone(), Arc::clone(&metrics));
         let policy =
             PolicyEngine::open(control.clone(), config.clock.clone(), Arc::clone(&metrics))
                 .await
@@ -202,7 +205,7 @@ impl Hub {
             record_locks: (0..RECORD_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-            audit_appends: tokio::sync::Mutex::new(()),
+            audit_queue,
             metrics,
         })
     }
@@ -260,10 +263,12 @@ impl Hub {
             query,
             outcome,
         };
-        let _one_at_a_time = self.audit_appends.lock().await;
-        self.control.append_audit(&event, self.clock.now()).await?;
-        self.metrics.audit_entry();
-        Ok(())
+        let (done, written) = tokio::sync::oneshot::channel();
+        self.audit_queue
+            .send((event, self.clock.now(), done))
+            .await
+            .map_err(|_| HubError::Unavailable)?;
+        written.await.map_err(|_| HubError::Unavailable)?
     }
 
     /// Logs an operation's outcome (or the code of its refusal), then hands the result on.
@@ -959,6 +964,55 @@ impl Hub {
             database.close().await;
         }
     }
+}
+
+/// An audit entry waiting for its transaction, and who to tell when it is written.
+type PendingAudit = (
+    AuditEvent,
+    OffsetDateTime,
+    tokio::sync::oneshot::Sender<Result<(), HubError>>,
+);
+
+/// Entries one audit transaction takes at most.
+const AUDIT_BATCH: usize = 256;
+
+/// The single appender of the audit chain: takes what is queued, writes it in one
+/// transaction, then answers every waiter.
+fn spawn_audit_writer(
+    control: ControlStore,
+    metrics: Arc<HubMetrics>,
+) -> tokio::sync::mpsc::Sender<PendingAudit> {
+    let (queue, mut pending) = tokio::sync::mpsc::channel::<PendingAudit>(4 * AUDIT_BATCH);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(AUDIT_BATCH);
+        while pending.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+            let entries: Vec<(AuditEvent, OffsetDateTime)> = batch
+                .iter()
+                .map(|(event, at, _)| (event.clone(), *at))
+                .collect();
+            let written = match control.append_audit(&entries).await {
+                Ok(()) => {
+                    for _ in &entries {
+                        metrics.audit_entry();
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, entries = entries.len(), "audit entries not written");
+                    false
+                }
+            };
+            for (_, _, done) in batch.drain(..) {
+                // Not written: the answer is withheld and the caller may retry.
+                let _ = done.send(if written {
+                    Ok(())
+                } else {
+                    Err(HubError::Unavailable)
+                });
+            }
+        }
+    });
+    queue
 }
 
 /// What an ingest adds to the data-quality counts: (kind, rule) pairs. Refusals that say

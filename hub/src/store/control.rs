@@ -295,45 +295,51 @@ impl ControlStore {
             .collect()
     }
 
-    /// Appends an entry at the end of the chain. The caller serialises appends; the
+    /// Appends entries, in order, at the end of the chain in one transaction (the hub
+    /// commits the appends that queued up together). The caller serialises appends; the
     /// primary key on `seq` refuses a fork should two writers ever race.
     pub async fn append_audit(
         &self,
-        event: &AuditEvent,
-        at: OffsetDateTime,
-    ) -> Result<AuditEntry, sqlx::Error> {
+        events: &[(AuditEvent, OffsetDateTime)],
+    ) -> Result<(), sqlx::Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.db.begin_write().await?;
         let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
-        let (previous_seq, prev_hash) = match last {
+        let (mut seq, mut prev_hash) = match last {
             Some(row) => (
                 row.try_get::<i64, _>("seq")?,
                 row.try_get::<String, _>("hash")?,
             ),
             None => (0, GENESIS_HASH.to_owned()),
         };
-        let seq = previous_seq + 1;
-        let at_millis = unix_millis(at);
-        let hash = chain_hash(&prev_hash, seq, at_millis, event);
-        sqlx::query(&format!(
-            "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(seq)
-        .bind(at_millis)
-        .bind(event.subject.as_str())
-        .bind(event.agency.as_str())
-        .bind(event.member_state.as_str())
-        .bind(event.purpose.as_str())
-        .bind(event.action.as_str())
-        .bind(event.query.as_str())
-        .bind(event.outcome.as_str())
-        .bind(prev_hash.as_str())
-        .bind(hash.as_str())
-        .execute(&mut *tx)
-        .await?;
+        for (event, at) in events {
+            seq += 1;
+            let at_millis = unix_millis(*at);
+            let hash = chain_hash(&prev_hash, seq, at_millis, event);
+            sqlx::query(&format!(
+                "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ))
+            .bind(seq)
+            .bind(at_millis)
+            .bind(event.subject.as_str())
+            .bind(event.agency.as_str())
+            .bind(event.member_state.as_str())
+            .bind(event.purpose.as_str())
+            .bind(event.action.as_str())
+            .bind(event.query.as_str())
+            .bind(event.outcome.as_str())
+            .bind(prev_hash.as_str())
+            .bind(hash.as_str())
+            .execute(&mut *tx)
+            .await?;
+            prev_hash = hash;
+        }
         // The head is kept apart from the rows so that deleting the newest entry shows.
-        let head = format!("{seq} {hash}");
+        let head = format!("{seq} {prev_hash}");
         sqlx::query(
             "INSERT INTO control_meta (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -342,14 +348,7 @@ impl ControlStore {
         .bind(head.as_str())
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(AuditEntry {
-            seq,
-            at: from_unix_millis(at_millis).unwrap_or(at),
-            event: event.clone(),
-            prev_hash,
-            hash,
-        })
+        tx.commit().await
     }
 
     /// Entries with `seq > after`, in order, at most `limit`.
