@@ -557,12 +557,7 @@ pub(crate) fn travel_document(
     let kind = kind.required(checks).document_kind(checks, codes);
     let number_field = number.required(checks);
     let number = number_field.text(checks);
-    let number_normalised = number.map(|n| {
-        n.chars()
-            .filter(|c| c.is_alphanumeric())
-            .flat_map(char::to_uppercase)
-            .collect::<String>()
-    });
+    let number_normalised = number.map(TravelDocument::normalise_number);
     if number_normalised.as_ref().is_some_and(String::is_empty) {
         checks.error(
             number_field.path(),

@@ -369,6 +369,17 @@ pub struct TravelDocument {
     pub expiry: Option<String>,
 }
 
+impl TravelDocument {
+    /// The form documents are matched on: letters and digits only, upper case.
+    pub fn normalise_number(number: &str) -> String {
+        number
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_uppercase)
+            .collect()
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
 )]

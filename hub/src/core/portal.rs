@@ -351,11 +351,7 @@ impl Hub {
                 .map(|number| TravelDocument {
                     kind: DocumentKind::Other,
                     number: number.to_owned(),
-                    number_normalised: number
-                        .chars()
-                        .filter(|c| c.is_alphanumeric())
-                        .flat_map(char::to_uppercase)
-                        .collect(),
+                    number_normalised: TravelDocument::normalise_number(number),
                     issuing_country: None,
                     expiry: None,
                 })

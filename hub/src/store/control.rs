@@ -106,7 +106,7 @@ impl ControlStore {
             return Ok(false);
         }
         for rule in rules {
-            insert_rule(&mut tx, rule, now).await?;
+            insert_rule(&mut tx, rule, now, OnConflict::Keep).await?;
         }
         sqlx::query("INSERT INTO control_meta (key, value) VALUES ($1, $2)")
             .bind(BASELINE_LOADED)
@@ -134,7 +134,7 @@ impl ControlStore {
         now: OffsetDateTime,
     ) -> Result<Option<RuleRow>, sqlx::Error> {
         let mut tx = self.db.begin_write().await?;
-        let added = insert_rule(&mut tx, rule, now).await?;
+        let added = insert_rule(&mut tx, rule, now, OnConflict::Keep).await?;
         tx.commit().await?;
         Ok(added)
     }
@@ -237,23 +237,7 @@ impl ControlStore {
         let now = decided.decided_at.unwrap_or_else(OffsetDateTime::now_utc);
         for rule in grant {
             // A second grant of the same right extends the first rather than failing.
-            sqlx::query(
-                "INSERT INTO policy_rules (ptype, v0, v1, v2, expires_at, created_at, created_by, reason) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (ptype, v0, v1, v2) DO UPDATE SET expires_at = excluded.expires_at, \
-                 created_by = excluded.created_by, reason = excluded.reason \
-                 WHERE policy_rules.expires_at IS NOT NULL",
-            )
-            .bind(rule.ptype)
-            .bind(rule.v0.as_str())
-            .bind(rule.v1.as_str())
-            .bind(rule.v2.as_str())
-            .bind(rule.expires_at.map(unix_millis))
-            .bind(unix_millis(now))
-            .bind(rule.created_by.as_str())
-            .bind(rule.reason.as_str())
-            .execute(&mut *tx)
-            .await?;
+            insert_rule(&mut tx, rule, now, OnConflict::ExtendLapsing).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -386,15 +370,32 @@ impl ControlStore {
     }
 }
 
+/// What storing a rule that exists already does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnConflict {
+    /// Nothing: the caller learns that the rule existed (`None`).
+    Keep,
+    /// A lapsing rule takes the new expiry (a grant renewed); a permanent one stays.
+    ExtendLapsing,
+}
+
 async fn insert_rule(
     conn: &mut sqlx::AnyConnection,
     rule: &NewRule,
     now: OffsetDateTime,
+    on_conflict: OnConflict,
 ) -> Result<Option<RuleRow>, sqlx::Error> {
-    let id: Option<i64> = sqlx::query_scalar(
+    let conflict = match on_conflict {
+        OnConflict::Keep => "DO NOTHING",
+        OnConflict::ExtendLapsing => {
+            "DO UPDATE SET expires_at = excluded.expires_at, created_by = excluded.created_by, \
+             reason = excluded.reason WHERE policy_rules.expires_at IS NOT NULL"
+        }
+    };
+    let id: Option<i64> = sqlx::query_scalar(&format!(
         "INSERT INTO policy_rules (ptype, v0, v1, v2, expires_at, created_at, created_by, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ptype, v0, v1, v2) DO NOTHING RETURNING id",
-    )
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ptype, v0, v1, v2) {conflict} RETURNING id"
+    ))
     .bind(rule.ptype)
     .bind(rule.v0.as_str())
     .bind(rule.v1.as_str())

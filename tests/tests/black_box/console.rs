@@ -90,14 +90,34 @@ impl Browser {
         self.client.goto(url).await.expect("page loads");
     }
 
+    /// The text of the element, waiting for it to appear: a click that submits a form
+    /// returns before the next page has loaded.
     async fn text(&self, css: &str) -> String {
         self.client
-            .find(Locator::Css(css))
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"))
             .text()
             .await
             .expect("text")
+    }
+
+    /// Waits until the element's text contains `want` (the page after a form post), and
+    /// returns the text; fails after ten seconds.
+    async fn wait_for_text(&self, css: &str, want: &str) -> String {
+        let mut seen = String::new();
+        for _ in 0..100 {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await {
+                seen = element.text().await.unwrap_or_default();
+                if seen.contains(want) {
+                    return seen;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never showed {want:?}; last seen {seen:?}");
     }
 
     async fn fill(&self, css: &str, value: &str) {
@@ -143,12 +163,7 @@ impl Browser {
         self.goto(&hub.url("/console/sign-in")).await;
         self.fill("#token", token).await;
         self.click("#sign-in").await;
-        if self.client.find(Locator::Css("#who")).await.is_err() {
-            let source = self.client.source().await.unwrap_or_default();
-            panic!("not signed in: {source}");
-        }
-        let who = self.text("#who").await;
-        assert!(who.contains("TEST"), "signed in: {who}");
+        self.wait_for_text("#who", "TEST").await;
     }
 }
 
@@ -213,7 +228,7 @@ async fn an_administrator_grants_and_revokes_a_right_and_the_next_search_follows
         )
         .await;
     browser.click("#add-rule button").await;
-    assert!(browser.text("#notice").await.contains("Rule added"));
+    browser.wait_for_text("#notice", "Rule added").await;
     let (status, answer) = search().await;
     assert_eq!(status, 200, "the grant applies to the very next search");
     assert_eq!(
@@ -243,7 +258,7 @@ async fn an_administrator_grants_and_revokes_a_right_and_the_next_search_follows
         .fill(&format!("{row} input[name=reason]"), "secondment ended")
         .await;
     browser.click(&format!("{row} button")).await;
-    assert!(browser.text("#notice").await.contains("Rule revoked"));
+    browser.wait_for_text("#notice", "Rule revoked").await;
     assert_eq!(
         search().await.0,
         403,
@@ -299,7 +314,7 @@ async fn a_verifier_decides_a_yellow_link_from_the_queue() {
         )
         .await;
     browser.click("#submit-decision").await;
-    assert_eq!(browser.text("#colour").await, "red");
+    assert_eq!(browser.wait_for_text("#colour", "red").await, "red");
     let history = browser.text("#history").await;
     assert!(history.contains("user:TEST/sirene-se-7"), "{history}");
     browser.screenshot("link-file-decided").await;
