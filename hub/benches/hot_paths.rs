@@ -1,6 +1,7 @@
 //! criterion micro-benchmarks of the hot paths: name normalisation, identity comparison,
-//! one 1:N search of the ANN index, the biometric comparison of a record pair, and the
-//! access decision (made afresh, and from the per-policy-version memo).
+//! one 1:N search of the ANN index, the distance kernel (and a bare search with usearch's own
+//! kernel and with the hub's), the biometric comparison of a record pair, and the access
+//! decision (made afresh, and from the per-policy-version memo).
 //! Run with `cargo bench -p interop-hub --bench hot_paths`.
 
 use std::hint::black_box;
@@ -68,6 +69,55 @@ fn one_to_n(c: &mut Criterion) {
     });
 }
 
+/// The distance kernel alone, and one bare usearch search with usearch's own cosine kernel
+/// and with the hub's (same graph, same probe).
+fn distance(c: &mut Criterion) {
+    let a = new_capture(&base_vector(1, 1, Trait::Face), 1);
+    let b = new_capture(&base_vector(1, 2, Trait::Face), 2);
+    let half = |v: &[f32]| -> Vec<u16> {
+        v.iter()
+            .map(|x| half::f16::from_f32(*x).to_bits())
+            .collect()
+    };
+    let (ha, hb) = (half(&a), half(&b));
+    c.bench_function("distance/dot_f32_512", |bench| {
+        bench.iter(|| kernels::dot_f32(black_box(&a), black_box(&b)))
+    });
+    c.bench_function("distance/dot_f16_512", |bench| {
+        bench.iter(|| kernels::dot_f16(black_box(&ha), black_box(&hb)))
+    });
+
+    let settings = interop_hub::biometrics::settings_for(
+        AlgorithmRegistry::default()
+            .get("acme-face-v3")
+            .unwrap_or_else(|| panic!("face algorithm")),
+    );
+    let mut index =
+        usearch::Index::new(&settings.usearch_options()).unwrap_or_else(|e| panic!("{e}"));
+    kernels::install_unit_cosine(&mut index);
+    index
+        .reserve(20_000)
+        .unwrap_or_else(|e| panic!("reserve: {e}"));
+    for person in 0..20_000_u64 {
+        let v = new_capture(&base_vector(1, person, Trait::Face), person);
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let unit: Vec<f32> = v.iter().map(|x| x / norm).collect();
+        index
+            .add(person, &unit)
+            .unwrap_or_else(|e| panic!("add: {e}"));
+    }
+    let probe = new_capture(&base_vector(1, 4_242, Trait::Face), 99);
+    c.bench_function("distance/bare_search_20k_hub_kernel", |bench| {
+        bench.iter(|| index.search(black_box(&probe), 10))
+    });
+    index
+        .change_metric_kind(usearch::MetricKind::Cos)
+        .unwrap_or_else(|e| panic!("metric: {e}"));
+    c.bench_function("distance/bare_search_20k_builtin_kernel", |bench| {
+        bench.iter(|| index.search(black_box(&probe), 10))
+    });
+}
+
 fn policy(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -98,5 +148,5 @@ fn policy(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, names, identity, one_to_n, policy);
+criterion_group!(benches, names, identity, one_to_n, distance, policy);
 criterion_main!(benches);

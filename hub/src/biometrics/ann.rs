@@ -230,6 +230,8 @@ pub struct AnnIndex {
     settings: IndexSettings,
     /// Concurrent searches allowed; usearch has one more thread slot, for the writer.
     threads: usize,
+    /// The distance kernel usearch calls.
+    kernel: kernels::Installed,
 }
 
 // The hub shares indexes behind `Arc` across blocking threads: keep that a compile-time fact.
@@ -243,6 +245,7 @@ impl fmt::Debug for AnnIndex {
         f.debug_struct("AnnIndex")
             .field("settings", &self.settings)
             .field("threads", &self.threads)
+            .field("kernel", &self.kernel)
             .finish_non_exhaustive()
     }
 }
@@ -317,7 +320,11 @@ impl AnnIndex {
     /// Final setup shared by `new` and `load`. A loaded usearch index has capacity for exactly
     /// its members and one thread slot per core, whatever it had when saved: both must be
     /// reserved again before the first concurrent call.
-    fn ready(index: Index, settings: &IndexSettings) -> Result<Self, AnnError> {
+    fn ready(mut index: Index, settings: &IndexSettings) -> Result<Self, AnnError> {
+        // Every member and query is a unit vector (`normalise_into`), so cosine is 1 − a·b.
+        let kernel = match settings.metric {
+            Metric::Cosine => kernels::install_unit_cosine(&mut index),
+        };
         let threads = settings.threads();
         let capacity = grown_capacity(0, index.size().saturating_add(1));
         index
@@ -331,6 +338,7 @@ impl AnnIndex {
             searches: Slots::new(threads),
             settings: settings.clone(),
             threads,
+            kernel,
         })
     }
 
@@ -509,6 +517,11 @@ impl AnnIndex {
 
     pub fn settings(&self) -> &IndexSettings {
         &self.settings
+    }
+
+    /// The distance kernel this index runs on.
+    pub fn kernel(&self) -> kernels::Installed {
+        self.kernel
     }
 
     /// Searches allowed inside usearch at once.
@@ -1041,6 +1054,8 @@ mod tests {
         assert_eq!(scratch.entries(), vec!["face-algo.usearch".to_owned()]);
 
         let loaded = AnnIndex::load(&path, &settings).unwrap();
+        // usearch does not persist a custom metric: a load must install it again.
+        assert_eq!(loaded.kernel(), index.kernel());
         assert_eq!(loaded.len(), index.len());
         assert!(!loaded.contains(11));
         let mut random = Random(7);

@@ -1,0 +1,310 @@
+//! The dot products the biometric index spends its time in, for unit vectors stored as `f16`
+//! or `f32`, and the usearch metric built on them: the one place in the workspace that holds
+//! `unsafe` code (SIMD intrinsics, and the raw pointers usearch hands its metric).
+//!
+//! Why not usearch's own kernels: the NumKong kernels bundled with usearch 2.26.6 compute
+//! cosine on AVX2 as three single-accumulator FMA chains (`a·b`, `a·a`, `b·b`; and `f32` through
+//! `f64`), so every step waits for the previous one's latency. The hub stores unit vectors, so
+//! cosine distance is `1 − a·b`; four independent accumulators keep both FMA ports busy.
+//! `cargo bench -p interop-hub --bench hot_paths -- distance` measures the difference.
+
+use usearch::{Index, ScalarKind};
+
+/// Which kernel `install_unit_cosine` put in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// AVX2 + FMA (+ F16C for `f16`) dot product of unit vectors.
+    Avx2UnitDot,
+    /// The CPU lacks those features or the scalar kind has no kernel here: usearch's own
+    /// metric stays.
+    Builtin,
+}
+
+/// Replaces `index`'s cosine metric with `1 − a·b` computed by the fastest kernel this CPU
+/// runs, when the index stores `f16` or `f32`. Only correct for indexes whose members and
+/// queries are unit vectors (the hub normalises both before they reach usearch); usearch
+/// does not persist a custom metric, so call this again after every `load`.
+pub fn install_unit_cosine(index: &mut Index) -> Installed {
+    let dimension = index.dimensions();
+    if dimension == 0 || !avx2_available() {
+        return Installed::Builtin;
+    }
+    match index.scalar_kind() {
+        ScalarKind::F16 => {
+            index.change_metric::<usearch::f16>(Box::new(move |a, b| {
+                // SAFETY: usearch calls its metric only with pointers to two vectors of the
+                // index's dimension, stored as the index's scalar kind (f16: 16-bit values),
+                // and this CPU has AVX2, FMA and F16C (checked above).
+                unsafe { 1.0 - x86::dot_f16(a.cast::<u16>(), b.cast::<u16>(), dimension) }
+            }));
+            Installed::Avx2UnitDot
+        }
+        ScalarKind::F32 => {
+            index.change_metric::<f32>(Box::new(move |a, b| {
+                // SAFETY: as above, for an index of f32 scalars.
+                unsafe { 1.0 - x86::dot_f32(a, b, dimension) }
+            }));
+            Installed::Avx2UnitDot
+        }
+        _ => Installed::Builtin,
+    }
+}
+
+/// `a·b` of two `f16` vectors given as their bit patterns, on the fastest path available.
+///
+/// # Panics
+/// When the lengths differ.
+pub fn dot_f16(a: &[u16], b: &[u16]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot product of vectors of unequal length");
+    if avx2_available() {
+        // SAFETY: both slices hold `a.len()` values and the CPU has the features.
+        unsafe { x86::dot_f16(a.as_ptr(), b.as_ptr(), a.len()) }
+    } else {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| half::f16::from_bits(*x).to_f32() * half::f16::from_bits(*y).to_f32())
+            .sum()
+    }
+}
+
+/// `a·b` of two `f32` vectors on the fastest path available.
+///
+/// # Panics
+/// When the lengths differ.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot product of vectors of unequal length");
+    if avx2_available() {
+        // SAFETY: both slices hold `a.len()` values and the CPU has the features.
+        unsafe { x86::dot_f32(a.as_ptr(), b.as_ptr(), a.len()) }
+    } else {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_available() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_available() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::{
+        __m128i, __m256, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_loadu_si128, _mm_movehl_ps,
+        _mm_shuffle_ps, _mm256_add_ps, _mm256_castps256_ps128, _mm256_cvtph_ps,
+        _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
+    };
+
+    /// Lanes per AVX register of `f32`.
+    const LANES: usize = 8;
+    /// Independent accumulators: enough to hide the FMA latency on two ports.
+    const CHAINS: usize = 4;
+
+    /// # Safety
+    /// `a` and `b` point to `n` readable `f16` bit patterns each; the CPU has AVX2, FMA and
+    /// F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_f16(a: *const u16, b: *const u16, n: usize) -> f32 {
+        let load = |p: *const u16, at: usize| {
+            // SAFETY: `sum_products` asks only for `at + LANES <= n`.
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.add(at).cast::<__m128i>())) }
+        };
+        let widen = |p: *const u16, at: usize| {
+            // SAFETY: `sum_products` asks only for `at < n`.
+            half::f16::from_bits(unsafe { *p.add(at) }).to_f32()
+        };
+        sum_products(
+            n,
+            |at| (load(a, at), load(b, at)),
+            |at| widen(a, at) * widen(b, at),
+        )
+    }
+
+    /// # Safety
+    /// `a` and `b` point to `n` readable `f32` each; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_f32(a: *const f32, b: *const f32, n: usize) -> f32 {
+        let load = |p: *const f32, at: usize| {
+            // SAFETY: `sum_products` asks only for `at + LANES <= n`.
+            unsafe { _mm256_loadu_ps(p.add(at)) }
+        };
+        sum_products(
+            n,
+            |at| (load(a, at), load(b, at)),
+            // SAFETY: `sum_products` asks only for `at < n`.
+            |at| unsafe { *a.add(at) * *b.add(at) },
+        )
+    }
+
+    /// The sum over `0..n` of products: `lanes(at)` gives the eight pairs from `at` on
+    /// (asked only while `at + LANES <= n`), `single(at)` one product (only for `at < n`).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn sum_products(
+        n: usize,
+        lanes: impl Fn(usize) -> (__m256, __m256),
+        single: impl Fn(usize) -> f32,
+    ) -> f32 {
+        let mut sums = [_mm256_setzero_ps(); CHAINS];
+        let mut at = 0;
+        while at + LANES * CHAINS <= n {
+            for (chain, sum) in sums.iter_mut().enumerate() {
+                let (x, y) = lanes(at + chain * LANES);
+                *sum = _mm256_fmadd_ps(x, y, *sum);
+            }
+            at += LANES * CHAINS;
+        }
+        while at + LANES <= n {
+            let (x, y) = lanes(at);
+            sums[0] = _mm256_fmadd_ps(x, y, sums[0]);
+            at += LANES;
+        }
+        let mut total = horizontal_sum(sums);
+        while at < n {
+            total += single(at);
+            at += 1;
+        }
+        total
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn horizontal_sum(sums: [__m256; CHAINS]) -> f32 {
+        let pairs = _mm256_add_ps(
+            _mm256_add_ps(sums[0], sums[1]),
+            _mm256_add_ps(sums[2], sums[3]),
+        );
+        let quad = _mm_add_ps(
+            _mm256_castps256_ps128(pairs),
+            _mm256_extractf128_ps::<1>(pairs),
+        );
+        let duo = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        _mm_cvtss_f32(_mm_add_ss(duo, _mm_shuffle_ps::<0b01>(duo, duo)))
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    // Never called: `avx2_available` is false off x86_64.
+    pub unsafe fn dot_f16(_: *const u16, _: *const u16, _: usize) -> f32 {
+        unreachable!("no AVX2 kernel off x86_64")
+    }
+    pub unsafe fn dot_f32(_: *const f32, _: *const f32, _: usize) -> f32 {
+        unreachable!("no AVX2 kernel off x86_64")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use usearch::{IndexOptions, MetricKind};
+
+    struct Noise(u64);
+
+    impl Noise {
+        fn next(&mut self) -> f32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        }
+
+        fn unit(&mut self, n: usize) -> Vec<f32> {
+            let v: Vec<f32> = (0..n).map(|_| self.next()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / norm).collect()
+        }
+    }
+
+    fn reference(a: &[f32], b: &[f32]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u16> {
+        v.iter()
+            .map(|x| half::f16::from_f32(*x).to_bits())
+            .collect()
+    }
+
+    #[test]
+    fn dot_products_agree_with_f64_for_every_tail_length() {
+        let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
+        for n in [0, 1, 7, 8, 9, 31, 32, 33, 100, 512, 515] {
+            let (a, b) = (noise.unit(n.max(1)), noise.unit(n.max(1)));
+            let (a, b) = (&a[..n], &b[..n]);
+            let exact = reference(a, b);
+            assert!(
+                (f64::from(dot_f32(a, b)) - exact).abs() < 1e-5,
+                "f32, n = {n}"
+            );
+            let (ha, hb) = (bits(a), bits(b));
+            let rounded: Vec<f32> = ha
+                .iter()
+                .map(|x| half::f16::from_bits(*x).to_f32())
+                .collect();
+            let rounded_b: Vec<f32> = hb
+                .iter()
+                .map(|x| half::f16::from_bits(*x).to_f32())
+                .collect();
+            assert!(
+                (f64::from(dot_f16(&ha, &hb)) - reference(&rounded, &rounded_b)).abs() < 1e-5,
+                "f16, n = {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_unit_vector_has_unit_self_product() {
+        let mut noise = Noise(7);
+        let a = noise.unit(512);
+        assert!((dot_f32(&a, &a) - 1.0).abs() < 1e-5);
+        assert!((dot_f16(&bits(&a), &bits(&a)) - 1.0).abs() < 2e-3);
+    }
+
+    /// The installed metric gives the distances usearch's own cosine gives, so search
+    /// results and thresholds do not move.
+    #[test]
+    fn installed_metric_matches_the_builtin_cosine() {
+        for quantization in [ScalarKind::F16, ScalarKind::F32] {
+            let options = IndexOptions {
+                dimensions: 64,
+                metric: MetricKind::Cos,
+                quantization,
+                connectivity: 16,
+                expansion_add: 64,
+                expansion_search: 64,
+                multi: false,
+            };
+            let builtin = Index::new(&options).expect("index");
+            let mut custom = Index::new(&options).expect("index");
+            let installed = install_unit_cosine(&mut custom);
+            assert_eq!(installed == Installed::Avx2UnitDot, avx2_available());
+            let mut noise = Noise(42);
+            let members: Vec<Vec<f32>> = (0..300).map(|_| noise.unit(64)).collect();
+            for index in [&builtin, &custom] {
+                index.reserve(members.len()).expect("reserve");
+                for (key, vector) in members.iter().enumerate() {
+                    index.add(key as u64, vector).expect("add");
+                }
+            }
+            for query in members.iter().step_by(37) {
+                let (x, y) = (
+                    builtin.exact_search(query, 5).expect("search"),
+                    custom.exact_search(query, 5).expect("search"),
+                );
+                assert_eq!(x.keys, y.keys, "{quantization:?}");
+                for (dx, dy) in x.distances.iter().zip(&y.distances) {
+                    assert!((dx - dy).abs() < 2e-3, "{quantization:?}: {dx} vs {dy}");
+                }
+            }
+        }
+    }
+}
