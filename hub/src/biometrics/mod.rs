@@ -195,7 +195,8 @@ impl Biometrics {
         Ok((index, !missing.is_empty()))
     }
 
-    /// Adds a record's indexable templates (ids aligned with the record's templates).
+    /// Adds a record's indexable templates (ids aligned with the record's templates), all
+    /// in one blocking task.
     pub async fn add(
         &self,
         partition: Partition,
@@ -204,6 +205,7 @@ impl Biometrics {
         templates: &[connectors::BiometricTemplate],
         template_ids: &[i64],
     ) -> Result<(), BiometricsError> {
+        let mut inserts: Vec<(Arc<AnnIndex>, u64, Vec<f32>)> = Vec::new();
         for (template, id) in templates.iter().zip(template_ids) {
             if !template.indexable {
                 continue;
@@ -217,15 +219,22 @@ impl Biometrics {
                 };
                 write(owners).insert(*id, owner);
             }
-            let Some(slot) = self.slots.get(&(partition, template.algorithm.clone())) else {
-                continue;
-            };
-            let index = Arc::clone(&slot.index);
-            let (key, vector) = (key(*id), template.vector.clone());
-            blocking(move || Ok(index.add(key, &vector)?)).await?;
-            slot.dirty.store(true, Ordering::Release);
+            if let Some(slot) = self.slots.get(&(partition, template.algorithm.clone())) {
+                // Marked before the insert: a save that races it saves again next time.
+                slot.dirty.store(true, Ordering::Release);
+                inserts.push((Arc::clone(&slot.index), key(*id), template.vector.clone()));
+            }
         }
-        Ok(())
+        if inserts.is_empty() {
+            return Ok(());
+        }
+        blocking(move || {
+            for (index, key, vector) in inserts {
+                index.add(key, &vector)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Removes templates of a partition from every index that holds them.
@@ -264,36 +273,82 @@ impl Biometrics {
         Ok(())
     }
 
-    /// 1:N search of one algorithm's indexes in both partitions, best first.
+    /// 1:N search of one algorithm's indexes in `partitions`, best first. The partitions'
+    /// indexes are searched at the same time.
     pub async fn search(
         &self,
         algorithm: &str,
         probe: &[f32],
         count: usize,
+        partitions: &[Partition],
     ) -> Result<Vec<Hit>, BiometricsError> {
-        let mut hits = Vec::new();
-        for partition in [Partition::Civil, Partition::LawEnforcement] {
-            let Some(slot) = self.slots.get(&(partition, algorithm.to_owned())) else {
-                continue;
-            };
-            let index = Arc::clone(&slot.index);
-            let probe = probe.to_vec();
-            let neighbours: Vec<Neighbour> =
-                blocking(move || Ok(index.search(&probe, count)?)).await?;
+        let mut found = self
+            .search_each(
+                vec![(algorithm.to_owned(), probe.to_vec())],
+                count,
+                partitions,
+            )
+            .await?;
+        Ok(found.pop().unwrap_or_default())
+    }
+
+    /// 1:N searches of several probes, each `(algorithm, vector)`, in `partitions`: the hits
+    /// of each probe, best first, in the probes' order. One blocking task per partition runs
+    /// every probe, and the partitions run at the same time.
+    pub async fn search_each(
+        &self,
+        probes: Vec<(String, Vec<f32>)>,
+        count: usize,
+        partitions: &[Partition],
+    ) -> Result<Vec<Vec<Hit>>, BiometricsError> {
+        let probes = Arc::new(probes);
+        let searches = partitions.iter().map(|partition| {
+            let partition = *partition;
+            let indexes: Vec<Option<Arc<AnnIndex>>> = probes
+                .iter()
+                .map(|(algorithm, _)| {
+                    self.slots
+                        .get(&(partition, algorithm.clone()))
+                        .map(|slot| Arc::clone(&slot.index))
+                })
+                .collect();
+            let probes = Arc::clone(&probes);
+            async move {
+                let neighbours = blocking(move || {
+                    indexes
+                        .iter()
+                        .zip(probes.iter())
+                        .map(|(index, (_, vector))| match index {
+                            Some(index) => Ok(index.search(vector, count)?),
+                            None => Ok(Vec::new()),
+                        })
+                        .collect::<Result<Vec<Vec<Neighbour>>, BiometricsError>>()
+                })
+                .await?;
+                Ok::<_, BiometricsError>((partition, neighbours))
+            }
+        });
+        let found = futures::future::try_join_all(searches).await?;
+        let mut hits: Vec<Vec<Hit>> = vec![Vec::new(); probes.len()];
+        for (partition, per_probe) in found {
             let Some(owners) = self.owners.get(&partition) else {
                 continue;
             };
             let owners = read(owners);
-            hits.extend(neighbours.into_iter().filter_map(|n| {
-                let owner = owners.get(&i64::try_from(n.key).ok()?)?.clone();
-                Some(Hit {
-                    partition,
-                    owner,
-                    similarity: n.similarity,
-                })
-            }));
+            for (probe_hits, neighbours) in hits.iter_mut().zip(per_probe) {
+                probe_hits.extend(neighbours.into_iter().filter_map(|n| {
+                    let owner = owners.get(&i64::try_from(n.key).ok()?)?.clone();
+                    Some(Hit {
+                        partition,
+                        owner,
+                        similarity: n.similarity,
+                    })
+                }));
+            }
         }
-        hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        for probe_hits in &mut hits {
+            probe_hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        }
         Ok(hits)
     }
 

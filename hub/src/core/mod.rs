@@ -485,21 +485,27 @@ impl Hub {
             candidates.entry(partition).or_default().extend(ids);
         }
 
-        for template in record.templates.iter().filter(|t| t.indexable) {
-            let Some(algorithm) = self.settings.biometrics.get(&template.algorithm) else {
-                continue;
-            };
-            let hits = biometrics
-                .search(
-                    &template.algorithm,
-                    &template.vector,
-                    self.settings.detection.neighbours_per_template,
-                )
-                .await?;
-            for hit in hits
-                .into_iter()
-                .filter(|h| h.similarity >= algorithm.match_threshold)
-            {
+        let probes: Vec<(&connectors::BiometricTemplate, f32)> = record
+            .templates
+            .iter()
+            .filter(|t| t.indexable)
+            .filter_map(|t| {
+                let algorithm = self.settings.biometrics.get(&t.algorithm)?;
+                Some((t, algorithm.match_threshold))
+            })
+            .collect();
+        let found = biometrics
+            .search_each(
+                probes
+                    .iter()
+                    .map(|(t, _)| (t.algorithm.clone(), t.vector.clone()))
+                    .collect(),
+                self.settings.detection.neighbours_per_template,
+                &[Partition::Civil, Partition::LawEnforcement],
+            )
+            .await?;
+        for ((_, threshold), hits) in probes.iter().zip(found) {
+            for hit in hits.into_iter().filter(|h| h.similarity >= *threshold) {
                 candidates
                     .entry(hit.partition)
                     .or_default()
@@ -831,8 +837,19 @@ impl Hub {
         let biometrics = self.biometrics()?;
         let (algorithm, probe) = self.decode_probe(&search.algorithm, &search.data, "")?;
         let limit = search.limit.unwrap_or(10).clamp(1, 100);
+        // A partition none of whose systems the caller reads is not searched at all.
+        let partitions: Vec<Partition> = [Partition::Civil, Partition::LawEnforcement]
+            .into_iter()
+            .filter(|partition| {
+                SourceSystem::ALL.iter().any(|system| {
+                    system.partition() == *partition && access.readable_fields(*system).is_some()
+                })
+            })
+            .collect();
         // Several templates of one record can hit (two fingers): fetch more than asked.
-        let hits = biometrics.search(&algorithm.id, &probe, limit * 4).await?;
+        let hits = biometrics
+            .search(&algorithm.id, &probe, limit * 4, &partitions)
+            .await?;
         let mut best: BTreeMap<RecordRef, f32> = BTreeMap::new();
         for hit in hits
             .into_iter()

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use connectors::{
-    DocumentKind, IdentityRecord, Modality, NameForms, NameKind, PartialDate, PersonName,
-    RecordRef, Sex, SourceSystem, TravelDocument,
+    DocumentKind, IdentityRecord, Modality, NameForms, NameKind, PartialDate, Partition,
+    PersonName, RecordRef, Sex, SourceSystem, TravelDocument,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -374,7 +374,12 @@ impl Hub {
         systems: &BTreeSet<SourceSystem>,
     ) -> Result<BTreeMap<RecordRef, (StoredRecord, BTreeSet<String>)>, HubError> {
         let mut found: BTreeMap<RecordRef, (StoredRecord, BTreeSet<String>)> = BTreeMap::new();
-        let partitions: BTreeSet<_> = systems.iter().map(|s| s.partition()).collect();
+        let partitions: Vec<Partition> = systems
+            .iter()
+            .map(|s| s.partition())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         if let Some(identity) = &probe.identity {
             let keys = BlockingKeys::of(identity);
             for partition in &partitions {
@@ -415,7 +420,7 @@ impl Hub {
                     .get(algorithm)
                     .map_or(f32::INFINITY, |a| a.match_threshold);
                 let hits = biometrics
-                    .search(algorithm, vector, NEIGHBOURS_PER_PROBE)
+                    .search(algorithm, vector, NEIGHBOURS_PER_PROBE, &partitions)
                     .await?;
                 for hit in hits.into_iter().filter(|h| {
                     h.similarity >= threshold && systems.contains(&h.owner.record.system)
