@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{Database, Schema, StoreError, corrupt, from_unix_millis, unix_millis};
+use super::{Database, Schema, StoreError, corrupt, from_unix_millis, placeholders, unix_millis};
 use crate::audit::{AuditEntry, AuditEvent, GENESIS_HASH, chain_hash};
 
 /// A casbin rule as stored: `p` (subject, system, action) or `g` (member, role, "").
@@ -68,6 +68,9 @@ pub struct AccessRequest {
 const RULE_COLUMNS: &str = "id, ptype, v0, v1, v2, expires_at, created_at, created_by, reason";
 const REQUEST_COLUMNS: &str = "id, kind, status, subject, agency, member_state, system, case_reference, \
      justification, created_at, decided_at, decided_by, decision_reason, grant_expires_at";
+/// Audit rows per INSERT statement: 11 parameters each, well under SQLite's limit of 32,766.
+const AUDIT_ROWS_PER_INSERT: usize = 64;
+
 const AUDIT_COLUMNS: &str =
     "seq, at, subject, agency, member_state, purpose, action, query, outcome, prev_hash, hash";
 const BASELINE_LOADED: &str = "baseline_loaded";
@@ -300,27 +303,37 @@ impl ControlStore {
             ),
             None => (0, GENESIS_HASH.to_owned()),
         };
+        // One multi-row INSERT per batch: a statement per entry costs a round trip each.
+        let mut rows = Vec::with_capacity(events.len());
         for (event, at) in events {
             seq += 1;
             let at_millis = unix_millis(*at);
             let hash = chain_hash(&prev_hash, seq, at_millis, event);
-            sqlx::query(&format!(
-                "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-            ))
-            .bind(seq)
-            .bind(at_millis)
-            .bind(event.subject.as_str())
-            .bind(event.agency.as_str())
-            .bind(event.member_state.as_str())
-            .bind(event.purpose.as_str())
-            .bind(event.action.as_str())
-            .bind(event.query.as_str())
-            .bind(event.outcome.as_str())
-            .bind(prev_hash.as_str())
-            .bind(hash.as_str())
-            .execute(&mut *tx)
-            .await?;
+            rows.push((seq, at_millis, event, prev_hash, hash.clone()));
             prev_hash = hash;
+        }
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            let values = (0..chunk.len())
+                .map(|row| format!("({})", placeholders(row * 11 + 1, 11)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES {values}");
+            let mut insert = sqlx::query(&sql);
+            for (seq, at_millis, event, prev, hash) in chunk {
+                insert = insert
+                    .bind(*seq)
+                    .bind(*at_millis)
+                    .bind(event.subject.as_str())
+                    .bind(event.agency.as_str())
+                    .bind(event.member_state.as_str())
+                    .bind(event.purpose.as_str())
+                    .bind(event.action.as_str())
+                    .bind(event.query.as_str())
+                    .bind(event.outcome.as_str())
+                    .bind(prev.as_str())
+                    .bind(hash.as_str());
+            }
+            insert.execute(&mut *tx).await?;
         }
         // The head is kept apart from the rows so that deleting the newest entry shows.
         let head = format!("{seq} {prev_hash}");
@@ -482,4 +495,49 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::verify_audit_chain;
+
+    fn event(n: usize) -> AuditEvent {
+        AuditEvent {
+            subject: format!("subject-{n}"),
+            agency: "AGENCY".into(),
+            member_state: "SE".into(),
+            purpose: "border_check".into(),
+            action: "search".into(),
+            query: "biometric=acme-face-v3".into(),
+            outcome: format!("hits={n}"),
+        }
+    }
+
+    /// A batch larger than one INSERT statement keeps its order and its chain.
+    #[tokio::test]
+    async fn batched_audit_appends_chain_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("control.sqlite").display()
+        );
+        let store = ControlStore::open(&url).await.expect("open");
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
+        let first: Vec<_> = (0..150).map(|n| (event(n), at)).collect();
+        let second: Vec<_> = (150..153).map(|n| (event(n), at)).collect();
+        store.append_audit(&first).await.expect("append");
+        store.append_audit(&second).await.expect("append");
+
+        let entries = store.audit_entries(0, 1_000).await.expect("entries");
+        assert_eq!(entries.len(), 153);
+        for (n, entry) in entries.iter().enumerate() {
+            assert_eq!(entry.seq, n as i64 + 1);
+            assert_eq!(entry.event, event(n));
+        }
+        assert_eq!(
+            verify_audit_chain(&store).await.expect("walk").ok(),
+            Some(153)
+        );
+    }
 }
