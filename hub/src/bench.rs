@@ -30,13 +30,17 @@ pub struct BenchOptions {
     pub templates: usize,
     /// 1:N probes: new captures of stored persons' faces.
     pub queries: usize,
-    /// Concurrent ingests and searches.
+    /// Threads of the bare and exact baselines, and hub searches in flight in the first pass.
     pub threads: usize,
     pub seed: u64,
     /// Where the hub under test keeps its data; a temporary directory when absent.
     pub data_dir: Option<PathBuf>,
     /// Clients in flight at once in the HTTP load test of `POST /v1/search`.
     pub http_concurrency: usize,
+    /// Where to write the face vectors and probes for other libraries' baselines.
+    pub export_vectors: Option<PathBuf>,
+    /// Records in flight at once while ingesting.
+    pub ingest_in_flight: usize,
 }
 
 /// One run's figures.
@@ -47,10 +51,33 @@ pub struct BenchReport {
     pub threads: usize,
     /// Records per second through `Hub::ingest` (parse, store, index, detect).
     pub ingest_records_per_s: f64,
+    /// Records in flight at once while ingesting.
+    pub ingest_in_flight: usize,
     /// 1:N searches per second through the hub's search (both partitions, owner lookup).
     pub search_qps_hub: f64,
-    /// The same probes against a bare usearch index with the hub's settings and data.
+    /// The hub's search again, with `portal_http_concurrency` callers in flight instead of
+    /// `threads`: searches still run on `threads` usearch slots, but a caller waiting for its
+    /// audit commit no longer leaves a core idle.
+    pub search_qps_hub_in_flight: f64,
+    /// The same probes against a bare usearch index with the hub's settings (distance kernel
+    /// included) and data.
     pub search_qps_bare_usearch: f64,
+    /// The same bare graph searched with usearch's own cosine kernel, as shipped.
+    pub search_qps_bare_usearch_builtin_metric: f64,
+    /// Two bare indexes split as the hub's partitions are (EES civil, SIS law enforcement),
+    /// both searched per probe, one after the other: the index work of a hub search.
+    pub search_qps_bare_partitioned: f64,
+    pub recall_bare_partitioned: f64,
+    /// Hub over the partitioned bare indexes: what the hub adds to the index work.
+    pub hub_to_bare_partitioned_ratio: f64,
+    pub recall_bare_usearch_builtin_metric: f64,
+    /// Which distance kernel the hub's and the bare index ran.
+    pub kernel: String,
+    /// Inserts per second into the bare index, one at a time from one thread (as the hub's
+    /// writer inserts).
+    pub bare_adds_per_s: f64,
+    /// The bare index searched at other expansions: the speed / recall trade-off.
+    pub expansion_curve: Vec<CurvePoint>,
     /// The same probes scanned exhaustively over the same vectors.
     pub search_qps_exact: f64,
     pub hub_to_bare_ratio: f64,
@@ -74,6 +101,14 @@ pub struct BenchReport {
     pub portal_http_errors: usize,
     /// Share of portal answers whose first record is the probe's true mate.
     pub portal_recall_genuine_mate: f64,
+}
+
+/// One point of the speed / recall trade-off of the bare index.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    pub expansion_search: usize,
+    pub qps: f64,
+    pub recall: f64,
 }
 
 /// Person `i`'s record: EES (civil) and SIS (law enforcement) alternate, so detection
@@ -248,7 +283,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
                 .await
         }
     }))
-    .buffer_unordered(threads);
+    .buffer_unordered(options.ingest_in_flight.max(1));
     while let Some(result) = ingests.next().await {
         result.map_err(|e| anyhow::anyhow!("ingest failed: {e}"))?;
         bar.inc(1);
@@ -286,50 +321,16 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             .push(format!("{prefix}-BENCH-{i:08}"));
     }
 
-    let bar = Progress::new(queries, "hub");
-    let started = Instant::now();
-    let mut searches = futures::stream::iter(probes.iter().map(|(person, probe)| {
-        let hub = Arc::clone(&hub);
-        let caller = Arc::clone(&caller);
-        let data = STANDARD.encode(connectors::vector_base64::to_bytes(probe));
-        async move {
-            let began = Instant::now();
-            let answer = hub
-                .search_biometric(
-                    &caller,
-                    BiometricSearch {
-                        algorithm: FACE.to_owned(),
-                        data,
-                        limit: Some(1),
-                    },
-                )
-                .await;
-            (*person, answer, began.elapsed())
-        }
-    }))
-    .buffer_unordered(threads);
-    let mut latencies = Vec::with_capacity(queries);
-    let mut hub_first = 0_usize;
-    while let Some((person, answer, latency)) = searches.next().await {
-        let answer = answer.map_err(|e| anyhow::anyhow!("search failed: {e}"))?;
-        let expected = records_of
-            .get(&person)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        if answer
-            .hits
-            .first()
-            .is_some_and(|hit| expected.contains(&hit.record.source_id))
-        {
-            hub_first += 1;
-        }
-        latencies.push(latency);
-        bar.inc(1);
-    }
-    let hub_seconds = started.elapsed().as_secs_f64();
-    drop(searches);
-    bar.finish();
-    latencies.sort_unstable();
+    let (hub_seconds, hub_first, latencies) =
+        hub_searches(&hub, &caller, &probes, &records_of, threads).await?;
+    let (hub_in_flight_seconds, _, _) = hub_searches(
+        &hub,
+        &caller,
+        &probes,
+        &records_of,
+        options.http_concurrency.max(1),
+    )
+    .await?;
 
     let biometrics = hub
         .biometric_indexes()
@@ -355,12 +356,16 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             (*person as u64, unit(&vector))
         })
         .collect();
+    if let Some(dir) = &options.export_vectors {
+        export_vectors(dir, &faces, &probes)?;
+    }
     let probes = Arc::new(probes);
     let faces = Arc::new(faces);
-    let (bare_seconds, bare_first) = {
+    let bare = {
         let (probes, faces) = (Arc::clone(&probes), Arc::clone(&faces));
         tokio::task::spawn_blocking(move || bare_usearch(&faces, &probes, threads)).await??
     };
+    let (bare_seconds, bare_first) = bare.at_hub_settings;
     let (exact_seconds, exact_first) = {
         let (probes, faces) = (Arc::clone(&probes), Arc::clone(&faces));
         tokio::task::spawn_blocking(move || exact_scan(&faces, &probes, threads)).await?
@@ -391,8 +396,18 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         queries,
         threads,
         ingest_records_per_s: total as f64 / ingest_seconds.max(f64::EPSILON),
+        ingest_in_flight: options.ingest_in_flight.max(1),
         search_qps_hub: qps(hub_seconds),
+        search_qps_hub_in_flight: qps(hub_in_flight_seconds),
         search_qps_bare_usearch: qps(bare_seconds),
+        search_qps_bare_usearch_builtin_metric: qps(bare.builtin_metric.0),
+        search_qps_bare_partitioned: qps(bare.partitioned.0),
+        recall_bare_partitioned: share(bare.partitioned.1),
+        hub_to_bare_partitioned_ratio: qps(hub_seconds) / qps(bare.partitioned.0),
+        recall_bare_usearch_builtin_metric: share(bare.builtin_metric.1),
+        kernel: format!("{:?}", bare.kernel),
+        bare_adds_per_s: bare.adds_per_s,
+        expansion_curve: bare.curve,
         search_qps_exact: qps(exact_seconds),
         hub_to_bare_ratio: qps(hub_seconds) / qps(bare_seconds),
         bare_to_exact_ratio: qps(bare_seconds) / qps(exact_seconds),
@@ -410,6 +425,62 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         portal_http_errors: portal.errors,
         portal_recall_genuine_mate: share(portal.first),
     })
+}
+
+/// Every probe through `Hub::search_biometric`, `in_flight` at once: seconds taken, probes
+/// whose true mate came first, and each search's latency, sorted.
+async fn hub_searches(
+    hub: &Arc<Hub>,
+    caller: &Arc<Principal>,
+    probes: &[(usize, Vec<f32>)],
+    records_of: &std::collections::HashMap<usize, Vec<String>>,
+    in_flight: usize,
+) -> anyhow::Result<(f64, usize, Vec<Duration>)> {
+    let bar = Progress::new(probes.len(), "hub");
+    let started = Instant::now();
+    let mut searches = futures::stream::iter(probes.iter().map(|(person, probe)| {
+        let hub = Arc::clone(hub);
+        let caller = Arc::clone(caller);
+        let data = STANDARD.encode(connectors::vector_base64::to_bytes(probe));
+        async move {
+            let began = Instant::now();
+            let answer = hub
+                .search_biometric(
+                    &caller,
+                    BiometricSearch {
+                        algorithm: FACE.to_owned(),
+                        data,
+                        limit: Some(1),
+                    },
+                )
+                .await;
+            (*person, answer, began.elapsed())
+        }
+    }))
+    .buffer_unordered(in_flight);
+    let mut latencies = Vec::with_capacity(probes.len());
+    let mut first = 0_usize;
+    while let Some((person, answer, latency)) = searches.next().await {
+        let answer = answer.map_err(|e| anyhow::anyhow!("search failed: {e}"))?;
+        let expected = records_of
+            .get(&person)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if answer
+            .hits
+            .first()
+            .is_some_and(|hit| expected.contains(&hit.record.source_id))
+        {
+            first += 1;
+        }
+        latencies.push(latency);
+        bar.inc(1);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(searches);
+    bar.finish();
+    latencies.sort_unstable();
+    Ok((seconds, first, latencies))
 }
 
 /// What the HTTP load test saw.
@@ -532,41 +603,164 @@ fn unit(vector: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// A bare usearch index with the hub's settings for the face algorithm, built from the
-/// same vectors one insert at a time (as the hub inserts), searched from `threads` threads.
+/// What the bare index did: seconds and mates found first per search pass.
+struct BareRun {
+    kernel: kernels::Installed,
+    adds_per_s: f64,
+    at_hub_settings: (f64, usize),
+    builtin_metric: (f64, usize),
+    partitioned: (f64, usize),
+    curve: Vec<CurvePoint>,
+}
+
+/// Neighbours the hub asks each partition's index for when a search wants one record
+/// (`Hub::search_biometric` fetches four per wanted record).
+const HUB_NEIGHBOURS: usize = 4;
+
+/// Expansions the trade-off curve visits.
+const CURVE: [usize; 5] = [32, 64, 128, 256, 512];
+
+/// A bare usearch index with the hub's settings for the face algorithm (its distance kernel
+/// too), built from the same vectors one insert at a time (as the hub inserts), searched from
+/// `threads` threads at the hub's expansion, at each expansion of the curve, and with
+/// usearch's own cosine kernel on the same graph.
 fn bare_usearch(
     faces: &[(u64, Vec<f32>)],
     probes: &[(usize, Vec<f32>)],
     threads: usize,
-) -> anyhow::Result<(f64, usize)> {
+) -> anyhow::Result<BareRun> {
     let algorithm = connectors::AlgorithmRegistry::default()
         .get(FACE)
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("the face algorithm is not registered"))?;
-    let index = usearch::Index::new(&settings_for(&algorithm).usearch_options())
-        .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
-    index
-        .reserve_capacity_and_threads(faces.len(), threads + 1)
-        .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+    let settings = settings_for(&algorithm);
+    let new_index = || -> anyhow::Result<(usearch::Index, kernels::Installed)> {
+        let mut index = usearch::Index::new(&settings.usearch_options())
+            .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+        let kernel = kernels::install_unit_cosine(&mut index);
+        index
+            .reserve_capacity_and_threads(faces.len(), threads + 1)
+            .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+        Ok((index, kernel))
+    };
+    let (index, kernel) = new_index()?;
+    let bar = Progress::new(faces.len(), "bare");
+    let started = Instant::now();
     // Keys must be unique: a person's second record gets a key of its own.
     for (slot, (_, vector)) in faces.iter().enumerate() {
         index
             .add(slot as u64, vector)
             .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+        bar.inc(1);
+    }
+    let adds_per_s = faces.len() as f64 / started.elapsed().as_secs_f64().max(f64::EPSILON);
+    bar.finish();
+    let timed = |index: &usearch::Index| {
+        let started = Instant::now();
+        let first = parallel_count(probes, threads, |(person, probe)| {
+            index
+                .search(probe, 1)
+                .ok()
+                .and_then(|m| m.keys.first().copied())
+                .is_some_and(|slot| {
+                    faces
+                        .get(slot as usize)
+                        .is_some_and(|(p, _)| *p == *person as u64)
+                })
+        });
+        (started.elapsed().as_secs_f64(), first)
+    };
+    let at_hub_settings = timed(&index);
+    let curve = CURVE
+        .iter()
+        .map(|&expansion_search| {
+            index.change_expansion_search(expansion_search);
+            let (seconds, first) = timed(&index);
+            CurvePoint {
+                expansion_search,
+                qps: probes.len() as f64 / seconds.max(f64::EPSILON),
+                recall: first as f64 / probes.len().max(1) as f64,
+            }
+        })
+        .collect();
+    index.change_expansion_search(settings.expansion_search);
+    index
+        .change_metric_kind(usearch::MetricKind::Cos)
+        .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+    let builtin_metric = timed(&index);
+    drop(index);
+
+    // Split as the hub splits them: even records are EES (civil), odd ones SIS (law
+    // enforcement); each probe searches both, asking each for as many as the hub asks.
+    let halves = [new_index()?.0, new_index()?.0];
+    for (slot, (_, vector)) in faces.iter().enumerate() {
+        halves[slot % 2]
+            .add(slot as u64, vector)
+            .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
     }
     let started = Instant::now();
     let first = parallel_count(probes, threads, |(person, probe)| {
-        index
-            .search(probe, 1)
-            .ok()
-            .and_then(|m| m.keys.first().copied())
-            .is_some_and(|slot| {
+        halves
+            .iter()
+            .filter_map(|half| half.search(probe, HUB_NEIGHBOURS).ok())
+            .filter_map(|m| Some((*m.keys.first()?, *m.distances.first()?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .is_some_and(|(slot, _)| {
                 faces
                     .get(slot as usize)
                     .is_some_and(|(p, _)| *p == *person as u64)
             })
     });
-    Ok((started.elapsed().as_secs_f64(), first))
+    let partitioned = (started.elapsed().as_secs_f64(), first);
+    Ok(BareRun {
+        kernel,
+        adds_per_s,
+        at_hub_settings,
+        builtin_metric,
+        partitioned,
+        curve,
+    })
+}
+
+/// Writes `faces.f32` (unit vectors, row after row), `face_persons.u64`, `probes.f32` (as
+/// sent to the hub) and `probe_persons.u64`, all little-endian, and `shape.json`.
+fn export_vectors(
+    dir: &std::path::Path,
+    faces: &[(u64, Vec<f32>)],
+    probes: &[(usize, Vec<f32>)],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let floats = |rows: &mut dyn Iterator<Item = &Vec<f32>>| -> Vec<u8> {
+        rows.flat_map(|row| row.iter().flat_map(|x| x.to_le_bytes()))
+            .collect()
+    };
+    let persons = |ids: &mut dyn Iterator<Item = u64>| -> Vec<u8> {
+        ids.flat_map(u64::to_le_bytes).collect()
+    };
+    std::fs::write(
+        dir.join("faces.f32"),
+        floats(&mut faces.iter().map(|(_, v)| v)),
+    )?;
+    std::fs::write(
+        dir.join("face_persons.u64"),
+        persons(&mut faces.iter().map(|(p, _)| *p)),
+    )?;
+    std::fs::write(
+        dir.join("probes.f32"),
+        floats(&mut probes.iter().map(|(_, v)| v)),
+    )?;
+    std::fs::write(
+        dir.join("probe_persons.u64"),
+        persons(&mut probes.iter().map(|(p, _)| *p as u64)),
+    )?;
+    let dimension = faces.first().map_or(0, |(_, v)| v.len());
+    std::fs::write(
+        dir.join("shape.json"),
+        serde_json::to_string(&serde_json::json!({
+            "dimension": dimension, "faces": faces.len(), "probes": probes.len(),
+        }))?,
+    )?;
+    Ok(())
 }
 
 /// Brute force: every probe against every vector.
@@ -580,7 +774,7 @@ fn exact_scan(
         let probe = unit(probe);
         let best = faces
             .iter()
-            .map(|(p, v)| (p, v.iter().zip(&probe).map(|(a, b)| a * b).sum::<f32>()))
+            .map(|(p, v)| (p, kernels::dot_f32(v, &probe)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
         best.is_some_and(|(p, _)| *p == *person as u64)
     });
@@ -603,35 +797,57 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "| templates | threads | ingest rec/s | hub qps | bare usearch qps | exact qps | hub / bare | recall hub | recall bare | recall exact | p50 ms | p99 ms | bytes/template | ready after restart s | portal clients | portal req/s | portal p50 ms | portal p99 ms | portal errors |"
+            "| templates | threads | ingest rec/s | hub qps | hub qps ({} in flight) | bare usearch qps | bare, builtin kernel qps | bare, partitioned qps | exact qps | hub / bare | hub / bare partitioned | recall hub | recall bare | recall exact | p50 ms | p99 ms | bare adds/s | ready after restart s | portal clients | portal req/s | portal p50 ms | portal p99 ms | portal errors |",
+            self.portal_http_concurrency
         )?;
         writeln!(
             f,
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         )?;
         writeln!(
             f,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {:.0} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {:.0} | {:.2} | {:.2} | {} |",
             self.templates,
             self.threads,
             self.ingest_records_per_s,
             self.search_qps_hub,
+            self.search_qps_hub_in_flight,
             self.search_qps_bare_usearch,
+            self.search_qps_bare_usearch_builtin_metric,
+            self.search_qps_bare_partitioned,
             self.search_qps_exact,
             self.hub_to_bare_ratio,
+            self.hub_to_bare_partitioned_ratio,
             self.recall_genuine_mate,
             self.recall_bare_usearch,
             self.recall_exact,
             self.search_p50_ms,
             self.search_p99_ms,
-            self.bytes_per_template,
+            self.bare_adds_per_s,
             self.ready_after_restart_s,
             self.portal_http_concurrency,
             self.portal_http_requests_per_s,
             self.portal_http_p50_ms,
             self.portal_http_p99_ms,
             self.portal_http_errors
-        )
+        )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "kernel: {}; ingest with {} records in flight; bare partitioned recall {:.4}",
+            self.kernel, self.ingest_in_flight, self.recall_bare_partitioned
+        )?;
+        writeln!(f)?;
+        writeln!(f, "| bare expansion_search | qps | recall |")?;
+        writeln!(f, "|---:|---:|---:|")?;
+        for point in &self.expansion_curve {
+            writeln!(
+                f,
+                "| {} | {:.0} | {:.4} |",
+                point.expansion_search, point.qps, point.recall
+            )?;
+        }
+        Ok(())
     }
 }
 

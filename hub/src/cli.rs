@@ -158,7 +158,8 @@ struct BenchArgs {
     /// 1:N probes (new captures of stored persons' faces).
     #[arg(long, default_value_t = 1_000)]
     queries: usize,
-    /// Concurrent ingests and searches; default: the number of cores.
+    /// Threads of the bare and exact baselines, and hub searches in flight in the first
+    /// search pass; default: the number of cores.
     #[arg(long)]
     threads: Option<usize>,
     /// Also write the report as JSON.
@@ -172,6 +173,14 @@ struct BenchArgs {
     /// Clients in flight at once in the HTTP load test of the search portal.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     http_concurrency: u16,
+    /// Records in flight at once while ingesting (connectors push concurrently; each
+    /// ingest also waits on its commits).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    ingest_in_flight: u16,
+    /// Also write the face vectors and probes, with their persons, into this directory (raw
+    /// little-endian files, see `bench/README.md`) for other libraries' baselines.
+    #[arg(long)]
+    export_vectors: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -281,6 +290,8 @@ impl Command {
                     seed: args.seed,
                     data_dir: args.data_dir,
                     http_concurrency: usize::from(args.http_concurrency),
+                    export_vectors: args.export_vectors,
+                    ingest_in_flight: usize::from(args.ingest_in_flight),
                 };
                 let report = crate::bench::run(&options).await?;
                 print!("{report}");

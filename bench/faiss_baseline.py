@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""FAISS's HNSW on the vectors `interop-hub bench --export-vectors DIR` wrote: the same faces,
+probes and graph settings as the hub's bare usearch index (M 16, efConstruction 128, inner
+product of unit vectors), built by one thread and searched by `--threads` threads, at the
+same expansions as the bench's trade-off curve. Needs `pip install faiss-cpu numpy`."""
+
+import argparse
+import json
+import pathlib
+import time
+
+import faiss
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dir", type=pathlib.Path, help="the --export-vectors directory")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connectivity", type=int, default=16)
+    parser.add_argument("--expansion-add", type=int, default=128)
+    parser.add_argument("--expansions", default="32,64,128,256,512")
+    parser.add_argument("--json", type=pathlib.Path, help="also write the report here")
+    args = parser.parse_args()
+
+    shape = json.loads((args.dir / "shape.json").read_text())
+    dimension = shape["dimension"]
+    faces = np.fromfile(args.dir / "faces.f32", dtype="<f4").reshape(-1, dimension)
+    face_persons = np.fromfile(args.dir / "face_persons.u64", dtype="<u8")
+    probes = np.fromfile(args.dir / "probes.f32", dtype="<f4").reshape(-1, dimension)
+    probe_persons = np.fromfile(args.dir / "probe_persons.u64", dtype="<u8")
+    probes = np.ascontiguousarray(probes)
+    faiss.normalize_L2(probes)
+
+    index = faiss.IndexHNSWFlat(dimension, args.connectivity, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = args.expansion_add
+    faiss.omp_set_num_threads(1)
+    started = time.perf_counter()
+    index.add(np.ascontiguousarray(faces))
+    adds_per_s = len(faces) / (time.perf_counter() - started)
+
+    faiss.omp_set_num_threads(args.threads)
+    curve = []
+    for expansion in [int(e) for e in args.expansions.split(",")]:
+        index.hnsw.efSearch = expansion
+        started = time.perf_counter()
+        _, found = index.search(probes, 1)
+        seconds = time.perf_counter() - started
+        recall = float(np.mean(face_persons[found[:, 0]] == probe_persons))
+        curve.append({"expansion_search": expansion, "qps": len(probes) / seconds, "recall": recall})
+
+    report = {
+        "library": f"faiss {faiss.__version__} IndexHNSWFlat",
+        "templates": len(faces),
+        "threads": args.threads,
+        "adds_per_s": adds_per_s,
+        "expansion_curve": curve,
+    }
+    print(f"{report['library']}, {len(faces)} templates, one inserting thread: {adds_per_s:.0f} adds/s")
+    print()
+    print(f"| faiss expansion_search | qps ({args.threads} threads) | recall |")
+    print("|---:|---:|---:|")
+    for point in curve:
+        print(f"| {point['expansion_search']} | {point['qps']:.0f} | {point['recall']:.4f} |")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
