@@ -78,6 +78,8 @@ pub struct BenchReport {
     pub bare_adds_per_s: f64,
     /// The bare index searched at other expansions: the speed / recall trade-off.
     pub expansion_curve: Vec<CurvePoint>,
+    /// The hub's search (`threads` in flight) with its face indexes at other expansions.
+    pub hub_expansion_curve: Vec<CurvePoint>,
     /// The same probes scanned exhaustively over the same vectors.
     pub search_qps_exact: f64,
     pub hub_to_bare_ratio: f64,
@@ -335,6 +337,23 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let biometrics = hub
         .biometric_indexes()
         .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
+    // The hub's own trade-off: its face indexes searched at other expansions, then back.
+    let mut hub_curve = Vec::new();
+    for expansion_search in HUB_CURVE {
+        biometrics.set_expansion_search(FACE, expansion_search)?;
+        let (seconds, first, _) =
+            hub_searches(&hub, &caller, &probes, &records_of, threads).await?;
+        hub_curve.push(CurvePoint {
+            expansion_search,
+            qps: queries as f64 / seconds.max(f64::EPSILON),
+            recall: first as f64 / queries as f64,
+        });
+    }
+    let face_settings = connectors::AlgorithmRegistry::default()
+        .get(FACE)
+        .map(settings_for)
+        .ok_or_else(|| anyhow::anyhow!("the face algorithm is not registered"))?;
+    biometrics.set_expansion_search(FACE, face_settings.expansion_search)?;
     let face_bytes: usize = [Partition::Civil, Partition::LawEnforcement]
         .iter()
         .map(|p| biometrics.memory_usage(*p, FACE))
@@ -408,6 +427,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         kernel: format!("{:?}", bare.kernel),
         bare_adds_per_s: bare.adds_per_s,
         expansion_curve: bare.curve,
+        hub_expansion_curve: hub_curve,
         search_qps_exact: qps(exact_seconds),
         hub_to_bare_ratio: qps(hub_seconds) / qps(bare_seconds),
         bare_to_exact_ratio: qps(bare_seconds) / qps(exact_seconds),
@@ -619,6 +639,8 @@ const HUB_NEIGHBOURS: usize = 4;
 
 /// Expansions the trade-off curve visits.
 const CURVE: [usize; 5] = [32, 64, 128, 256, 512];
+/// Expansions the hub's trade-off curve visits.
+const HUB_CURVE: [usize; 3] = [64, 256, 512];
 
 /// A bare usearch index with the hub's settings for the face algorithm (its distance kernel
 /// too), built from the same vectors one insert at a time (as the hub inserts), searched from
@@ -838,9 +860,23 @@ impl fmt::Display for BenchReport {
             self.kernel, self.ingest_in_flight, self.recall_bare_partitioned
         )?;
         writeln!(f)?;
-        writeln!(f, "| bare expansion_search | qps | recall |")?;
+        writeln!(f, "| expansion_search | bare qps | bare recall |")?;
         writeln!(f, "|---:|---:|---:|")?;
         for point in &self.expansion_curve {
+            writeln!(
+                f,
+                "| {} | {:.0} | {:.4} |",
+                point.expansion_search, point.qps, point.recall
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "| expansion_search | hub qps ({} in flight) | hub recall |",
+            self.threads
+        )?;
+        writeln!(f, "|---:|---:|---:|")?;
+        for point in &self.hub_expansion_curve {
             writeln!(
                 f,
                 "| {} | {:.0} | {:.4} |",

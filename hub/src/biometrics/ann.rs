@@ -519,6 +519,17 @@ impl AnnIndex {
         &self.settings
     }
 
+    /// Changes how many candidates a search keeps (HNSW's ef) from the next search on: the
+    /// speed / recall trade-off, measured by `interop-hub bench`. Not saved in the file.
+    pub fn set_expansion_search(&self, expansion: usize) -> Result<(), AnnError> {
+        if expansion == 0 {
+            return Err(AnnError::InvalidSettings("expansions must be at least 1"));
+        }
+        // The write half: no search may be reading the setting while it changes.
+        write(&self.index).change_expansion_search(expansion);
+        Ok(())
+    }
+
     /// The distance kernel this index runs on.
     pub fn kernel(&self) -> kernels::Installed {
         self.kernel
@@ -918,6 +929,24 @@ mod tests {
         assert_eq!(exact[0].key, 7);
         assert!((exact[0].similarity - 1.0).abs() < 1e-5);
         assert!(index.memory_usage() > 2_000 * DIMENSION * 4);
+    }
+
+    #[test]
+    fn search_expansion_trades_recall_for_speed_at_run_time() {
+        let vectors = vectors(3, 2_000);
+        let index = filled(&IndexSettings::new(DIMENSION), &vectors);
+        let wide = recall_of_noisy_copies(&index, &vectors, 0.3);
+        index.set_expansion_search(1).unwrap();
+        let narrow = recall_of_noisy_copies(&index, &vectors, 0.3);
+        assert!(narrow < wide, "ef 1: {narrow}, ef 128: {wide}");
+        index
+            .set_expansion_search(IndexSettings::DEFAULT_EXPANSION)
+            .unwrap();
+        assert_eq!(recall_of_noisy_copies(&index, &vectors, 0.3), wide);
+        assert!(matches!(
+            index.set_expansion_search(0),
+            Err(AnnError::InvalidSettings(_))
+        ));
     }
 
     #[test]

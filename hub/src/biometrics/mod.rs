@@ -352,6 +352,20 @@ impl Biometrics {
         Ok(hits)
     }
 
+    /// Sets the search expansion of `algorithm`'s index in every partition.
+    pub fn set_expansion_search(
+        &self,
+        algorithm: &str,
+        expansion: usize,
+    ) -> Result<(), BiometricsError> {
+        for ((_, slot_algorithm), slot) in &self.slots {
+            if slot_algorithm == algorithm {
+                slot.index.set_expansion_search(expansion)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes the index of a partition and algorithm holds in memory.
     pub fn memory_usage(&self, partition: Partition, algorithm: &str) -> usize {
         self.slots

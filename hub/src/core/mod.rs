@@ -35,8 +35,8 @@ use crate::error::HubError;
 use crate::matching::{BlockingKeys, LinkColour, LinkRule};
 use crate::metrics::HubMetrics;
 use crate::store::{
-    ControlStore, HistoryEntry, IdentityStore, LinkQuery, LinkStore, StoreError, StoredLink,
-    StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
+    ControlStore, HistoryEntry, IdentityStore, IngestCountKey, LinkQuery, LinkStore, StoreError,
+    StoredLink, StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
 };
 
 impl From<UnknownSystem> for HubError {
@@ -253,6 +253,7 @@ impl Hub {
         action: &str,
         query: String,
         outcome: String,
+        counts: Vec<IngestCountKey>,
     ) -> Result<(), HubError> {
         let event = AuditEvent {
             subject: principal.subject.clone(),
@@ -265,7 +266,12 @@ impl Hub {
         };
         let (done, written) = tokio::sync::oneshot::channel();
         self.audit_queue
-            .send((event, self.clock.now(), done))
+            .send(PendingAudit {
+                event,
+                at: self.clock.now(),
+                counts,
+                done,
+            })
             .await
             .map_err(|_| HubError::Unavailable)?;
         written.await.map_err(|_| HubError::Unavailable)?
@@ -281,11 +287,35 @@ impl Hub {
         result: Result<T, HubError>,
         describe: impl FnOnce(&T) -> String,
     ) -> Result<T, HubError> {
+        self.audited_counting(
+            principal,
+            purpose,
+            action,
+            query,
+            result,
+            describe,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// As `audited`, adding ingest quality `counts` in the entry's transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn audited_counting<T>(
+        &self,
+        principal: &Principal,
+        purpose: &str,
+        action: &str,
+        query: String,
+        result: Result<T, HubError>,
+        describe: impl FnOnce(&T) -> String,
+        counts: Vec<IngestCountKey>,
+    ) -> Result<T, HubError> {
         let outcome = match &result {
             Ok(value) => describe(value),
             Err(error) => format!("refused:{}", error.to_problem().code),
         };
-        self.audit(principal, purpose, action, query, outcome)
+        self.audit(principal, purpose, action, query, outcome, counts)
             .await?;
         result
     }
@@ -360,21 +390,19 @@ impl Hub {
             Err(error) => error.to_problem().code,
         };
         self.metrics.ingest(system.as_str(), &outcome);
-        let counts = ingest_counts(&result);
-        if !counts.is_empty() {
-            let counts: Vec<(&str, &str, &str)> = counts
-                .iter()
-                .map(|(kind, rule)| (system.as_str(), *kind, rule.as_str()))
-                .collect();
-            self.control.count_ingest(&counts).await?;
-        }
-        self.audited(
+        // The quality counts are written with the audit entry, in its transaction.
+        let counts = ingest_counts(&result)
+            .into_iter()
+            .map(|(kind, rule)| (system.as_str().to_owned(), kind.to_owned(), rule))
+            .collect();
+        self.audited_counting(
             principal,
             "ingest",
             "ingest",
             format!("system={system}"),
             result,
             |report| format!("{}:links={}", report.outcome.as_str(), report.links.len()),
+            counts,
         )
         .await
     }
@@ -983,12 +1011,15 @@ impl Hub {
     }
 }
 
-/// An audit entry waiting for its transaction, and who to tell when it is written.
-type PendingAudit = (
-    AuditEvent,
-    OffsetDateTime,
-    tokio::sync::oneshot::Sender<Result<(), HubError>>,
-);
+/// An audit entry waiting for its transaction, the ingest quality counts that go with it,
+/// and who to tell when it is written.
+#[derive(Debug)]
+struct PendingAudit {
+    event: AuditEvent,
+    at: OffsetDateTime,
+    counts: Vec<IngestCountKey>,
+    done: tokio::sync::oneshot::Sender<Result<(), HubError>>,
+}
 
 /// Entries one audit transaction takes at most.
 const AUDIT_BATCH: usize = 256;
@@ -1005,9 +1036,13 @@ fn spawn_audit_writer(
         while pending.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
             let entries: Vec<(AuditEvent, OffsetDateTime)> = batch
                 .iter()
-                .map(|(event, at, _)| (event.clone(), *at))
+                .map(|pending| (pending.event.clone(), pending.at))
                 .collect();
-            let written = match control.append_audit(&entries).await {
+            let mut counts: BTreeMap<IngestCountKey, i64> = BTreeMap::new();
+            for key in batch.iter().flat_map(|pending| pending.counts.iter()) {
+                *counts.entry(key.clone()).or_default() += 1;
+            }
+            let written = match control.append_audit(&entries, &counts).await {
                 Ok(()) => {
                     for _ in &entries {
                         metrics.audit_entry();
@@ -1019,7 +1054,7 @@ fn spawn_audit_writer(
                     false
                 }
             };
-            for (_, _, done) in batch.drain(..) {
+            for PendingAudit { done, .. } in batch.drain(..) {
                 // Not written: the answer is withheld and the caller may retry.
                 let _ = done.send(if written {
                     Ok(())

@@ -2,6 +2,8 @@
 //! requests after a hit flag, the append-only, hash-chained audit log, and ingest quality
 //! counts.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -68,6 +70,9 @@ pub struct AccessRequest {
 const RULE_COLUMNS: &str = "id, ptype, v0, v1, v2, expires_at, created_at, created_by, reason";
 const REQUEST_COLUMNS: &str = "id, kind, status, subject, agency, member_state, system, case_reference, \
      justification, created_at, decided_at, decided_by, decision_reason, grant_expires_at";
+/// One ingest quality counter: (system, kind, rule).
+pub type IngestCountKey = (String, String, String);
+
 /// Audit rows per INSERT statement: 11 parameters each, well under SQLite's limit of 32,766.
 const AUDIT_ROWS_PER_INSERT: usize = 64;
 
@@ -246,23 +251,6 @@ impl ControlStore {
         Ok(true)
     }
 
-    /// Adds one ingest's counts: (system, kind, rule) each by one.
-    pub async fn count_ingest(&self, counts: &[(&str, &str, &str)]) -> Result<(), sqlx::Error> {
-        let mut tx = self.db.begin_write().await?;
-        for (system, kind, rule) in counts {
-            sqlx::query(
-                "INSERT INTO ingest_quality (system, kind, rule, count) VALUES ($1, $2, $3, 1) \
-                 ON CONFLICT (system, kind, rule) DO UPDATE SET count = ingest_quality.count + 1",
-            )
-            .bind(*system)
-            .bind(*kind)
-            .bind(*rule)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await
-    }
-
     /// Every ingest count: (system, kind, rule, count).
     pub async fn ingest_counts(&self) -> Result<Vec<(String, String, String, i64)>, sqlx::Error> {
         let rows = sqlx::query(
@@ -285,9 +273,13 @@ impl ControlStore {
     /// Appends entries, in order, at the end of the chain in one transaction (the hub
     /// commits the appends that queued up together). The caller serialises appends; the
     /// primary key on `seq` refuses a fork should two writers ever race.
+    ///
+    /// `counts` are added to the ingest quality counts ((system, kind, rule) → how many) in
+    /// the same transaction: the counts of ingests whose entries are written, and no others.
     pub async fn append_audit(
         &self,
         events: &[(AuditEvent, OffsetDateTime)],
+        counts: &BTreeMap<IngestCountKey, i64>,
     ) -> Result<(), sqlx::Error> {
         if events.is_empty() {
             return Ok(());
@@ -334,6 +326,18 @@ impl ControlStore {
                     .bind(hash.as_str());
             }
             insert.execute(&mut *tx).await?;
+        }
+        for ((system, kind, rule), count) in counts {
+            sqlx::query(
+                "INSERT INTO ingest_quality (system, kind, rule, count) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (system, kind, rule) DO UPDATE SET count = ingest_quality.count + $4",
+            )
+            .bind(system.as_str())
+            .bind(kind.as_str())
+            .bind(rule.as_str())
+            .bind(*count)
+            .execute(&mut *tx)
+            .await?;
         }
         // The head is kept apart from the rows so that deleting the newest entry shows.
         let head = format!("{seq} {prev_hash}");
@@ -526,8 +530,14 @@ mod tests {
         let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
         let first: Vec<_> = (0..150).map(|n| (event(n), at)).collect();
         let second: Vec<_> = (150..153).map(|n| (event(n), at)).collect();
-        store.append_audit(&first).await.expect("append");
-        store.append_audit(&second).await.expect("append");
+        let counts =
+            BTreeMap::from([(("ees".to_owned(), "accepted".to_owned(), String::new()), 2)]);
+        store.append_audit(&first, &counts).await.expect("append");
+        store.append_audit(&second, &counts).await.expect("append");
+        assert_eq!(
+            store.ingest_counts().await.expect("counts"),
+            vec![("ees".into(), "accepted".into(), String::new(), 4)]
+        );
 
         let entries = store.audit_entries(0, 1_000).await.expect("entries");
         assert_eq!(entries.len(), 153);
