@@ -168,6 +168,7 @@ impl ControlStore {
     }
 
     pub async fn insert_access_request(&self, request: &AccessRequest) -> Result<(), sqlx::Error> {
+        let _gate = self.db.write_gate().await;
         sqlx::query(&format!(
             "INSERT INTO access_requests ({REQUEST_COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"

@@ -441,6 +441,7 @@ impl IdentityStore {
         system: SourceSystem,
         source_id: &str,
     ) -> Result<bool, sqlx::Error> {
+        let _gate = self.db.write_gate().await;
         let updated = sqlx::query(
             "UPDATE identity_records SET detected_version = 0 WHERE system = $1 AND source_id = $2",
         )
@@ -452,6 +453,7 @@ impl IdentityStore {
     }
 
     pub async fn mark_detected(&self, record_id: i64, version: i64) -> Result<(), sqlx::Error> {
+        let _gate = self.db.write_gate().await;
         sqlx::query(
             "UPDATE identity_records SET detected_version = $1 WHERE id = $2 AND version = $1",
         )

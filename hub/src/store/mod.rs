@@ -19,6 +19,8 @@ pub use links::{
     HistoryEntry, LinkChange, LinkQuery, LinkStore, NewLink, StoredLink, VerifyRefusal,
 };
 
+use std::sync::Arc;
+
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
@@ -87,6 +89,38 @@ pub enum StoreError {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer per file, and a connection that finds the write lock taken
+    /// retries in sleeps that grow to 100 ms: writers of this process queue here instead,
+    /// in order and without sleeping. `None` for PostgreSQL, whose writers do not exclude
+    /// each other.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A write transaction, holding the database's write gate until it ends.
+#[derive(Debug)]
+pub(crate) struct WriteTransaction {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl Database {
@@ -112,7 +146,13 @@ impl Database {
             // WAL lets readers run beside the writer; it is a property of the file, set once.
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
-        Ok(Self { pool, backend })
+        let write_gate =
+            (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Self {
+            pool,
+            backend,
+            write_gate,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -122,12 +162,21 @@ impl Database {
     /// A transaction that will write. On SQLite it takes the write lock at once: a deferred
     /// transaction that reads first and writes later cannot wait for a concurrent writer and
     /// fails with "database is locked" instead.
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+    pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
+        let gate = self.write_gate().await;
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(WriteTransaction { tx, _gate: gate })
+    }
+
+    /// The write gate, for a single write statement outside a transaction; hold the guard
+    /// until the statement is done.
+    pub(crate) async fn write_gate(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
+            None => None,
         }
     }
 
