@@ -640,7 +640,7 @@ const HUB_NEIGHBOURS: usize = 4;
 /// Expansions the trade-off curve visits.
 const CURVE: [usize; 5] = [32, 64, 128, 256, 512];
 /// Expansions the hub's trade-off curve visits.
-const HUB_CURVE: [usize; 3] = [64, 256, 512];
+const HUB_CURVE: [usize; 3] = [64, 128, 512];
 
 /// A bare usearch index with the hub's settings for the face algorithm (its distance kernel
 /// too), built from the same vectors one insert at a time (as the hub inserts), searched from
