@@ -99,13 +99,34 @@ pub struct Database {
 /// A write transaction, holding the database's write gate until it ends.
 #[derive(Debug)]
 pub(crate) struct WriteTransaction {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
-    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// `Some` until `commit` takes it, or `drop` rolls it back.
+    tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+    gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTransaction {
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        match self.tx.take() {
+            Some(tx) => tx.commit().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// An uncommitted transaction (an error, an early return, a cancelled request) is rolled
+/// back before the gate opens: sqlx only queues the ROLLBACK when a transaction is dropped,
+/// and the next writer would find the lock still held and meet the busy handler.
+impl Drop for WriteTransaction {
+    fn drop(&mut self) {
+        let (Some(tx), Ok(runtime)) = (self.tx.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let gate = self.gate.take();
+        runtime.spawn(async move {
+            let _ = tx.rollback().await;
+            drop(gate);
+        });
     }
 }
 
@@ -113,13 +134,17 @@ impl std::ops::Deref for WriteTransaction {
     type Target = sqlx::AnyConnection;
 
     fn deref(&self) -> &Self::Target {
-        &self.tx
+        self.tx
+            .as_deref()
+            .expect("a write transaction is open until commit consumes it")
     }
 }
 
 impl std::ops::DerefMut for WriteTransaction {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
+        self.tx
+            .as_deref_mut()
+            .expect("a write transaction is open until commit consumes it")
     }
 }
 
@@ -168,7 +193,7 @@ impl Database {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(WriteTransaction { tx, _gate: gate })
+        Ok(WriteTransaction { tx: Some(tx), gate })
     }
 
     /// The write gate, for a single write statement outside a transaction; hold the guard
