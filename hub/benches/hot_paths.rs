@@ -1,7 +1,7 @@
 //! criterion micro-benchmarks of the hot paths: name normalisation, identity comparison,
 //! one 1:N search of the ANN index, the distance kernel (and a bare search with usearch's own
-//! kernel and with the hub's), the biometric comparison of a record pair, and the access
-//! decision (made afresh, and from the per-policy-version memo).
+//! kernel and with the hub's), the biometric comparison of a record pair, one audit append
+//! to SQLite, and the access decision (made afresh, and from the per-policy-version memo).
 //! Run with `cargo bench -p interop-hub --bench hot_paths`.
 
 use std::hint::black_box;
@@ -118,21 +118,56 @@ fn distance(c: &mut Criterion) {
     });
 }
 
-fn policy(c: &mut Criterion) {
+/// What every audited answer waits for on the embedded default: one entry appended to a
+/// SQLite control database (its own transaction and commit), and, for scale, one
+/// single-statement read through the same pool.
+fn audit(c: &mut Criterion) {
+    let (runtime, _dir, store) = sqlite_control_store();
+    let event = interop_hub::audit::AuditEvent {
+        subject: "bench".into(),
+        agency: "BENCH".into(),
+        member_state: "SE".into(),
+        purpose: "border_check".into(),
+        action: "search_biometric".into(),
+        query: "biometric=acme-face-v3".into(),
+        outcome: "hits=1".into(),
+    };
+    let no_counts = std::collections::BTreeMap::new();
+    c.bench_function("audit/append_one_sqlite", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(store.append_audit(
+                    &[(event.clone(), time::OffsetDateTime::now_utc())],
+                    &no_counts,
+                ))
+                .unwrap_or_else(|e| panic!("append: {e}"))
+        })
+    });
+    c.bench_function("audit/read_head_sqlite", |b| {
+        b.iter(|| runtime.block_on(store.audit_head()))
+    });
+}
+
+/// A runtime and a fresh SQLite control database in a temporary directory (kept while
+/// the directory handle lives).
+fn sqlite_control_store() -> (tokio::runtime::Runtime, tempfile::TempDir, ControlStore) {
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let url = format!(
         "sqlite://{}?mode=rwc",
         dir.path().join("control.sqlite").display()
     );
-    let engine = runtime.block_on(async {
-        let store = ControlStore::open(&url)
-            .await
-            .unwrap_or_else(|e| panic!("control store: {e}"));
-        PolicyEngine::open(store, Clock::System, Default::default())
-            .await
-            .unwrap_or_else(|e| panic!("policy: {e}"))
-    });
+    let store = runtime
+        .block_on(ControlStore::open(&url))
+        .unwrap_or_else(|e| panic!("control store: {e}"));
+    (runtime, dir, store)
+}
+
+fn policy(c: &mut Criterion) {
+    let (runtime, _dir, store) = sqlite_control_store();
+    let engine = runtime
+        .block_on(PolicyEngine::open(store, Clock::System, Default::default()))
+        .unwrap_or_else(|e| panic!("policy: {e}"));
     let officer = Principal::new(
         "k.weber",
         "BKA",
@@ -148,5 +183,5 @@ fn policy(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, names, identity, one_to_n, distance, policy);
+criterion_group!(benches, names, identity, one_to_n, distance, audit, policy);
 criterion_main!(benches);

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::access::{Principal, TokenAuthority};
 use crate::biometrics::settings_for;
 use crate::config::HubConfig;
-use crate::core::{BiometricSearch, Hub};
+use crate::core::{BiometricSearch, Hub, NEIGHBOURS_PER_WANTED_RECORD};
 use crate::generate::{Trait, base_vector, new_capture};
 use crate::http::AppState;
 
@@ -349,11 +349,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             recall: first as f64 / queries as f64,
         });
     }
-    let face_settings = connectors::AlgorithmRegistry::default()
-        .get(FACE)
-        .map(settings_for)
-        .ok_or_else(|| anyhow::anyhow!("the face algorithm is not registered"))?;
-    biometrics.set_expansion_search(FACE, face_settings.expansion_search)?;
+    biometrics.set_expansion_search(FACE, face_settings()?.expansion_search)?;
     let face_bytes: usize = [Partition::Civil, Partition::LawEnforcement]
         .iter()
         .map(|p| biometrics.memory_usage(*p, FACE))
@@ -633,9 +629,13 @@ struct BareRun {
     curve: Vec<CurvePoint>,
 }
 
-/// Neighbours the hub asks each partition's index for when a search wants one record
-/// (`Hub::search_biometric` fetches four per wanted record).
-const HUB_NEIGHBOURS: usize = 4;
+/// The hub's index settings for the face algorithm the bench searches.
+fn face_settings() -> anyhow::Result<crate::biometrics::ann::IndexSettings> {
+    connectors::AlgorithmRegistry::default()
+        .get(FACE)
+        .map(settings_for)
+        .ok_or_else(|| anyhow::anyhow!("the face algorithm is not registered"))
+}
 
 /// Expansions the trade-off curve visits.
 const CURVE: [usize; 5] = [32, 64, 128, 256, 512];
@@ -651,11 +651,7 @@ fn bare_usearch(
     probes: &[(usize, Vec<f32>)],
     threads: usize,
 ) -> anyhow::Result<BareRun> {
-    let algorithm = connectors::AlgorithmRegistry::default()
-        .get(FACE)
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("the face algorithm is not registered"))?;
-    let settings = settings_for(&algorithm);
+    let settings = face_settings()?;
     let new_index = || -> anyhow::Result<(usearch::Index, kernels::Installed)> {
         let mut index = usearch::Index::new(&settings.usearch_options())
             .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
@@ -724,7 +720,7 @@ fn bare_usearch(
     let first = parallel_count(probes, threads, |(person, probe)| {
         halves
             .iter()
-            .filter_map(|half| half.search(probe, HUB_NEIGHBOURS).ok())
+            .filter_map(|half| half.search(probe, NEIGHBOURS_PER_WANTED_RECORD).ok())
             .filter_map(|m| Some((*m.keys.first()?, *m.distances.first()?)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .is_some_and(|(slot, _)| {
@@ -860,31 +856,33 @@ impl fmt::Display for BenchReport {
             self.kernel, self.ingest_in_flight, self.recall_bare_partitioned
         )?;
         writeln!(f)?;
-        writeln!(f, "| expansion_search | bare qps | bare recall |")?;
-        writeln!(f, "|---:|---:|---:|")?;
-        for point in &self.expansion_curve {
-            writeln!(
-                f,
-                "| {} | {:.0} | {:.4} |",
-                point.expansion_search, point.qps, point.recall
-            )?;
-        }
+        curve_table(f, "bare qps", "bare recall", &self.expansion_curve)?;
         writeln!(f)?;
+        curve_table(
+            f,
+            &format!("hub qps ({} in flight)", self.threads),
+            "hub recall",
+            &self.hub_expansion_curve,
+        )
+    }
+}
+
+fn curve_table(
+    f: &mut fmt::Formatter<'_>,
+    qps: &str,
+    recall: &str,
+    points: &[CurvePoint],
+) -> fmt::Result {
+    writeln!(f, "| expansion_search | {qps} | {recall} |")?;
+    writeln!(f, "|---:|---:|---:|")?;
+    for point in points {
         writeln!(
             f,
-            "| expansion_search | hub qps ({} in flight) | hub recall |",
-            self.threads
+            "| {} | {:.0} | {:.4} |",
+            point.expansion_search, point.qps, point.recall
         )?;
-        writeln!(f, "|---:|---:|---:|")?;
-        for point in &self.hub_expansion_curve {
-            writeln!(
-                f,
-                "| {} | {:.0} | {:.4} |",
-                point.expansion_search, point.qps, point.recall
-            )?;
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 #[cfg(test)]

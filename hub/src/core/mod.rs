@@ -287,35 +287,8 @@ impl Hub {
         result: Result<T, HubError>,
         describe: impl FnOnce(&T) -> String,
     ) -> Result<T, HubError> {
-        self.audited_counting(
-            principal,
-            purpose,
-            action,
-            query,
-            result,
-            describe,
-            Vec::new(),
-        )
-        .await
-    }
-
-    /// As `audited`, adding ingest quality `counts` in the entry's transaction.
-    #[allow(clippy::too_many_arguments)]
-    async fn audited_counting<T>(
-        &self,
-        principal: &Principal,
-        purpose: &str,
-        action: &str,
-        query: String,
-        result: Result<T, HubError>,
-        describe: impl FnOnce(&T) -> String,
-        counts: Vec<IngestCountKey>,
-    ) -> Result<T, HubError> {
-        let outcome = match &result {
-            Ok(value) => describe(value),
-            Err(error) => format!("refused:{}", error.to_problem().code),
-        };
-        self.audit(principal, purpose, action, query, outcome, counts)
+        let outcome = outcome_of(&result, describe);
+        self.audit(principal, purpose, action, query, outcome, Vec::new())
             .await?;
         result
     }
@@ -395,16 +368,19 @@ impl Hub {
             .into_iter()
             .map(|(kind, rule)| (system.as_str().to_owned(), kind.to_owned(), rule))
             .collect();
-        self.audited_counting(
+        let logged = outcome_of(&result, |report| {
+            format!("{}:links={}", report.outcome.as_str(), report.links.len())
+        });
+        self.audit(
             principal,
             "ingest",
             "ingest",
             format!("system={system}"),
-            result,
-            |report| format!("{}:links={}", report.outcome.as_str(), report.links.len()),
+            logged,
             counts,
         )
-        .await
+        .await?;
+        result
     }
 
     async fn ingest_checked(
@@ -874,9 +850,13 @@ impl Hub {
                 })
             })
             .collect();
-        // Several templates of one record can hit (two fingers): fetch more than asked.
         let hits = biometrics
-            .search(&algorithm.id, &probe, limit * 4, &partitions)
+            .search(
+                &algorithm.id,
+                &probe,
+                limit * NEIGHBOURS_PER_WANTED_RECORD,
+                &partitions,
+            )
             .await?;
         let mut best: BTreeMap<RecordRef, f32> = BTreeMap::new();
         for hit in hits
@@ -1011,6 +991,14 @@ impl Hub {
     }
 }
 
+/// What the audit log records of a result: `describe`'s words, or the refusal's code.
+fn outcome_of<T>(result: &Result<T, HubError>, describe: impl FnOnce(&T) -> String) -> String {
+    match result {
+        Ok(value) => describe(value),
+        Err(error) => format!("refused:{}", error.to_problem().code),
+    }
+}
+
 /// An audit entry waiting for its transaction, the ingest quality counts that go with it,
 /// and who to tell when it is written.
 #[derive(Debug)]
@@ -1020,6 +1008,10 @@ struct PendingAudit {
     counts: Vec<IngestCountKey>,
     done: tokio::sync::oneshot::Sender<Result<(), HubError>>,
 }
+
+/// Neighbours a 1:N search asks each partition's index for, per record wanted: several
+/// templates of one record can hit (two fingers).
+pub const NEIGHBOURS_PER_WANTED_RECORD: usize = 4;
 
 /// Entries one audit transaction takes at most.
 const AUDIT_BATCH: usize = 256;
@@ -1034,13 +1026,15 @@ fn spawn_audit_writer(
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(AUDIT_BATCH);
         while pending.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
-            let entries: Vec<(AuditEvent, OffsetDateTime)> = batch
-                .iter()
-                .map(|pending| (pending.event.clone(), pending.at))
-                .collect();
+            let mut entries = Vec::with_capacity(batch.len());
             let mut counts: BTreeMap<IngestCountKey, i64> = BTreeMap::new();
-            for key in batch.iter().flat_map(|pending| pending.counts.iter()) {
-                *counts.entry(key.clone()).or_default() += 1;
+            let mut waiters = Vec::with_capacity(batch.len());
+            for pending in batch.drain(..) {
+                entries.push((pending.event, pending.at));
+                for key in pending.counts {
+                    *counts.entry(key).or_default() += 1;
+                }
+                waiters.push(pending.done);
             }
             let written = match control.append_audit(&entries, &counts).await {
                 Ok(()) => {
@@ -1054,7 +1048,7 @@ fn spawn_audit_writer(
                     false
                 }
             };
-            for PendingAudit { done, .. } in batch.drain(..) {
+            for done in waiters {
                 // Not written: the answer is withheld and the caller may retry.
                 let _ = done.send(if written {
                     Ok(())

@@ -73,8 +73,10 @@ const REQUEST_COLUMNS: &str = "id, kind, status, subject, agency, member_state, 
 /// One ingest quality counter: (system, kind, rule).
 pub type IngestCountKey = (String, String, String);
 
-/// Audit rows per INSERT statement: 11 parameters each, well under SQLite's limit of 32,766.
+/// Audit rows per INSERT statement: `AUDIT_COLUMN_COUNT` parameters each, well under
+/// SQLite's limit of 32,766.
 const AUDIT_ROWS_PER_INSERT: usize = 64;
+const AUDIT_COLUMN_COUNT: usize = 11;
 
 const AUDIT_COLUMNS: &str =
     "seq, at, subject, agency, member_state, purpose, action, query, outcome, prev_hash, hash";
@@ -307,7 +309,10 @@ impl ControlStore {
         }
         for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
             let values = (0..chunk.len())
-                .map(|row| format!("({})", placeholders(row * 11 + 1, 11)))
+                .map(|row| {
+                    let first = row * AUDIT_COLUMN_COUNT + 1;
+                    format!("({})", placeholders(first, AUDIT_COLUMN_COUNT))
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES {values}");
