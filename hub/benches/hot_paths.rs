@@ -9,7 +9,7 @@ use std::hint::black_box;
 use connectors::{AlgorithmRegistry, NameForms, SourceSystem};
 use criterion::{Criterion, criterion_group, criterion_main};
 use interop_hub::access::{PolicyEngine, Principal};
-use interop_hub::biometrics::ann::{AnnIndex, IndexSettings};
+use interop_hub::biometrics::ann::{AnnIndex, IndexSettings, Quantization};
 use interop_hub::clock::Clock;
 use interop_hub::generate::{Trait, base_vector, new_capture};
 use interop_hub::matching::{compare_biometrics, compare_identity};
@@ -69,8 +69,8 @@ fn one_to_n(c: &mut Criterion) {
     });
 }
 
-/// The distance kernel alone, and one bare usearch search with usearch's own cosine kernel
-/// and with the hub's (same graph, same probe).
+/// The distance kernel alone, one bare usearch search of an f16 graph with usearch's own
+/// cosine kernel and with the hub's (same graph, same probe), and one of the hub's i8 graph.
 fn distance(c: &mut Criterion) {
     let a = new_capture(&base_vector(1, 1, Trait::Face), 1);
     let b = new_capture(&base_vector(1, 2, Trait::Face), 2);
@@ -87,26 +87,41 @@ fn distance(c: &mut Criterion) {
         bench.iter(|| kernels::dot_f16(black_box(&ha), black_box(&hb)))
     });
 
-    let settings = interop_hub::biometrics::settings_for(
+    let hub_settings = interop_hub::biometrics::settings_for(
         AlgorithmRegistry::default()
             .get("acme-face-v3")
             .unwrap_or_else(|| panic!("face algorithm")),
     );
-    let mut index =
-        usearch::Index::new(&settings.usearch_options()).unwrap_or_else(|e| panic!("{e}"));
-    kernels::install_unit_cosine(&mut index);
-    index
-        .reserve(20_000)
-        .unwrap_or_else(|e| panic!("reserve: {e}"));
-    for person in 0..20_000_u64 {
-        let v = new_capture(&base_vector(1, person, Trait::Face), person);
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let unit: Vec<f32> = v.iter().map(|x| x / norm).collect();
+    let graph = |quantization: Quantization| {
+        let settings = IndexSettings {
+            quantization,
+            ..hub_settings.clone()
+        };
+        let mut index =
+            usearch::Index::new(&settings.usearch_options()).unwrap_or_else(|e| panic!("{e}"));
+        kernels::install_unit_cosine(&mut index);
         index
-            .add(person, &unit)
-            .unwrap_or_else(|e| panic!("add: {e}"));
-    }
+            .reserve(20_000)
+            .unwrap_or_else(|e| panic!("reserve: {e}"));
+        for person in 0..20_000_u64 {
+            let v = new_capture(&base_vector(1, person, Trait::Face), person);
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let unit: Vec<f32> = v.iter().map(|x| x / norm).collect();
+            quantization
+                .add_unit(&index, person, &unit)
+                .unwrap_or_else(|e| panic!("add: {e}"));
+        }
+        index
+    };
     let probe = new_capture(&base_vector(1, 4_242, Trait::Face), 99);
+    let norm = probe.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let unit_probe: Vec<f32> = probe.iter().map(|x| x / norm).collect();
+    let integers = graph(Quantization::I8);
+    c.bench_function("distance/bare_search_20k_i8", |bench| {
+        bench.iter(|| Quantization::I8.search_unit(&integers, black_box(&unit_probe), 10))
+    });
+    drop(integers);
+    let index = graph(Quantization::F16);
     c.bench_function("distance/bare_search_20k_hub_kernel", |bench| {
         bench.iter(|| index.search(black_box(&probe), 10))
     });

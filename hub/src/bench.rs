@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::access::{Principal, TokenAuthority};
+use crate::biometrics::ann::{IndexSettings, Quantization};
 use crate::biometrics::settings_for;
 use crate::config::HubConfig;
 use crate::core::{BiometricSearch, Hub, NEIGHBOURS_PER_WANTED_RECORD};
@@ -62,15 +63,14 @@ pub struct BenchReport {
     /// The same probes against a bare usearch index with the hub's settings (distance kernel
     /// included) and data.
     pub search_qps_bare_usearch: f64,
-    /// The same bare graph searched with usearch's own cosine kernel, as shipped.
-    pub search_qps_bare_usearch_builtin_metric: f64,
+    /// The bare index at each quantisation, with the hub's graph settings and expansion.
+    pub quantization_curve: Vec<QuantizationPoint>,
     /// Two bare indexes split as the hub's partitions are (EES civil, SIS law enforcement),
     /// both searched per probe, one after the other: the index work of a hub search.
     pub search_qps_bare_partitioned: f64,
     pub recall_bare_partitioned: f64,
     /// Hub over the partitioned bare indexes: what the hub adds to the index work.
     pub hub_to_bare_partitioned_ratio: f64,
-    pub recall_bare_usearch_builtin_metric: f64,
     /// Which distance kernel the hub's and the bare index ran.
     pub kernel: String,
     /// Inserts per second into the bare index, one at a time from one thread (as the hub's
@@ -103,6 +103,18 @@ pub struct BenchReport {
     pub portal_http_errors: usize,
     /// Share of portal answers whose first record is the probe's true mate.
     pub portal_recall_genuine_mate: f64,
+}
+
+/// The bare index built and searched with one way of storing its vectors.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantizationPoint {
+    /// `f32` and `f16` run the hub's dot-product kernel; `i8` is quantised per vector
+    /// (`kernels::quantize_i8`); `i8_usearch_cast` is usearch's own cast of the unit vectors.
+    pub quantization: String,
+    pub qps: f64,
+    pub recall: f64,
+    /// One inserting thread.
+    pub adds_per_s: f64,
 }
 
 /// One point of the speed / recall trade-off of the bare index.
@@ -415,11 +427,10 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         search_qps_hub: qps(hub_seconds),
         search_qps_hub_in_flight: qps(hub_in_flight_seconds),
         search_qps_bare_usearch: qps(bare_seconds),
-        search_qps_bare_usearch_builtin_metric: qps(bare.builtin_metric.0),
+        quantization_curve: bare.quantizations,
         search_qps_bare_partitioned: qps(bare.partitioned.0),
         recall_bare_partitioned: share(bare.partitioned.1),
         hub_to_bare_partitioned_ratio: qps(hub_seconds) / qps(bare.partitioned.0),
-        recall_bare_usearch_builtin_metric: share(bare.builtin_metric.1),
         kernel: format!("{:?}", bare.kernel),
         bare_adds_per_s: bare.adds_per_s,
         expansion_curve: bare.curve,
@@ -624,7 +635,7 @@ struct BareRun {
     kernel: kernels::Installed,
     adds_per_s: f64,
     at_hub_settings: (f64, usize),
-    builtin_metric: (f64, usize),
+    quantizations: Vec<QuantizationPoint>,
     partitioned: (f64, usize),
     curve: Vec<CurvePoint>,
 }
@@ -642,99 +653,178 @@ const CURVE: [usize; 5] = [32, 64, 128, 256, 512];
 /// Expansions the hub's trade-off curve visits.
 const HUB_CURVE: [usize; 3] = [64, 128, 512];
 
+/// How a bare index stores its vectors: as the hub would at a quantisation, or (for `i8`)
+/// through usearch's own cast, as usearch ships.
+#[derive(Debug, Clone, Copy)]
+enum Storing {
+    Hub(Quantization),
+    UsearchCastI8,
+}
+
+impl Storing {
+    fn name(self) -> String {
+        match self {
+            Self::Hub(quantization) => format!("{quantization:?}").to_lowercase(),
+            Self::UsearchCastI8 => "i8_usearch_cast".to_owned(),
+        }
+    }
+
+    fn quantization(self) -> Quantization {
+        match self {
+            Self::Hub(quantization) => quantization,
+            Self::UsearchCastI8 => Quantization::I8,
+        }
+    }
+
+    fn add(self, index: &usearch::Index, key: u64, unit: &[f32]) -> anyhow::Result<()> {
+        match self {
+            Self::Hub(quantization) => Ok(quantization.add_unit(index, key, unit)?),
+            Self::UsearchCastI8 => index
+                .add(key, unit)
+                .map_err(|e| anyhow::anyhow!("usearch: {e}")),
+        }
+    }
+
+    fn search(
+        self,
+        index: &usearch::Index,
+        unit: &[f32],
+        count: usize,
+    ) -> Option<usearch::ffi::Matches> {
+        match self {
+            Self::Hub(quantization) => quantization.search_unit(index, unit, count).ok(),
+            Self::UsearchCastI8 => index.search(unit, count).ok(),
+        }
+    }
+}
+
 /// A bare usearch index with the hub's settings for the face algorithm (its distance kernel
 /// too), built from the same vectors one insert at a time (as the hub inserts), searched from
-/// `threads` threads at the hub's expansion, at each expansion of the curve, and with
-/// usearch's own cosine kernel on the same graph.
+/// `threads` threads at the hub's expansion and at each expansion of the curve; the same at
+/// the other quantisations; and two indexes split as the hub's partitions are.
 fn bare_usearch(
     faces: &[(u64, Vec<f32>)],
     probes: &[(usize, Vec<f32>)],
     threads: usize,
 ) -> anyhow::Result<BareRun> {
     let settings = face_settings()?;
-    let new_index = || -> anyhow::Result<(usearch::Index, kernels::Installed)> {
-        let mut index = usearch::Index::new(&settings.usearch_options())
-            .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+    // The hub normalises every probe before it reaches usearch; so does the baseline, before
+    // its clock starts.
+    let probes: Vec<(usize, Vec<f32>)> = probes.iter().map(|(p, v)| (*p, unit(v))).collect();
+    let is_mate = |slot: u64, person: usize| {
+        faces
+            .get(slot as usize)
+            .is_some_and(|(p, _)| *p == person as u64)
+    };
+    // Keys are positions in `faces`: a person's second record gets a key of its own.
+    let build = |storing: Storing,
+                 members: &mut dyn Iterator<Item = usize>,
+                 bar: Option<&Progress>|
+     -> anyhow::Result<(usearch::Index, kernels::Installed, f64)> {
+        let options = IndexSettings {
+            quantization: storing.quantization(),
+            ..settings.clone()
+        }
+        .usearch_options();
+        let mut index =
+            usearch::Index::new(&options).map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
         let kernel = kernels::install_unit_cosine(&mut index);
         index
             .reserve_capacity_and_threads(faces.len(), threads + 1)
             .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
-        Ok((index, kernel))
-    };
-    let (index, kernel) = new_index()?;
-    let bar = Progress::new(faces.len(), "bare");
-    let started = Instant::now();
-    // Keys must be unique: a person's second record gets a key of its own.
-    for (slot, (_, vector)) in faces.iter().enumerate() {
-        index
-            .add(slot as u64, vector)
-            .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
-        bar.inc(1);
-    }
-    let adds_per_s = faces.len() as f64 / started.elapsed().as_secs_f64().max(f64::EPSILON);
-    bar.finish();
-    let timed = |index: &usearch::Index| {
         let started = Instant::now();
-        let first = parallel_count(probes, threads, |(person, probe)| {
-            index
-                .search(probe, 1)
-                .ok()
+        let mut added = 0_usize;
+        for slot in members {
+            storing.add(&index, slot as u64, &faces[slot].1)?;
+            added += 1;
+            if let Some(bar) = bar {
+                bar.inc(1);
+            }
+        }
+        let adds_per_s = added as f64 / started.elapsed().as_secs_f64().max(f64::EPSILON);
+        Ok((index, kernel, adds_per_s))
+    };
+    let timed = |storing: Storing, index: &usearch::Index| {
+        let started = Instant::now();
+        let first = parallel_count(&probes, threads, |(person, probe)| {
+            storing
+                .search(index, probe, 1)
                 .and_then(|m| m.keys.first().copied())
-                .is_some_and(|slot| {
-                    faces
-                        .get(slot as usize)
-                        .is_some_and(|(p, _)| *p == *person as u64)
-                })
+                .is_some_and(|slot| is_mate(slot, *person))
         });
         (started.elapsed().as_secs_f64(), first)
     };
-    let at_hub_settings = timed(&index);
+    let share = |first: usize| first as f64 / probes.len().max(1) as f64;
+    let qps = |seconds: f64| probes.len() as f64 / seconds.max(f64::EPSILON);
+
+    let hub_storing = Storing::Hub(settings.quantization);
+    let bar = Progress::new(faces.len(), "bare");
+    let (index, kernel, adds_per_s) = build(hub_storing, &mut (0..faces.len()), Some(&bar))?;
+    bar.finish();
+    let at_hub_settings = timed(hub_storing, &index);
     let curve = CURVE
         .iter()
         .map(|&expansion_search| {
             index.change_expansion_search(expansion_search);
-            let (seconds, first) = timed(&index);
+            let (seconds, first) = timed(hub_storing, &index);
             CurvePoint {
                 expansion_search,
-                qps: probes.len() as f64 / seconds.max(f64::EPSILON),
-                recall: first as f64 / probes.len().max(1) as f64,
+                qps: qps(seconds),
+                recall: share(first),
             }
         })
         .collect();
-    index.change_expansion_search(settings.expansion_search);
-    index
-        .change_metric_kind(usearch::MetricKind::Cos)
-        .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
-    let builtin_metric = timed(&index);
     drop(index);
+
+    let mut quantizations = vec![QuantizationPoint {
+        quantization: hub_storing.name(),
+        qps: qps(at_hub_settings.0),
+        recall: share(at_hub_settings.1),
+        adds_per_s,
+    }];
+    let others = [
+        Storing::Hub(Quantization::F32),
+        Storing::Hub(Quantization::F16),
+        Storing::Hub(Quantization::I8),
+        Storing::UsearchCastI8,
+    ];
+    let bar = Progress::new(faces.len() * (others.len() - 1), "quantise");
+    for storing in others {
+        if storing.quantization() == settings.quantization && matches!(storing, Storing::Hub(_)) {
+            continue;
+        }
+        let (index, _, adds_per_s) = build(storing, &mut (0..faces.len()), Some(&bar))?;
+        let (seconds, first) = timed(storing, &index);
+        quantizations.push(QuantizationPoint {
+            quantization: storing.name(),
+            qps: qps(seconds),
+            recall: share(first),
+            adds_per_s,
+        });
+    }
+    bar.finish();
 
     // Split as the hub splits them: even records are EES (civil), odd ones SIS (law
     // enforcement); each probe searches both, asking each for as many as the hub asks.
-    let halves = [new_index()?.0, new_index()?.0];
-    for (slot, (_, vector)) in faces.iter().enumerate() {
-        halves[slot % 2]
-            .add(slot as u64, vector)
-            .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
-    }
+    let halves = [
+        build(hub_storing, &mut (0..faces.len()).step_by(2), None)?.0,
+        build(hub_storing, &mut (1..faces.len()).step_by(2), None)?.0,
+    ];
     let started = Instant::now();
-    let first = parallel_count(probes, threads, |(person, probe)| {
+    let first = parallel_count(&probes, threads, |(person, probe)| {
         halves
             .iter()
-            .filter_map(|half| half.search(probe, NEIGHBOURS_PER_WANTED_RECORD).ok())
+            .filter_map(|half| hub_storing.search(half, probe, NEIGHBOURS_PER_WANTED_RECORD))
             .filter_map(|m| Some((*m.keys.first()?, *m.distances.first()?)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
-            .is_some_and(|(slot, _)| {
-                faces
-                    .get(slot as usize)
-                    .is_some_and(|(p, _)| *p == *person as u64)
-            })
+            .is_some_and(|(slot, _)| is_mate(slot, *person))
     });
     let partitioned = (started.elapsed().as_secs_f64(), first);
     Ok(BareRun {
         kernel,
         adds_per_s,
         at_hub_settings,
-        builtin_metric,
+        quantizations,
         partitioned,
         curve,
     })
@@ -815,23 +905,22 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "| templates | threads | ingest rec/s | hub qps | hub qps ({} in flight) | bare usearch qps | bare, builtin kernel qps | bare, partitioned qps | exact qps | hub / bare | hub / bare partitioned | recall hub | recall bare | recall exact | p50 ms | p99 ms | bare adds/s | ready after restart s | portal clients | portal req/s | portal p50 ms | portal p99 ms | portal errors |",
+            "| templates | threads | ingest rec/s | hub qps | hub qps ({} in flight) | bare usearch qps | bare, partitioned qps | exact qps | hub / bare | hub / bare partitioned | recall hub | recall bare | recall exact | p50 ms | p99 ms | bare adds/s | ready after restart s | portal clients | portal req/s | portal p50 ms | portal p99 ms | portal errors |",
             self.portal_http_concurrency
         )?;
         writeln!(
             f,
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         )?;
         writeln!(
             f,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {:.0} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {:.0} | {:.2} | {:.2} | {} |",
             self.templates,
             self.threads,
             self.ingest_records_per_s,
             self.search_qps_hub,
             self.search_qps_hub_in_flight,
             self.search_qps_bare_usearch,
-            self.search_qps_bare_usearch_builtin_metric,
             self.search_qps_bare_partitioned,
             self.search_qps_exact,
             self.hub_to_bare_ratio,
@@ -863,7 +952,18 @@ impl fmt::Display for BenchReport {
             &format!("hub qps ({} in flight)", self.threads),
             "hub recall",
             &self.hub_expansion_curve,
-        )
+        )?;
+        writeln!(f)?;
+        writeln!(f, "| quantization | bare qps | bare recall | bare adds/s |")?;
+        writeln!(f, "|---|---:|---:|---:|")?;
+        for point in &self.quantization_curve {
+            writeln!(
+                f,
+                "| {} | {:.0} | {:.4} | {:.0} |",
+                point.quantization, point.qps, point.recall, point.adds_per_s
+            )?;
+        }
+        Ok(())
     }
 }
 

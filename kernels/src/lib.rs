@@ -1,12 +1,21 @@
 //! The dot products the biometric index spends its time in, for unit vectors stored as `f16`
-//! or `f32`, and the usearch metric built on them: the one place in the workspace that holds
-//! `unsafe` code (SIMD intrinsics, and the raw pointers usearch hands its metric).
+//! or `f32`, the usearch metric built on them, and the `i8` quantisation of unit vectors: the
+//! one place in the workspace that holds `unsafe` code (SIMD intrinsics, and the raw pointers
+//! usearch hands its metric).
 //!
 //! Why not usearch's own kernels: the NumKong kernels bundled with usearch 2.26.6 compute
 //! cosine on AVX2 as three single-accumulator FMA chains (`a·b`, `a·a`, `b·b`; and `f32` through
 //! `f64`), so every step waits for the previous one's latency. The hub stores unit vectors, so
 //! cosine distance is `1 − a·b`; four independent accumulators keep both FMA ports busy.
 //! `cargo bench -p interop-hub --bench hot_paths -- distance` measures the difference.
+//!
+//! Why `i8` is quantised here and not by usearch: usearch casts `f32` to `i8` as `x · 127`,
+//! which suits components near ±1; a 512-d unit vector's components are near ±0.04, so they
+//! land on a handful of steps and genuine mates are lost. [`quantize_i8`] scales each vector by
+//! its own largest component instead (about 1 % error per component), and cosine, which
+//! ignores length, needs no scale stored beside it. usearch's own `i8` cosine then computes
+//! it: it searched 1.25× faster than an AVX2 integer kernel written here (same graph, same
+//! run of `interop-hub bench`), so no `i8` kernel is installed.
 
 use usearch::{Index, ScalarKind};
 
@@ -21,9 +30,10 @@ pub enum Installed {
 }
 
 /// Replaces `index`'s cosine metric with `1 − a·b` computed by the fastest kernel this CPU
-/// runs, when the index stores `f16` or `f32`. Only correct for indexes whose members and
-/// queries are unit vectors (the hub normalises both before they reach usearch); usearch
-/// does not persist a custom metric, so call this again after every `load`.
+/// runs, when the index stores `f16` or `f32`; `i8` indexes keep usearch's own cosine. Only
+/// correct for indexes whose members and queries are unit vectors (the hub normalises both
+/// before they reach usearch); usearch does not persist a custom metric, so call this again
+/// after every `load`.
 pub fn install_unit_cosine(index: &mut Index) -> Installed {
     let dimension = index.dimensions();
     if dimension == 0 || !avx2_available() {
@@ -48,6 +58,21 @@ pub fn install_unit_cosine(index: &mut Index) -> Installed {
         }
         _ => Installed::Builtin,
     }
+}
+
+/// Writes `vector` into `out` as `i8`, scaled so that its largest component is ±127. Cosine
+/// between the results approximates cosine between the inputs (the scale cancels); a zero
+/// vector stays zero.
+pub fn quantize_i8(vector: &[f32], out: &mut Vec<i8>) {
+    let largest = vector.iter().fold(0.0_f32, |m, x| m.max(x.abs()));
+    let scale = if largest > 0.0 { 127.0 / largest } else { 0.0 };
+    out.clear();
+    // In range by construction; the clamp only guards against rounding at ±127.
+    out.extend(
+        vector
+            .iter()
+            .map(|x| (x * scale).round().clamp(-127.0, 127.0) as i8),
+    );
 }
 
 /// `a·b` of two `f16` vectors given as their bit patterns, on the fastest path available.
@@ -269,6 +294,40 @@ mod tests {
         assert!((dot_f16(&bits(&a), &bits(&a)) - 1.0).abs() < 2e-3);
     }
 
+    fn cosine_of_integers(a: &[i8], b: &[i8]) -> f64 {
+        let wide = |q: &[i8]| q.iter().map(|x| f32::from(*x)).collect::<Vec<f32>>();
+        let (a, b) = (wide(a), wide(b));
+        reference(&a, &b) / (reference(&a, &a) * reference(&b, &b)).sqrt()
+    }
+
+    /// Quantised 512-d unit vectors keep their cosine within 2e-3: rankings of genuine mates,
+    /// and similarities against thresholds, move by no more than that.
+    #[test]
+    fn quantisation_keeps_cosine() {
+        let mut noise = Noise(11);
+        let mut worst = 0.0_f64;
+        for _ in 0..200 {
+            let a = noise.unit(512);
+            // Pairs from unrelated to near-copies.
+            let mixed: Vec<f32> = a
+                .iter()
+                .zip(noise.unit(512))
+                .map(|(x, y)| x + y * 0.7)
+                .collect();
+            let (mut qa, mut qb) = (Vec::new(), Vec::new());
+            quantize_i8(&a, &mut qa);
+            quantize_i8(&mixed, &mut qb);
+            assert_eq!(qa.iter().map(|x| x.unsigned_abs()).max(), Some(127));
+            let norm = reference(&mixed, &mixed).sqrt();
+            let exact = reference(&a, &mixed) / norm;
+            worst = worst.max((cosine_of_integers(&qa, &qb) - exact).abs());
+        }
+        assert!(worst < 2e-3, "worst cosine error {worst}");
+        let mut zero = vec![1_i8; 3];
+        quantize_i8(&[0.0; 3], &mut zero);
+        assert_eq!(zero, [0, 0, 0]);
+    }
+
     /// The installed metric gives the distances usearch's own cosine gives, within 2e-3
     /// (usearch divides by the f16-rounded norms, the kernel takes them as 1): the same
     /// neighbours, and thresholds move by no more than that.
@@ -307,5 +366,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// usearch's `i8` cosine is left in place: it already ran faster than a kernel of ours.
+    #[test]
+    fn integer_indexes_keep_the_builtin_cosine() {
+        let options = IndexOptions {
+            dimensions: 64,
+            metric: MetricKind::Cos,
+            quantization: ScalarKind::I8,
+            connectivity: 16,
+            expansion_add: 64,
+            expansion_search: 64,
+            multi: false,
+        };
+        let mut index = Index::new(&options).expect("index");
+        assert_eq!(install_unit_cosine(&mut index), Installed::Builtin);
     }
 }
