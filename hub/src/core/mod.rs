@@ -530,11 +530,8 @@ impl Hub {
             }
         }
         for (partition, ids) in candidates {
-            for id in ids {
-                if let Some(stored) = self.store_of(partition).get_by_id(id).await? {
-                    others.push(stored);
-                }
-            }
+            let ids: Vec<i64> = ids.into_iter().collect();
+            others.extend(self.store_of(partition).get_many_by_id(&ids).await?);
         }
 
         let mut evaluated: BTreeSet<RecordRef> = BTreeSet::new();

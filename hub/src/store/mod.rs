@@ -222,6 +222,15 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// `sql` with `ids` bound to its placeholders, in order.
+fn with_ids<'q>(
+    sql: &'q str,
+    ids: &[i64],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    ids.iter()
+        .fold(sqlx::query(sql), |query, id| query.bind(*id))
+}
+
 pub fn unix_millis(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }

@@ -5,12 +5,14 @@ use connectors::{
     NameKind, PartialDate, PersonName, PlaceOfBirth, QualityFinding, SourceSystem, TravelDocument,
     vector_base64,
 };
-use sqlx::any::AnyArguments;
+use std::collections::HashMap;
+
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::QueryScalar;
 use sqlx::{Any, AnyConnection, Row};
 use time::OffsetDateTime;
 
-use super::{StoredRecord, corrupt, from_unix_millis, unix_millis};
+use super::{StoredRecord, corrupt, from_unix_millis, placeholders, unix_millis, with_ids};
 use crate::matching::{given_names_key, surname_key};
 
 /// How a record is looked up.
@@ -220,32 +222,88 @@ fn parse_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(text).map_err(|_| corrupt(column))
 }
 
+/// Reads back one record, or `None` when there is none under `key`.
 pub async fn load(
     conn: &mut AnyConnection,
     key: RecordKey<'_>,
 ) -> Result<Option<StoredRecord>, sqlx::Error> {
     let select = format!("SELECT id, {RECORD_COLUMNS} FROM identity_records");
-    let row = match key {
+    let rows = match key {
         RecordKey::Source(system, source_id) => {
             sqlx::query(&format!("{select} WHERE system = $1 AND source_id = $2"))
                 .bind(system.as_str())
                 .bind(source_id)
-                .fetch_optional(&mut *conn)
+                .fetch_all(&mut *conn)
                 .await?
         }
         RecordKey::Id(id) => {
             sqlx::query(&format!("{select} WHERE id = $1"))
                 .bind(id)
-                .fetch_optional(&mut *conn)
+                .fetch_all(&mut *conn)
                 .await?
         }
     };
-    let Some(row) = row else {
-        return Ok(None);
-    };
+    Ok(assemble(conn, &rows).await?.pop())
+}
+
+/// Reads back the records with these ids that exist, in id order: four queries however
+/// many there are (the detector loads every candidate of a partition at once).
+pub async fn load_many(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<Vec<StoredRecord>, sqlx::Error> {
+    let mut records = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let sql = format!(
+            "SELECT id, {RECORD_COLUMNS} FROM identity_records WHERE id IN ({}) ORDER BY id",
+            placeholders(1, chunk.len())
+        );
+        let rows = with_ids(&sql, chunk).fetch_all(&mut *conn).await?;
+        records.extend(assemble(conn, &rows).await?);
+    }
+    Ok(records)
+}
+
+/// Record ids bound in one `IN (…)` list: far below both backends' limits on parameters.
+const IDS_PER_QUERY: usize = 500;
+
+/// The records of `rows` (from `identity_records`) with their names, documents and
+/// templates, one query per child table for all of them.
+async fn assemble(
+    conn: &mut AnyConnection,
+    rows: &[AnyRow],
+) -> Result<Vec<StoredRecord>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = rows
+        .iter()
+        .map(|row| row.try_get::<i64, _>("id"))
+        .collect::<Result<Vec<i64>, _>>()?;
+    let mut names = load_names(conn, &ids).await?;
+    let mut documents = load_documents(conn, &ids).await?;
+    let mut templates = load_templates(conn, &ids).await?;
+    rows.iter()
+        .zip(&ids)
+        .map(|(row, id)| {
+            record_from_row(
+                row,
+                names.remove(id).unwrap_or_default(),
+                documents.remove(id).unwrap_or_default(),
+                templates.remove(id).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn record_from_row(
+    row: &AnyRow,
+    names: Vec<PersonName>,
+    travel_documents: Vec<TravelDocument>,
+    templates: Vec<BiometricTemplate>,
+) -> Result<StoredRecord, sqlx::Error> {
     let system_name: String = row.try_get("system")?;
     let system: SourceSystem = system_name.parse().map_err(|_| corrupt("system"))?;
-    let id: i64 = row.try_get("id")?;
     let date_of_birth: String = row.try_get("date_of_birth")?;
     let birth_place: Option<String> = row.try_get("birth_place")?;
     let birth_country: Option<String> = row.try_get("birth_country")?;
@@ -256,7 +314,7 @@ pub async fn load(
         source_id: row.try_get("source_id")?,
         version: row.try_get("version")?,
         member_state: row.try_get("member_state")?,
-        names: load_names(conn, id).await?,
+        names,
         date_of_birth: date_of_birth
             .parse::<PartialDate>()
             .map_err(|_| corrupt("date_of_birth"))?,
@@ -268,30 +326,53 @@ pub async fn load(
         ),
         sex: sex.parse().map_err(|()| corrupt("sex"))?,
         nationalities: parse_json(&row.try_get::<String, _>("nationalities")?, "nationalities")?,
-        travel_documents: load_documents(conn, id).await?,
-        templates: load_templates(conn, id).await?,
+        travel_documents,
+        templates,
         attributes: parse_json(&row.try_get::<String, _>("attributes")?, "attributes")?,
     };
     let findings: Vec<QualityFinding> =
         parse_json(&row.try_get::<String, _>("findings")?, "findings")?;
-    Ok(Some(StoredRecord {
+    Ok(StoredRecord {
         partition: system.partition(),
         stored_at: from_unix_millis(stored_at).ok_or_else(|| corrupt("stored_at"))?,
         record,
         findings,
-    }))
+    })
 }
 
-async fn load_names(conn: &mut AnyConnection, id: i64) -> Result<Vec<PersonName>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT kind, surname, surname_folded, surname_icao, surname_ascii, given_names, \
-         given_folded, given_icao, given_ascii FROM identity_names WHERE record_id = $1 ORDER BY ordinal",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
+/// Rows of a child table for every record of `ids`, in each record's order, grouped by
+/// record.
+async fn children<T>(
+    conn: &mut AnyConnection,
+    columns_from_table: &str,
+    ids: &[i64],
+    parse: impl Fn(&AnyRow) -> Result<T, sqlx::Error>,
+) -> Result<HashMap<i64, Vec<T>>, sqlx::Error> {
+    let sql = format!(
+        "SELECT record_id, {columns_from_table} WHERE record_id IN ({}) ORDER BY record_id, ordinal",
+        placeholders(1, ids.len())
+    );
+    let rows = with_ids(&sql, ids).fetch_all(&mut *conn).await?;
+    let mut grouped: HashMap<i64, Vec<T>> = HashMap::new();
+    for row in &rows {
+        grouped
+            .entry(row.try_get("record_id")?)
+            .or_default()
+            .push(parse(row)?);
+    }
+    Ok(grouped)
+}
+
+async fn load_names(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<PersonName>>, sqlx::Error> {
+    children(
+        conn,
+        "kind, surname, surname_folded, surname_icao, surname_ascii, given_names, \
+         given_folded, given_icao, given_ascii FROM identity_names",
+        ids,
+        |row| {
             let forms = |prefix: &str, original: &str| -> Result<NameForms, sqlx::Error> {
                 Ok(NameForms {
                     original: row.try_get(original)?,
@@ -306,23 +387,20 @@ async fn load_names(conn: &mut AnyConnection, id: i64) -> Result<Vec<PersonName>
                 surname: forms("surname", "surname")?,
                 given_names: forms("given", "given_names")?,
             })
-        })
-        .collect()
+        },
+    )
+    .await
 }
 
 async fn load_documents(
     conn: &mut AnyConnection,
-    id: i64,
-) -> Result<Vec<TravelDocument>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT kind, number, number_normalised, issuing_country, expiry FROM travel_documents \
-         WHERE record_id = $1 ORDER BY ordinal",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<TravelDocument>>, sqlx::Error> {
+    children(
+        conn,
+        "kind, number, number_normalised, issuing_country, expiry FROM travel_documents",
+        ids,
+        |row| {
             let kind: String = row.try_get("kind")?;
             Ok(TravelDocument {
                 kind: kind.parse::<DocumentKind>().map_err(|()| corrupt("kind"))?,
@@ -331,25 +409,22 @@ async fn load_documents(
                 issuing_country: row.try_get("issuing_country")?,
                 expiry: row.try_get("expiry")?,
             })
-        })
-        .collect()
+        },
+    )
+    .await
 }
 
 async fn load_templates(
     conn: &mut AnyConnection,
-    id: i64,
-) -> Result<Vec<BiometricTemplate>, sqlx::Error> {
-    let rows = sqlx::query(
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<BiometricTemplate>>, sqlx::Error> {
+    children(
+        conn,
         // The Any driver decodes no SQLite BOOLEAN: read it as 0/1 on both backends.
-        "SELECT modality, finger_position, algorithm, quality, \
-         CAST(indexable AS INTEGER) AS indexable, vector \
-         FROM biometric_templates WHERE record_id = $1 ORDER BY ordinal",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
+        "modality, finger_position, algorithm, quality, \
+         CAST(indexable AS INTEGER) AS indexable, vector FROM biometric_templates",
+        ids,
+        |row| {
             let modality: String = row.try_get("modality")?;
             let position: Option<String> = row.try_get("finger_position")?;
             let quality: i64 = row.try_get("quality")?;
@@ -368,6 +443,7 @@ async fn load_templates(
                 indexable: row.try_get::<i64, _>("indexable")? != 0,
                 vector: vector_base64::from_bytes(&bytes).ok_or_else(|| corrupt("vector"))?,
             })
-        })
-        .collect()
+        },
+    )
+    .await
 }
