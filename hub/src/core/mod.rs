@@ -509,7 +509,12 @@ impl Hub {
             )
             .await?;
         for ((_, threshold), hits) in probes.iter().zip(found) {
-            for hit in hits.into_iter().filter(|h| h.similarity >= *threshold) {
+            // The record's own system (the record itself included) is never compared with
+            // it: not worth loading.
+            for hit in hits
+                .into_iter()
+                .filter(|h| h.similarity >= *threshold && h.owner.record.system != record.system)
+            {
                 candidates
                     .entry(hit.partition)
                     .or_default()

@@ -226,25 +226,43 @@ impl IdentityStore {
     ) -> Result<Vec<i64>, sqlx::Error> {
         // No stored record has the empty system name: excluding it excludes nothing.
         let exclude = exclude.map_or("", SourceSystem::as_str);
-        let mut ids: Vec<i64> = Vec::new();
         // Without a birth month the given-name block would be too wide to be worth it.
         let given_names: &[String] = if keys.birth_month.is_some() {
             &keys.given_names
         } else {
             &[]
         };
-        if !keys.surnames.is_empty() || !given_names.is_empty() {
-            let surnames_at = 4;
+        let by_name = !keys.surnames.is_empty() || !given_names.is_empty();
+        // One statement for both blocks: a round trip costs more than the query here.
+        let mut blocks = Vec::new();
+        let mut next = 2;
+        if by_name {
+            let surnames_at = next + 2;
             let given_at = surnames_at + keys.surnames.len().max(1);
-            let sql = format!(
-                "SELECT DISTINCT r.id FROM identity_records r JOIN identity_names n ON n.record_id = r.id \
-                 WHERE r.system <> $1 AND r.birth_year = $2 \
-                 AND (n.surname_key IN ({}) OR (r.birth_month = $3 AND n.given_key IN ({})))",
+            blocks.push(format!(
+                "SELECT r.id FROM identity_records r JOIN identity_names n ON n.record_id = r.id \
+                 WHERE r.system <> $1 AND r.birth_year = ${next} \
+                 AND (n.surname_key IN ({}) OR (r.birth_month = ${} AND n.given_key IN ({})))",
                 placeholders(surnames_at, keys.surnames.len().max(1)),
+                next + 1,
                 placeholders(given_at, given_names.len().max(1)),
-            );
-            let mut query = sqlx::query_scalar::<_, i64>(&sql)
-                .bind(exclude)
+            ));
+            next = given_at + given_names.len().max(1);
+        }
+        if !keys.documents.is_empty() {
+            blocks.push(format!(
+                "SELECT r.id FROM identity_records r JOIN travel_documents d ON d.record_id = r.id \
+                 WHERE r.system <> $1 AND d.number_normalised IN ({})",
+                placeholders(next, keys.documents.len())
+            ));
+        }
+        if blocks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("{} ORDER BY 1", blocks.join(" UNION "));
+        let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(exclude);
+        if by_name {
+            query = query
                 .bind(keys.birth_year)
                 .bind(keys.birth_month.unwrap_or(0));
             // An empty IN list is not SQL: an empty key matches no stored (non-empty) key.
@@ -256,23 +274,11 @@ impl IdentityStore {
                     query = query.bind(key.as_str());
                 }
             }
-            ids.extend(query.fetch_all(&self.db.pool).await?);
         }
-        if !keys.documents.is_empty() {
-            let sql = format!(
-                "SELECT DISTINCT r.id FROM identity_records r JOIN travel_documents d ON d.record_id = r.id \
-                 WHERE r.system <> $1 AND d.number_normalised IN ({})",
-                placeholders(2, keys.documents.len())
-            );
-            let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(exclude);
-            for number in &keys.documents {
-                query = query.bind(number.as_str());
-            }
-            ids.extend(query.fetch_all(&self.db.pool).await?);
+        for number in &keys.documents {
+            query = query.bind(number.as_str());
         }
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids)
+        query.fetch_all(&self.db.pool).await
     }
 
     /// Every indexable template with the record it belongs to: what the biometric index
