@@ -188,32 +188,52 @@ pub async fn insert_children(
         .execute(&mut *conn)
         .await?;
     }
-    let mut template_ids = Vec::with_capacity(record.templates.len());
-    for (ordinal, template) in (0_i64..).zip(&record.templates) {
-        let vector: Vec<u8> = template
-            .vector
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        let id: i64 = sqlx::query_scalar(
+    // One statement for a record's templates (in chunks that keep far below both backends'
+    // limits on parameters): a round trip costs more than a row.
+    let mut returned: Vec<(i64, i64)> = Vec::with_capacity(record.templates.len());
+    let numbered: Vec<(i64, &BiometricTemplate)> = (0_i64..).zip(&record.templates).collect();
+    for chunk in numbered.chunks(TEMPLATES_PER_INSERT) {
+        let values = (0..chunk.len())
+            .map(|row| {
+                format!(
+                    "({})",
+                    placeholders(1 + row * TEMPLATE_COLUMNS, TEMPLATE_COLUMNS)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
             "INSERT INTO biometric_templates (record_id, ordinal, modality, finger_position, \
-             algorithm, quality, indexable, vector) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             RETURNING id",
-        )
-        .bind(record_id)
-        .bind(ordinal)
-        .bind(template.modality.as_str())
-        .bind(template.position.map(FingerPosition::as_str))
-        .bind(template.algorithm.as_str())
-        .bind(i64::from(template.quality))
-        .bind(template.indexable)
-        .bind(vector)
-        .fetch_one(&mut *conn)
-        .await?;
-        template_ids.push(id);
+             algorithm, quality, indexable, vector) VALUES {values} RETURNING ordinal, id"
+        );
+        let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+        for (ordinal, template) in chunk {
+            let vector: Vec<u8> = template
+                .vector
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            query = query
+                .bind(record_id)
+                .bind(*ordinal)
+                .bind(template.modality.as_str())
+                .bind(template.position.map(FingerPosition::as_str))
+                .bind(template.algorithm.as_str())
+                .bind(i64::from(template.quality))
+                .bind(template.indexable)
+                .bind(vector);
+        }
+        returned.extend(query.fetch_all(&mut *conn).await?);
     }
-    Ok(template_ids)
+    // RETURNING promises no order: the ordinal puts each id back in its template's place.
+    returned.sort_unstable();
+    Ok(returned.into_iter().map(|(_, id)| id).collect())
 }
+
+/// Templates per INSERT statement.
+const TEMPLATES_PER_INSERT: usize = 256;
+/// Columns bound per row of the template insert.
+const TEMPLATE_COLUMNS: usize = 8;
 
 fn parse_json<T: serde::de::DeserializeOwned>(
     text: &str,

@@ -9,6 +9,7 @@ on_both_backends!(
     delete_removes_the_record_and_its_templates,
     concurrent_replays_leave_exactly_one_record,
     template_below_minimum_quality_is_stored_but_flagged,
+    many_templates_keep_their_order_and_all_reach_the_index,
 );
 
 /// The primary name, date of birth, first document and template count as the hub returns them.
@@ -244,5 +245,52 @@ async fn template_below_minimum_quality_is_stored_but_flagged(backend: Backend) 
         read["findings"], created["findings"],
         "findings are stored with the record"
     );
+    hub.stop().await;
+}
+
+/// More templates than one insert statement takes (256): every one stored, in the order
+/// sent, and indexed.
+async fn many_templates_keep_their_order_and_all_reach_the_index(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    let mut record: Value = serde_json::from_str(&fixture("ees.json")).expect("fixture");
+    let finger = record["biometrics"][1].clone();
+    let qualities: Vec<u64> = (0..300).map(|i| 40 + (i * 7) % 61).collect();
+    record["biometrics"] = qualities
+        .iter()
+        .map(|quality| {
+            let mut template = finger.clone();
+            template["quality"] = json!(quality);
+            template
+        })
+        .collect();
+    let created = hub
+        .post_record("ees", "application/json", record.to_string())
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.expect("json");
+    assert_eq!(created["indexed_templates"], 300);
+    let read: Value = hub
+        .get_record("ees", "EES-DE-2026-000123")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let stored: Vec<u64> = read["record"]["templates"]
+        .as_array()
+        .expect("templates")
+        .iter()
+        .filter_map(|t| t["quality"].as_u64())
+        .collect();
+    assert_eq!(stored, qualities, "templates come back in the order sent");
+    let (status, indexes) = hub.get_json("/v1/biometrics/indexes").await;
+    assert_eq!(status, 200);
+    let civil_fingers = indexes
+        .as_array()
+        .expect("index list")
+        .iter()
+        .find(|i| i["partition"] == "civil" && i["algorithm"] == "acme-finger-v2")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(civil_fingers["indexed"], 300, "{indexes}");
     hub.stop().await;
 }
