@@ -239,13 +239,15 @@ impl IdentityStore {
         if by_name {
             let surnames_at = next + 2;
             let given_at = surnames_at + keys.surnames.len().max(1);
+            // Each branch of the OR names every column of its block's index.
             blocks.push(format!(
-                "SELECT r.id FROM identity_records r JOIN identity_names n ON n.record_id = r.id \
-                 WHERE r.system <> $1 AND r.birth_year = ${next} \
-                 AND (n.surname_key IN ({}) OR (r.birth_month = ${} AND n.given_key IN ({})))",
+                "SELECT r.id FROM identity_names n JOIN identity_records r ON r.id = n.record_id \
+                 WHERE r.system <> $1 \
+                 AND ((n.surname_key IN ({}) AND n.birth_year = ${next}) \
+                 OR (n.given_key IN ({}) AND n.birth_year = ${next} AND n.birth_month = ${}))",
                 placeholders(surnames_at, keys.surnames.len().max(1)),
-                next + 1,
                 placeholders(given_at, given_names.len().max(1)),
+                next + 1,
             ));
             next = given_at + given_names.len().max(1);
         }

@@ -155,7 +155,8 @@ pub async fn insert_children(
         sqlx::query(
             "INSERT INTO identity_names (record_id, ordinal, kind, surname, surname_folded, \
              surname_icao, surname_ascii, given_names, given_folded, given_icao, given_ascii, \
-             surname_key, given_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             surname_key, given_key, birth_year, birth_month) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(record_id)
         .bind(ordinal)
@@ -170,6 +171,8 @@ pub async fn insert_children(
         .bind(name.given_names.ascii.as_str())
         .bind(surname_key(&name.surname.icao))
         .bind(given_names_key(&name.given_names.icao))
+        .bind(i64::from(record.date_of_birth.year))
+        .bind(record.date_of_birth.month.map(i64::from))
         .execute(&mut *conn)
         .await?;
     }
