@@ -178,6 +178,8 @@ pub struct Hub {
     /// Audit entries are chained, so one task appends them: whatever queued up while it
     /// wrote goes into the next transaction together (group commit).
     audit_queue: tokio::sync::mpsc::Sender<PendingAudit>,
+    /// Per partition, like the audit log: marks of finished detections, written together.
+    detected_marks: BTreeMap<Partition, tokio::sync::mpsc::Sender<PendingMark>>,
     metrics: Arc<HubMetrics>,
 }
 
@@ -193,9 +195,20 @@ impl Hub {
             PolicyEngine::open(control.clone(), config.clock.clone(), Arc::clone(&metrics))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot load the access policy: {e}"))?;
+        let civil = IdentityStore::open(&config.civil_url()).await?;
+        let law_enforcement = IdentityStore::open(&config.law_enforcement_url()).await?;
+        let detected_marks = [
+            (Partition::Civil, spawn_mark_writer(civil.clone())),
+            (
+                Partition::LawEnforcement,
+                spawn_mark_writer(law_enforcement.clone()),
+            ),
+        ]
+        .into_iter()
+        .collect();
         Ok(Self {
-            civil: IdentityStore::open(&config.civil_url()).await?,
-            law_enforcement: IdentityStore::open(&config.law_enforcement_url()).await?,
+            civil,
+            law_enforcement,
             links: LinkStore::open(&config.mid_url()).await?,
             control,
             policy,
@@ -206,6 +219,7 @@ impl Hub {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             audit_queue,
+            detected_marks,
             metrics,
         })
     }
@@ -317,6 +331,30 @@ impl Hub {
         // Only now is the hub ready: every index complete, every record's links detected.
         let _ = self.biometrics.set(biometrics);
         Ok(())
+    }
+
+    /// Records that detection finished for `record_id` at `version`, together with whatever
+    /// other marks of the partition queued up meanwhile (one statement, one commit).
+    async fn mark_detected(
+        &self,
+        partition: Partition,
+        record_id: i64,
+        version: i64,
+    ) -> Result<(), HubError> {
+        let queue = self
+            .detected_marks
+            .get(&partition)
+            .ok_or(HubError::Unavailable)?;
+        let (done, written) = tokio::sync::oneshot::channel();
+        queue
+            .send(PendingMark {
+                record_id,
+                version,
+                done,
+            })
+            .await
+            .map_err(|_| HubError::Unavailable)?;
+        written.await.map_err(|_| HubError::Unavailable)?
     }
 
     /// Serialises work on one record (ingest, delete), so that two versions in flight
@@ -433,9 +471,12 @@ impl Hub {
                     )
                     .await?;
                 let links = self.detect(biometrics, &accepted.record).await?;
-                store
-                    .mark_detected(upserted.record_id, accepted.record.version)
-                    .await?;
+                self.mark_detected(
+                    system.partition(),
+                    upserted.record_id,
+                    accepted.record.version,
+                )
+                .await?;
                 let stored = StoredRecord {
                     partition: system.partition(),
                     stored_at: now,
@@ -1009,6 +1050,42 @@ struct PendingAudit {
     at: OffsetDateTime,
     counts: Vec<IngestCountKey>,
     done: tokio::sync::oneshot::Sender<Result<(), HubError>>,
+}
+
+/// A finished detection to mark in the store, and who waits for it.
+#[derive(Debug)]
+struct PendingMark {
+    record_id: i64,
+    version: i64,
+    done: tokio::sync::oneshot::Sender<Result<(), HubError>>,
+}
+
+/// Marks one statement takes at most.
+const MARK_BATCH: usize = 128;
+
+/// One partition's writer of detection marks: a mark is a write of its own, and each
+/// write holds SQLite's single write lock through a commit, so the marks that queued up
+/// while one batch was written go into the next one together.
+fn spawn_mark_writer(store: IdentityStore) -> tokio::sync::mpsc::Sender<PendingMark> {
+    let (queue, mut pending) = tokio::sync::mpsc::channel::<PendingMark>(4 * MARK_BATCH);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MARK_BATCH);
+        while pending.recv_many(&mut batch, MARK_BATCH).await > 0 {
+            let marks: Vec<(i64, i64)> = batch.iter().map(|m| (m.record_id, m.version)).collect();
+            let written = store.mark_detected_many(&marks).await;
+            if let Err(e) = &written {
+                // Unmarked records are detected again at the next start: nothing is lost.
+                tracing::error!(error = %e, marks = marks.len(), "detection marks not written");
+            }
+            for mark in batch.drain(..) {
+                let _ = mark.done.send(match &written {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(HubError::Unavailable),
+                });
+            }
+        }
+    });
+    queue
 }
 
 /// Neighbours a 1:N search asks each partition's index for, per record wanted: several

@@ -466,6 +466,26 @@ impl IdentityStore {
         Ok(updated.rows_affected() == 1)
     }
 
+    /// Marks each `(record id, version)` detected in one statement; a record that has
+    /// meanwhile gained a newer version stays undetected.
+    pub async fn mark_detected_many(&self, marks: &[(i64, i64)]) -> Result<(), sqlx::Error> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let pairs = (0..marks.len())
+            .map(|i| format!("(id = ${} AND version = ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!("UPDATE identity_records SET detected_version = version WHERE {pairs}");
+        let query = marks
+            .iter()
+            .fold(sqlx::query(&sql), |query, (id, version)| {
+                query.bind(*id).bind(*version)
+            });
+        let _gate = self.db.write_gate().await;
+        query.execute(&self.db.pool).await.map(|_| ())
+    }
+
     pub async fn mark_detected(&self, record_id: i64, version: i64) -> Result<(), sqlx::Error> {
         let _gate = self.db.write_gate().await;
         sqlx::query(
