@@ -68,7 +68,7 @@ pub enum Quantization {
     F16,
     /// A quarter of the memory of `f32`: each unit vector scaled by its own largest component
     /// into `i8` (`kernels::quantize_i8`; cosine changes by under 2e-3), not by usearch's
-    /// fixed cast, which loses genuine mates on 512-d templates.
+    /// fixed `x · 127` cast, whose cosines of 512-d templates are several times further off.
     I8,
 }
 

@@ -60,10 +60,10 @@ pub enum BiometricsError {
 pub fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
     IndexSettings {
         dimension: algorithm.dimension,
-        // A quarter of f32's vector memory, and on this project's build machine (AVX-512
-        // VNNI) 1.35× the bare f16 index's qps at the same genuine-mate recall at 20k
-        // (`interop-hub bench`, quantisation table). Quantised per vector: usearch's own cast
-        // of unit vectors to i8 is coarse (`kernels::quantize_i8`).
+        // A quarter of f32's vector memory, and on this session's machine (AVX-512 VNNI)
+        // 1.35× the bare f16 index's qps at 20k and 1.59× at 100k at the same genuine-mate
+        // recall (`interop-hub bench`, quantisation table). Quantised per vector, not by
+        // usearch's coarser cast (`kernels::quantize_i8`).
         quantization: Quantization::I8,
         // 512-d faces at 100k templates: the hub found the true mate first for 97.9 % of
         // probes at ef 128 and 99.8 % at ef 256 (`interop-hub bench --templates 100000`,
