@@ -384,10 +384,8 @@ impl Hub {
             let keys = BlockingKeys::of(identity);
             for partition in &partitions {
                 let store = self.store_of(*partition);
-                for id in store.candidates(&keys, None).await? {
-                    let Some(stored) = store.get_by_id(id).await? else {
-                        continue;
-                    };
+                let candidates = store.candidates(&keys, None).await?;
+                for stored in store.get_many_by_id(&candidates).await? {
                     if !systems.contains(&stored.record.system) {
                         continue;
                     }
@@ -413,6 +411,9 @@ impl Hub {
         }
         if !probe.templates.is_empty() {
             let biometrics = self.biometrics()?;
+            // Records hit that the biographic search did not find: loaded together below.
+            let mut pending: BTreeMap<RecordRef, (Partition, i64, BTreeSet<String>)> =
+                BTreeMap::new();
             for (modality, algorithm, vector) in &probe.templates {
                 let threshold = self
                     .settings
@@ -430,12 +431,24 @@ impl Hub {
                         entry.1.insert(matched);
                         continue;
                     }
-                    if let Some(stored) = self
-                        .store_of(hit.partition)
-                        .get_by_id(hit.owner.record_id)
-                        .await?
-                    {
-                        found.insert(hit.owner.record, (stored, BTreeSet::from([matched])));
+                    pending
+                        .entry(hit.owner.record)
+                        .or_insert_with(|| (hit.partition, hit.owner.record_id, BTreeSet::new()))
+                        .2
+                        .insert(matched);
+                }
+            }
+            for partition in &partitions {
+                let ids: Vec<i64> = pending
+                    .values()
+                    .filter(|(p, _, _)| p == partition)
+                    .map(|(_, id, _)| *id)
+                    .collect();
+                for stored in self.store_of(*partition).get_many_by_id(&ids).await? {
+                    let reference =
+                        RecordRef::new(stored.record.system, stored.record.source_id.clone());
+                    if let Some((_, _, matched)) = pending.remove(&reference) {
+                        found.insert(reference, (stored, matched));
                     }
                 }
             }
