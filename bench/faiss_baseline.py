@@ -2,7 +2,9 @@
 """FAISS's HNSW on the vectors `interop-hub bench --export-vectors DIR` wrote: the same faces,
 probes and graph settings as the hub's bare usearch index (M 16, efConstruction 128, inner
 product of unit vectors), built by one thread and searched by `--threads` threads, at the
-same expansions as the bench's trade-off curve. Needs `pip install faiss-cpu numpy`."""
+same expansions as the bench's trade-off curve; with full-precision vectors (`flat`,
+IndexHNSWFlat) and 8-bit scalar-quantised ones (`sq8`, IndexHNSWSQ, trained on the faces),
+the counterpart of the hub's i8. Needs `pip install faiss-cpu numpy`."""
 
 import argparse
 import json
@@ -13,28 +15,22 @@ import faiss
 import numpy as np
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dir", type=pathlib.Path, help="the --export-vectors directory")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--connectivity", type=int, default=16)
-    parser.add_argument("--expansion-add", type=int, default=128)
-    parser.add_argument("--expansions", default="32,64,128,256,512")
-    parser.add_argument("--json", type=pathlib.Path, help="also write the report here")
-    args = parser.parse_args()
-
-    shape = json.loads((args.dir / "shape.json").read_text())
-    dimension = shape["dimension"]
-    faces = np.fromfile(args.dir / "faces.f32", dtype="<f4").reshape(-1, dimension)
-    face_persons = np.fromfile(args.dir / "face_persons.u64", dtype="<u8")
-    probes = np.fromfile(args.dir / "probes.f32", dtype="<f4").reshape(-1, dimension)
-    probe_persons = np.fromfile(args.dir / "probe_persons.u64", dtype="<u8")
-    probes = np.ascontiguousarray(probes)
-    faiss.normalize_L2(probes)
-
-    index = faiss.IndexHNSWFlat(dimension, args.connectivity, faiss.METRIC_INNER_PRODUCT)
+def measure(kind, args, faces, face_persons, probes, probe_persons) -> dict:
+    dimension = faces.shape[1]
+    if kind == "flat":
+        index = faiss.IndexHNSWFlat(dimension, args.connectivity, faiss.METRIC_INNER_PRODUCT)
+        name = "IndexHNSWFlat"
+    elif kind == "sq8":
+        index = faiss.IndexHNSWSQ(
+            dimension, faiss.ScalarQuantizer.QT_8bit, args.connectivity, faiss.METRIC_INNER_PRODUCT
+        )
+        name = "IndexHNSWSQ QT_8bit"
+    else:
+        raise SystemExit(f"unknown index kind {kind!r}: flat or sq8")
     index.hnsw.efConstruction = args.expansion_add
     faiss.omp_set_num_threads(1)
+    if not index.is_trained:
+        index.train(np.ascontiguousarray(faces))
     started = time.perf_counter()
     index.add(np.ascontiguousarray(faces))
     adds_per_s = len(faces) / (time.perf_counter() - started)
@@ -48,20 +44,50 @@ def main() -> None:
         seconds = time.perf_counter() - started
         recall = float(np.mean(face_persons[found[:, 0]] == probe_persons))
         curve.append({"expansion_search": expansion, "qps": len(probes) / seconds, "recall": recall})
+    return {"kind": kind, "index": name, "adds_per_s": adds_per_s, "expansion_curve": curve}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dir", type=pathlib.Path, help="the --export-vectors directory")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connectivity", type=int, default=16)
+    parser.add_argument("--expansion-add", type=int, default=128)
+    parser.add_argument("--expansions", default="32,64,128,256,512")
+    parser.add_argument("--kinds", default="flat,sq8", help="flat, sq8 or both")
+    parser.add_argument("--json", type=pathlib.Path, help="also write the report here")
+    args = parser.parse_args()
+
+    shape = json.loads((args.dir / "shape.json").read_text())
+    dimension = shape["dimension"]
+    faces = np.fromfile(args.dir / "faces.f32", dtype="<f4").reshape(-1, dimension)
+    face_persons = np.fromfile(args.dir / "face_persons.u64", dtype="<u8")
+    probes = np.fromfile(args.dir / "probes.f32", dtype="<f4").reshape(-1, dimension)
+    probe_persons = np.fromfile(args.dir / "probe_persons.u64", dtype="<u8")
+    probes = np.ascontiguousarray(probes)
+    faiss.normalize_L2(probes)
+
+    indexes = []
+    for kind in args.kinds.split(","):
+        indexes.append(measure(kind, args, faces, face_persons, probes, probe_persons))
 
     report = {
-        "library": f"faiss {faiss.__version__} IndexHNSWFlat",
+        "library": f"faiss {faiss.__version__}",
         "templates": len(faces),
         "threads": args.threads,
-        "adds_per_s": adds_per_s,
-        "expansion_curve": curve,
+        "indexes": indexes,
     }
-    print(f"{report['library']}, {len(faces)} templates, one inserting thread: {adds_per_s:.0f} adds/s")
-    print()
-    print(f"| faiss expansion_search | qps ({args.threads} threads) | recall |")
-    print("|---:|---:|---:|")
-    for point in curve:
-        print(f"| {point['expansion_search']} | {point['qps']:.0f} | {point['recall']:.4f} |")
+    for measured in indexes:
+        print(
+            f"{report['library']} {measured['index']}, {len(faces)} templates, "
+            f"one inserting thread: {measured['adds_per_s']:.0f} adds/s"
+        )
+        print()
+        print(f"| faiss {measured['kind']} expansion_search | qps ({args.threads} threads) | recall |")
+        print("|---:|---:|---:|")
+        for point in measured["expansion_curve"]:
+            print(f"| {point['expansion_search']} | {point['qps']:.0f} | {point['recall']:.4f} |")
+        print()
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

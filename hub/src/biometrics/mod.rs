@@ -61,7 +61,7 @@ pub fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
     IndexSettings {
         dimension: algorithm.dimension,
         // A quarter of f32's vector memory, and on this session's machine (AVX-512 VNNI)
-        // 1.35× the bare f16 index's qps at 20k and 1.59× at 100k at the same genuine-mate
+        // 1.48× the bare f16 index's qps at 20k and 1.74× at 100k at the same genuine-mate
         // recall (`interop-hub bench`, quantisation table). Quantised per vector, not by
         // usearch's coarser cast (`kernels::quantize_i8`).
         quantization: Quantization::I8,
