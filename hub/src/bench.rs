@@ -47,6 +47,9 @@ pub struct BenchOptions {
 /// One run's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// The CPU the run measured and the SIMD extensions the distance kernels choose
+    /// between: figures from different CPUs do not compare.
+    pub cpu: String,
     pub templates: usize,
     pub queries: usize,
     pub threads: usize,
@@ -239,6 +242,41 @@ impl Progress {
     }
 }
 
+/// The CPU model `/proc/cpuinfo` names, its SIMD extensions that matter to the kernels, and
+/// the threads available; "unknown" parts elsewhere.
+fn cpu_description() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_owned())
+        })
+    };
+    let flags = field("flags").unwrap_or_default();
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    let simd: Vec<&str> = [
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512_vnni",
+        "avx512_fp16",
+    ]
+    .into_iter()
+    .filter(|extension| flags.contains(extension))
+    .collect();
+    format!(
+        "{} ({}), {} threads",
+        field("model name").unwrap_or_else(|| "unknown CPU".to_owned()),
+        if simd.is_empty() {
+            "no x86 SIMD extensions listed".to_owned()
+        } else {
+            simd.join(" ")
+        },
+        std::thread::available_parallelism().map_or(1, usize::from)
+    )
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -419,6 +457,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let qps = |seconds: f64| queries as f64 / seconds.max(f64::EPSILON);
     let share = |first: usize| first as f64 / queries as f64;
     Ok(BenchReport {
+        cpu: cpu_description(),
         templates: total,
         queries,
         threads,
@@ -941,8 +980,8 @@ impl fmt::Display for BenchReport {
         writeln!(f)?;
         writeln!(
             f,
-            "kernel: {}; ingest with {} records in flight; bare partitioned recall {:.4}",
-            self.kernel, self.ingest_in_flight, self.recall_bare_partitioned
+            "cpu: {}; kernel: {}; ingest with {} records in flight; bare partitioned recall {:.4}",
+            self.cpu, self.kernel, self.ingest_in_flight, self.recall_bare_partitioned
         )?;
         writeln!(f)?;
         curve_table(f, "bare qps", "bare recall", &self.expansion_curve)?;
