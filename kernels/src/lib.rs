@@ -17,8 +17,8 @@
 //! similarities and compares them with match thresholds. [`quantize_i8`] scales each vector
 //! by its own largest component instead, and cosine, which ignores length, needs no scale
 //! stored beside it. usearch's own `i8` cosine then computes it: on a CPU with AVX-512 VNNI it
-//! searched 1.25× faster than an AVX2 integer kernel written here (same graph, same run of
-//! `interop-hub bench`), so no `i8` kernel is installed.
+//! searched 1.18–1.26× faster than an AVX2 integer kernel written here (same graph, same run
+//! of `interop-hub bench`), so no `i8` kernel is installed.
 
 use usearch::{Index, ScalarKind};
 
