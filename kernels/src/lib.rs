@@ -68,13 +68,17 @@ pub fn install_unit_cosine(index: &mut Index) -> Installed {
 /// vector stays zero.
 pub fn quantize_i8(vector: &[f32], out: &mut Vec<i8>) {
     let largest = vector.iter().fold(0.0_f32, |m, x| m.max(x.abs()));
-    let scale = if largest > 0.0 { 127.0 / largest } else { 0.0 };
     out.clear();
+    if largest == 0.0 {
+        out.resize(vector.len(), 0);
+        return;
+    }
+    // Divided first: `127 / largest` overflows for components below ~4e-37.
     // In range by construction; the clamp only guards against rounding at ±127.
     out.extend(
         vector
             .iter()
-            .map(|x| (x * scale).round().clamp(-127.0, 127.0) as i8),
+            .map(|x| (x / largest * 127.0).round().clamp(-127.0, 127.0) as i8),
     );
 }
 
@@ -342,6 +346,9 @@ mod tests {
         let mut zero = vec![1_i8; 3];
         quantize_i8(&[0.0; 3], &mut zero);
         assert_eq!(zero, [0, 0, 0]);
+        let mut tiny = Vec::new();
+        quantize_i8(&[1e-38, -5e-39], &mut tiny);
+        assert_eq!(tiny, [127, -64], "tiny components keep their ratio");
     }
 
     /// The installed metric gives the distances usearch's own cosine gives, within 2e-3

@@ -179,7 +179,8 @@ impl IdentityStore {
         rows::load(&mut conn, rows::RecordKey::Id(record_id)).await
     }
 
-    /// The records with these ids that exist, in id order, in four queries however many.
+    /// The records with these ids that exist (in id order when `ids` is sorted), in four
+    /// queries however many.
     pub async fn get_many_by_id(&self, ids: &[i64]) -> Result<Vec<StoredRecord>, sqlx::Error> {
         if ids.is_empty() {
             return Ok(Vec::new());

@@ -269,8 +269,9 @@ pub async fn load(
     Ok(assemble(conn, &rows).await?.pop())
 }
 
-/// Reads back the records with these ids that exist, in id order: four queries however
-/// many there are (the detector loads every candidate of a partition at once).
+/// Reads back the records with these ids that exist (in id order when `ids` is sorted):
+/// four queries however many there are (the detector loads every candidate of a partition
+/// at once).
 pub async fn load_many(
     conn: &mut AnyConnection,
     ids: &[i64],
