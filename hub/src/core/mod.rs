@@ -322,8 +322,7 @@ impl Hub {
                         RecordRef::new(stored.record.system, stored.record.source_id.clone());
                     let _guard = self.lock(&reference).await;
                     self.detect(&biometrics, &stored.record).await?;
-                    store
-                        .mark_detected(record_id, stored.record.version)
+                    self.mark_detected(partition, record_id, stored.record.version)
                         .await?;
                 }
             }

@@ -486,16 +486,4 @@ impl IdentityStore {
         let _gate = self.db.write_gate().await;
         query.execute(&self.db.pool).await.map(|_| ())
     }
-
-    pub async fn mark_detected(&self, record_id: i64, version: i64) -> Result<(), sqlx::Error> {
-        let _gate = self.db.write_gate().await;
-        sqlx::query(
-            "UPDATE identity_records SET detected_version = $1 WHERE id = $2 AND version = $1",
-        )
-        .bind(version)
-        .bind(record_id)
-        .execute(&self.db.pool)
-        .await
-        .map(|_| ())
-    }
 }
