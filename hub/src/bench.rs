@@ -42,6 +42,8 @@ pub struct BenchOptions {
     pub export_vectors: Option<PathBuf>,
     /// Records in flight at once while ingesting.
     pub ingest_in_flight: usize,
+    /// HNSW's ef of the detector's searches while ingesting.
+    pub detection_expansion: usize,
 }
 
 /// One run's figures.
@@ -57,6 +59,15 @@ pub struct BenchReport {
     pub ingest_records_per_s: f64,
     /// Records in flight at once while ingesting.
     pub ingest_in_flight: usize,
+    /// HNSW's ef of the detector's searches while ingesting.
+    pub detection_expansion_search: usize,
+    /// Share of second appearances that ingest's detection linked to the first.
+    pub detection_recall: f64,
+    /// The same, of second appearances under another name, date of birth and document:
+    /// found by the biometric search alone.
+    pub detection_recall_assumed_identity: f64,
+    /// Links the detector made between records of different persons.
+    pub detection_false_links: usize,
     /// 1:N searches per second through the hub's search (both partitions, owner lookup).
     pub search_qps_hub: f64,
     /// The hub's search again, with `portal_http_concurrency` callers in flight instead of
@@ -112,7 +123,9 @@ pub struct BenchReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct QuantizationPoint {
     /// `f32` and `f16` run the hub's dot-product kernel; `i8` is quantised per vector
-    /// (`kernels::quantize_i8`); `i8_usearch_cast` is usearch's own cast of the unit vectors.
+    /// (`kernels::quantize_i8`) and runs the kernel the hub installs on this CPU;
+    /// `i8_usearch_kernel` is the same with usearch's own cosine; `i8_usearch_cast` is
+    /// usearch's own cast of the unit vectors.
     pub quantization: String,
     pub qps: f64,
     pub recall: f64,
@@ -129,9 +142,12 @@ pub struct CurvePoint {
 }
 
 /// Person `i`'s record: EES (civil) and SIS (law enforcement) alternate, so detection
-/// searches and links across both partitions. Every tenth person appears twice.
+/// searches and links across both partitions. Every tenth record is a second appearance of
+/// the person before it; every other such appearance is under another name, date of birth
+/// and document, so that only the biometric search can find its mate.
 fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
     let person = if i % 10 == 9 { i - 1 } else { i };
+    let assumed_identity = is_assumed_identity(i);
     let system = if i.is_multiple_of(2) {
         SourceSystem::Ees
     } else {
@@ -144,30 +160,37 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
         );
         STANDARD.encode(connectors::vector_base64::to_bytes(&vector))
     };
-    let surname = synthetic_surname(person);
+    // An assumed identity takes a surname no person has: the names run from the other end.
+    let surname = synthetic_surname(if assumed_identity {
+        SURNAMES - 1 - person
+    } else {
+        person
+    });
     // Given names drawn from a short list, as real ones are: common, not unique.
-    let given = synthetic_surname(person % 97);
-    let year = 1940 + person % 66;
+    let given = synthetic_given_name((person + usize::from(assumed_identity) * 31) % 97);
+    let year = 1940 + (person + usize::from(assumed_identity) * 23) % 66;
+    let month = 1 + (person + usize::from(assumed_identity) * 5) % 12;
+    let document = format!("{}{person:08}", if assumed_identity { 'F' } else { 'B' });
     let face = capture(Trait::Face, 1);
     let right = capture(Trait::Finger(FingerPosition::RightIndex), 2);
     let left = capture(Trait::Finger(FingerPosition::LeftIndex), 3);
     let body = match system {
         SourceSystem::Sis => serde_json::json!({
-            "alert_id": format!("SIS-BENCH-{i:08}"), "version": 1, "issuing_state": "IT",
+            "alert_id": source_id(system, i), "version": 1, "issuing_state": "IT",
             "category": "discreet_check",
-            "person": {"surnames": [surname], "forenames": [given.to_uppercase()], "dob": format!("{year}-{:02}-14", 1 + person % 12),
+            "person": {"surnames": [surname], "forenames": [given.to_uppercase()], "dob": format!("{year}-{month:02}-14"),
                        "gender": "unknown", "nationalities": ["XXA"], "aliases": []},
-            "documents": [{"type": "passport", "number": format!("B{person:08}"), "country": "XXA"}],
+            "documents": [{"type": "passport", "number": document, "country": "XXA"}],
             "biometrics": [
                 {"modality": "face", "algorithm": FACE, "quality": 80, "data": face},
                 {"modality": "finger", "position": "right_index", "algorithm": "acme-finger-v2", "quality": 80, "data": right},
                 {"modality": "finger", "position": "left_index", "algorithm": "acme-finger-v2", "quality": 80, "data": left}],
         }),
         _ => serde_json::json!({
-            "file_id": format!("EES-BENCH-{i:08}"), "version": 1, "member_state": "DE",
-            "traveller": {"surname": surname, "given_names": given, "date_of_birth": format!("{year}-{:02}-14", 1 + person % 12),
+            "file_id": source_id(system, i), "version": 1, "member_state": "DE",
+            "traveller": {"surname": surname, "given_names": given, "date_of_birth": format!("{year}-{month:02}-14"),
                           "sex": "U", "nationality": "XXA"},
-            "travel_document": {"type": "P", "number": format!("B{person:08}"), "issuing_country": "XXA"},
+            "travel_document": {"type": "P", "number": document, "issuing_country": "XXA"},
             "biometrics": [
                 {"modality": "face", "algorithm": FACE, "quality": 80, "data": face},
                 {"modality": "finger", "position": "right_index", "algorithm": "acme-finger-v2", "quality": 80, "data": right},
@@ -177,18 +200,49 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
     (system, person, body.to_string())
 }
 
+/// A given name from a vocabulary of its own: no given name is anyone's surname, so two
+/// persons never look alike by a name written in the other field.
+fn synthetic_given_name(k: usize) -> String {
+    spelled(
+        k,
+        3,
+        &["al", "en", "ir", "os", "um", "ar", "el", "in", "ol", "ys"],
+    )
+}
+
+/// The second appearance of a person under another identity (see `native_record`).
+fn is_assumed_identity(i: usize) -> bool {
+    i % 20 == 19
+}
+
+const SURNAME_SYLLABLES: [&str; 20] = [
+    "ba", "ko", "ri", "tu", "me", "sa", "lo", "ni", "de", "va", "po", "gu", "ze", "fi", "ha", "mo",
+    "ru", "te", "ly", "xa",
+];
+
+/// Distinct surnames `synthetic_surname` makes: five syllables of twenty.
+const SURNAMES: usize = SURNAME_SYLLABLES.len().pow(5);
+
 /// A pronounceable surname unique to `person`, so name blocking stays as selective as
-/// real surnames are.
+/// real surnames are. The number is scrambled first (a bijection: the multiplier is prime to
+/// 20): spelled as it is, neighbouring persons' names would share all but a syllable and
+/// look alike to the name matcher.
 fn synthetic_surname(person: usize) -> String {
-    const SYLLABLES: [&str; 20] = [
-        "ba", "ko", "ri", "tu", "me", "sa", "lo", "ni", "de", "va", "po", "gu", "ze", "fi", "ha",
-        "mo", "ru", "te", "ly", "xa",
-    ];
-    let mut rest = person;
+    const SCRAMBLE: usize = 1_234_567;
+    spelled(
+        (person % SURNAMES) * SCRAMBLE % SURNAMES,
+        5,
+        &SURNAME_SYLLABLES,
+    )
+}
+
+/// `k` written as `length` syllables, digit by digit in base `syllables.len()`.
+fn spelled(k: usize, length: usize, syllables: &[&str]) -> String {
+    let mut rest = k;
     let mut name = String::new();
-    for _ in 0..5 {
-        name.push_str(SYLLABLES[rest % SYLLABLES.len()]);
-        rest /= SYLLABLES.len();
+    for _ in 0..length {
+        name.push_str(syllables[rest % syllables.len()]);
+        rest /= syllables.len();
     }
     name
 }
@@ -287,13 +341,20 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(options.templates >= 10, "--templates must be at least 10");
+    // Assumed identities take surnames from the far end of the range.
+    anyhow::ensure!(
+        options.templates <= SURNAMES / 2,
+        "--templates must be at most {}",
+        SURNAMES / 2
+    );
     let threads = options.threads.max(1);
     let scratch = tempfile::tempdir()?;
     let data_dir = options
         .data_dir
         .clone()
         .unwrap_or_else(|| scratch.path().to_path_buf());
-    let config = HubConfig::embedded(&data_dir);
+    let mut config = HubConfig::embedded(&data_dir);
+    config.settings.detection.expansion_search = options.detection_expansion;
     let tokens = Arc::new(TokenAuthority::load_or_create(&config.signing_key_path())?);
     let hub = Arc::new(Hub::open(&config).await?);
     hub.prepare(&config.index_dir()).await?;
@@ -362,16 +423,12 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let mut records_of: std::collections::HashMap<usize, Vec<String>> =
         std::collections::HashMap::new();
     for (i, (system, person, _)) in records.iter().enumerate() {
-        let prefix = if *system == SourceSystem::Sis {
-            "SIS"
-        } else {
-            "EES"
-        };
         records_of
             .entry(*person)
             .or_default()
-            .push(format!("{prefix}-BENCH-{i:08}"));
+            .push(source_id(*system, i));
     }
+    let detection = detection_against_truth(&hub, &records).await?;
 
     let (hub_seconds, hub_first, latencies) =
         hub_searches(&hub, &caller, &probes, &records_of, threads).await?;
@@ -463,6 +520,11 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         threads,
         ingest_records_per_s: total as f64 / ingest_seconds.max(f64::EPSILON),
         ingest_in_flight: options.ingest_in_flight.max(1),
+        detection_expansion_search: options.detection_expansion,
+        detection_recall: detection.linked as f64 / detection.pairs.max(1) as f64,
+        detection_recall_assumed_identity: detection.assumed_linked as f64
+            / detection.assumed_pairs.max(1) as f64,
+        detection_false_links: detection.false_links,
         search_qps_hub: qps(hub_seconds),
         search_qps_hub_in_flight: qps(hub_in_flight_seconds),
         search_qps_bare_usearch: qps(bare_seconds),
@@ -491,6 +553,66 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         portal_http_errors: portal.errors,
         portal_recall_genuine_mate: share(portal.first),
     })
+}
+
+/// Bench record `i`'s source id in `system`.
+fn source_id(system: SourceSystem, i: usize) -> String {
+    let prefix = if system == SourceSystem::Sis {
+        "SIS"
+    } else {
+        "EES"
+    };
+    format!("{prefix}-BENCH-{i:08}")
+}
+
+/// What ingest's detection linked, against the persons the bench made.
+struct DetectionRun {
+    pairs: usize,
+    linked: usize,
+    assumed_pairs: usize,
+    assumed_linked: usize,
+    false_links: usize,
+}
+
+/// Every link the detector stored, compared with the known second appearances: how many
+/// were linked to their first, and how many links join two different persons.
+async fn detection_against_truth(
+    hub: &Hub,
+    records: &[(SourceSystem, usize, String)],
+) -> anyhow::Result<DetectionRun> {
+    let person_of: std::collections::HashMap<String, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (system, person, _))| (source_id(*system, i), *person))
+        .collect();
+    let mut linked_persons = std::collections::HashSet::new();
+    let mut false_links = 0;
+    for link in hub.all_links().await? {
+        let [a, b] = &link.records;
+        match (person_of.get(&a.source_id), person_of.get(&b.source_id)) {
+            (Some(a), Some(b)) if a == b => {
+                linked_persons.insert(*a);
+            }
+            _ => false_links += 1,
+        }
+    }
+    let mut run = DetectionRun {
+        pairs: 0,
+        linked: 0,
+        assumed_pairs: 0,
+        assumed_linked: 0,
+        false_links,
+    };
+    for (i, (_, person, _)) in records.iter().enumerate().filter(|(i, _)| i % 10 == 9) {
+        let linked = usize::from(linked_persons.contains(person));
+        run.pairs += 1;
+        run.linked += linked;
+        if is_assumed_identity(i) {
+            run.assumed_pairs += 1;
+            run.assumed_linked += linked;
+        }
+    }
+    Ok(run)
 }
 
 /// Every probe through `Hub::search_biometric`, `in_flight` at once: seconds taken, probes
@@ -692,11 +814,13 @@ const CURVE: [usize; 5] = [32, 64, 128, 256, 512];
 /// Expansions the hub's trade-off curve visits.
 const HUB_CURVE: [usize; 3] = [64, 128, 512];
 
-/// How a bare index stores its vectors: as the hub would at a quantisation, or (for `i8`)
-/// through usearch's own cast, as usearch ships.
+/// How a bare index stores its vectors: as the hub would at a quantisation; the same with
+/// usearch's own distance kernel instead of the hub's; or (for `i8`) through usearch's own
+/// cast, as usearch ships.
 #[derive(Debug, Clone, Copy)]
 enum Storing {
     Hub(Quantization),
+    UsearchKernel(Quantization),
     UsearchCastI8,
 }
 
@@ -704,20 +828,25 @@ impl Storing {
     fn name(self) -> String {
         match self {
             Self::Hub(quantization) => format!("{quantization:?}").to_lowercase(),
+            Self::UsearchKernel(quantization) => {
+                format!("{quantization:?}_usearch_kernel").to_lowercase()
+            }
             Self::UsearchCastI8 => "i8_usearch_cast".to_owned(),
         }
     }
 
     fn quantization(self) -> Quantization {
         match self {
-            Self::Hub(quantization) => quantization,
+            Self::Hub(quantization) | Self::UsearchKernel(quantization) => quantization,
             Self::UsearchCastI8 => Quantization::I8,
         }
     }
 
     fn add(self, index: &usearch::Index, key: u64, unit: &[f32]) -> anyhow::Result<()> {
         match self {
-            Self::Hub(quantization) => Ok(quantization.add_unit(index, key, unit)?),
+            Self::Hub(quantization) | Self::UsearchKernel(quantization) => {
+                Ok(quantization.add_unit(index, key, unit)?)
+            }
             Self::UsearchCastI8 => index
                 .add(key, unit)
                 .map_err(|e| anyhow::anyhow!("usearch: {e}")),
@@ -731,7 +860,9 @@ impl Storing {
         count: usize,
     ) -> Option<usearch::ffi::Matches> {
         match self {
-            Self::Hub(quantization) => quantization.search_unit(index, unit, count).ok(),
+            Self::Hub(quantization) | Self::UsearchKernel(quantization) => {
+                quantization.search_unit(index, unit, count).ok()
+            }
             Self::UsearchCastI8 => index.search(unit, count).ok(),
         }
     }
@@ -767,7 +898,10 @@ fn bare_usearch(
         .usearch_options();
         let mut index =
             usearch::Index::new(&options).map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
-        let kernel = kernels::install_unit_cosine(&mut index);
+        let kernel = match storing {
+            Storing::UsearchKernel(_) => kernels::Installed::Builtin,
+            Storing::Hub(_) | Storing::UsearchCastI8 => kernels::install_unit_cosine(&mut index),
+        };
         index
             .reserve_capacity_and_threads(faces.len(), threads + 1)
             .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
@@ -825,6 +959,7 @@ fn bare_usearch(
         Storing::Hub(Quantization::F32),
         Storing::Hub(Quantization::F16),
         Storing::Hub(Quantization::I8),
+        Storing::UsearchKernel(Quantization::I8),
         Storing::UsearchCastI8,
     ];
     let bar = Progress::new(faces.len() * (others.len() - 1), "quantise");
@@ -983,6 +1118,14 @@ impl fmt::Display for BenchReport {
             "cpu: {}; kernel: {}; ingest with {} records in flight; bare partitioned recall {:.4}",
             self.cpu, self.kernel, self.ingest_in_flight, self.recall_bare_partitioned
         )?;
+        writeln!(
+            f,
+            "detection at ef {}: recall {:.4} (under another identity {:.4}), {} false links",
+            self.detection_expansion_search,
+            self.detection_recall,
+            self.detection_recall_assumed_identity,
+            self.detection_false_links
+        )?;
         writeln!(f)?;
         curve_table(f, "bare qps", "bare recall", &self.expansion_curve)?;
         writeln!(f)?;
@@ -1045,6 +1188,34 @@ mod tests {
         }
         let names: std::collections::HashSet<String> = (0..20_000).map(synthetic_surname).collect();
         assert_eq!(names.len(), 20_000);
+        let given: std::collections::HashSet<String> = (0..97).map(synthetic_given_name).collect();
+        assert_eq!(given.len(), 97);
+        assert!(given.is_disjoint(&names), "no given name is a surname");
+    }
+
+    #[test]
+    fn every_twentieth_record_is_a_second_appearance_under_another_identity() {
+        let registry = connectors::AlgorithmRegistry::default();
+        let record = |i: usize| {
+            let (system, person, body) = native_record(7, i);
+            let accepted = connectors::parse(system, body.as_bytes(), &registry)
+                .expect("bench records are valid");
+            (person, accepted.record)
+        };
+        let (first_person, first) = record(18);
+        let (same_person, same_identity) = record(9 + 20);
+        let (assumed_person, assumed) = record(19);
+        assert_eq!((assumed_person, same_person), (first_person, 28));
+        assert!(!is_assumed_identity(29) && is_assumed_identity(19));
+        let (_, twenty_eight) = record(28);
+        let surname = |r: &connectors::IdentityRecord| r.names[0].surname.clone();
+        let document = |r: &connectors::IdentityRecord| r.travel_documents[0].number.clone();
+        assert_eq!(surname(&same_identity), surname(&twenty_eight));
+        assert_eq!(same_identity.date_of_birth, twenty_eight.date_of_birth);
+        assert_eq!(document(&same_identity), document(&twenty_eight));
+        assert_ne!(surname(&assumed), surname(&first));
+        assert_ne!(assumed.date_of_birth, first.date_of_birth);
+        assert_ne!(document(&assumed), document(&first));
     }
 
     #[test]

@@ -177,6 +177,10 @@ struct BenchArgs {
     /// ingest also waits on its commits).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     ingest_in_flight: u16,
+    /// HNSW's ef for the detector's searches while ingesting (the hub's setting
+    /// `detection.expansion_search`).
+    #[arg(long, default_value_t = crate::config::DETECTION_EXPANSION_SEARCH, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    detection_expansion: u16,
     /// Also write the face vectors and probes, with their persons, into this directory (raw
     /// little-endian files, see `bench/README.md`) for other libraries' baselines.
     #[arg(long)]
@@ -292,6 +296,7 @@ impl Command {
                     http_concurrency: usize::from(args.http_concurrency),
                     export_vectors: args.export_vectors,
                     ingest_in_flight: usize::from(args.ingest_in_flight),
+                    detection_expansion: usize::from(args.detection_expansion),
                 };
                 let report = crate::bench::run(&options).await?;
                 print!("{report}");

@@ -48,6 +48,9 @@ pub struct AuthSettings {
     pub signing_key_file: Option<PathBuf>,
 }
 
+/// The detector's default HNSW ef (see `DetectionSettings::expansion_search`).
+pub const DETECTION_EXPANSION_SEARCH: u16 = 64;
+
 /// How the multiple-identity detector works.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +61,11 @@ pub struct DetectionSettings {
     /// Nearest neighbours fetched from the index per template of a new record.
     #[serde(default = "DetectionSettings::default_neighbours")]
     pub neighbours_per_template: usize,
+    /// HNSW's ef for the detector's 1:N searches (the search portal keeps each index's own):
+    /// a record's every template is searched, and a mate found by any of them is compared on
+    /// all, so each search can be shallower than a portal search of one probe.
+    #[serde(default = "DetectionSettings::default_expansion_search")]
+    pub expansion_search: usize,
 }
 
 impl DetectionSettings {
@@ -68,6 +76,10 @@ impl DetectionSettings {
     fn default_neighbours() -> usize {
         10
     }
+
+    fn default_expansion_search() -> usize {
+        usize::from(DETECTION_EXPANSION_SEARCH)
+    }
 }
 
 impl Default for DetectionSettings {
@@ -75,6 +87,7 @@ impl Default for DetectionSettings {
         Self {
             verification_deadline_hours: Self::default_deadline_hours(),
             neighbours_per_template: Self::default_neighbours(),
+            expansion_search: Self::default_expansion_search(),
         }
     }
 }
@@ -141,6 +154,10 @@ impl Settings {
         anyhow::ensure!(
             (1..=1_000).contains(&detection.neighbours_per_template),
             "neighbours_per_template must be 1-1000"
+        );
+        anyhow::ensure!(
+            (1..=4_096).contains(&detection.expansion_search),
+            "detection expansion_search must be 1-4096"
         );
         Ok(())
     }
@@ -235,5 +252,10 @@ mod tests {
         let mut deadline = Settings::default();
         deadline.detection.verification_deadline_hours = u32::MAX;
         assert!(deadline.validate().is_err());
+        let mut shallow = Settings::default();
+        shallow.detection.expansion_search = 0;
+        assert!(shallow.validate().is_err());
+        shallow.detection.expansion_search = 1;
+        assert!(shallow.validate().is_ok());
     }
 }

@@ -16,9 +16,12 @@
 //! either way in `interop-hub bench` (its quantisation table), but the hub reports
 //! similarities and compares them with match thresholds. [`quantize_i8`] scales each vector
 //! by its own largest component instead, and cosine, which ignores length, needs no scale
-//! stored beside it. usearch's own `i8` cosine then computes it: on a CPU with AVX-512 VNNI it
-//! searched 1.18–1.26× faster than an AVX2 integer kernel written here (same graph, same run
-//! of `interop-hub bench`), so no `i8` kernel is installed.
+//! stored beside it. On a CPU with VNNI (AVX-512 or AVX) usearch's own `i8` cosine computes
+//! it: there it searched 1.18–1.26× faster than an AVX2 integer kernel (same graph, same run
+//! of `interop-hub bench`). Without VNNI, usearch's AVX2 kernel widens each byte to 16 bits
+//! before multiplying, because `maddubs` (unsigned × signed bytes) goes wrong on −128; the
+//! quantised vectors never hold −128, so the kernel here multiplies bytes directly, 32 at a
+//! time.
 
 use usearch::{Index, ScalarKind};
 
@@ -27,16 +30,20 @@ use usearch::{Index, ScalarKind};
 pub enum Installed {
     /// AVX2 + FMA (+ F16C for `f16`) dot product of unit vectors.
     Avx2UnitDot,
+    /// AVX2 cosine of `i8` vectors written by [`quantize_i8`] (no component is −128), on a
+    /// CPU without VNNI.
+    Avx2QuantisedCosine,
     /// The CPU lacks those features or the scalar kind has no kernel here: usearch's own
     /// metric stays.
     Builtin,
 }
 
 /// Replaces `index`'s cosine metric with `1 − a·b` computed by the fastest kernel this CPU
-/// runs, when the index stores `f16` or `f32`; `i8` indexes keep usearch's own cosine. Only
-/// correct for indexes whose members and queries are unit vectors (the hub normalises both
-/// before they reach usearch); usearch does not persist a custom metric, so call this again
-/// after every `load`.
+/// runs, when the index stores `f16` or `f32`: only correct for indexes whose members and
+/// queries are unit vectors (the hub normalises both before they reach usearch). An `i8`
+/// index gets the cosine kernel here on CPUs without VNNI, and keeps usearch's own
+/// otherwise: only correct when every member and query was written by [`quantize_i8`].
+/// usearch does not persist a custom metric, so call this again after every `load`.
 pub fn install_unit_cosine(index: &mut Index) -> Installed {
     let dimension = index.dimensions();
     if dimension == 0 || !avx2_available() {
@@ -58,6 +65,13 @@ pub fn install_unit_cosine(index: &mut Index) -> Installed {
                 unsafe { 1.0 - x86::dot_f32(a, b, dimension) }
             }));
             Installed::Avx2UnitDot
+        }
+        ScalarKind::I8 if !vnni_available() => {
+            index.change_metric::<i8>(Box::new(move |a, b| {
+                // SAFETY: as above, for an index of i8 scalars; AVX2 is checked above.
+                unsafe { x86::cosine_distance_i8(a, b, dimension) }
+            }));
+            Installed::Avx2QuantisedCosine
         }
         _ => Installed::Builtin,
     }
@@ -113,6 +127,56 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// Cosine distance `1 − a·b / (|a| |b|)` of two `i8` vectors, on the fastest path
+/// available; 0 for two zero vectors, 1 for one. Exact for vectors from [`quantize_i8`];
+/// a component of −128 gives a wrong result.
+///
+/// # Panics
+/// When the lengths differ.
+pub fn cosine_distance_i8(a: &[i8], b: &[i8]) -> f32 {
+    assert_eq!(a.len(), b.len(), "cosine of vectors of unequal length");
+    if avx2_available() {
+        // SAFETY: both slices hold `a.len()` values and the CPU has the features.
+        unsafe { x86::cosine_distance_i8(a.as_ptr(), b.as_ptr(), a.len()) }
+    } else {
+        let sum = |x: &[i8], y: &[i8]| -> i64 {
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| i64::from(*p) * i64::from(*q))
+                .sum()
+        };
+        cosine_distance_of_sums(sum(a, b), sum(a, a), sum(b, b))
+    }
+}
+
+/// `1 − ab / √(aa · bb)` as usearch's cosine has it: 0 for two zero vectors, 1 for one.
+fn cosine_distance_of_sums(ab: i64, aa: i64, bb: i64) -> f32 {
+    if aa == 0 && bb == 0 {
+        return 0.0;
+    }
+    if aa == 0 || bb == 0 {
+        return 1.0;
+    }
+    // The sums are exact integers; f64 keeps the quotient exact to f32's precision.
+    #[expect(clippy::cast_precision_loss, reason = "sums stay below 2^53")]
+    let cosine = ab as f64 / (aa as f64 * bb as f64).sqrt();
+    #[expect(clippy::cast_possible_truncation, reason = "a distance in [0, 2]")]
+    let distance = (1.0 - cosine).max(0.0) as f32;
+    distance
+}
+
+/// usearch's bundled NumKong has `i8` kernels on VNNI (`vpdpbusd`); they beat ours.
+#[cfg(target_arch = "x86_64")]
+fn vnni_available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512vnni")
+        || std::arch::is_x86_feature_detected!("avxvnni")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn vnni_available() -> bool {
+    false
+}
+
 #[cfg(target_arch = "x86_64")]
 fn avx2_available() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
@@ -128,9 +192,13 @@ fn avx2_available() -> bool {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::{
-        __m128i, __m256, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_loadu_si128, _mm_movehl_ps,
-        _mm_shuffle_ps, _mm256_add_ps, _mm256_castps256_ps128, _mm256_cvtph_ps,
-        _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
+        __m128i, __m256, __m256i, _mm_add_epi32, _mm_add_ps, _mm_add_ss, _mm_cvtsi128_si32,
+        _mm_cvtss_f32, _mm_loadu_si128, _mm_movehl_ps, _mm_shuffle_epi32, _mm_shuffle_ps,
+        _mm_unpackhi_epi64, _mm256_abs_epi8, _mm256_add_epi32, _mm256_add_ps,
+        _mm256_castps256_ps128, _mm256_castsi256_si128, _mm256_cvtph_ps, _mm256_extractf128_ps,
+        _mm256_extracti128_si256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_loadu_si256,
+        _mm256_madd_epi16, _mm256_maddubs_epi16, _mm256_set1_epi16, _mm256_setzero_ps,
+        _mm256_setzero_si256, _mm256_sign_epi8,
     };
 
     /// Lanes per AVX register of `f32`.
@@ -205,6 +273,65 @@ mod x86 {
         total
     }
 
+    /// Bytes per AVX2 register.
+    const BYTES: usize = 32;
+
+    /// # Safety
+    /// `a` and `b` point to `n` readable `i8` each; the CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn cosine_distance_i8(a: *const i8, b: *const i8, n: usize) -> f32 {
+        let ones = _mm256_set1_epi16(1);
+        // `maddubs` multiplies unsigned by signed bytes and adds neighbouring pairs into 16
+        // bits: |a| × (b with a's sign) is a·b, and with no −128 (which `abs` and `sign`
+        // cannot flip) a pair sums to at most 2 · 127² < 2^15, so nothing saturates.
+        let pairs_to_i32 =
+            |x: __m256i, y: __m256i| _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), ones);
+        let (mut ab, mut aa, mut bb) = (
+            _mm256_setzero_si256(),
+            _mm256_setzero_si256(),
+            _mm256_setzero_si256(),
+        );
+        let mut at = 0;
+        while at + BYTES <= n {
+            // SAFETY: `at + BYTES <= n`.
+            let (x, y) = unsafe {
+                (
+                    _mm256_loadu_si256(a.add(at).cast::<__m256i>()),
+                    _mm256_loadu_si256(b.add(at).cast::<__m256i>()),
+                )
+            };
+            let (x_abs, y_abs) = (_mm256_abs_epi8(x), _mm256_abs_epi8(y));
+            ab = _mm256_add_epi32(ab, pairs_to_i32(x_abs, _mm256_sign_epi8(y, x)));
+            aa = _mm256_add_epi32(aa, pairs_to_i32(x_abs, x_abs));
+            bb = _mm256_add_epi32(bb, pairs_to_i32(y_abs, y_abs));
+            at += BYTES;
+        }
+        let (mut ab, mut aa, mut bb) = (
+            i64::from(horizontal_sum_i32(ab)),
+            i64::from(horizontal_sum_i32(aa)),
+            i64::from(horizontal_sum_i32(bb)),
+        );
+        while at < n {
+            // SAFETY: `at < n`.
+            let (x, y) = unsafe { (i64::from(*a.add(at)), i64::from(*b.add(at))) };
+            ab += x * y;
+            aa += x * x;
+            bb += y * y;
+            at += 1;
+        }
+        super::cosine_distance_of_sums(ab, aa, bb)
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn horizontal_sum_i32(sums: __m256i) -> i32 {
+        let quad = _mm_add_epi32(
+            _mm256_castsi256_si128(sums),
+            _mm256_extracti128_si256::<1>(sums),
+        );
+        let duo = _mm_add_epi32(quad, _mm_unpackhi_epi64(quad, quad));
+        _mm_cvtsi128_si32(_mm_add_epi32(duo, _mm_shuffle_epi32::<0b01>(duo)))
+    }
+
     #[target_feature(enable = "avx2")]
     fn horizontal_sum(sums: [__m256; CHAINS]) -> f32 {
         let pairs = _mm256_add_ps(
@@ -227,6 +354,9 @@ mod x86 {
         unreachable!("no AVX2 kernel off x86_64")
     }
     pub unsafe fn dot_f32(_: *const f32, _: *const f32, _: usize) -> f32 {
+        unreachable!("no AVX2 kernel off x86_64")
+    }
+    pub unsafe fn cosine_distance_i8(_: *const i8, _: *const i8, _: usize) -> f32 {
         unreachable!("no AVX2 kernel off x86_64")
     }
 }
@@ -391,11 +521,41 @@ mod tests {
         }
     }
 
-    /// usearch's `i8` cosine is left in place: it already ran faster than a kernel of ours.
     #[test]
-    fn integer_indexes_keep_the_builtin_cosine() {
+    fn integer_cosine_agrees_with_f64_for_every_tail_length() {
+        let mut noise = Noise(0x5DEE_CE66_D1CE_4E5B);
+        for n in [1, 7, 31, 32, 33, 63, 64, 65, 100, 512, 515] {
+            let (mut qa, mut qb) = (Vec::new(), Vec::new());
+            quantize_i8(&noise.unit(n), &mut qa);
+            quantize_i8(&noise.unit(n), &mut qb);
+            // Extremes: every byte ±127 multiplied by ±127 — the most a pair can sum to.
+            let extreme: Vec<i8> = (0..n)
+                .map(|i| if i % 3 == 0 { -127 } else { 127 })
+                .collect();
+            for (a, b) in [
+                (&qa, &qb),
+                (&qa, &qa),
+                (&extreme, &extreme),
+                (&extreme, &qb),
+            ] {
+                let exact = 1.0 - cosine_of_integers(a, b);
+                let got = f64::from(cosine_distance_i8(a, b));
+                assert!(
+                    (got - exact.max(0.0)).abs() < 1e-6,
+                    "n = {n}: {got} vs {exact}"
+                );
+            }
+        }
+        assert_eq!(cosine_distance_i8(&[0; 40], &[0; 40]), 0.0);
+        assert_eq!(cosine_distance_i8(&[0; 40], &[5; 40]), 1.0);
+    }
+
+    /// On an `i8` index the kernel here replaces usearch's only where VNNI is missing, and
+    /// then finds the same neighbours at the same distances.
+    #[test]
+    fn integer_indexes_get_the_kernel_only_without_vnni() {
         let options = IndexOptions {
-            dimensions: 64,
+            dimensions: 96,
             metric: MetricKind::Cos,
             quantization: ScalarKind::I8,
             connectivity: 16,
@@ -403,7 +563,38 @@ mod tests {
             expansion_search: 64,
             multi: false,
         };
-        let mut index = Index::new(&options).expect("index");
-        assert_eq!(install_unit_cosine(&mut index), Installed::Builtin);
+        let builtin = Index::new(&options).expect("index");
+        let mut custom = Index::new(&options).expect("index");
+        let installed = install_unit_cosine(&mut custom);
+        let expected = if avx2_available() && !vnni_available() {
+            Installed::Avx2QuantisedCosine
+        } else {
+            Installed::Builtin
+        };
+        assert_eq!(installed, expected);
+        let mut noise = Noise(43);
+        let members: Vec<Vec<i8>> = (0..300)
+            .map(|_| {
+                let mut q = Vec::new();
+                quantize_i8(&noise.unit(96), &mut q);
+                q
+            })
+            .collect();
+        for index in [&builtin, &custom] {
+            index.reserve(members.len()).expect("reserve");
+            for (key, vector) in members.iter().enumerate() {
+                index.add(key as u64, vector.as_slice()).expect("add");
+            }
+        }
+        for query in members.iter().step_by(37) {
+            let (x, y) = (
+                builtin.exact_search(query.as_slice(), 5).expect("search"),
+                custom.exact_search(query.as_slice(), 5).expect("search"),
+            );
+            assert_eq!(x.keys, y.keys);
+            for (dx, dy) in x.distances.iter().zip(&y.distances) {
+                assert!((dx - dy).abs() < 1e-4, "{dx} vs {dy}");
+            }
+        }
     }
 }

@@ -24,7 +24,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{
     Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
@@ -267,6 +267,10 @@ pub struct AnnIndex {
     threads: usize,
     /// The distance kernel usearch calls.
     kernel: kernels::Installed,
+    /// HNSW's ef for searches that name none. usearch's own setting stays at 1: it searches
+    /// with ef = max(its setting, results wanted), so asking it for `ef` results gives each
+    /// search its own ef without changing shared state.
+    expansion_search: AtomicUsize,
 }
 
 // The hub shares indexes behind `Arc` across blocking threads: keep that a compile-time fact.
@@ -366,7 +370,7 @@ impl AnnIndex {
             .reserve_capacity_and_threads(capacity, usearch_slots(threads))
             .map_err(native("reserve capacity and threads"))?;
         index.change_expansion_add(settings.expansion_add);
-        index.change_expansion_search(settings.expansion_search);
+        index.change_expansion_search(1);
         Ok(Self {
             index: RwLock::new(index),
             writer: Mutex::new(()),
@@ -374,6 +378,7 @@ impl AnnIndex {
             settings: settings.clone(),
             threads,
             kernel,
+            expansion_search: AtomicUsize::new(settings.expansion_search),
         })
     }
 
@@ -461,26 +466,42 @@ impl AnnIndex {
         read(&self.index).capacity()
     }
 
-    /// The `count` nearest members to `query`, best first.
+    /// The `count` nearest members to `query`, best first, found at the index's expansion.
     pub fn search(&self, query: &[f32], count: usize) -> Result<Vec<Neighbour>, AnnError> {
+        self.search_at(query, count, self.expansion_search.load(Ordering::Relaxed))
+    }
+
+    /// The `count` nearest members to `query`, best first, found keeping `expansion`
+    /// candidates (HNSW's ef; at least `count` are kept whatever it says).
+    pub fn search_at(
+        &self,
+        query: &[f32],
+        count: usize,
+        expansion: usize,
+    ) -> Result<Vec<Neighbour>, AnnError> {
+        if expansion == 0 {
+            return Err(AnnError::InvalidSettings("expansions must be at least 1"));
+        }
         let norm = self.check_vector(query)?;
         let mut unit = Vec::with_capacity(query.len());
         normalise_into(query, norm, &mut unit);
         let _permit = self.searches.acquire();
         let index = read(&self.index);
-        // usearch sizes its result buffers by `count` up front: never let a caller pick that.
+        // usearch sizes its result buffers by what is asked up front: never past the members.
         let count = count.min(index.size());
         if count == 0 {
             return Ok(Vec::new());
         }
+        let wanted = count.max(expansion).min(index.size());
         let matches = self
             .settings
             .quantization
-            .search_unit(&index, &unit, count)?;
+            .search_unit(&index, &unit, wanted)?;
         Ok(matches
             .keys
             .iter()
             .zip(&matches.distances)
+            .take(count)
             .map(|(&key, &distance)| Neighbour {
                 key,
                 // Rounding (more so with f16) can push a distance just past [0, 2].
@@ -557,14 +578,14 @@ impl AnnIndex {
         &self.settings
     }
 
-    /// Changes how many candidates a search keeps (HNSW's ef) from the next search on: the
-    /// speed / recall trade-off, measured by `interop-hub bench`. Not saved in the file.
+    /// Changes how many candidates a search that names none keeps (HNSW's ef) from the next
+    /// search on: the speed / recall trade-off, measured by `interop-hub bench`. Not saved in
+    /// the file.
     pub fn set_expansion_search(&self, expansion: usize) -> Result<(), AnnError> {
         if expansion == 0 {
             return Err(AnnError::InvalidSettings("expansions must be at least 1"));
         }
-        // The write half: no search may be reading the setting while it changes.
-        write(&self.index).change_expansion_search(expansion);
+        self.expansion_search.store(expansion, Ordering::Relaxed);
         Ok(())
     }
 
@@ -937,10 +958,30 @@ mod tests {
     }
 
     fn recall_of_noisy_copies(index: &AnnIndex, vectors: &[Vec<f32>], amount: f32) -> f64 {
+        recall_of_noisy_copies_at(index, vectors, amount, None)
+    }
+
+    /// Share of noisy copies whose original comes first, searched at `expansion` (`None`:
+    /// the index's own).
+    fn recall_of_noisy_copies_at(
+        index: &AnnIndex,
+        vectors: &[Vec<f32>],
+        amount: f32,
+        expansion: Option<usize>,
+    ) -> f64 {
         let mut random = Random(99);
         let mut found = 0;
         for (key, vector) in vectors.iter().enumerate() {
-            let neighbours = index.search(&random.noisy_copy(vector, amount), 5).unwrap();
+            let probe = random.noisy_copy(vector, amount);
+            let neighbours = match expansion {
+                Some(expansion) => index.search_at(&probe, 5, expansion).unwrap(),
+                None => index.search(&probe, 5).unwrap(),
+            };
+            assert_eq!(
+                neighbours.len(),
+                5,
+                "as many results as asked, whatever the ef"
+            );
             assert!(
                 neighbours
                     .windows(2)
@@ -983,6 +1024,34 @@ mod tests {
         assert_eq!(recall_of_noisy_copies(&index, &vectors, 0.3), wide);
         assert!(matches!(
             index.set_expansion_search(0),
+            Err(AnnError::InvalidSettings(_))
+        ));
+    }
+
+    #[test]
+    fn each_search_can_name_its_own_expansion() {
+        let vectors = vectors(3, 2_000);
+        let index = filled(&IndexSettings::new(DIMENSION), &vectors);
+        let wide = recall_of_noisy_copies(&index, &vectors, 0.3);
+        let narrow = recall_of_noisy_copies_at(&index, &vectors, 0.3, Some(1));
+        assert!(narrow < wide, "ef 1: {narrow}, ef 128: {wide}");
+        assert_eq!(
+            recall_of_noisy_copies_at(
+                &index,
+                &vectors,
+                0.3,
+                Some(IndexSettings::DEFAULT_EXPANSION)
+            ),
+            wide,
+            "the index's own ef, named, searches as a search naming none"
+        );
+        assert_eq!(
+            recall_of_noisy_copies(&index, &vectors, 0.3),
+            wide,
+            "a shallow search leaves the index's own ef alone"
+        );
+        assert!(matches!(
+            index.search_at(&vectors[0], 5, 0),
             Err(AnnError::InvalidSettings(_))
         ));
     }

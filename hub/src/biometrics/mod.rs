@@ -298,6 +298,7 @@ impl Biometrics {
             .search_each(
                 vec![(algorithm.to_owned(), probe.to_vec())],
                 count,
+                None,
                 partitions,
             )
             .await?;
@@ -305,12 +306,14 @@ impl Biometrics {
     }
 
     /// 1:N searches of several probes, each `(algorithm, vector)`, in `partitions`: the hits
-    /// of each probe, best first, in the probes' order. One blocking task per partition runs
-    /// every probe, and the partitions run at the same time.
+    /// of each probe, best first, in the probes' order. `expansion` is HNSW's ef for every
+    /// search (`None`: each index's own). One blocking task per partition runs every probe,
+    /// and the partitions run at the same time.
     pub async fn search_each(
         &self,
         probes: Vec<(String, Vec<f32>)>,
         count: usize,
+        expansion: Option<usize>,
         partitions: &[Partition],
     ) -> Result<Vec<Vec<Hit>>, BiometricsError> {
         let probes = Arc::new(probes);
@@ -330,9 +333,12 @@ impl Biometrics {
                     indexes
                         .iter()
                         .zip(probes.iter())
-                        .map(|(index, (_, vector))| match index {
-                            Some(index) => Ok(index.search(vector, count)?),
-                            None => Ok(Vec::new()),
+                        .map(|(index, (_, vector))| match (index, expansion) {
+                            (Some(index), Some(expansion)) => {
+                                Ok(index.search_at(vector, count, expansion)?)
+                            }
+                            (Some(index), None) => Ok(index.search(vector, count)?),
+                            (None, _) => Ok(Vec::new()),
                         })
                         .collect::<Result<Vec<Vec<Neighbour>>, BiometricsError>>()
                 })

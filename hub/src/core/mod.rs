@@ -545,6 +545,7 @@ impl Hub {
                     .map(|(t, _)| (t.algorithm.clone(), t.vector.clone()))
                     .collect(),
                 self.settings.detection.neighbours_per_template,
+                Some(self.settings.detection.expansion_search),
                 &[Partition::Civil, Partition::LawEnforcement],
             )
             .await?;
@@ -744,6 +745,16 @@ impl Hub {
             |page| format!("links={}", page.links.len()),
         )
         .await
+    }
+
+    /// Every stored link, unfiltered and unaudited: the bench's check against its ground
+    /// truth, never a caller's view.
+    pub(crate) async fn all_links(&self) -> Result<Vec<StoredLink>, HubError> {
+        let query = LinkQuery {
+            limit: i64::MAX,
+            ..LinkQuery::default()
+        };
+        Ok(self.links.list(&query, self.clock.now()).await?.0)
     }
 
     /// A link's identity confirmation file; a link the caller may not see is answered as
