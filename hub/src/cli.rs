@@ -153,7 +153,7 @@ struct GenerateArgs {
 #[derive(Debug, Args)]
 struct BenchArgs {
     /// Records to ingest, each with a 512-d face (the searched templates) and two fingers.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(crate::bench::MIN_TEMPLATES as u64..))]
     templates: u64,
     /// 1:N probes (new captures of stored persons' faces).
     #[arg(long, default_value_t = 1_000)]
@@ -179,7 +179,7 @@ struct BenchArgs {
     ingest_in_flight: u16,
     /// HNSW's ef for the detector's searches while ingesting (the hub's setting
     /// `detection.expansion_search`).
-    #[arg(long, default_value_t = crate::config::DETECTION_EXPANSION_SEARCH, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    #[arg(long, default_value_t = crate::config::DETECTION_EXPANSION_SEARCH, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::config::MAX_DETECTION_EXPANSION)))]
     detection_expansion: u16,
     /// Also write the face vectors and probes, with their persons, into this directory (raw
     /// little-endian files, see `bench/README.md`) for other libraries' baselines.

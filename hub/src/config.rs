@@ -50,6 +50,8 @@ pub struct AuthSettings {
 
 /// The detector's default HNSW ef (see `DetectionSettings::expansion_search`).
 pub const DETECTION_EXPANSION_SEARCH: u16 = 64;
+/// The deepest detection search a setting may ask for.
+pub const MAX_DETECTION_EXPANSION: u16 = 4_096;
 
 /// How the multiple-identity detector works.
 #[derive(Debug, Clone, Deserialize)]
@@ -156,8 +158,8 @@ impl Settings {
             "neighbours_per_template must be 1-1000"
         );
         anyhow::ensure!(
-            (1..=4_096).contains(&detection.expansion_search),
-            "detection expansion_search must be 1-4096"
+            (1..=usize::from(MAX_DETECTION_EXPANSION)).contains(&detection.expansion_search),
+            "detection expansion_search must be 1-{MAX_DETECTION_EXPANSION}"
         );
         Ok(())
     }

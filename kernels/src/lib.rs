@@ -1,7 +1,7 @@
-//! The dot products the biometric index spends its time in, for unit vectors stored as `f16`
-//! or `f32`, the usearch metric built on them, and the `i8` quantisation of unit vectors: the
-//! one place in the workspace that holds `unsafe` code (SIMD intrinsics, and the raw pointers
-//! usearch hands its metric).
+//! The distances the biometric index spends its time in — dot products of unit vectors stored
+//! as `f16` or `f32`, cosine of quantised `i8` vectors — the usearch metrics built on them,
+//! and the `i8` quantisation of unit vectors: the one place in the workspace that holds
+//! `unsafe` code (SIMD intrinsics, and the raw pointers usearch hands its metric).
 //!
 //! Why not usearch's own kernels: the NumKong kernels bundled with usearch 2.26.6 compute
 //! cosine on AVX2 as three single-accumulator FMA chains (`a·b`, `a·a`, `b·b`; and `f32` through
@@ -17,11 +17,12 @@
 //! similarities and compares them with match thresholds. [`quantize_i8`] scales each vector
 //! by its own largest component instead, and cosine, which ignores length, needs no scale
 //! stored beside it. On a CPU with VNNI (AVX-512 or AVX) usearch's own `i8` cosine computes
-//! it: there it searched 1.18–1.26× faster than an AVX2 integer kernel (same graph, same run
-//! of `interop-hub bench`). Without VNNI, usearch's AVX2 kernel widens each byte to 16 bits
-//! before multiplying, because `maddubs` (unsigned × signed bytes) goes wrong on −128; the
-//! quantised vectors never hold −128, so the kernel here multiplies bytes directly, 32 at a
-//! time.
+//! it: there it searched 1.18–1.26× faster than an earlier AVX2 kernel of ours (widening to
+//! 16 bits, three `madd` chains; dropped, never committed). Without VNNI, usearch's AVX2
+//! kernel widens each byte to 16 bits before multiplying, because `maddubs` (unsigned ×
+//! signed bytes) goes wrong on −128; the quantised vectors never hold −128, so the kernel
+//! here multiplies bytes directly, 32 at a time (`interop-hub bench` compares it with
+//! usearch's on the same vectors: the `i8_usearch_kernel` row).
 
 use usearch::{Index, ScalarKind};
 
@@ -33,8 +34,8 @@ pub enum Installed {
     /// AVX2 cosine of `i8` vectors written by [`quantize_i8`] (no component is −128), on a
     /// CPU without VNNI.
     Avx2QuantisedCosine,
-    /// The CPU lacks those features or the scalar kind has no kernel here: usearch's own
-    /// metric stays.
+    /// usearch's own metric stays: the CPU lacks AVX2 (or FMA, F16C), the scalar kind has no
+    /// kernel here, or (for `i8`) the CPU has VNNI, where usearch's kernel is the faster.
     Builtin,
 }
 
@@ -128,8 +129,9 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Cosine distance `1 − a·b / (|a| |b|)` of two `i8` vectors, on the fastest path
-/// available; 0 for two zero vectors, 1 for one. Exact for vectors from [`quantize_i8`];
-/// a component of −128 gives a wrong result.
+/// available; 0 for two zero vectors, 1 for one. Exact for vectors from [`quantize_i8`] of
+/// up to 133,000 components (the sums are 32-bit, as usearch's); a component of −128 gives
+/// a wrong result.
 ///
 /// # Panics
 /// When the lengths differ.
@@ -157,12 +159,9 @@ fn cosine_distance_of_sums(ab: i64, aa: i64, bb: i64) -> f32 {
     if aa == 0 || bb == 0 {
         return 1.0;
     }
-    // The sums are exact integers; f64 keeps the quotient exact to f32's precision.
-    #[expect(clippy::cast_precision_loss, reason = "sums stay below 2^53")]
+    // The sums are exact integers below 2^53; f64 keeps the quotient exact to f32's precision.
     let cosine = ab as f64 / (aa as f64 * bb as f64).sqrt();
-    #[expect(clippy::cast_possible_truncation, reason = "a distance in [0, 2]")]
-    let distance = (1.0 - cosine).max(0.0) as f32;
-    distance
+    (1.0 - cosine).max(0.0) as f32
 }
 
 /// usearch's bundled NumKong has `i8` kernels on VNNI (`vpdpbusd`); they beat ours.

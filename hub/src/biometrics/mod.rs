@@ -60,9 +60,10 @@ pub enum BiometricsError {
 pub fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
     IndexSettings {
         dimension: algorithm.dimension,
-        // A quarter of f32's vector memory, and on this session's machine (AVX-512 VNNI)
-        // 1.48× the bare f16 index's qps at 20k and 1.74× at 100k at the same genuine-mate
-        // recall (`interop-hub bench`, quantisation table). Quantised per vector, not by
+        // A quarter of f32's vector memory, and the fastest storage at the same genuine-mate
+        // recall on both CPUs measured (`interop-hub bench`, quantisation table): 1.48× the
+        // bare f16 index's qps at 20k and 1.74× at 100k with AVX-512 VNNI (usearch's kernel),
+        // 1.54× and 1.70× with AVX2 only (the hub's kernel). Quantised per vector, not by
         // usearch's coarser cast (`kernels::quantize_i8`).
         quantization: Quantization::I8,
         // 512-d faces at 100k templates: the hub found the true mate first for 97.9 % of

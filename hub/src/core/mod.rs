@@ -186,6 +186,8 @@ pub struct Hub {
 impl Hub {
     /// Opens (and migrates) the stores. The biometric indexes come with [`Hub::prepare`].
     pub async fn open(config: &HubConfig) -> anyhow::Result<Self> {
+        // Settings built in code (embedded, tests, bench) get the checks a file gets.
+        config.settings.validate()?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let control = ControlStore::open(&config.control_url()).await?;
