@@ -63,9 +63,10 @@ pub struct DetectionSettings {
     /// Nearest neighbours fetched from the index per template of a new record.
     #[serde(default = "DetectionSettings::default_neighbours")]
     pub neighbours_per_template: usize,
-    /// HNSW's ef for the detector's 1:N searches (the search portal keeps each index's own):
-    /// a record's every template is searched, and a mate found by any of them is compared on
-    /// all, so each search can be shallower than a portal search of one probe.
+    /// HNSW's ef for the detector's 1:N searches of a record with two or more templates (the
+    /// search portal, and a record with one template, keep each index's own): every template
+    /// is searched, and a mate found by any of them is compared on all, so each search can be
+    /// shallower than a portal search of one probe.
     #[serde(default = "DetectionSettings::default_expansion_search")]
     pub expansion_search: usize,
 }

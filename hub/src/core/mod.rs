@@ -547,7 +547,9 @@ impl Hub {
                     .map(|(t, _)| (t.algorithm.clone(), t.vector.clone()))
                     .collect(),
                 self.settings.detection.neighbours_per_template,
-                Some(self.settings.detection.expansion_search),
+                // A lone template has no other search to make up for a shallow one: it is
+                // searched as deep as a portal probe.
+                (probes.len() > 1).then_some(self.settings.detection.expansion_search),
                 &[Partition::Civil, Partition::LawEnforcement],
             )
             .await?;
