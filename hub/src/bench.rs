@@ -167,7 +167,7 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
         person
     });
     // Given names drawn from a short list, as real ones are: common, not unique.
-    let given = synthetic_given_name((person + usize::from(assumed_identity) * 31) % 97);
+    let given = synthetic_given_name((person + usize::from(assumed_identity) * 31) % GIVEN_NAMES);
     let year = 1940 + (person + usize::from(assumed_identity) * 23) % 66;
     let month = 1 + (person + usize::from(assumed_identity) * 5) % 12;
     let document = format!("{}{person:08}", if assumed_identity { 'F' } else { 'B' });
@@ -200,10 +200,13 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
     (system, person, body.to_string())
 }
 
+/// Distinct given names the bench draws from, as real ones are: common, not unique.
+const GIVEN_NAMES: usize = 97;
+
 /// A given name from a vocabulary of its own, short where surnames are long: no given name
 /// is like anyone's surname, so two persons never look alike by a name written in the other
-/// field. Each syllable starts with a consonant of its own phonetic class, so the 97 names
-/// keep 97 distinct blocking keys.
+/// field. Each syllable starts with a consonant of its own phonetic class, so the names
+/// keep as many distinct blocking keys.
 fn synthetic_given_name(k: usize) -> String {
     spelled(
         k,
@@ -1206,12 +1209,12 @@ mod tests {
         }
         let names: std::collections::HashSet<String> = (0..20_000).map(synthetic_surname).collect();
         assert_eq!(names.len(), 20_000);
-        let given_keys: std::collections::HashSet<String> = (0..97)
+        let given_keys: std::collections::HashSet<String> = (0..GIVEN_NAMES)
             .map(|k| crate::matching::given_names_key(&synthetic_given_name(k).to_uppercase()))
             .collect();
         assert_eq!(
             given_keys.len(),
-            97,
+            GIVEN_NAMES,
             "every given name has a blocking key of its own"
         );
     }

@@ -83,6 +83,13 @@ impl DetectionSettings {
     fn default_expansion_search() -> usize {
         usize::from(DETECTION_EXPANSION_SEARCH)
     }
+
+    /// The ef the detector searches a record's `templates` indexable templates at: its own
+    /// for two or more, each index's own (`None`) for a lone template, which has no other
+    /// search to make up for a shallow one.
+    pub fn expansion_for(&self, templates: usize) -> Option<usize> {
+        (templates > 1).then_some(self.expansion_search)
+    }
 }
 
 impl Default for DetectionSettings {
@@ -260,5 +267,16 @@ mod tests {
         assert!(shallow.validate().is_err());
         shallow.detection.expansion_search = 1;
         assert!(shallow.validate().is_ok());
+    }
+
+    #[test]
+    fn a_lone_template_is_searched_at_the_index_depth() {
+        let detection = DetectionSettings::default();
+        assert_eq!(detection.expansion_for(1), None);
+        assert_eq!(detection.expansion_for(0), None);
+        assert_eq!(
+            detection.expansion_for(3),
+            Some(usize::from(DETECTION_EXPANSION_SEARCH))
+        );
     }
 }

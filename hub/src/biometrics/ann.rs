@@ -468,17 +468,19 @@ impl AnnIndex {
 
     /// The `count` nearest members to `query`, best first, found at the index's expansion.
     pub fn search(&self, query: &[f32], count: usize) -> Result<Vec<Neighbour>, AnnError> {
-        self.search_at(query, count, self.expansion_search.load(Ordering::Relaxed))
+        self.search_at(query, count, None)
     }
 
     /// The `count` nearest members to `query`, best first, found keeping `expansion`
-    /// candidates (HNSW's ef; at least `count` are kept whatever it says).
+    /// candidates (HNSW's ef; `None`: the index's own; at least `count` are kept whatever
+    /// it says).
     pub fn search_at(
         &self,
         query: &[f32],
         count: usize,
-        expansion: usize,
+        expansion: Option<usize>,
     ) -> Result<Vec<Neighbour>, AnnError> {
+        let expansion = expansion.unwrap_or_else(|| self.expansion_search.load(Ordering::Relaxed));
         if expansion == 0 {
             return Err(AnnError::InvalidSettings("expansions must be at least 1"));
         }
@@ -973,10 +975,7 @@ mod tests {
         let mut found = 0;
         for (key, vector) in vectors.iter().enumerate() {
             let probe = random.noisy_copy(vector, amount);
-            let neighbours = match expansion {
-                Some(expansion) => index.search_at(&probe, 5, expansion).unwrap(),
-                None => index.search(&probe, 5).unwrap(),
-            };
+            let neighbours = index.search_at(&probe, 5, expansion).unwrap();
             assert_eq!(
                 neighbours.len(),
                 5,
@@ -1041,7 +1040,7 @@ mod tests {
             wide
         );
         assert!(matches!(
-            index.search_at(&vectors[0], 5, 0),
+            index.search_at(&vectors[0], 5, Some(0)),
             Err(AnnError::InvalidSettings(_))
         ));
     }

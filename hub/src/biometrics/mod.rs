@@ -334,12 +334,9 @@ impl Biometrics {
                     indexes
                         .iter()
                         .zip(probes.iter())
-                        .map(|(index, (_, vector))| match (index, expansion) {
-                            (Some(index), Some(expansion)) => {
-                                Ok(index.search_at(vector, count, expansion)?)
-                            }
-                            (Some(index), None) => Ok(index.search(vector, count)?),
-                            (None, _) => Ok(Vec::new()),
+                        .map(|(index, (_, vector))| match index {
+                            Some(index) => Ok(index.search_at(vector, count, expansion)?),
+                            None => Ok(Vec::new()),
                         })
                         .collect::<Result<Vec<Vec<Neighbour>>, BiometricsError>>()
                 })

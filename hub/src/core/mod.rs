@@ -547,9 +547,7 @@ impl Hub {
                     .map(|(t, _)| (t.algorithm.clone(), t.vector.clone()))
                     .collect(),
                 self.settings.detection.neighbours_per_template,
-                // A lone template has no other search to make up for a shallow one: it is
-                // searched as deep as a portal probe.
-                (probes.len() > 1).then_some(self.settings.detection.expansion_search),
+                self.settings.detection.expansion_for(probes.len()),
                 &[Partition::Civil, Partition::LawEnforcement],
             )
             .await?;
