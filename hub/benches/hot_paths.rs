@@ -148,10 +148,11 @@ fn audit(c: &mut Criterion) {
         outcome: "hits=1".into(),
     };
     let no_counts = std::collections::BTreeMap::new();
+    let mut appender = store.audit_appender();
     c.bench_function("audit/append_one_sqlite", |b| {
         b.iter(|| {
             runtime
-                .block_on(store.append_audit(
+                .block_on(appender.append(
                     &[(event.clone(), time::OffsetDateTime::now_utc())],
                     &no_counts,
                 ))

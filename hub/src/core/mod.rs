@@ -1115,6 +1115,7 @@ fn spawn_audit_writer(
 ) -> tokio::sync::mpsc::Sender<PendingAudit> {
     let (queue, mut pending) = tokio::sync::mpsc::channel::<PendingAudit>(4 * AUDIT_BATCH);
     tokio::spawn(async move {
+        let mut appender = control.audit_appender();
         let mut batch = Vec::with_capacity(AUDIT_BATCH);
         while pending.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
             let mut entries = Vec::with_capacity(batch.len());
@@ -1127,7 +1128,7 @@ fn spawn_audit_writer(
                 }
                 waiters.push(pending.done);
             }
-            let written = match control.append_audit(&entries, &counts).await {
+            let written = match appender.append(&entries, &counts).await {
                 Ok(()) => {
                     for _ in &entries {
                         metrics.audit_entry();

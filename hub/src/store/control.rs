@@ -81,6 +81,7 @@ const AUDIT_COLUMN_COUNT: usize = 11;
 const AUDIT_COLUMNS: &str =
     "seq, at, subject, agency, member_state, purpose, action, query, outcome, prev_hash, hash";
 const BASELINE_LOADED: &str = "baseline_loaded";
+/// Written by the `audit_log_head` trigger (control migration 0002), which names it too.
 const AUDIT_HEAD: &str = "audit_head";
 
 #[derive(Debug, Clone)]
@@ -273,89 +274,25 @@ impl ControlStore {
             .collect()
     }
 
-    /// Appends entries, in order, at the end of the chain in one transaction (the hub
-    /// commits the appends that queued up together). The caller serialises appends; the
-    /// primary key on `seq` refuses a fork should two writers ever race.
-    ///
-    /// `counts` are added to the ingest quality counts ((system, kind, rule) → how many) in
-    /// the same transaction: the counts of ingests whose entries are written, and no others.
-    pub async fn append_audit(
-        &self,
-        events: &[(AuditEvent, OffsetDateTime)],
-        counts: &BTreeMap<IngestCountKey, i64>,
-    ) -> Result<(), sqlx::Error> {
-        if events.is_empty() {
-            return Ok(());
+    /// The appender of the audit chain. The hub runs one and serialises its appends; the
+    /// primary key on `seq` refuses a fork should two writers (two hubs on one database)
+    /// ever race.
+    pub fn audit_appender(&self) -> AuditAppender {
+        AuditAppender {
+            store: self.clone(),
+            tail: None,
         }
-        let mut tx = self.db.begin_write().await?;
+    }
+
+    /// The chain's last entry as its rows say: its sequence number and hash.
+    async fn audit_tail(&self) -> Result<(i64, String), sqlx::Error> {
         let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.db.pool)
             .await?;
-        let (mut seq, mut prev_hash) = match last {
-            Some(row) => (
-                row.try_get::<i64, _>("seq")?,
-                row.try_get::<String, _>("hash")?,
-            ),
-            None => (0, GENESIS_HASH.to_owned()),
-        };
-        // One multi-row INSERT per batch: a statement per entry costs a round trip each.
-        let mut rows = Vec::with_capacity(events.len());
-        for (event, at) in events {
-            seq += 1;
-            let at_millis = unix_millis(*at);
-            let hash = chain_hash(&prev_hash, seq, at_millis, event);
-            rows.push((seq, at_millis, event, prev_hash, hash.clone()));
-            prev_hash = hash;
+        match last {
+            Some(row) => Ok((row.try_get("seq")?, row.try_get("hash")?)),
+            None => Ok((0, GENESIS_HASH.to_owned())),
         }
-        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
-            let values = (0..chunk.len())
-                .map(|row| {
-                    let first = row * AUDIT_COLUMN_COUNT + 1;
-                    format!("({})", placeholders(first, AUDIT_COLUMN_COUNT))
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES {values}");
-            let mut insert = sqlx::query(&sql);
-            for (seq, at_millis, event, prev, hash) in chunk {
-                insert = insert
-                    .bind(*seq)
-                    .bind(*at_millis)
-                    .bind(event.subject.as_str())
-                    .bind(event.agency.as_str())
-                    .bind(event.member_state.as_str())
-                    .bind(event.purpose.as_str())
-                    .bind(event.action.as_str())
-                    .bind(event.query.as_str())
-                    .bind(event.outcome.as_str())
-                    .bind(prev.as_str())
-                    .bind(hash.as_str());
-            }
-            insert.execute(&mut *tx).await?;
-        }
-        for ((system, kind, rule), count) in counts {
-            sqlx::query(
-                "INSERT INTO ingest_quality (system, kind, rule, count) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (system, kind, rule) DO UPDATE SET count = ingest_quality.count + $4",
-            )
-            .bind(system.as_str())
-            .bind(kind.as_str())
-            .bind(rule.as_str())
-            .bind(*count)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // The head is kept apart from the rows so that deleting the newest entry shows.
-        let head = format!("{seq} {prev_hash}");
-        sqlx::query(
-            "INSERT INTO control_meta (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(AUDIT_HEAD)
-        .bind(head.as_str())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await
     }
 
     /// Entries with `seq > after`, in order, at most `limit`.
@@ -391,6 +328,128 @@ impl ControlStore {
             })
             .transpose()
     }
+}
+
+/// Appends to the audit chain and remembers where the chain ends, so that an append of
+/// search entries is a single INSERT statement (a trigger keeps the head in step): each
+/// statement is a round trip to the database's worker, and every answer waits for its entry.
+#[derive(Debug)]
+pub struct AuditAppender {
+    store: ControlStore,
+    /// The last entry this appender wrote; `None` until the first append and after an error,
+    /// when the chain's end is read from the rows again.
+    tail: Option<(i64, String)>,
+}
+
+/// One entry placed in the chain: (seq, at in unix ms, event, previous hash, hash).
+type ChainedRow<'a> = (i64, i64, &'a AuditEvent, String, String);
+
+impl AuditAppender {
+    /// Appends entries, in order, at the end of the chain, all or none. `counts` are added to
+    /// the ingest quality counts ((system, kind, rule) → how many) in the same transaction:
+    /// the counts of ingests whose entries are written, and no others.
+    ///
+    /// When another writer appended since this one last did, the insert collides with its
+    /// entries on `seq`; the chain's end is then read again and the append tried once more.
+    pub async fn append(
+        &mut self,
+        events: &[(AuditEvent, OffsetDateTime)],
+        counts: &BTreeMap<IngestCountKey, i64>,
+    ) -> Result<(), sqlx::Error> {
+        match self.try_append(events, counts).await {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                self.try_append(events, counts).await
+            }
+            other => other,
+        }
+    }
+
+    async fn try_append(
+        &mut self,
+        events: &[(AuditEvent, OffsetDateTime)],
+        counts: &BTreeMap<IngestCountKey, i64>,
+    ) -> Result<(), sqlx::Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (mut seq, mut prev_hash) = match self.tail.take() {
+            Some(tail) => tail,
+            None => self.store.audit_tail().await?,
+        };
+        let mut rows: Vec<ChainedRow<'_>> = Vec::with_capacity(events.len());
+        for (event, at) in events {
+            seq += 1;
+            let at_millis = unix_millis(*at);
+            let hash = chain_hash(&prev_hash, seq, at_millis, event);
+            rows.push((seq, at_millis, event, prev_hash, hash.clone()));
+            prev_hash = hash;
+        }
+        // One multi-row INSERT per chunk: a statement per entry costs a round trip each.
+        let statements: Vec<(String, &[ChainedRow<'_>])> = rows
+            .chunks(AUDIT_ROWS_PER_INSERT)
+            .map(|chunk| (audit_insert_sql(chunk.len()), chunk))
+            .collect();
+        let db = &self.store.db;
+        if let ([(sql, chunk)], true) = (statements.as_slice(), counts.is_empty()) {
+            // One statement is atomic by itself, trigger included.
+            let _gate = db.write_gate().await;
+            audit_insert(sql, chunk).execute(&db.pool).await?;
+        } else {
+            let mut tx = db.begin_write().await?;
+            for (sql, chunk) in &statements {
+                audit_insert(sql, chunk).execute(&mut *tx).await?;
+            }
+            for ((system, kind, rule), count) in counts {
+                sqlx::query(
+                    "INSERT INTO ingest_quality (system, kind, rule, count) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (system, kind, rule) DO UPDATE SET count = ingest_quality.count + $4",
+                )
+                .bind(system.as_str())
+                .bind(kind.as_str())
+                .bind(rule.as_str())
+                .bind(*count)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        self.tail = Some((seq, prev_hash));
+        Ok(())
+    }
+}
+
+fn audit_insert_sql(rows: usize) -> String {
+    let values = (0..rows)
+        .map(|row| {
+            let first = row * AUDIT_COLUMN_COUNT + 1;
+            format!("({})", placeholders(first, AUDIT_COLUMN_COUNT))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES {values}")
+}
+
+fn audit_insert<'q>(
+    sql: &'q str,
+    rows: &'q [ChainedRow<'q>],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    rows.iter().fold(
+        sqlx::query(sql),
+        |insert, (seq, at_millis, event, prev, hash)| {
+            insert
+                .bind(*seq)
+                .bind(*at_millis)
+                .bind(event.subject.as_str())
+                .bind(event.agency.as_str())
+                .bind(event.member_state.as_str())
+                .bind(event.purpose.as_str())
+                .bind(event.action.as_str())
+                .bind(event.query.as_str())
+                .bind(event.outcome.as_str())
+                .bind(prev.as_str())
+                .bind(hash.as_str())
+        },
+    )
 }
 
 /// What storing a rule that exists already does.
@@ -524,22 +583,29 @@ mod tests {
         }
     }
 
-    /// A batch larger than one INSERT statement keeps its order and its chain.
-    #[tokio::test]
-    async fn batched_audit_appends_chain_in_order() {
+    /// A fresh SQLite control store, kept while the directory lives.
+    async fn sqlite_store() -> (tempfile::TempDir, ControlStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!(
             "sqlite://{}?mode=rwc",
             dir.path().join("control.sqlite").display()
         );
         let store = ControlStore::open(&url).await.expect("open");
+        (dir, store)
+    }
+
+    /// A batch larger than one INSERT statement keeps its order and its chain.
+    #[tokio::test]
+    async fn batched_audit_appends_chain_in_order() {
+        let (_dir, store) = sqlite_store().await;
         let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
         let first: Vec<_> = (0..150).map(|n| (event(n), at)).collect();
         let second: Vec<_> = (150..153).map(|n| (event(n), at)).collect();
         let counts =
             BTreeMap::from([(("ees".to_owned(), "accepted".to_owned(), String::new()), 2)]);
-        store.append_audit(&first, &counts).await.expect("append");
-        store.append_audit(&second, &counts).await.expect("append");
+        let mut appender = store.audit_appender();
+        appender.append(&first, &counts).await.expect("append");
+        appender.append(&second, &counts).await.expect("append");
         assert_eq!(
             store.ingest_counts().await.expect("counts"),
             vec![("ees".into(), "accepted".into(), String::new(), 4)]
@@ -554,6 +620,39 @@ mod tests {
         assert_eq!(
             verify_audit_chain(&store).await.expect("walk").ok(),
             Some(153)
+        );
+    }
+
+    /// Two appenders on one database (two hubs): each one's remembered end of the chain goes
+    /// stale when the other appends, and the chain still never forks or breaks.
+    #[tokio::test]
+    async fn appenders_that_race_keep_one_chain() {
+        let (_dir, store) = sqlite_store().await;
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
+        let no_counts = BTreeMap::new();
+        let mut first = store.audit_appender();
+        let mut second = store.audit_appender();
+        for n in 0..6 {
+            let appender = if n % 3 == 0 { &mut second } else { &mut first };
+            appender
+                .append(&[(event(n), at)], &no_counts)
+                .await
+                .expect("append");
+        }
+        let entries = store.audit_entries(0, 100).await.expect("entries");
+        let outcomes: Vec<&str> = entries.iter().map(|e| e.event.outcome.as_str()).collect();
+        assert_eq!(
+            outcomes,
+            ["hits=0", "hits=1", "hits=2", "hits=3", "hits=4", "hits=5"]
+        );
+        assert_eq!(
+            verify_audit_chain(&store).await.expect("walk").ok(),
+            Some(6)
+        );
+        let last = entries.last().expect("entries");
+        assert_eq!(
+            store.audit_head().await.expect("head"),
+            Some((last.seq, last.hash.clone()))
         );
     }
 }

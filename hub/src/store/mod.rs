@@ -10,7 +10,7 @@ mod identities;
 mod links;
 mod rows;
 
-pub use control::{AccessRequest, ControlStore, IngestCountKey, NewRule, RuleRow};
+pub use control::{AccessRequest, AuditAppender, ControlStore, IngestCountKey, NewRule, RuleRow};
 pub use identities::{
     Completeness, IdentityStore, StoredRecord, TemplateOwner, UpsertOutcome, UpsertRefusal,
     Upserted,
