@@ -134,8 +134,8 @@ fn distance(c: &mut Criterion) {
 }
 
 /// What every audited answer waits for on the embedded default: one entry appended to a
-/// SQLite control database (its own transaction and commit), and, for scale, one
-/// single-statement read through the same pool.
+/// SQLite control database (one autocommit INSERT, as a search's entry is), and, for
+/// scale, one single-statement read through the same pool.
 fn audit(c: &mut Criterion) {
     let (runtime, _dir, store) = sqlite_control_store();
     let event = interop_hub::audit::AuditEvent {

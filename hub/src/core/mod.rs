@@ -1104,11 +1104,11 @@ fn spawn_mark_writer(store: IdentityStore) -> tokio::sync::mpsc::Sender<PendingM
 /// templates of one record can hit (two fingers).
 pub const NEIGHBOURS_PER_WANTED_RECORD: usize = 4;
 
-/// Entries one audit transaction takes at most.
+/// Entries one audit append takes at most.
 const AUDIT_BATCH: usize = 256;
 
-/// The single appender of the audit chain: takes what is queued, writes it in one
-/// transaction, then answers every waiter.
+/// The single appender of the audit chain: takes what is queued, appends it all or none
+/// (`AuditAppender`), then answers every waiter.
 fn spawn_audit_writer(
     control: ControlStore,
     metrics: Arc<HubMetrics>,

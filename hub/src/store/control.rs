@@ -284,17 +284,6 @@ impl ControlStore {
         }
     }
 
-    /// The chain's last entry as its rows say: its sequence number and hash.
-    async fn audit_tail(&self) -> Result<(i64, String), sqlx::Error> {
-        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.db.pool)
-            .await?;
-        match last {
-            Some(row) => Ok((row.try_get("seq")?, row.try_get("hash")?)),
-            None => Ok((0, GENESIS_HASH.to_owned())),
-        }
-    }
-
     /// Entries with `seq > after`, in order, at most `limit`.
     pub async fn audit_entries(
         &self,
@@ -313,20 +302,8 @@ impl ControlStore {
 
     /// The last entry's sequence number and hash, as recorded at its append.
     pub async fn audit_head(&self) -> Result<Option<(i64, String)>, sqlx::Error> {
-        let value: Option<String> =
-            sqlx::query_scalar("SELECT value FROM control_meta WHERE key = $1")
-                .bind(AUDIT_HEAD)
-                .fetch_optional(&self.db.pool)
-                .await?;
-        value
-            .map(|v| {
-                let (seq, hash) = v.split_once(' ').ok_or_else(|| corrupt("audit_head"))?;
-                Ok((
-                    seq.parse().map_err(|_| corrupt("audit_head"))?,
-                    hash.to_owned(),
-                ))
-            })
-            .transpose()
+        let mut conn = self.db.pool.acquire().await?;
+        recorded_head(&mut conn).await
     }
 }
 
@@ -350,7 +327,8 @@ impl AuditAppender {
     /// the counts of ingests whose entries are written, and no others.
     ///
     /// When another writer appended since this one last did, the insert collides with its
-    /// entries on `seq`; the chain's end is then read again and the append tried once more.
+    /// entries on `seq`; the append is tried once more in a transaction that reads the
+    /// chain's end itself (on SQLite under the write lock, so it cannot collide again).
     pub async fn append(
         &mut self,
         events: &[(AuditEvent, OffsetDateTime)],
@@ -372,50 +350,110 @@ impl AuditAppender {
         if events.is_empty() {
             return Ok(());
         }
-        let (mut seq, mut prev_hash) = match self.tail.take() {
-            Some(tail) => tail,
-            None => self.store.audit_tail().await?,
-        };
-        let mut rows: Vec<ChainedRow<'_>> = Vec::with_capacity(events.len());
-        for (event, at) in events {
-            seq += 1;
-            let at_millis = unix_millis(*at);
-            let hash = chain_hash(&prev_hash, seq, at_millis, event);
-            rows.push((seq, at_millis, event, prev_hash, hash.clone()));
-            prev_hash = hash;
-        }
-        // One multi-row INSERT per chunk: a statement per entry costs a round trip each.
-        let statements: Vec<(String, &[ChainedRow<'_>])> = rows
-            .chunks(AUDIT_ROWS_PER_INSERT)
-            .map(|chunk| (audit_insert_sql(chunk.len()), chunk))
-            .collect();
         let db = &self.store.db;
-        if let ([(sql, chunk)], true) = (statements.as_slice(), counts.is_empty()) {
-            // One statement is atomic by itself, trigger included.
-            let _gate = db.write_gate().await;
-            audit_insert(sql, chunk).execute(&db.pool).await?;
-        } else {
-            let mut tx = db.begin_write().await?;
-            for (sql, chunk) in &statements {
-                audit_insert(sql, chunk).execute(&mut *tx).await?;
+        let end = match self.tail.take() {
+            // The remembered end and a batch one statement holds: one INSERT, atomic by
+            // itself, trigger included.
+            Some(tail) if counts.is_empty() && events.len() <= AUDIT_ROWS_PER_INSERT => {
+                let rows = chained(tail, events);
+                let sql = audit_insert_sql(rows.len());
+                let _gate = db.write_gate().await;
+                audit_insert(&sql, &rows).execute(&db.pool).await?;
+                chain_end(&rows)
             }
-            for ((system, kind, rule), count) in counts {
-                sqlx::query(
-                    "INSERT INTO ingest_quality (system, kind, rule, count) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (system, kind, rule) DO UPDATE SET count = ingest_quality.count + $4",
-                )
-                .bind(system.as_str())
-                .bind(kind.as_str())
-                .bind(rule.as_str())
-                .bind(*count)
-                .execute(&mut *tx)
-                .await?;
+            remembered => {
+                let mut tx = db.begin_write().await?;
+                // Read inside the transaction: on SQLite it holds the write lock, so no other
+                // writer appends between the read and the insert.
+                let tail = match remembered {
+                    Some(tail) => tail,
+                    None => chain_tail(&mut tx).await?,
+                };
+                let rows = chained(tail, events);
+                // One multi-row INSERT per chunk: a statement per entry costs a round trip.
+                for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+                    let sql = audit_insert_sql(chunk.len());
+                    audit_insert(&sql, chunk).execute(&mut *tx).await?;
+                }
+                for ((system, kind, rule), count) in counts {
+                    sqlx::query(
+                        "INSERT INTO ingest_quality (system, kind, rule, count) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (system, kind, rule) DO UPDATE SET count = ingest_quality.count + $4",
+                    )
+                    .bind(system.as_str())
+                    .bind(kind.as_str())
+                    .bind(rule.as_str())
+                    .bind(*count)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                chain_end(&rows)
             }
-            tx.commit().await?;
-        }
-        self.tail = Some((seq, prev_hash));
+        };
+        self.tail = Some(end);
         Ok(())
     }
+}
+
+/// `events` placed in the chain after `tail`.
+fn chained(
+    (mut seq, mut prev_hash): (i64, String),
+    events: &[(AuditEvent, OffsetDateTime)],
+) -> Vec<ChainedRow<'_>> {
+    let mut rows = Vec::with_capacity(events.len());
+    for (event, at) in events {
+        seq += 1;
+        let at_millis = unix_millis(*at);
+        let hash = chain_hash(&prev_hash, seq, at_millis, event);
+        rows.push((seq, at_millis, event, prev_hash, hash.clone()));
+        prev_hash = hash;
+    }
+    rows
+}
+
+/// The last row's sequence number and hash (rows are never empty here).
+fn chain_end(rows: &[ChainedRow<'_>]) -> (i64, String) {
+    rows.last()
+        .map_or((0, GENESIS_HASH.to_owned()), |(seq, _, _, _, hash)| {
+            (*seq, hash.clone())
+        })
+}
+
+/// Where the next entry chains on: the last row, or the recorded head where it is further
+/// on. The newest entries were then deleted, and chaining on from the head keeps the gap
+/// visible instead of reusing their numbers.
+async fn chain_tail(conn: &mut sqlx::AnyConnection) -> Result<(i64, String), sqlx::Error> {
+    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let last = match last {
+        Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
+        None => (0, GENESIS_HASH.to_owned()),
+    };
+    Ok(match recorded_head(conn).await? {
+        Some(head) if head.0 > last.0 => head,
+        _ => last,
+    })
+}
+
+/// The head as the `audit_log_head` trigger recorded it.
+async fn recorded_head(
+    conn: &mut sqlx::AnyConnection,
+) -> Result<Option<(i64, String)>, sqlx::Error> {
+    let value: Option<String> = sqlx::query_scalar("SELECT value FROM control_meta WHERE key = $1")
+        .bind(AUDIT_HEAD)
+        .fetch_optional(&mut *conn)
+        .await?;
+    value
+        .map(|v| {
+            let (seq, hash) = v.split_once(' ').ok_or_else(|| corrupt("audit_head"))?;
+            Ok((
+                seq.parse().map_err(|_| corrupt("audit_head"))?,
+                hash.to_owned(),
+            ))
+        })
+        .transpose()
 }
 
 fn audit_insert_sql(rows: usize) -> String {
@@ -654,5 +692,38 @@ mod tests {
             store.audit_head().await.expect("head"),
             Some((last.seq, last.hash.clone()))
         );
+    }
+
+    /// The newest entries deleted while no hub ran: the next hub chains on from the recorded
+    /// head, so the deletion still shows as a gap instead of being written over.
+    #[tokio::test]
+    async fn a_deletion_at_the_end_stays_visible_after_a_restart() {
+        let (_dir, store) = sqlite_store().await;
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
+        let no_counts = BTreeMap::new();
+        let events: Vec<_> = (0..3).map(|n| (event(n), at)).collect();
+        store
+            .audit_appender()
+            .append(&events, &no_counts)
+            .await
+            .expect("append");
+        sqlx::query("DELETE FROM audit_log WHERE seq = 3")
+            .execute(&store.database().pool)
+            .await
+            .expect("delete");
+        store
+            .audit_appender()
+            .append(&[(event(3), at)], &no_counts)
+            .await
+            .expect("append");
+        let seqs: Vec<i64> = store
+            .audit_entries(0, 100)
+            .await
+            .expect("entries")
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 4]);
+        assert!(verify_audit_chain(&store).await.expect("walk").is_err());
     }
 }
