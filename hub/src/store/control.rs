@@ -355,11 +355,11 @@ impl AuditAppender {
             // The remembered end and a batch one statement holds: one INSERT, atomic by
             // itself, trigger included.
             Some(tail) if counts.is_empty() && events.len() <= AUDIT_ROWS_PER_INSERT => {
-                let rows = chained(tail, events);
+                let (rows, end) = chained(tail, events);
                 let sql = audit_insert_sql(rows.len());
                 let _gate = db.write_gate().await;
                 audit_insert(&sql, &rows).execute(&db.pool).await?;
-                chain_end(&rows)
+                end
             }
             remembered => {
                 let mut tx = db.begin_write().await?;
@@ -369,7 +369,7 @@ impl AuditAppender {
                     Some(tail) => tail,
                     None => chain_tail(&mut tx).await?,
                 };
-                let rows = chained(tail, events);
+                let (rows, end) = chained(tail, events);
                 // One multi-row INSERT per chunk: a statement per entry costs a round trip.
                 for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
                     let sql = audit_insert_sql(chunk.len());
@@ -388,7 +388,7 @@ impl AuditAppender {
                     .await?;
                 }
                 tx.commit().await?;
-                chain_end(&rows)
+                end
             }
         };
         self.tail = Some(end);
@@ -396,11 +396,11 @@ impl AuditAppender {
     }
 }
 
-/// `events` placed in the chain after `tail`.
+/// `events` placed in the chain after `tail`, and the chain's new end.
 fn chained(
     (mut seq, mut prev_hash): (i64, String),
     events: &[(AuditEvent, OffsetDateTime)],
-) -> Vec<ChainedRow<'_>> {
+) -> (Vec<ChainedRow<'_>>, (i64, String)) {
     let mut rows = Vec::with_capacity(events.len());
     for (event, at) in events {
         seq += 1;
@@ -409,15 +409,7 @@ fn chained(
         rows.push((seq, at_millis, event, prev_hash, hash.clone()));
         prev_hash = hash;
     }
-    rows
-}
-
-/// The last row's sequence number and hash (rows are never empty here).
-fn chain_end(rows: &[ChainedRow<'_>]) -> (i64, String) {
-    rows.last()
-        .map_or((0, GENESIS_HASH.to_owned()), |(seq, _, _, _, hash)| {
-            (*seq, hash.clone())
-        })
+    (rows, (seq, prev_hash))
 }
 
 /// Where the next entry chains on: the last row, or the recorded head where it is further
