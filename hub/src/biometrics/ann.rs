@@ -3,7 +3,7 @@
 //! saved atomically with a checksum. The index is derived data: the store is the truth, so a file
 //! that fails to load is an error to rebuild from, never something to patch up.
 //!
-//! Thread safety rests on four facts read from usearch 2.26.6's C++ core:
+//! Thread safety rests on five facts read from usearch 2.26.6's C++ core:
 //! - every `add` and `search` borrows one of a fixed pool of *thread slots* (scratch contexts),
 //!   popped from a mutex-guarded free list and returned before the FFI call comes back; a call
 //!   that finds the pool empty fails ("Reserve capacity ahead of …"). The pool holds
@@ -18,6 +18,9 @@
 //!   the write half of an `RwLock` that every other call holds for reading.
 //! - the duplicate-key check in `add` is not atomic with the insertion, and "replace" has to be
 //!   remove-then-add: the writer mutex makes both atomic.
+//! - a search reads the graph's entry node as soon as the node count is not zero, and the first
+//!   `add` raises the count before it stores that node: the first insertion into an empty
+//!   index holds the write half too.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -427,13 +430,24 @@ impl AnnIndex {
     /// and normalised the vector.
     fn insert(&self, key: u64, unit: &[f32]) -> Result<(), AnnError> {
         let index = read(&self.index);
+        if index.size() == 0 {
+            // usearch counts a graph's first node before it stores it, and a search that sees
+            // a count reads that node at once (a null read, SIGSEGV): the first insertion into
+            // an empty index runs alone. The writer mutex keeps the index empty meanwhile.
+            drop(index);
+            return self.insert_into(&write(&self.index), key, unit);
+        }
+        self.insert_into(&index, key, unit)
+    }
+
+    fn insert_into(&self, index: &Index, key: u64, unit: &[f32]) -> Result<(), AnnError> {
         // usearch refuses duplicate keys and cannot update in place.
         if index.contains(key) {
             index
                 .remove(key)
                 .map_err(native("remove the replaced vector"))?;
         }
-        self.settings.quantization.add_unit(&index, key, unit)
+        self.settings.quantization.add_unit(index, key, unit)
     }
 
     /// Removes `key`; `false` if it was not there.
@@ -1372,6 +1386,37 @@ mod tests {
                 reachable * 1000 >= vectors.len() * 999,
                 "{reachable} reachable"
             );
+        }
+    }
+
+    #[test]
+    fn searches_racing_the_first_insertion_find_nothing_or_it() {
+        // usearch counts a node before it stores it, and a search that sees a count reads
+        // the entry node at once: without the exclusive first insertion this dies with
+        // SIGSEGV within a few rounds (a null node read in `search_to_find_in_base_`).
+        use std::sync::atomic::AtomicBool;
+        let vectors = vectors(13, 4);
+        let settings = IndexSettings {
+            quantization: Quantization::I8,
+            ..IndexSettings::new(DIMENSION)
+        };
+        for _ in 0..300 {
+            let index = AnnIndex::new(&settings).unwrap();
+            let inserted = AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                for probe in &vectors[..3] {
+                    let (index, inserted) = (&index, &inserted);
+                    scope.spawn(move || {
+                        while !inserted.load(Ordering::Acquire) {
+                            let found = index.search(probe, 1).unwrap();
+                            assert!(found.is_empty() || found[0].key == 1, "{found:?}");
+                        }
+                    });
+                }
+                index.add(1, &vectors[3]).unwrap();
+                inserted.store(true, Ordering::Release);
+            });
+            assert_eq!(index.search(&vectors[3], 1).unwrap()[0].key, 1);
         }
     }
 
