@@ -44,6 +44,9 @@ pub struct BenchOptions {
     pub ingest_in_flight: usize,
     /// HNSW's ef of the detector's searches while ingesting.
     pub detection_expansion: usize,
+    /// Builds the bare index again at every other quantisation (the quantisation table):
+    /// at 100k the longest phase of the run.
+    pub quantisation_table: bool,
 }
 
 /// One run's figures.
@@ -77,7 +80,8 @@ pub struct BenchReport {
     /// The same probes against a bare usearch index with the hub's settings (distance kernel
     /// included) and data.
     pub search_qps_bare_usearch: f64,
-    /// The bare index at each quantisation, with the hub's graph settings and expansion.
+    /// The bare index at each quantisation, with the hub's graph settings and expansion
+    /// (only the hub's own without the quantisation table).
     pub quantization_curve: Vec<QuantizationPoint>,
     /// Two bare indexes split as the hub's partitions are (EES civil, SIS law enforcement),
     /// both searched per probe, one after the other: the index work of a hub search.
@@ -497,7 +501,11 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let faces = Arc::new(faces);
     let bare = {
         let (probes, faces) = (Arc::clone(&probes), Arc::clone(&faces));
-        tokio::task::spawn_blocking(move || bare_usearch(&faces, &probes, threads)).await??
+        let quantisation_table = options.quantisation_table;
+        tokio::task::spawn_blocking(move || {
+            bare_usearch(&faces, &probes, threads, quantisation_table)
+        })
+        .await??
     };
     let (bare_seconds, bare_first) = bare.at_hub_settings;
     let (exact_seconds, exact_first) = {
@@ -888,6 +896,7 @@ fn bare_usearch(
     faces: &[(u64, Vec<f32>)],
     probes: &[(usize, Vec<f32>)],
     threads: usize,
+    quantisation_table: bool,
 ) -> anyhow::Result<BareRun> {
     let settings = face_settings()?;
     // The hub normalises every probe before it reaches usearch; so does the baseline, before
@@ -967,15 +976,19 @@ fn bare_usearch(
         recall: share(at_hub_settings.1),
         adds_per_s,
     }];
-    let others = [
-        Storing::Hub(Quantization::F32),
-        Storing::Hub(Quantization::F16),
-        Storing::Hub(Quantization::I8),
-        Storing::UsearchKernel(Quantization::I8),
-        Storing::UsearchCastI8,
-    ];
-    let bar = Progress::new(faces.len() * others.len(), "quantise");
-    for storing in others {
+    let others: &[Storing] = if quantisation_table {
+        &[
+            Storing::Hub(Quantization::F32),
+            Storing::Hub(Quantization::F16),
+            Storing::Hub(Quantization::I8),
+            Storing::UsearchKernel(Quantization::I8),
+            Storing::UsearchCastI8,
+        ]
+    } else {
+        &[]
+    };
+    let bar = (!others.is_empty()).then(|| Progress::new(faces.len() * others.len(), "quantise"));
+    for &storing in others {
         let measured_already = match storing {
             Storing::Hub(quantization) => quantization == settings.quantization,
             // Where the hub keeps usearch's kernel, the first row is this one.
@@ -985,10 +998,12 @@ fn bare_usearch(
             Storing::UsearchCastI8 => false,
         };
         if measured_already {
-            bar.inc(faces.len() as u64);
+            if let Some(bar) = &bar {
+                bar.inc(faces.len() as u64);
+            }
             continue;
         }
-        let (index, _, adds_per_s) = build(storing, &mut (0..faces.len()), Some(&bar))?;
+        let (index, _, adds_per_s) = build(storing, &mut (0..faces.len()), bar.as_ref())?;
         let (seconds, first) = timed(storing, &index);
         quantizations.push(QuantizationPoint {
             quantization: storing.name(),
@@ -997,7 +1012,9 @@ fn bare_usearch(
             adds_per_s,
         });
     }
-    bar.finish();
+    if let Some(bar) = bar {
+        bar.finish();
+    }
 
     // Split as the hub splits them: even records are EES (civil), odd ones SIS (law
     // enforcement); each probe searches both, asking each for as many as the hub asks.

@@ -185,6 +185,10 @@ struct BenchArgs {
     /// little-endian files, see `bench/README.md`) for other libraries' baselines.
     #[arg(long)]
     export_vectors: Option<PathBuf>,
+    /// Leave out the quantisation table (the bare index rebuilt at every other storage);
+    /// at 100k it is the longest phase of the run.
+    #[arg(long)]
+    skip_quantisation: bool,
 }
 
 impl StoreArgs {
@@ -297,6 +301,7 @@ impl Command {
                     export_vectors: args.export_vectors,
                     ingest_in_flight: usize::from(args.ingest_in_flight),
                     detection_expansion: usize::from(args.detection_expansion),
+                    quantisation_table: !args.skip_quantisation,
                 };
                 let report = crate::bench::run(&options).await?;
                 print!("{report}");
