@@ -1,7 +1,7 @@
 //! `interop-hub bench`: ingest with detection and 1:N search measured through the hub's own
-//! paths, beside a bare usearch index with the same settings and data and an exact scan of
-//! the same vectors, then the search portal over HTTP at fixed concurrency — all in one
-//! run, on generated data with known mates.
+//! paths, beside bare usearch indexes with the same settings and data (searched, and doing
+//! ingest's index work) and an exact scan of the same vectors, then the search portal over
+//! HTTP at fixed concurrency — all in one run, on generated data with known mates.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ use crate::generate::{Trait, base_vector, new_capture};
 use crate::http::AppState;
 
 const FACE: &str = "acme-face-v3";
+const FINGER: &str = "acme-finger-v2";
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -60,6 +61,15 @@ pub struct BenchReport {
     pub threads: usize,
     /// Records per second through `Hub::ingest` (parse, store, index, detect).
     pub ingest_records_per_s: f64,
+    /// Ingest's index work alone on bare usearch indexes with the hub's settings: each
+    /// record's three templates inserted into its partition's indexes and searched in both
+    /// partitions at the detector's ef, `threads` records at a time, one insertion at a time
+    /// per index (as the hub inserts).
+    pub ingest_records_per_s_bare: f64,
+    pub ingest_hub_to_bare_ratio: f64,
+    /// Share of second appearances that the bare indexes' searches joined to their first
+    /// (from either record's searches: records in flight finish in either order).
+    pub bare_ingest_mate_recall: f64,
     /// Records in flight at once while ingesting.
     pub ingest_in_flight: usize,
     /// HNSW's ef of the detector's searches while ingesting.
@@ -157,12 +167,10 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
     } else {
         SourceSystem::Sis
     };
-    let capture = |trait_: Trait, salt: u64| {
-        let vector = new_capture(
-            &base_vector(seed, person as u64, trait_),
-            seed ^ ((i as u64) << 8) ^ salt,
-        );
-        STANDARD.encode(connectors::vector_base64::to_bytes(&vector))
+    let capture = |trait_: Trait| {
+        STANDARD.encode(connectors::vector_base64::to_bytes(&capture(
+            seed, i, person, trait_,
+        )))
     };
     // An assumed identity takes a surname no person has: the names run from the other end.
     let surname = synthetic_surname(if assumed_identity {
@@ -175,9 +183,7 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
     let year = 1940 + (person + usize::from(assumed_identity) * 23) % 66;
     let month = 1 + (person + usize::from(assumed_identity) * 5) % 12;
     let document = format!("{}{person:08}", if assumed_identity { 'F' } else { 'B' });
-    let face = capture(Trait::Face, 1);
-    let right = capture(Trait::Finger(FingerPosition::RightIndex), 2);
-    let left = capture(Trait::Finger(FingerPosition::LeftIndex), 3);
+    let [face, right, left] = RECORD_TRAITS.map(capture);
     let body = match system {
         SourceSystem::Sis => serde_json::json!({
             "alert_id": source_id(system, i), "version": 1, "issuing_state": "IT",
@@ -187,8 +193,8 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
             "documents": [{"type": "passport", "number": document, "country": "XXA"}],
             "biometrics": [
                 {"modality": "face", "algorithm": FACE, "quality": 80, "data": face},
-                {"modality": "finger", "position": "right_index", "algorithm": "acme-finger-v2", "quality": 80, "data": right},
-                {"modality": "finger", "position": "left_index", "algorithm": "acme-finger-v2", "quality": 80, "data": left}],
+                {"modality": "finger", "position": "right_index", "algorithm": FINGER, "quality": 80, "data": right},
+                {"modality": "finger", "position": "left_index", "algorithm": FINGER, "quality": 80, "data": left}],
         }),
         _ => serde_json::json!({
             "file_id": source_id(system, i), "version": 1, "member_state": "DE",
@@ -197,11 +203,32 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
             "travel_document": {"type": "P", "number": document, "issuing_country": "XXA"},
             "biometrics": [
                 {"modality": "face", "algorithm": FACE, "quality": 80, "data": face},
-                {"modality": "finger", "position": "right_index", "algorithm": "acme-finger-v2", "quality": 80, "data": right},
-                {"modality": "finger", "position": "left_index", "algorithm": "acme-finger-v2", "quality": 80, "data": left}],
+                {"modality": "finger", "position": "right_index", "algorithm": FINGER, "quality": 80, "data": right},
+                {"modality": "finger", "position": "left_index", "algorithm": FINGER, "quality": 80, "data": left}],
         }),
     };
     (system, person, body.to_string())
+}
+
+/// What each bench record carries, in its order: a face and two index fingers.
+const RECORD_TRAITS: [Trait; 3] = [
+    Trait::Face,
+    Trait::Finger(FingerPosition::RightIndex),
+    Trait::Finger(FingerPosition::LeftIndex),
+];
+
+/// Record `i`'s capture of a trait of its person: a new capture for every record, so a
+/// second appearance never repeats the first one's vectors.
+fn capture(seed: u64, i: usize, person: usize, trait_: Trait) -> Vec<f32> {
+    let salt = match trait_ {
+        Trait::Face => 1,
+        Trait::Finger(FingerPosition::RightIndex) => 2,
+        Trait::Finger(_) => 3,
+    };
+    new_capture(
+        &base_vector(seed, person as u64, trait_),
+        seed ^ ((i as u64) << 8) ^ salt,
+    )
 }
 
 /// Distinct given names the bench draws from, as real ones are: common, not unique.
@@ -487,11 +514,10 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         .iter()
         .enumerate()
         .map(|(i, (_, person, _))| {
-            let vector = new_capture(
-                &base_vector(seed, *person as u64, Trait::Face),
-                seed ^ ((i as u64) << 8) ^ 1,
-            );
-            (*person as u64, unit(&vector))
+            (
+                *person as u64,
+                unit(&capture(seed, i, *person, Trait::Face)),
+            )
         })
         .collect();
     if let Some(dir) = &options.export_vectors {
@@ -511,6 +537,19 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let (exact_seconds, exact_first) = {
         let (probes, faces) = (Arc::clone(&probes), Arc::clone(&faces));
         tokio::task::spawn_blocking(move || exact_scan(&faces, &probes, threads)).await?
+    };
+    let bare_ingest = {
+        let vectors = Arc::new(
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, (system, person, _))| RecordVectors::of(seed, i, *system, *person))
+                .collect::<Vec<_>>(),
+        );
+        let neighbours = config.settings.detection.neighbours_per_template;
+        let expansion = options.detection_expansion;
+        tokio::task::spawn_blocking(move || bare_ingest(&vectors, threads, expansion, neighbours))
+            .await??
     };
 
     let portal = portal_over_http(
@@ -539,6 +578,12 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         queries,
         threads,
         ingest_records_per_s: total as f64 / ingest_seconds.max(f64::EPSILON),
+        ingest_records_per_s_bare: bare_ingest.records_per_s,
+        ingest_hub_to_bare_ratio: total as f64
+            / ingest_seconds.max(f64::EPSILON)
+            / bare_ingest.records_per_s.max(f64::EPSILON),
+        bare_ingest_mate_recall: bare_ingest.mates_found as f64
+            / bare_ingest.second_appearances.max(1) as f64,
         ingest_in_flight: options.ingest_in_flight.max(1),
         detection_expansion_search: options.detection_expansion,
         detection_recall: detection.linked as f64 / detection.pairs.max(1) as f64,
@@ -1042,6 +1087,148 @@ fn bare_usearch(
     })
 }
 
+/// One bench record's index work: its partition (0 civil, 1 law enforcement) and its
+/// templates as unit vectors, in [`RECORD_TRAITS`]' order.
+struct RecordVectors {
+    partition: usize,
+    templates: [Vec<f32>; 3],
+}
+
+impl RecordVectors {
+    fn of(seed: u64, i: usize, system: SourceSystem, person: usize) -> Self {
+        Self {
+            partition: usize::from(system.partition() == Partition::LawEnforcement),
+            templates: RECORD_TRAITS.map(|trait_| unit(&capture(seed, i, person, trait_))),
+        }
+    }
+}
+
+/// What the bare indexes did with ingest's index work.
+struct BareIngest {
+    records_per_s: f64,
+    /// Second appearances found by their first appearance's searches or theirs (records
+    /// in flight finish in either order, as in the hub).
+    mates_found: usize,
+    second_appearances: usize,
+}
+
+/// Ingest's index work on bare usearch indexes with the hub's settings (one per partition ×
+/// algorithm, the hub's distance kernel): each record's face and two fingers go into its
+/// partition's indexes, then each is searched in both partitions at the detector's `ef`,
+/// asking for as many neighbours as the detector does; `threads` records at a time, one
+/// insertion at a time per index (as in the hub: concurrent usearch inserts strand nodes),
+/// searches beside it. No parsing, store, matching or audit: the speed ingest is measured
+/// against.
+fn bare_ingest(
+    records: &[RecordVectors],
+    threads: usize,
+    expansion: usize,
+    neighbours: usize,
+) -> anyhow::Result<BareIngest> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let registry = connectors::AlgorithmRegistry::default();
+    let mut indexes = Vec::new();
+    for trait_ in RECORD_TRAITS {
+        let algorithm = match trait_ {
+            Trait::Face => FACE,
+            Trait::Finger(_) => FINGER,
+        };
+        let settings = registry
+            .get(algorithm)
+            .map(settings_for)
+            .ok_or_else(|| anyhow::anyhow!("algorithm {algorithm} is not registered"))?;
+        let storing = Storing::Hub(settings.quantization);
+        let mut per_partition = Vec::new();
+        for partition in 0..2 {
+            let mut index = usearch::Index::new(&settings.usearch_options())
+                .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+            kernels::install_unit_cosine(&mut index);
+            let members = records.iter().filter(|r| r.partition == partition).count();
+            index
+                .reserve_capacity_and_threads(members.max(1), threads + 1)
+                .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+            index.change_expansion_search(expansion);
+            per_partition.push((index, Mutex::new(())));
+        }
+        indexes.push((storing, per_partition));
+    }
+    // Pair p: record 10p + 8 and its second appearance 10p + 9.
+    let pair_found: Vec<AtomicBool> = (0..records.len() / 10)
+        .map(|_| AtomicBool::new(false))
+        .collect();
+    let partner = |i: usize| match i % 10 {
+        8 => Some(i + 1),
+        9 => Some(i - 1),
+        _ => None,
+    };
+    let work = |i: usize| -> anyhow::Result<()> {
+        let record = &records[i];
+        let mut found = Vec::new();
+        for ((storing, per_partition), vector) in indexes.iter().zip(&record.templates) {
+            let (index, writer) = &per_partition[record.partition];
+            {
+                let _writer = writer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                storing.add(index, i as u64, vector)?;
+            }
+            for (index, _) in per_partition {
+                if let Some(matches) = storing.search(index, vector, neighbours) {
+                    found.extend(matches.keys);
+                }
+            }
+        }
+        if let (Some(partner), Some(pair)) = (partner(i), pair_found.get(i / 10))
+            && found.contains(&(partner as u64))
+        {
+            pair.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+
+    let bar = Progress::new(records.len(), "bare ingest");
+    let started = Instant::now();
+    // The first record of each partition alone: no search may race a first insertion.
+    let alone = records.len().min(2);
+    for i in 0..alone {
+        work(i)?;
+        bar.inc(1);
+    }
+    let next = AtomicUsize::new(alone);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= records.len() {
+                            return Ok(());
+                        }
+                        work(i)?;
+                        bar.inc(1);
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a bare ingest thread panicked"))?
+        })
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish();
+    Ok(BareIngest {
+        records_per_s: records.len() as f64 / seconds.max(f64::EPSILON),
+        mates_found: pair_found
+            .iter()
+            .filter(|f| f.load(Ordering::Relaxed))
+            .count(),
+        second_appearances: pair_found.len(),
+    })
+}
+
 /// Writes `faces.f32` (unit vectors, row after row), `face_persons.u64`, `probes.f32` (as
 /// sent to the hub) and `probe_persons.u64`, all little-endian, and `shape.json`.
 fn export_vectors(
@@ -1117,19 +1304,21 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "| templates | threads | ingest rec/s | hub qps | hub qps ({} in flight) | bare usearch qps | bare, partitioned qps | exact qps | hub / bare | hub / bare partitioned | recall hub | recall bare | recall exact | p50 ms | p99 ms | bare adds/s | ready after restart s | portal clients | portal req/s | portal p50 ms | portal p99 ms | portal errors |",
+            "| templates | threads | ingest rec/s | bare ingest rec/s | ingest hub / bare | hub qps | hub qps ({} in flight) | bare usearch qps | bare, partitioned qps | exact qps | hub / bare | hub / bare partitioned | recall hub | recall bare | recall exact | p50 ms | p99 ms | bare adds/s | ready after restart s | portal clients | portal req/s | portal p50 ms | portal p99 ms | portal errors |",
             self.portal_http_concurrency
         )?;
         writeln!(
             f,
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         )?;
         writeln!(
             f,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {:.0} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {:.0} | {:.2} | {:.2} | {} |",
             self.templates,
             self.threads,
             self.ingest_records_per_s,
+            self.ingest_records_per_s_bare,
+            self.ingest_hub_to_bare_ratio,
             self.search_qps_hub,
             self.search_qps_hub_in_flight,
             self.search_qps_bare_usearch,
@@ -1158,11 +1347,12 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "detection at ef {}: recall {:.4} (under another identity {:.4}), {} false links",
+            "detection at ef {}: recall {:.4} (under another identity {:.4}), {} false links; bare ingest found {:.4} of mates",
             self.detection_expansion_search,
             self.detection_recall,
             self.detection_recall_assumed_identity,
-            self.detection_false_links
+            self.detection_false_links,
+            self.bare_ingest_mate_recall
         )?;
         writeln!(f)?;
         curve_table(f, "bare qps", "bare recall", &self.expansion_curve)?;
@@ -1259,6 +1449,28 @@ mod tests {
         assert_ne!(surname(&assumed), surname(&first));
         assert_ne!(assumed.date_of_birth, first.date_of_birth);
         assert_ne!(document(&assumed), document(&first));
+    }
+
+    #[tokio::test]
+    async fn bare_ingest_does_the_index_work_of_detection() {
+        let records: Vec<RecordVectors> = (0..600)
+            .map(|i| {
+                let (system, person, _) = native_record(7, i);
+                RecordVectors::of(7, i, system, person)
+            })
+            .collect();
+        assert_eq!(records[8].partition, 0, "EES is civil");
+        assert_eq!(records[9].partition, 1, "SIS is law enforcement");
+        let run = bare_ingest(&records, 2, 64, 8).expect("the bare indexes take the records");
+        assert_eq!(run.second_appearances, 60);
+        // Each second appearance is in the other partition from its first: found only when
+        // both partitions are searched with the record's own vectors.
+        assert!(
+            run.mates_found >= 59,
+            "{} of 60 mates found",
+            run.mates_found
+        );
+        assert!(run.records_per_s > 0.0);
     }
 
     #[test]
