@@ -66,6 +66,7 @@ pub struct BenchReport {
     /// partitions at the detector's ef, `threads` records at a time, one insertion at a time
     /// per index (as the hub inserts).
     pub ingest_records_per_s_bare: f64,
+    /// The hub's ingest over the bare indexes': what the hub adds to ingest's index work.
     pub ingest_hub_to_bare_ratio: f64,
     /// Share of second appearances that the bare indexes' searches joined to their first
     /// (from either record's searches: records in flight finish in either order).
@@ -167,7 +168,7 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
     } else {
         SourceSystem::Sis
     };
-    let capture = |trait_: Trait| {
+    let encoded = |trait_: Trait| {
         STANDARD.encode(connectors::vector_base64::to_bytes(&capture(
             seed, i, person, trait_,
         )))
@@ -183,7 +184,7 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
     let year = 1940 + (person + usize::from(assumed_identity) * 23) % 66;
     let month = 1 + (person + usize::from(assumed_identity) * 5) % 12;
     let document = format!("{}{person:08}", if assumed_identity { 'F' } else { 'B' });
-    let [face, right, left] = RECORD_TRAITS.map(capture);
+    let [face, right, left] = RECORD_TRAITS.map(encoded);
     let body = match system {
         SourceSystem::Sis => serde_json::json!({
             "alert_id": source_id(system, i), "version": 1, "issuing_state": "IT",
@@ -572,15 +573,15 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
 
     let qps = |seconds: f64| queries as f64 / seconds.max(f64::EPSILON);
     let share = |first: usize| first as f64 / queries as f64;
+    let ingest_records_per_s = total as f64 / ingest_seconds.max(f64::EPSILON);
     Ok(BenchReport {
         cpu: cpu_description(),
         templates: total,
         queries,
         threads,
-        ingest_records_per_s: total as f64 / ingest_seconds.max(f64::EPSILON),
+        ingest_records_per_s,
         ingest_records_per_s_bare: bare_ingest.records_per_s,
-        ingest_hub_to_bare_ratio: total as f64
-            / ingest_seconds.max(f64::EPSILON)
+        ingest_hub_to_bare_ratio: ingest_records_per_s
             / bare_ingest.records_per_s.max(f64::EPSILON),
         bare_ingest_mate_recall: bare_ingest.mates_found as f64
             / bare_ingest.second_appearances.max(1) as f64,
@@ -1106,16 +1107,25 @@ impl RecordVectors {
 /// What the bare indexes did with ingest's index work.
 struct BareIngest {
     records_per_s: f64,
-    /// Second appearances found by their first appearance's searches or theirs (records
-    /// in flight finish in either order, as in the hub).
+    /// Second appearances found among the neighbours of their first appearance's searches or
+    /// of theirs (records in flight finish in either order, as in the hub).
     mates_found: usize,
     second_appearances: usize,
 }
 
-/// Ingest's index work on bare usearch indexes with the hub's settings (one per partition ×
-/// algorithm, the hub's distance kernel): each record's face and two fingers go into its
-/// partition's indexes, then each is searched in both partitions at the detector's `ef`,
-/// asking for as many neighbours as the detector does; `threads` records at a time, one
+/// The algorithm of each of a record's templates, in [`RECORD_TRAITS`]' order: both fingers
+/// go into the one finger index of their partition, as in the hub.
+fn algorithm_of(trait_: Trait) -> &'static str {
+    match trait_ {
+        Trait::Face => FACE,
+        Trait::Finger(_) => FINGER,
+    }
+}
+
+/// Ingest's index work on bare usearch indexes laid out as the hub's (one per partition ×
+/// algorithm, the hub's settings and distance kernel): each record's face and two fingers go
+/// into its partition's indexes, then each is searched in both partitions at the detector's
+/// `ef`, asking for as many neighbours as the detector does; `threads` records at a time, one
 /// insertion at a time per index (as in the hub: concurrent usearch inserts strand nodes),
 /// searches beside it. No parsing, store, matching or audit: the speed ingest is measured
 /// against.
@@ -1125,21 +1135,30 @@ fn bare_ingest(
     expansion: usize,
     neighbours: usize,
 ) -> anyhow::Result<BareIngest> {
+    use std::collections::HashMap;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+    /// One algorithm's indexes, one per partition, each with its writer lock.
+    struct Indexes {
+        quantization: Quantization,
+        per_partition: Vec<(usearch::Index, Mutex<()>)>,
+    }
+
     let registry = connectors::AlgorithmRegistry::default();
-    let mut indexes = Vec::new();
-    for trait_ in RECORD_TRAITS {
-        let algorithm = match trait_ {
-            Trait::Face => FACE,
-            Trait::Finger(_) => FINGER,
-        };
+    let mut indexes: HashMap<&str, Indexes> = HashMap::new();
+    for algorithm in RECORD_TRAITS.map(algorithm_of) {
+        if indexes.contains_key(algorithm) {
+            continue;
+        }
         let settings = registry
             .get(algorithm)
             .map(settings_for)
             .ok_or_else(|| anyhow::anyhow!("algorithm {algorithm} is not registered"))?;
-        let storing = Storing::Hub(settings.quantization);
+        let per_record = RECORD_TRAITS
+            .iter()
+            .filter(|t| algorithm_of(**t) == algorithm)
+            .count();
         let mut per_partition = Vec::new();
         for partition in 0..2 {
             let mut index = usearch::Index::new(&settings.usearch_options())
@@ -1147,13 +1166,22 @@ fn bare_ingest(
             kernels::install_unit_cosine(&mut index);
             let members = records.iter().filter(|r| r.partition == partition).count();
             index
-                .reserve_capacity_and_threads(members.max(1), threads + 1)
+                .reserve_capacity_and_threads((members * per_record).max(1), threads + 1)
                 .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
             index.change_expansion_search(expansion);
             per_partition.push((index, Mutex::new(())));
         }
-        indexes.push((storing, per_partition));
+        indexes.insert(
+            algorithm,
+            Indexes {
+                quantization: settings.quantization,
+                per_partition,
+            },
+        );
     }
+    // Template t of record i is key 3i + t in its index, so a key names its record.
+    let key = |i: usize, t: usize| (RECORD_TRAITS.len() * i + t) as u64;
+    let record_of = |key: u64| key as usize / RECORD_TRAITS.len();
     // Pair p: record 10p + 8 and its second appearance 10p + 9.
     let pair_found: Vec<AtomicBool> = (0..records.len() / 10)
         .map(|_| AtomicBool::new(false))
@@ -1166,22 +1194,25 @@ fn bare_ingest(
     let work = |i: usize| -> anyhow::Result<()> {
         let record = &records[i];
         let mut found = Vec::new();
-        for ((storing, per_partition), vector) in indexes.iter().zip(&record.templates) {
+        for (t, (trait_, vector)) in RECORD_TRAITS.iter().zip(&record.templates).enumerate() {
+            let Indexes {
+                quantization,
+                per_partition,
+            } = &indexes[algorithm_of(*trait_)];
             let (index, writer) = &per_partition[record.partition];
             {
                 let _writer = writer
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                storing.add(index, i as u64, vector)?;
+                quantization.add_unit(index, key(i, t), vector)?;
             }
             for (index, _) in per_partition {
-                if let Some(matches) = storing.search(index, vector, neighbours) {
-                    found.extend(matches.keys);
-                }
+                let matches = quantization.search_unit(index, vector, neighbours)?;
+                found.extend(matches.keys.iter().map(|k| record_of(*k)));
             }
         }
         if let (Some(partner), Some(pair)) = (partner(i), pair_found.get(i / 10))
-            && found.contains(&(partner as u64))
+            && found.contains(&partner)
         {
             pair.store(true, Ordering::Relaxed);
         }
@@ -1190,11 +1221,17 @@ fn bare_ingest(
 
     let bar = Progress::new(records.len(), "bare ingest");
     let started = Instant::now();
-    // The first record of each partition alone: no search may race a first insertion.
-    let alone = records.len().min(2);
-    for i in 0..alone {
-        work(i)?;
+    // Records one at a time until every index holds one: no search may race an index's first
+    // insertion (see `AnnIndex::insert`).
+    let mut alone = 0;
+    while alone < records.len()
+        && indexes
+            .values()
+            .any(|i| i.per_partition.iter().any(|(index, _)| index.size() == 0))
+    {
+        work(alone)?;
         bar.inc(1);
+        alone += 1;
     }
     let next = AtomicUsize::new(alone);
     std::thread::scope(|scope| {
@@ -1451,8 +1488,9 @@ mod tests {
         assert_ne!(document(&assumed), document(&first));
     }
 
+    // A runtime for the progress line, which a test's stderr (not a terminal) gets.
     #[tokio::test]
-    async fn bare_ingest_does_the_index_work_of_detection() {
+    async fn bare_ingest_searches_both_partitions_for_every_template() {
         let records: Vec<RecordVectors> = (0..600)
             .map(|i| {
                 let (system, person, _) = native_record(7, i);

@@ -1403,15 +1403,25 @@ mod tests {
         for _ in 0..300 {
             let index = AnnIndex::new(&settings).unwrap();
             let inserted = AtomicBool::new(false);
+            let searching = AtomicUsize::new(0);
             std::thread::scope(|scope| {
                 for probe in &vectors[..3] {
-                    let (index, inserted) = (&index, &inserted);
+                    let (index, inserted, searching) = (&index, &inserted, &searching);
                     scope.spawn(move || {
+                        let mut counted = false;
                         while !inserted.load(Ordering::Acquire) {
                             let found = index.search(probe, 1).unwrap();
                             assert!(found.is_empty() || found[0].key == 1, "{found:?}");
+                            if !counted {
+                                searching.fetch_add(1, Ordering::Release);
+                                counted = true;
+                            }
                         }
                     });
+                }
+                // Every searcher is spinning before the insertion starts.
+                while searching.load(Ordering::Acquire) < 3 {
+                    std::thread::yield_now();
                 }
                 index.add(1, &vectors[3]).unwrap();
                 inserted.store(true, Ordering::Release);
