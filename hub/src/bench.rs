@@ -510,16 +510,17 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         .map(|p| biometrics.len(*p, FACE))
         .sum();
 
-    // The baselines get the same face vectors, keyed by person.
-    let faces: Vec<(u64, Vec<f32>)> = records
+    // The baselines get the same vectors: every record's templates, and its face keyed by
+    // person.
+    let record_vectors: Vec<RecordVectors> = records
         .iter()
         .enumerate()
-        .map(|(i, (_, person, _))| {
-            (
-                *person as u64,
-                unit(&capture(seed, i, *person, Trait::Face)),
-            )
-        })
+        .map(|(i, (system, person, _))| RecordVectors::of(seed, i, *system, *person))
+        .collect();
+    let faces: Vec<(u64, Vec<f32>)> = records
+        .iter()
+        .zip(&record_vectors)
+        .map(|((_, person, _), vectors)| (*person as u64, vectors.face().to_vec()))
         .collect();
     if let Some(dir) = &options.export_vectors {
         export_vectors(dir, &faces, &probes)?;
@@ -540,17 +541,12 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         tokio::task::spawn_blocking(move || exact_scan(&faces, &probes, threads)).await?
     };
     let bare_ingest = {
-        let vectors = Arc::new(
-            records
-                .iter()
-                .enumerate()
-                .map(|(i, (system, person, _))| RecordVectors::of(seed, i, *system, *person))
-                .collect::<Vec<_>>(),
-        );
         let neighbours = config.settings.detection.neighbours_per_template;
         let expansion = options.detection_expansion;
-        tokio::task::spawn_blocking(move || bare_ingest(&vectors, threads, expansion, neighbours))
-            .await??
+        tokio::task::spawn_blocking(move || {
+            bare_ingest(&record_vectors, threads, expansion, neighbours)
+        })
+        .await??
     };
 
     let portal = portal_over_http(
@@ -908,6 +904,31 @@ impl Storing {
         }
     }
 
+    /// An empty bare index with `settings`' graph, stored this way, with room for `capacity`
+    /// members and for `threads` searches beside one inserter.
+    fn empty_index(
+        self,
+        settings: &IndexSettings,
+        capacity: usize,
+        threads: usize,
+    ) -> anyhow::Result<(usearch::Index, kernels::Installed)> {
+        let options = IndexSettings {
+            quantization: self.quantization(),
+            ..settings.clone()
+        }
+        .usearch_options();
+        let mut index =
+            usearch::Index::new(&options).map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+        let kernel = match self {
+            Self::UsearchKernel(_) => kernels::Installed::Builtin,
+            Self::Hub(_) | Self::UsearchCastI8 => kernels::install_unit_cosine(&mut index),
+        };
+        index
+            .reserve_capacity_and_threads(capacity.max(1), threads + 1)
+            .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+        Ok((index, kernel))
+    }
+
     fn add(self, index: &usearch::Index, key: u64, unit: &[f32]) -> anyhow::Result<()> {
         match self {
             Self::Hub(quantization) | Self::UsearchKernel(quantization) => {
@@ -958,20 +979,7 @@ fn bare_usearch(
                  members: &mut dyn Iterator<Item = usize>,
                  bar: Option<&Progress>|
      -> anyhow::Result<(usearch::Index, kernels::Installed, f64)> {
-        let options = IndexSettings {
-            quantization: storing.quantization(),
-            ..settings.clone()
-        }
-        .usearch_options();
-        let mut index =
-            usearch::Index::new(&options).map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
-        let kernel = match storing {
-            Storing::UsearchKernel(_) => kernels::Installed::Builtin,
-            Storing::Hub(_) | Storing::UsearchCastI8 => kernels::install_unit_cosine(&mut index),
-        };
-        index
-            .reserve_capacity_and_threads(faces.len(), threads + 1)
-            .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+        let (index, kernel) = storing.empty_index(&settings, faces.len(), threads)?;
         let started = Instant::now();
         let mut added = 0_usize;
         for slot in members {
@@ -1102,6 +1110,11 @@ impl RecordVectors {
             templates: RECORD_TRAITS.map(|trait_| unit(&capture(seed, i, person, trait_))),
         }
     }
+
+    fn face(&self) -> &[f32] {
+        const _: () = assert!(matches!(RECORD_TRAITS[0], Trait::Face));
+        &self.templates[0]
+    }
 }
 
 /// What the bare indexes did with ingest's index work.
@@ -1161,13 +1174,12 @@ fn bare_ingest(
             .count();
         let mut per_partition = Vec::new();
         for partition in 0..2 {
-            let mut index = usearch::Index::new(&settings.usearch_options())
-                .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
-            kernels::install_unit_cosine(&mut index);
             let members = records.iter().filter(|r| r.partition == partition).count();
-            index
-                .reserve_capacity_and_threads((members * per_record).max(1), threads + 1)
-                .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+            let (index, _) = Storing::Hub(settings.quantization).empty_index(
+                &settings,
+                members * per_record,
+                threads,
+            )?;
             index.change_expansion_search(expansion);
             per_partition.push((index, Mutex::new(())));
         }
