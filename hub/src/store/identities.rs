@@ -86,13 +86,31 @@ pub struct TemplateOwner {
 #[derive(Debug, Clone)]
 pub struct IdentityStore {
     db: Database,
+    /// Upserts go through one writer, which applies whatever queued up meanwhile in one
+    /// transaction (group commit).
+    upserts: tokio::sync::mpsc::Sender<PendingUpsert>,
 }
 
+type UpsertResult = Result<Result<Upserted, UpsertRefusal>, sqlx::Error>;
+
+/// A record to upsert, and who waits for the result.
+#[derive(Debug)]
+struct PendingUpsert {
+    accepted: Accepted,
+    now: OffsetDateTime,
+    done: tokio::sync::oneshot::Sender<UpsertResult>,
+}
+
+/// Upserts one transaction takes at most.
+const UPSERT_BATCH: usize = 32;
+
 impl IdentityStore {
-    /// Connects and brings the schema up to date.
+    /// Connects, brings the schema up to date and starts the upsert writer.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let db = Database::open(url, Schema::Cir).await?;
         Ok(Self {
-            db: Database::open(url, Schema::Cir).await?,
+            upserts: spawn_upsert_writer(db.clone()),
+            db,
         })
     }
 
@@ -101,68 +119,21 @@ impl IdentityStore {
     }
 
     /// Idempotent upsert keyed by (system, source id): creates, replays or applies a newer
-    /// version in one transaction. Safe under concurrent calls for the same key: the
-    /// unique key decides which insert wins, the others become replays or updates.
-    pub async fn upsert(
-        &self,
-        accepted: &Accepted,
-        now: OffsetDateTime,
-    ) -> Result<Result<Upserted, UpsertRefusal>, sqlx::Error> {
-        let record = &accepted.record;
-        let row = rows::RecordRow::from_accepted(accepted, now);
-        let mut tx = self.db.begin_write().await?;
-        let inserted: Option<i64> = row
-            .bind_all(sqlx::query_scalar(rows::INSERT_RECORD))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let result = if let Some(record_id) = inserted {
-            let template_ids = rows::insert_children(&mut tx, record_id, record).await?;
-            Ok(Upserted {
-                outcome: UpsertOutcome::Created,
-                record_id,
-                template_ids,
-                removed_template_ids: vec![],
-            })
-        } else {
-            let updated: Option<i64> = row
-                .bind_all(sqlx::query_scalar(rows::UPDATE_NEWER_RECORD))
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(record_id) = updated {
-                let removed_template_ids = rows::template_ids(&mut tx, record_id).await?;
-                rows::delete_children(&mut tx, record_id).await?;
-                let template_ids = rows::insert_children(&mut tx, record_id, record).await?;
-                Ok(Upserted {
-                    outcome: UpsertOutcome::Updated,
-                    record_id,
-                    template_ids,
-                    removed_template_ids,
-                })
-            } else {
-                let (record_id, stored, fingerprint): (i64, i64, String) = sqlx::query_as(
-                    "SELECT id, version, fingerprint FROM identity_records \
-                     WHERE system = $1 AND source_id = $2",
-                )
-                .bind(record.system.as_str())
-                .bind(record.source_id.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-                if stored != record.version {
-                    Err(UpsertRefusal::Stale { stored })
-                } else if fingerprint != row.fingerprint() {
-                    Err(UpsertRefusal::VersionReused { version: stored })
-                } else {
-                    Ok(Upserted {
-                        outcome: UpsertOutcome::Replayed,
-                        record_id,
-                        template_ids: vec![],
-                        removed_template_ids: vec![],
-                    })
-                }
-            }
+    /// version in one transaction, together with the partition's other upserts queued
+    /// meanwhile. Safe under concurrent calls for the same key: the unique key decides which
+    /// insert wins, the others become replays or updates.
+    pub async fn upsert(&self, accepted: &Accepted, now: OffsetDateTime) -> UpsertResult {
+        let (done, applied) = tokio::sync::oneshot::channel();
+        let pending = PendingUpsert {
+            accepted: accepted.clone(),
+            now,
+            done,
         };
-        tx.commit().await?;
-        Ok(result)
+        self.upserts
+            .send(pending)
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        applied.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 
     pub async fn get(
@@ -485,5 +456,240 @@ impl IdentityStore {
             });
         let _gate = self.db.write_gate().await;
         query.execute(&self.db.pool).await.map(|_| ())
+    }
+}
+
+/// The partition's single upserter: takes what is queued and applies it in one transaction
+/// (on SQLite every write holds the one write lock through its commit, so a transaction
+/// per record left ingests queueing for it: `interop-hub bench`). When a batch fails, each
+/// of its records is tried again alone, so that one record's error is its own.
+fn spawn_upsert_writer(db: Database) -> tokio::sync::mpsc::Sender<PendingUpsert> {
+    let (queue, mut pending) = tokio::sync::mpsc::channel::<PendingUpsert>(4 * UPSERT_BATCH);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(UPSERT_BATCH);
+        while pending.recv_many(&mut batch, UPSERT_BATCH).await > 0 {
+            // A caller that went away (a cancelled request) wants nothing stored.
+            batch.retain(|job: &PendingUpsert| !job.done.is_closed());
+            let together = if batch.len() > 1 {
+                upsert_together(&db, &batch).await.ok()
+            } else {
+                None
+            };
+            let results = match together {
+                Some(results) => results,
+                None => {
+                    let mut results = Vec::with_capacity(batch.len());
+                    for job in &batch {
+                        results.push(upsert_alone(&db, job).await);
+                    }
+                    results
+                }
+            };
+            for (job, result) in batch.drain(..).zip(results) {
+                let _ = job.done.send(result);
+            }
+        }
+    });
+    queue
+}
+
+async fn upsert_together(
+    db: &Database,
+    batch: &[PendingUpsert],
+) -> Result<Vec<UpsertResult>, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        results.push(Ok(upsert_in(&mut tx, &job.accepted, job.now).await?));
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn upsert_alone(db: &Database, job: &PendingUpsert) -> UpsertResult {
+    let mut tx = db.begin_write().await?;
+    let result = upsert_in(&mut tx, &job.accepted, job.now).await?;
+    tx.commit().await?;
+    Ok(result)
+}
+
+/// Creates, replays or applies a newer version of one record inside `tx`. A refusal
+/// writes nothing.
+async fn upsert_in(
+    tx: &mut sqlx::AnyConnection,
+    accepted: &Accepted,
+    now: OffsetDateTime,
+) -> UpsertResult {
+    let record = &accepted.record;
+    let row = rows::RecordRow::from_accepted(accepted, now);
+    let inserted: Option<i64> = row
+        .bind_all(sqlx::query_scalar(rows::INSERT_RECORD))
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(record_id) = inserted {
+        let template_ids = rows::insert_children(tx, record_id, record).await?;
+        return Ok(Ok(Upserted {
+            outcome: UpsertOutcome::Created,
+            record_id,
+            template_ids,
+            removed_template_ids: vec![],
+        }));
+    }
+    let updated: Option<i64> = row
+        .bind_all(sqlx::query_scalar(rows::UPDATE_NEWER_RECORD))
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(record_id) = updated {
+        let removed_template_ids = rows::template_ids(tx, record_id).await?;
+        rows::delete_children(tx, record_id).await?;
+        let template_ids = rows::insert_children(tx, record_id, record).await?;
+        return Ok(Ok(Upserted {
+            outcome: UpsertOutcome::Updated,
+            record_id,
+            template_ids,
+            removed_template_ids,
+        }));
+    }
+    let (record_id, stored, fingerprint): (i64, i64, String) = sqlx::query_as(
+        "SELECT id, version, fingerprint FROM identity_records \
+         WHERE system = $1 AND source_id = $2",
+    )
+    .bind(record.system.as_str())
+    .bind(record.source_id.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(if stored != record.version {
+        Err(UpsertRefusal::Stale { stored })
+    } else if fingerprint != row.fingerprint() {
+        Err(UpsertRefusal::VersionReused { version: stored })
+    } else {
+        Ok(Upserted {
+            outcome: UpsertOutcome::Replayed,
+            record_id,
+            template_ids: vec![],
+            removed_template_ids: vec![],
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EES: &str = include_str!("../../../tests/fixtures/ees.json");
+
+    fn ees(source_id: &str, version: i64, surname: &str) -> Accepted {
+        let body = EES
+            .replace("EES-DE-2026-000123", source_id)
+            .replace("\"version\": 1", &format!("\"version\": {version}"))
+            .replace("\"Müller\"", &format!("\"{surname}\""));
+        connectors::parse(
+            SourceSystem::Ees,
+            body.as_bytes(),
+            &connectors::AlgorithmRegistry::default(),
+        )
+        .expect("a valid EES record")
+    }
+
+    async fn applied(store: &IdentityStore, accepted: Accepted, now: OffsetDateTime) -> Upserted {
+        store
+            .upsert(&accepted, now)
+            .await
+            .expect("stored")
+            .expect("applied")
+    }
+
+    async fn sqlite_store() -> (tempfile::TempDir, IdentityStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("civil.sqlite").display()
+        );
+        (dir, IdentityStore::open(&url).await.expect("open"))
+    }
+
+    /// Upserts queued while the write lock is held go into one transaction; a record whose
+    /// statement fails there gets its own error, and the others of that batch are stored.
+    #[tokio::test]
+    async fn one_failing_record_does_not_fail_the_others_of_its_batch() {
+        let (_dir, store) = sqlite_store().await;
+        sqlx::query(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON identity_records \
+             WHEN NEW.source_id = 'poison' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(&store.db.pool)
+        .await
+        .expect("trigger");
+        let now = OffsetDateTime::now_utc();
+        applied(&store, ees("first", 1, "FIRST"), now).await;
+
+        let gate = store.db.write_gate().await;
+        let mut waiting = Vec::new();
+        for (i, source_id) in ["a", "b", "poison", "c", "first", "d"].iter().enumerate() {
+            let store = store.clone();
+            let accepted = ees(source_id, if *source_id == "first" { 2 } else { 1 }, "X");
+            waiting.push(tokio::spawn(async move {
+                (i, store.upsert(&accepted, now).await)
+            }));
+            // Queued in this order, behind the held write lock.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        drop(gate);
+        for joined in waiting {
+            let (i, result) = joined.await.expect("task");
+            match i {
+                2 => assert!(result.is_err(), "the poisoned record fails"),
+                4 => assert_eq!(
+                    result.expect("stored").expect("applied").outcome,
+                    UpsertOutcome::Updated
+                ),
+                _ => {
+                    let upserted = result.expect("stored").expect("applied");
+                    assert_eq!(upserted.outcome, UpsertOutcome::Created);
+                    assert_eq!(upserted.template_ids.len(), 3);
+                }
+            }
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM identity_records")
+            .fetch_one(&store.db.pool)
+            .await
+            .expect("count");
+        assert_eq!(stored, 5, "first, a, b, c and d");
+    }
+
+    /// Many upserts at once, new records, replays and stale versions mixed: each gets the
+    /// outcome it would get alone, with its own template ids.
+    #[tokio::test]
+    async fn concurrent_upserts_each_get_their_own_outcome() {
+        let (_dir, store) = sqlite_store().await;
+        let now = OffsetDateTime::now_utc();
+        applied(&store, ees("kept", 3, "KEPT"), now).await;
+        let results = futures::future::join_all((0..40).map(|i| {
+            let store = store.clone();
+            async move {
+                let accepted = match i % 4 {
+                    0 => ees("kept", 2, "KEPT"),
+                    1 => ees("kept", 3, "KEPT"),
+                    2 => ees("kept", 3, "OTHER"),
+                    _ => ees(&format!("new-{i}"), 1, "NEW"),
+                };
+                store.upsert(&accepted, now).await.expect("stored")
+            }
+        }))
+        .await;
+        let mut template_ids = std::collections::BTreeSet::new();
+        for (i, result) in results.into_iter().enumerate() {
+            match i % 4 {
+                0 => assert_eq!(result, Err(UpsertRefusal::Stale { stored: 3 })),
+                1 => assert_eq!(result.expect("replayed").outcome, UpsertOutcome::Replayed),
+                2 => assert_eq!(result, Err(UpsertRefusal::VersionReused { version: 3 })),
+                _ => {
+                    let created = result.expect("created");
+                    assert_eq!(created.outcome, UpsertOutcome::Created);
+                    template_ids.extend(created.template_ids);
+                }
+            }
+        }
+        assert_eq!(template_ids.len(), 30, "ten records, three templates each");
     }
 }
