@@ -1050,6 +1050,11 @@ impl Hub {
     }
 
     pub async fn close(&self) {
+        // Marks still gathering would meet closed pools; written now, start-up need not
+        // detect those records again.
+        for partition in [Partition::Civil, Partition::LawEnforcement] {
+            let _ = self.marks_written(partition).await;
+        }
         for database in [
             self.civil.database(),
             self.law_enforcement.database(),
@@ -1097,8 +1102,8 @@ const MARK_BATCH: usize = 128;
 const MARK_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One partition's writer of detection marks: a mark is a write of its own, and each
-/// write holds SQLite's single write lock through a commit, so the marks that queued up
-/// while one batch was written go into the next one together.
+/// write holds SQLite's single write lock through a commit, so the writer gathers marks for
+/// up to `MARK_LINGER` (less when a barrier waits) and writes them in one statement.
 fn spawn_mark_writer(store: IdentityStore) -> tokio::sync::mpsc::Sender<PendingMark> {
     let (queue, mut pending) = tokio::sync::mpsc::channel::<PendingMark>(4 * MARK_BATCH);
     tokio::spawn(async move {

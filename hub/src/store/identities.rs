@@ -7,7 +7,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{Database, Schema, StoreError, corrupt, placeholders, rows, with_ids};
+use super::{Backend, Database, Schema, StoreError, corrupt, placeholders, rows, with_ids};
 use crate::matching::BlockingKeys;
 
 /// What an upsert did.
@@ -119,9 +119,9 @@ impl IdentityStore {
     }
 
     /// Idempotent upsert keyed by (system, source id): creates, replays or applies a newer
-    /// version in one transaction, together with the partition's other upserts queued
-    /// meanwhile. Safe under concurrent calls for the same key: the unique key decides which
-    /// insert wins, the others become replays or updates.
+    /// version in one transaction (on SQLite together with the partition's other upserts
+    /// queued meanwhile). Concurrent calls for the same key are applied one after another:
+    /// the first creates, the others become replays or updates.
     pub async fn upsert(&self, accepted: &Accepted, now: OffsetDateTime) -> UpsertResult {
         let (done, applied) = tokio::sync::oneshot::channel();
         let pending = PendingUpsert {
@@ -459,8 +459,8 @@ impl IdentityStore {
     }
 }
 
-/// The partition's single upserter: takes what is queued and applies it in one transaction
-/// (on SQLite every write holds the one write lock through its commit, so a transaction
+/// The partition's single upserter: takes what is queued and, on SQLite, applies it in one
+/// transaction (every write holds the one write lock through its commit, so a transaction
 /// per record left ingests queueing for it: `interop-hub bench`). When a batch fails, each
 /// of its records is tried again alone, so that one record's error is its own.
 fn spawn_upsert_writer(db: Database) -> tokio::sync::mpsc::Sender<PendingUpsert> {
@@ -470,7 +470,9 @@ fn spawn_upsert_writer(db: Database) -> tokio::sync::mpsc::Sender<PendingUpsert>
         while pending.recv_many(&mut batch, UPSERT_BATCH).await > 0 {
             // A caller that went away (a cancelled request) wants nothing stored.
             batch.retain(|job: &PendingUpsert| !job.done.is_closed());
-            let together = if batch.len() > 1 {
+            // On PostgreSQL rows lock one by one and nothing queues for a file lock: a
+            // batch would only add lock cycles with the mark writer's statement.
+            let together = if batch.len() > 1 && db.backend() == Backend::Sqlite {
                 upsert_together(&db, &batch).await.ok()
             } else {
                 None
@@ -480,7 +482,11 @@ fn spawn_upsert_writer(db: Database) -> tokio::sync::mpsc::Sender<PendingUpsert>
                 None => {
                     let mut results = Vec::with_capacity(batch.len());
                     for job in &batch {
-                        results.push(upsert_alone(&db, job).await);
+                        results.push(if job.done.is_closed() {
+                            Err(sqlx::Error::PoolClosed)
+                        } else {
+                            upsert_alone(&db, job).await
+                        });
                     }
                     results
                 }
@@ -608,8 +614,9 @@ mod tests {
         (dir, IdentityStore::open(&url).await.expect("open"))
     }
 
-    /// Upserts queued while the write lock is held go into one transaction; a record whose
-    /// statement fails there gets its own error, and the others of that batch are stored.
+    /// Upserts queued while the write lock is held (the first waits for it alone, the five
+    /// behind it form a batch) go into one transaction; a record whose statement fails there
+    /// gets its own error, and the others of that batch are stored.
     #[tokio::test]
     async fn one_failing_record_does_not_fail_the_others_of_its_batch() {
         let (_dir, store) = sqlite_store().await;
@@ -631,7 +638,7 @@ mod tests {
             waiting.push(tokio::spawn(async move {
                 (i, store.upsert(&accepted, now).await)
             }));
-            // Queued in this order, behind the held write lock.
+            // Queued in this order: "a" waits for the held write lock alone, the rest queue.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         drop(gate);
