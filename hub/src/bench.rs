@@ -115,6 +115,11 @@ pub struct BenchReport {
     pub bare_to_exact_ratio: f64,
     /// Share of probes whose true mate comes first, from the hub.
     pub recall_genuine_mate: f64,
+    /// Share of finger probes (new captures of stored persons' right index fingers) whose
+    /// person's record comes first, from the hub's finger indexes at their own expansion.
+    pub recall_genuine_mate_finger: f64,
+    /// Finger 1:N searches per second through the hub, `threads` in flight.
+    pub search_qps_hub_finger: f64,
     pub recall_bare_usearch: f64,
     pub recall_exact: f64,
     pub search_p50_ms: f64,
@@ -475,15 +480,35 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let detection = detection_against_truth(&hub, &records).await?;
 
     let (hub_seconds, hub_first, latencies) =
-        hub_searches(&hub, &caller, &probes, &records_of, threads).await?;
+        hub_searches(&hub, &caller, FACE, &probes, &records_of, threads).await?;
     let (hub_in_flight_seconds, _, _) = hub_searches(
         &hub,
         &caller,
+        FACE,
         &probes,
         &records_of,
         options.http_concurrency.max(1),
     )
     .await?;
+
+    // Fingers too: new captures of the same persons' right index fingers, searched in the
+    // finger indexes (both fingers of every record in one index per partition).
+    let finger_probes: Vec<(usize, Vec<f32>)> = probes
+        .iter()
+        .enumerate()
+        .map(|(q, (person, _))| {
+            let finger = Trait::Finger(FingerPosition::RightIndex);
+            (
+                *person,
+                new_capture(
+                    &base_vector(seed, *person as u64, finger),
+                    seed ^ 0xF1A6 ^ q as u64,
+                ),
+            )
+        })
+        .collect();
+    let (finger_seconds, finger_first, _) =
+        hub_searches(&hub, &caller, FINGER, &finger_probes, &records_of, threads).await?;
 
     let biometrics = hub
         .biometric_indexes()
@@ -493,7 +518,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     for expansion_search in HUB_CURVE {
         biometrics.set_expansion_search(FACE, expansion_search)?;
         let (seconds, first, _) =
-            hub_searches(&hub, &caller, &probes, &records_of, threads).await?;
+            hub_searches(&hub, &caller, FACE, &probes, &records_of, threads).await?;
         hub_curve.push(CurvePoint {
             expansion_search,
             qps: queries as f64 / seconds.max(f64::EPSILON),
@@ -602,6 +627,8 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         hub_to_bare_ratio: qps(hub_seconds) / qps(bare_seconds),
         bare_to_exact_ratio: qps(bare_seconds) / qps(exact_seconds),
         recall_genuine_mate: share(hub_first),
+        recall_genuine_mate_finger: share(finger_first),
+        search_qps_hub_finger: queries as f64 / finger_seconds.max(f64::EPSILON),
         recall_bare_usearch: share(bare_first),
         recall_exact: share(exact_first),
         search_p50_ms: percentile(&latencies, 0.50),
@@ -682,6 +709,7 @@ async fn detection_against_truth(
 async fn hub_searches(
     hub: &Arc<Hub>,
     caller: &Arc<Principal>,
+    algorithm: &'static str,
     probes: &[(usize, Vec<f32>)],
     records_of: &std::collections::HashMap<usize, Vec<String>>,
     in_flight: usize,
@@ -698,7 +726,7 @@ async fn hub_searches(
                 .search_biometric(
                     &caller,
                     BiometricSearch {
-                        algorithm: FACE.to_owned(),
+                        algorithm: algorithm.to_owned(),
                         data,
                         limit: Some(1),
                     },
@@ -1402,6 +1430,11 @@ impl fmt::Display for BenchReport {
             self.detection_recall_assumed_identity,
             self.detection_false_links,
             self.bare_ingest_mate_recall
+        )?;
+        writeln!(
+            f,
+            "fingers: recall {:.4} at {:.0} hub qps",
+            self.recall_genuine_mate_finger, self.search_qps_hub_finger
         )?;
         writeln!(f)?;
         curve_table(f, "bare qps", "bare recall", &self.expansion_curve)?;
