@@ -237,6 +237,27 @@ fn capture(seed: u64, i: usize, person: usize, trait_: Trait) -> Vec<f32> {
     )
 }
 
+/// The q-th probe: a new capture of `persons[q]`'s trait, unlike any stored one, with the
+/// person it belongs to.
+fn probe_captures(
+    seed: u64,
+    persons: &[usize],
+    trait_: Trait,
+    salt: u64,
+) -> Vec<(usize, Vec<f32>)> {
+    persons
+        .iter()
+        .enumerate()
+        .map(|(q, &person)| {
+            let capture = new_capture(
+                &base_vector(seed, person as u64, trait_),
+                seed ^ salt ^ q as u64,
+            );
+            (person, capture)
+        })
+        .collect()
+}
+
 /// Distinct given names the bench draws from, as real ones are: common, not unique.
 const GIVEN_NAMES: usize = 97;
 
@@ -457,18 +478,10 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     // Probes: new captures of stored persons' faces, and each person's record ids.
     let queries = options.queries.min(total).max(1);
     let step = (total / queries).max(1);
-    let probes: Vec<(usize, Vec<f32>)> = (0..queries)
-        .map(|q| {
-            let person = records[(q * step) % total].1;
-            (
-                person,
-                new_capture(
-                    &base_vector(seed, person as u64, Trait::Face),
-                    seed ^ 0xBE7C ^ q as u64,
-                ),
-            )
-        })
+    let persons: Vec<usize> = (0..queries)
+        .map(|q| records[(q * step) % total].1)
         .collect();
+    let probes = probe_captures(seed, &persons, Trait::Face, 0xBE7C);
     let mut records_of: std::collections::HashMap<usize, Vec<String>> =
         std::collections::HashMap::new();
     for (i, (system, person, _)) in records.iter().enumerate() {
@@ -493,20 +506,12 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
 
     // Fingers too: new captures of the same persons' right index fingers, searched in the
     // finger indexes (both fingers of every record in one index per partition).
-    let finger_probes: Vec<(usize, Vec<f32>)> = probes
-        .iter()
-        .enumerate()
-        .map(|(q, (person, _))| {
-            let finger = Trait::Finger(FingerPosition::RightIndex);
-            (
-                *person,
-                new_capture(
-                    &base_vector(seed, *person as u64, finger),
-                    seed ^ 0xF1A6 ^ q as u64,
-                ),
-            )
-        })
-        .collect();
+    let finger_probes = probe_captures(
+        seed,
+        &persons,
+        Trait::Finger(FingerPosition::RightIndex),
+        0xF1A6,
+    );
     let (finger_seconds, finger_first, _) =
         hub_searches(&hub, &caller, FINGER, &finger_probes, &records_of, threads).await?;
 

@@ -161,7 +161,7 @@ pub struct IndexStatus {
 
 /// Stripes of the per-record lock: enough that unrelated records rarely wait on each other
 /// (with 64, sixteen ingests in flight waited 5.5 ms each on average for another record's
-/// stripe: `interop-hub bench`, 20k).
+/// stripe: an instrumented build of `interop-hub bench`, 20k, session 8).
 const RECORD_LOCK_STRIPES: usize = 1024;
 
 /// The running hub: one store per partition, the links, and the biometric indexes once
@@ -1098,7 +1098,7 @@ const MARK_BATCH: usize = 128;
 
 /// How long the mark writer gathers marks before it writes them: what a crash can make
 /// start-up detect again, against write-lock time taken from ingests (written at once,
-/// marks took a transaction per one or two records: `interop-hub bench`, 20k).
+/// marks took a write per one or two records).
 const MARK_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One partition's writer of detection marks: a mark is a write of its own, and each

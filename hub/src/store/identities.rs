@@ -86,9 +86,9 @@ pub struct TemplateOwner {
 #[derive(Debug, Clone)]
 pub struct IdentityStore {
     db: Database,
-    /// Upserts go through one writer, which applies whatever queued up meanwhile in one
-    /// transaction (group commit).
-    upserts: tokio::sync::mpsc::Sender<PendingUpsert>,
+    /// On SQLite, upserts go through one writer, which applies whatever queued up meanwhile
+    /// in one transaction (group commit); on PostgreSQL each runs its own transaction.
+    upserts: Option<tokio::sync::mpsc::Sender<PendingUpsert>>,
 }
 
 type UpsertResult = Result<Result<Upserted, UpsertRefusal>, sqlx::Error>;
@@ -105,13 +105,13 @@ struct PendingUpsert {
 const UPSERT_BATCH: usize = 32;
 
 impl IdentityStore {
-    /// Connects, brings the schema up to date and starts the upsert writer.
+    /// Connects, brings the schema up to date and, on SQLite, starts the upsert writer.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let db = Database::open(url, Schema::Cir).await?;
-        Ok(Self {
-            upserts: spawn_upsert_writer(db.clone()),
-            db,
-        })
+        // PostgreSQL locks rows, not the database: its upserts run side by side, and a batch
+        // would only add lock cycles with the mark writer's statement.
+        let upserts = (db.backend() == Backend::Sqlite).then(|| spawn_upsert_writer(db.clone()));
+        Ok(Self { db, upserts })
     }
 
     pub fn database(&self) -> &Database {
@@ -120,16 +120,19 @@ impl IdentityStore {
 
     /// Idempotent upsert keyed by (system, source id): creates, replays or applies a newer
     /// version in one transaction (on SQLite together with the partition's other upserts
-    /// queued meanwhile). Concurrent calls for the same key are applied one after another:
-    /// the first creates, the others become replays or updates.
+    /// queued meanwhile). Safe under concurrent calls for the same key: the first applied
+    /// creates, the others become replays or updates.
     pub async fn upsert(&self, accepted: &Accepted, now: OffsetDateTime) -> UpsertResult {
+        let Some(upserts) = &self.upserts else {
+            return upsert_alone(&self.db, accepted, now).await;
+        };
         let (done, applied) = tokio::sync::oneshot::channel();
         let pending = PendingUpsert {
             accepted: accepted.clone(),
             now,
             done,
         };
-        self.upserts
+        upserts
             .send(pending)
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
@@ -459,10 +462,11 @@ impl IdentityStore {
     }
 }
 
-/// The partition's single upserter: takes what is queued and, on SQLite, applies it in one
+/// A SQLite partition's single upserter: takes what is queued and applies it in one
 /// transaction (every write holds the one write lock through its commit, so a transaction
-/// per record left ingests queueing for it: `interop-hub bench`). When a batch fails, each
-/// of its records is tried again alone, so that one record's error is its own.
+/// per record left ingests queueing for it: timed with an instrumented build of
+/// `interop-hub bench`, session 8). When a batch fails, each of its records is tried again
+/// alone, so that one record's error is its own.
 fn spawn_upsert_writer(db: Database) -> tokio::sync::mpsc::Sender<PendingUpsert> {
     let (queue, mut pending) = tokio::sync::mpsc::channel::<PendingUpsert>(4 * UPSERT_BATCH);
     tokio::spawn(async move {
@@ -470,9 +474,7 @@ fn spawn_upsert_writer(db: Database) -> tokio::sync::mpsc::Sender<PendingUpsert>
         while pending.recv_many(&mut batch, UPSERT_BATCH).await > 0 {
             // A caller that went away (a cancelled request) wants nothing stored.
             batch.retain(|job: &PendingUpsert| !job.done.is_closed());
-            // On PostgreSQL rows lock one by one and nothing queues for a file lock: a
-            // batch would only add lock cycles with the mark writer's statement.
-            let together = if batch.len() > 1 && db.backend() == Backend::Sqlite {
+            let together = if batch.len() > 1 {
                 upsert_together(&db, &batch).await.ok()
             } else {
                 None
@@ -485,7 +487,7 @@ fn spawn_upsert_writer(db: Database) -> tokio::sync::mpsc::Sender<PendingUpsert>
                         results.push(if job.done.is_closed() {
                             Err(sqlx::Error::PoolClosed)
                         } else {
-                            upsert_alone(&db, job).await
+                            upsert_alone(&db, &job.accepted, job.now).await
                         });
                     }
                     results
@@ -512,9 +514,9 @@ async fn upsert_together(
     Ok(results)
 }
 
-async fn upsert_alone(db: &Database, job: &PendingUpsert) -> UpsertResult {
+async fn upsert_alone(db: &Database, accepted: &Accepted, now: OffsetDateTime) -> UpsertResult {
     let mut tx = db.begin_write().await?;
-    let result = upsert_in(&mut tx, &job.accepted, job.now).await?;
+    let result = upsert_in(&mut tx, accepted, now).await?;
     tx.commit().await?;
     Ok(result)
 }

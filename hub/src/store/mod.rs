@@ -167,8 +167,8 @@ impl Database {
             .max_connections(16)
             // A SQLite connection is a file handle in this process: it cannot go stale the
             // way a server's socket can, and the test would cost a round trip to its worker
-            // thread on every acquire (about 40 % of a pooled read's time under ingest load,
-            // `interop-hub bench` at 20k).
+            // thread on every acquire (about 40 % of a pooled read's time under ingest load:
+            // an instrumented build of `interop-hub bench` at 20k, session 8).
             .test_before_acquire(backend != Backend::Sqlite)
             .connect(url)
             .await?;
