@@ -109,6 +109,9 @@ pub struct BenchReport {
     pub expansion_curve: Vec<CurvePoint>,
     /// The hub's search (`threads` in flight) with its face indexes at other expansions.
     pub hub_expansion_curve: Vec<CurvePoint>,
+    /// The hub's finger search (`threads` in flight) with its finger indexes at other
+    /// expansions.
+    pub hub_finger_expansion_curve: Vec<CurvePoint>,
     /// The same probes scanned exhaustively over the same vectors.
     pub search_qps_exact: f64,
     pub hub_to_bare_ratio: f64,
@@ -518,19 +521,28 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let biometrics = hub
         .biometric_indexes()
         .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
-    // The hub's own trade-off: its face indexes searched at other expansions, then back.
-    let mut hub_curve = Vec::new();
-    for expansion_search in HUB_CURVE {
-        biometrics.set_expansion_search(FACE, expansion_search)?;
-        let (seconds, first, _) =
-            hub_searches(&hub, &caller, FACE, &probes, &records_of, threads).await?;
-        hub_curve.push(CurvePoint {
-            expansion_search,
-            qps: queries as f64 / seconds.max(f64::EPSILON),
-            recall: first as f64 / queries as f64,
-        });
-    }
-    biometrics.set_expansion_search(FACE, face_settings()?.expansion_search)?;
+    // The hub's own trade-off: its face and finger indexes searched at other expansions,
+    // each put back afterwards.
+    let hub_curve = hub_trade_off(
+        &hub,
+        &caller,
+        FACE,
+        &probes,
+        &records_of,
+        threads,
+        &HUB_CURVE,
+    )
+    .await?;
+    let hub_finger_curve = hub_trade_off(
+        &hub,
+        &caller,
+        FINGER,
+        &finger_probes,
+        &records_of,
+        threads,
+        &HUB_FINGER_CURVE,
+    )
+    .await?;
     let face_bytes: usize = [Partition::Civil, Partition::LawEnforcement]
         .iter()
         .map(|p| biometrics.memory_usage(*p, FACE))
@@ -628,6 +640,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         bare_adds_per_s: bare.adds_per_s,
         expansion_curve: bare.curve,
         hub_expansion_curve: hub_curve,
+        hub_finger_expansion_curve: hub_finger_curve,
         search_qps_exact: qps(exact_seconds),
         hub_to_bare_ratio: qps(hub_seconds) / qps(bare_seconds),
         bare_to_exact_ratio: qps(bare_seconds) / qps(exact_seconds),
@@ -766,6 +779,35 @@ async fn hub_searches(
     Ok((seconds, first, latencies))
 }
 
+/// The hub's searches of `algorithm`'s indexes at each of `expansions`; the indexes are put
+/// back to the hub's own setting for the algorithm afterwards.
+async fn hub_trade_off(
+    hub: &Arc<Hub>,
+    caller: &Arc<Principal>,
+    algorithm: &'static str,
+    probes: &[(usize, Vec<f32>)],
+    records_of: &std::collections::HashMap<usize, Vec<String>>,
+    in_flight: usize,
+    expansions: &[usize],
+) -> anyhow::Result<Vec<CurvePoint>> {
+    let biometrics = hub
+        .biometric_indexes()
+        .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
+    let mut curve = Vec::with_capacity(expansions.len());
+    for &expansion_search in expansions {
+        biometrics.set_expansion_search(algorithm, expansion_search)?;
+        let (seconds, first, _) =
+            hub_searches(hub, caller, algorithm, probes, records_of, in_flight).await?;
+        curve.push(CurvePoint {
+            expansion_search,
+            qps: probes.len() as f64 / seconds.max(f64::EPSILON),
+            recall: first as f64 / probes.len().max(1) as f64,
+        });
+    }
+    biometrics.set_expansion_search(algorithm, hub_settings(algorithm)?.expansion_search)?;
+    Ok(curve)
+}
+
 /// What the HTTP load test saw.
 struct PortalRun {
     seconds: f64,
@@ -896,18 +938,20 @@ struct BareRun {
     curve: Vec<CurvePoint>,
 }
 
-/// The hub's index settings for the face algorithm the bench searches.
-fn face_settings() -> anyhow::Result<crate::biometrics::ann::IndexSettings> {
+/// The index settings the hub gives `algorithm`'s templates.
+fn hub_settings(algorithm: &str) -> anyhow::Result<crate::biometrics::ann::IndexSettings> {
     connectors::AlgorithmRegistry::default()
-        .get(FACE)
+        .get(algorithm)
         .map(settings_for)
-        .ok_or_else(|| anyhow::anyhow!("the face algorithm is not registered"))
+        .ok_or_else(|| anyhow::anyhow!("algorithm {algorithm} is not registered"))
 }
 
 /// Expansions the trade-off curve visits.
 const CURVE: [usize; 5] = [32, 64, 128, 256, 512];
 /// Expansions the hub's trade-off curve visits.
 const HUB_CURVE: [usize; 3] = [64, 128, 512];
+/// Expansions the hub's finger trade-off curve visits.
+const HUB_FINGER_CURVE: [usize; 4] = [64, 128, 256, 512];
 
 /// How a bare index stores its vectors: as the hub would at a quantisation (with the kernel
 /// the hub installs); the same with usearch's own distance kernel; or (for `i8`) through
@@ -998,7 +1042,7 @@ fn bare_usearch(
     threads: usize,
     quantisation_table: bool,
 ) -> anyhow::Result<BareRun> {
-    let settings = face_settings()?;
+    let settings = hub_settings(FACE)?;
     // The hub normalises every probe before it reaches usearch; so does the baseline, before
     // its clock starts.
     let probes: Vec<(usize, Vec<f32>)> = probes.iter().map(|(p, v)| (*p, unit(v))).collect();
@@ -1449,6 +1493,13 @@ impl fmt::Display for BenchReport {
             &format!("hub qps ({} in flight)", self.threads),
             "hub recall",
             &self.hub_expansion_curve,
+        )?;
+        writeln!(f)?;
+        curve_table(
+            f,
+            &format!("hub finger qps ({} in flight)", self.threads),
+            "hub finger recall",
+            &self.hub_finger_expansion_curve,
         )?;
         writeln!(f)?;
         writeln!(f, "| quantization | bare qps | bare recall | bare adds/s |")?;
