@@ -68,6 +68,12 @@ pub struct BenchReport {
     pub ingest_records_per_s_bare: f64,
     /// The hub's ingest over the bare indexes': what the hub adds to ingest's index work.
     pub ingest_hub_to_bare_ratio: f64,
+    /// Mean time from handing a record to `Hub::ingest` to its answer, `ingest_in_flight`
+    /// records in flight.
+    pub ingest_mean_ms: f64,
+    /// Where that time went: each step's mean per record (waiting included; steps a record
+    /// skips, such as the detector's for a replay, count as 0 for it).
+    pub ingest_steps: Vec<IngestStepTiming>,
     /// Share of second appearances that the bare indexes' searches joined to their first
     /// (from either record's searches: records in flight finish in either order).
     pub bare_ingest_mate_recall: f64,
@@ -157,6 +163,13 @@ pub struct QuantizationPoint {
 }
 
 /// One point of the speed / recall trade-off of the bare index.
+/// One step of `Hub::ingest` and its mean time per record.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestStepTiming {
+    pub step: &'static str,
+    pub mean_ms: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CurvePoint {
     pub expansion_search: usize,
@@ -465,18 +478,32 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         let hub = Arc::clone(&hub);
         let caller = Arc::clone(&caller);
         async move {
-            hub.ingest(&caller, *system, Some("application/json"), body.as_bytes())
-                .await
+            let began = Instant::now();
+            let result = hub
+                .ingest(&caller, *system, Some("application/json"), body.as_bytes())
+                .await;
+            (result, began.elapsed())
         }
     }))
     .buffer_unordered(options.ingest_in_flight.max(1));
-    while let Some(result) = ingests.next().await {
+    let mut ingest_latency = Duration::ZERO;
+    while let Some((result, latency)) = ingests.next().await {
         result.map_err(|e| anyhow::anyhow!("ingest failed: {e}"))?;
+        ingest_latency += latency;
         bar.inc(1);
     }
     let ingest_seconds = started.elapsed().as_secs_f64();
     drop(ingests);
     bar.finish();
+    // Only the bench's ingests have run on this hub so far.
+    let ingest_steps: Vec<IngestStepTiming> = hub
+        .ingest_step_totals()
+        .into_iter()
+        .map(|total| IngestStepTiming {
+            step: total.step.as_str(),
+            mean_ms: total.seconds * 1_000.0 / records.len().max(1) as f64,
+        })
+        .collect();
 
     // Probes: new captures of stored persons' faces, and each person's record ids.
     let queries = options.queries.min(total).max(1);
@@ -624,6 +651,8 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         bare_ingest_mate_recall: bare_ingest.mates_found as f64
             / bare_ingest.second_appearances.max(1) as f64,
         ingest_in_flight: options.ingest_in_flight.max(1),
+        ingest_mean_ms: ingest_latency.as_secs_f64() * 1_000.0 / total.max(1) as f64,
+        ingest_steps,
         detection_expansion_search: options.detection_expansion,
         detection_recall: detection.linked as f64 / detection.pairs.max(1) as f64,
         detection_recall_assumed_identity: detection.assumed_linked as f64
@@ -1485,6 +1514,16 @@ impl fmt::Display for BenchReport {
             "fingers: recall {:.4} at {:.0} hub qps",
             self.recall_genuine_mate_finger, self.search_qps_hub_finger
         )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "| ingest step ({:.2} ms per record in all) | mean ms per record |",
+            self.ingest_mean_ms
+        )?;
+        writeln!(f, "|---|---:|")?;
+        for step in &self.ingest_steps {
+            writeln!(f, "| {} | {:.3} |", step.step, step.mean_ms)?;
+        }
         writeln!(f)?;
         curve_table(f, "bare qps", "bare recall", &self.expansion_curve)?;
         writeln!(f)?;

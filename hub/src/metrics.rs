@@ -2,6 +2,7 @@
 //! templates, systems, outcomes and problem codes, colours — never record ids, names or
 //! anything a caller typed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -33,6 +34,72 @@ struct IngestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step: &'static str,
+}
+
+/// The steps of an ingest, timed apart so that an operator (and `interop-hub bench`) sees
+/// where ingest time goes: waiting included, since waiting is most of what shows.
+/// Declared in [`IngestStep::ALL`]'s order, which indexes the totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestStep {
+    /// Decoding the native format into the common record.
+    Parse,
+    /// Waiting for the lock that keeps two ingests of one record apart.
+    RecordLock,
+    /// Storing the record (create, update or replay), its write transaction included.
+    Store,
+    /// Replacing the record's templates in the biometric indexes.
+    Index,
+    /// The detector's blocking-key queries of both partitions.
+    BlockingCandidates,
+    /// The detector's 1:N searches of every template of the record.
+    BiometricSearch,
+    /// Loading the candidates, comparing them with the record and storing the links.
+    CompareAndLink,
+    /// Queueing the mark that detection ran on this version.
+    DetectionMark,
+    /// Appending the audit entry.
+    Audit,
+}
+
+impl IngestStep {
+    pub const ALL: [Self; 9] = [
+        Self::Parse,
+        Self::RecordLock,
+        Self::Store,
+        Self::Index,
+        Self::BlockingCandidates,
+        Self::BiometricSearch,
+        Self::CompareAndLink,
+        Self::DetectionMark,
+        Self::Audit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Parse => "parse",
+            Self::RecordLock => "record_lock",
+            Self::Store => "store",
+            Self::Index => "index",
+            Self::BlockingCandidates => "blocking_candidates",
+            Self::BiometricSearch => "biometric_search",
+            Self::CompareAndLink => "compare_and_link",
+            Self::DetectionMark => "detection_mark",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+/// How many times a step ran and the seconds it took in all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepTotal {
+    pub step: IngestStep,
+    pub count: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LinkLabels {
     colour: String,
     /// created, updated or unchanged.
@@ -50,12 +117,21 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+fn step_histogram() -> Histogram {
+    // 20 µs to ~0.7 s: most steps take well under a millisecond.
+    Histogram::new(exponential_buckets(0.00002, 2.0, 16))
+}
+
 /// The hub's metrics, one registry per hub (tests run several hubs in one process).
 pub struct HubMetrics {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     http_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     ingests: Family<IngestLabels, Counter>,
+    ingest_steps: Family<StepLabels, Histogram, fn() -> Histogram>,
+    /// Each step's runs and nanoseconds, in [`IngestStep::ALL`]'s order: prometheus-client
+    /// does not hand a histogram's sum back to its owner.
+    step_totals: [(AtomicU64, AtomicU64); IngestStep::ALL.len()],
     link_changes: Family<LinkLabels, Counter>,
     audit_entries: Counter,
     policy_swaps: Counter,
@@ -77,6 +153,15 @@ impl Default for HubMetrics {
                 latency_histogram,
             );
         let ingests = Family::<IngestLabels, Counter>::default();
+        let ingest_steps = Family::<StepLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            step_histogram,
+        );
+        // Every step from the start: a step that never ran shows as 0, not as missing.
+        for step in IngestStep::ALL {
+            drop(ingest_steps.get_or_create(&StepLabels {
+                step: step.as_str(),
+            }));
+        }
         let link_changes = Family::<LinkLabels, Counter>::default();
         let audit_entries = Counter::default();
         let policy_swaps = Counter::default();
@@ -95,6 +180,11 @@ impl Default for HubMetrics {
             "ingests",
             "Records pushed, by system and outcome (or refusal code)",
             ingests.clone(),
+        );
+        registry.register(
+            "ingest_step_duration_seconds",
+            "Time each step of an ingest took, waiting included, by step",
+            ingest_steps.clone(),
         );
         registry.register(
             "link_changes",
@@ -121,6 +211,8 @@ impl Default for HubMetrics {
             http_requests,
             http_seconds,
             ingests,
+            ingest_steps,
+            step_totals: Default::default(),
             link_changes,
             audit_entries,
             policy_swaps,
@@ -152,6 +244,36 @@ impl HubMetrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    pub fn ingest_step(&self, step: IngestStep, elapsed: Duration) {
+        self.ingest_steps
+            .get_or_create(&StepLabels {
+                step: step.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
+        let (count, nanoseconds) = &self.step_totals[step as usize];
+        count.fetch_add(1, Ordering::Relaxed);
+        nanoseconds.fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Each ingest step's runs and seconds since the hub started.
+    pub fn ingest_step_totals(&self) -> Vec<StepTotal> {
+        IngestStep::ALL
+            .into_iter()
+            .map(|step| {
+                let (count, nanoseconds) = &self.step_totals[step as usize];
+                StepTotal {
+                    step,
+                    count: count.load(Ordering::Relaxed),
+                    seconds: Duration::from_nanos(nanoseconds.load(Ordering::Relaxed))
+                        .as_secs_f64(),
+                }
+            })
+            .collect()
     }
 
     pub fn link_change(&self, colour: &str, change: &str) {
@@ -187,5 +309,44 @@ impl HubMetrics {
             text.clear();
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_step_keeps_its_own_total_and_every_step_is_exported() {
+        assert!(
+            IngestStep::ALL
+                .iter()
+                .enumerate()
+                .all(|(i, step)| *step as usize == i),
+            "ALL is in declaration order"
+        );
+        let metrics = HubMetrics::default();
+        metrics.ingest_step(IngestStep::Store, Duration::from_millis(3));
+        metrics.ingest_step(IngestStep::Store, Duration::from_millis(5));
+        metrics.ingest_step(IngestStep::Audit, Duration::from_micros(250));
+        let totals = metrics.ingest_step_totals();
+        let of = |step: IngestStep| {
+            totals
+                .iter()
+                .find(|t| t.step == step)
+                .map(|t| (t.count, t.seconds))
+        };
+        assert_eq!(of(IngestStep::Store), Some((2, 0.008)));
+        assert_eq!(of(IngestStep::Audit), Some((1, 0.000_25)));
+        assert_eq!(of(IngestStep::Parse), Some((0, 0.0)));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"interop_hub_ingest_step_duration_seconds_count{step="store"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"interop_hub_ingest_step_duration_seconds_count{step="parse"} 0"#),
+            "a step that never ran is exported as 0: {text}"
+        );
     }
 }

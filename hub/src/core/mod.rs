@@ -19,6 +19,7 @@ pub use views::RecordView;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use connectors::{IdentityRecord, NativeFormat, Partition, RecordRef, SourceSystem, UnknownSystem};
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,7 @@ use crate::clock::Clock;
 use crate::config::{HubConfig, Settings};
 use crate::error::HubError;
 use crate::matching::{BlockingKeys, LinkColour, LinkRule};
-use crate::metrics::HubMetrics;
+use crate::metrics::{HubMetrics, IngestStep, StepTotal};
 use crate::store::{
     ControlStore, HistoryEntry, IdentityStore, IngestCountKey, LinkQuery, LinkStore, StoreError,
     StoredLink, StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
@@ -423,16 +424,32 @@ impl Hub {
         let logged = outcome_of(&result, |report| {
             format!("{}:links={}", report.outcome.as_str(), report.links.len())
         });
-        self.audit(
-            principal,
-            "ingest",
-            "ingest",
-            format!("system={system}"),
-            logged,
-            counts,
+        self.timed(
+            IngestStep::Audit,
+            self.audit(
+                principal,
+                "ingest",
+                "ingest",
+                format!("system={system}"),
+                logged,
+                counts,
+            ),
         )
         .await?;
         result
+    }
+
+    /// Runs `work`, adding the time it took to `step`'s total.
+    async fn timed<T>(&self, step: IngestStep, work: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let output = work.await;
+        self.metrics.ingest_step(step, started.elapsed());
+        output
+    }
+
+    /// Each ingest step's runs and seconds since the hub started.
+    pub fn ingest_step_totals(&self) -> Vec<StepTotal> {
+        self.metrics.ingest_step_totals()
     }
 
     async fn ingest_checked(
@@ -450,15 +467,21 @@ impl Hub {
                 expected: expected.media_type(),
             });
         }
-        let accepted = connectors::parse(system, body, &self.settings.biometrics)?;
+        let parsing = Instant::now();
+        let accepted = connectors::parse(system, body, &self.settings.biometrics);
+        self.metrics
+            .ingest_step(IngestStep::Parse, parsing.elapsed());
+        let accepted = accepted?;
         let biometrics = self.biometrics()?;
         let reference = RecordRef::new(system, accepted.record.source_id.clone());
-        let _guard = self.lock(&reference).await;
+        let _guard = self
+            .timed(IngestStep::RecordLock, self.lock(&reference))
+            .await;
         let now = self.clock.now();
         let offered = accepted.record.version;
         let store = self.store(system);
-        let upserted = store
-            .upsert(&accepted, now)
+        let upserted = self
+            .timed(IngestStep::Store, store.upsert(&accepted, now))
             .await?
             .map_err(|refusal| match refusal {
                 UpsertRefusal::Stale { stored } => HubError::VersionConflict { stored, offered },
@@ -472,23 +495,29 @@ impl Hub {
                 (stored, self.links.links_of(&reference).await?)
             }
             UpsertOutcome::Created | UpsertOutcome::Updated => {
-                biometrics
-                    .remove(system.partition(), &upserted.removed_template_ids)
-                    .await?;
-                biometrics
-                    .add(
+                self.timed(IngestStep::Index, async {
+                    biometrics
+                        .remove(system.partition(), &upserted.removed_template_ids)
+                        .await?;
+                    biometrics
+                        .add(
+                            system.partition(),
+                            upserted.record_id,
+                            &reference,
+                            &accepted.record.templates,
+                            &upserted.template_ids,
+                        )
+                        .await
+                })
+                .await?;
+                let links = self.detect(biometrics, &accepted.record).await?;
+                self.timed(
+                    IngestStep::DetectionMark,
+                    self.mark_detected(
                         system.partition(),
                         upserted.record_id,
-                        &reference,
-                        &accepted.record.templates,
-                        &upserted.template_ids,
-                    )
-                    .await?;
-                let links = self.detect(biometrics, &accepted.record).await?;
-                self.mark_detected(
-                    system.partition(),
-                    upserted.record_id,
-                    accepted.record.version,
+                        accepted.record.version,
+                    ),
                 )
                 .await?;
                 let stored = StoredRecord {
@@ -536,13 +565,17 @@ impl Hub {
         let mut candidates: BTreeMap<Partition, BTreeSet<i64>> = BTreeMap::new();
 
         let keys = BlockingKeys::of(record);
-        for partition in [Partition::Civil, Partition::LawEnforcement] {
-            let ids = self
-                .store_of(partition)
-                .candidates(&keys, Some(record.system))
-                .await?;
-            candidates.entry(partition).or_default().extend(ids);
-        }
+        self.timed(IngestStep::BlockingCandidates, async {
+            for partition in [Partition::Civil, Partition::LawEnforcement] {
+                let ids = self
+                    .store_of(partition)
+                    .candidates(&keys, Some(record.system))
+                    .await?;
+                candidates.entry(partition).or_default().extend(ids);
+            }
+            Ok::<_, HubError>(())
+        })
+        .await?;
 
         let probes: Vec<(&connectors::BiometricTemplate, f32)> = record
             .templates
@@ -553,15 +586,18 @@ impl Hub {
                 Some((t, algorithm.match_threshold))
             })
             .collect();
-        let found = biometrics
-            .search_each(
-                probes
-                    .iter()
-                    .map(|(t, _)| (t.algorithm.clone(), t.vector.clone()))
-                    .collect(),
-                self.settings.detection.neighbours_per_template,
-                self.settings.detection.expansion_for(probes.len()),
-                &[Partition::Civil, Partition::LawEnforcement],
+        let found = self
+            .timed(
+                IngestStep::BiometricSearch,
+                biometrics.search_each(
+                    probes
+                        .iter()
+                        .map(|(t, _)| (t.algorithm.clone(), t.vector.clone()))
+                        .collect(),
+                    self.settings.detection.neighbours_per_template,
+                    self.settings.detection.expansion_for(probes.len()),
+                    &[Partition::Civil, Partition::LawEnforcement],
+                ),
             )
             .await?;
         for ((_, threshold), hits) in probes.iter().zip(found) {
@@ -577,11 +613,28 @@ impl Hub {
                     .insert(hit.owner.record_id);
             }
         }
+        self.timed(
+            IngestStep::CompareAndLink,
+            self.compare_and_link(record, &reference, candidates, now),
+        )
+        .await
+    }
+
+    /// The detector's second half: loads `record`'s candidates and the records it is
+    /// already linked with, compares each with it, stores the links that qualify and drops
+    /// the detector's links that no longer do; answers the record's links.
+    async fn compare_and_link(
+        &self,
+        record: &IdentityRecord,
+        reference: &RecordRef,
+        candidates: BTreeMap<Partition, BTreeSet<i64>>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<StoredLink>, HubError> {
         // Existing links are re-evaluated, never dropped for merely not being found again.
-        let existing = self.links.links_of(&reference).await?;
+        let existing = self.links.links_of(reference).await?;
         let mut others: Vec<StoredRecord> = Vec::new();
         for link in &existing {
-            let other = &LinkSummary::seen_from(link, &reference).other;
+            let other = &LinkSummary::seen_from(link, reference).other;
             if let Some(stored) = self
                 .store(other.system)
                 .get(other.system, &other.source_id)
@@ -622,12 +675,12 @@ impl Hub {
         let stale: Vec<String> = existing
             .iter()
             .filter(|link| {
-                no_longer_linked.contains(&LinkSummary::seen_from(link, &reference).other)
+                no_longer_linked.contains(&LinkSummary::seen_from(link, reference).other)
             })
             .map(|link| link.id.clone())
             .collect();
         self.links.delete_unverified(&stale).await?;
-        Ok(self.links.links_of(&reference).await?)
+        Ok(self.links.links_of(reference).await?)
     }
 
     async fn stored_record(

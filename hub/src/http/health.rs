@@ -39,7 +39,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HubEr
 
 /// Operators' metrics in Prometheus text format (a token with the operate duty; Prometheus
 /// sends it with `authorization: {credentials: …}`). Labels carry route templates, systems,
-/// outcomes and colours only.
+/// outcomes, ingest steps and colours only.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "The Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"),

@@ -199,6 +199,14 @@ async fn no_personal_data_reaches_metrics_or_statistics(backend: Backend) {
         metrics.contains(r#"interop_hub_ingests_total{system="ees",outcome="created"} 1"#),
         "{metrics}"
     );
+    // Every created record went through each step of an ingest once.
+    for step in ["parse", "store", "index", "biometric_search", "audit"] {
+        let series = format!(
+            "interop_hub_ingest_step_duration_seconds_count{{step=\"{step}\"}} {}",
+            EXAMPLES.len()
+        );
+        assert!(metrics.contains(&series), "{series} in {metrics}");
+    }
     assert!(
         metrics.contains(r#"route="/v1/systems/{system}/records/{source_id}""#),
         "routes are labelled by template: {metrics}"
