@@ -522,17 +522,15 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     }
     let detection = detection_against_truth(&hub, &records).await?;
 
-    let (hub_seconds, hub_first, latencies) =
-        hub_searches(&hub, &caller, FACE, &probes, &records_of, threads).await?;
-    let (hub_in_flight_seconds, _, _) = hub_searches(
-        &hub,
-        &caller,
-        FACE,
-        &probes,
-        &records_of,
-        options.http_concurrency.max(1),
-    )
-    .await?;
+    let searching = HubProbing {
+        hub: &hub,
+        caller: &caller,
+        records_of: &records_of,
+    };
+    let (hub_seconds, hub_first, latencies) = searching.searches(FACE, &probes, threads).await?;
+    let (hub_in_flight_seconds, _, _) = searching
+        .searches(FACE, &probes, options.http_concurrency.max(1))
+        .await?;
 
     // Fingers too: new captures of the same persons' right index fingers, searched in the
     // finger indexes (both fingers of every record in one index per partition).
@@ -543,33 +541,19 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         0xF1A6,
     );
     let (finger_seconds, finger_first, _) =
-        hub_searches(&hub, &caller, FINGER, &finger_probes, &records_of, threads).await?;
+        searching.searches(FINGER, &finger_probes, threads).await?;
 
+    // The hub's own trade-off: its face and finger indexes searched at other expansions,
+    // each put back afterwards.
+    let hub_curve = searching
+        .trade_off(FACE, &probes, threads, &HUB_CURVE)
+        .await?;
+    let hub_finger_curve = searching
+        .trade_off(FINGER, &finger_probes, threads, &HUB_FINGER_CURVE)
+        .await?;
     let biometrics = hub
         .biometric_indexes()
         .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
-    // The hub's own trade-off: its face and finger indexes searched at other expansions,
-    // each put back afterwards.
-    let hub_curve = hub_trade_off(
-        &hub,
-        &caller,
-        FACE,
-        &probes,
-        &records_of,
-        threads,
-        &HUB_CURVE,
-    )
-    .await?;
-    let hub_finger_curve = hub_trade_off(
-        &hub,
-        &caller,
-        FINGER,
-        &finger_probes,
-        &records_of,
-        threads,
-        &HUB_FINGER_CURVE,
-    )
-    .await?;
     let face_bytes: usize = [Partition::Civil, Partition::LawEnforcement]
         .iter()
         .map(|p| biometrics.memory_usage(*p, FACE))
@@ -751,90 +735,101 @@ async fn detection_against_truth(
     Ok(run)
 }
 
-/// Every probe through `Hub::search_biometric`, `in_flight` at once: seconds taken, probes
-/// whose true mate came first, and each search's latency, sorted.
-async fn hub_searches(
-    hub: &Arc<Hub>,
-    caller: &Arc<Principal>,
-    algorithm: &'static str,
-    probes: &[(usize, Vec<f32>)],
-    records_of: &std::collections::HashMap<usize, Vec<String>>,
-    in_flight: usize,
-) -> anyhow::Result<(f64, usize, Vec<Duration>)> {
-    let bar = Progress::new(probes.len(), "hub");
-    let started = Instant::now();
-    let mut searches = futures::stream::iter(probes.iter().map(|(person, probe)| {
-        let hub = Arc::clone(hub);
-        let caller = Arc::clone(caller);
-        let data = STANDARD.encode(connectors::vector_base64::to_bytes(probe));
-        async move {
-            let began = Instant::now();
-            let answer = hub
-                .search_biometric(
-                    &caller,
-                    BiometricSearch {
-                        algorithm: algorithm.to_owned(),
-                        data,
-                        limit: Some(1),
-                    },
-                )
-                .await;
-            (*person, answer, began.elapsed())
-        }
-    }))
-    .buffer_unordered(in_flight);
-    let mut latencies = Vec::with_capacity(probes.len());
-    let mut first = 0_usize;
-    while let Some((person, answer, latency)) = searches.next().await {
-        let answer = answer.map_err(|e| anyhow::anyhow!("search failed: {e}"))?;
-        let expected = records_of
-            .get(&person)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        if answer
-            .hits
-            .first()
-            .is_some_and(|hit| expected.contains(&hit.record.source_id))
-        {
-            first += 1;
-        }
-        latencies.push(latency);
-        bar.inc(1);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    drop(searches);
-    bar.finish();
-    latencies.sort_unstable();
-    Ok((seconds, first, latencies))
+/// What every pass of probes through the hub's 1:N search shares: the hub, the caller, and
+/// each person's record ids (a probe's true mates).
+struct HubProbing<'a> {
+    hub: &'a Arc<Hub>,
+    caller: &'a Arc<Principal>,
+    records_of: &'a std::collections::HashMap<usize, Vec<String>>,
 }
 
-/// The hub's searches of `algorithm`'s indexes at each of `expansions`; the indexes are put
-/// back to the hub's own setting for the algorithm afterwards.
-async fn hub_trade_off(
-    hub: &Arc<Hub>,
-    caller: &Arc<Principal>,
-    algorithm: &'static str,
-    probes: &[(usize, Vec<f32>)],
-    records_of: &std::collections::HashMap<usize, Vec<String>>,
-    in_flight: usize,
-    expansions: &[usize],
-) -> anyhow::Result<Vec<CurvePoint>> {
-    let biometrics = hub
-        .biometric_indexes()
-        .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
-    let mut curve = Vec::with_capacity(expansions.len());
-    for &expansion_search in expansions {
-        biometrics.set_expansion_search(algorithm, expansion_search)?;
-        let (seconds, first, _) =
-            hub_searches(hub, caller, algorithm, probes, records_of, in_flight).await?;
-        curve.push(CurvePoint {
-            expansion_search,
-            qps: probes.len() as f64 / seconds.max(f64::EPSILON),
-            recall: first as f64 / probes.len().max(1) as f64,
-        });
+impl HubProbing<'_> {
+    /// Every probe through `Hub::search_biometric`, `in_flight` at once: seconds taken, probes
+    /// whose true mate came first, and each search's latency, sorted.
+    async fn searches(
+        &self,
+        algorithm: &'static str,
+        probes: &[(usize, Vec<f32>)],
+        in_flight: usize,
+    ) -> anyhow::Result<(f64, usize, Vec<Duration>)> {
+        let HubProbing {
+            hub,
+            caller,
+            records_of,
+        } = self;
+        let bar = Progress::new(probes.len(), "hub");
+        let started = Instant::now();
+        let mut searches = futures::stream::iter(probes.iter().map(|(person, probe)| {
+            let hub = Arc::clone(hub);
+            let caller = Arc::clone(caller);
+            let data = STANDARD.encode(connectors::vector_base64::to_bytes(probe));
+            async move {
+                let began = Instant::now();
+                let answer = hub
+                    .search_biometric(
+                        &caller,
+                        BiometricSearch {
+                            algorithm: algorithm.to_owned(),
+                            data,
+                            limit: Some(1),
+                        },
+                    )
+                    .await;
+                (*person, answer, began.elapsed())
+            }
+        }))
+        .buffer_unordered(in_flight);
+        let mut latencies = Vec::with_capacity(probes.len());
+        let mut first = 0_usize;
+        while let Some((person, answer, latency)) = searches.next().await {
+            let answer = answer.map_err(|e| anyhow::anyhow!("search failed: {e}"))?;
+            let expected = records_of
+                .get(&person)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if answer
+                .hits
+                .first()
+                .is_some_and(|hit| expected.contains(&hit.record.source_id))
+            {
+                first += 1;
+            }
+            latencies.push(latency);
+            bar.inc(1);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        drop(searches);
+        bar.finish();
+        latencies.sort_unstable();
+        Ok((seconds, first, latencies))
     }
-    biometrics.set_expansion_search(algorithm, hub_settings(algorithm)?.expansion_search)?;
-    Ok(curve)
+
+    /// The hub's searches of `algorithm`'s indexes at each of `expansions`; the indexes are put
+    /// back to the hub's own setting for the algorithm afterwards.
+    async fn trade_off(
+        &self,
+        algorithm: &'static str,
+        probes: &[(usize, Vec<f32>)],
+        in_flight: usize,
+        expansions: &[usize],
+    ) -> anyhow::Result<Vec<CurvePoint>> {
+        let biometrics = self
+            .hub
+            .biometric_indexes()
+            .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
+        let mut curve = Vec::with_capacity(expansions.len());
+        for &expansion_search in expansions {
+            biometrics.set_expansion_search(algorithm, expansion_search)?;
+            let (seconds, first, _) = self.searches(algorithm, probes, in_flight).await?;
+            curve.push(CurvePoint {
+                expansion_search,
+                qps: probes.len() as f64 / seconds.max(f64::EPSILON),
+                recall: first as f64 / probes.len().max(1) as f64,
+            });
+        }
+        biometrics.set_expansion_search(algorithm, hub_settings(algorithm)?.expansion_search)?;
+        Ok(curve)
+    }
 }
 
 /// What the HTTP load test saw.

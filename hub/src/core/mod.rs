@@ -467,11 +467,11 @@ impl Hub {
                 expected: expected.media_type(),
             });
         }
-        let parsing = Instant::now();
-        let accepted = connectors::parse(system, body, &self.settings.biometrics);
-        self.metrics
-            .ingest_step(IngestStep::Parse, parsing.elapsed());
-        let accepted = accepted?;
+        let accepted = self
+            .timed(IngestStep::Parse, async {
+                connectors::parse(system, body, &self.settings.biometrics)
+            })
+            .await?;
         let biometrics = self.biometrics()?;
         let reference = RecordRef::new(system, accepted.record.source_id.clone());
         let _guard = self
