@@ -650,6 +650,7 @@ impl Hub {
 
         let mut evaluated: BTreeSet<RecordRef> = BTreeSet::new();
         let mut no_longer_linked: BTreeSet<RecordRef> = BTreeSet::new();
+        let mut links_written = false;
         for other in others {
             let other_ref = RecordRef::new(other.record.system, other.record.source_id.clone());
             if other.record.system == record.system || !evaluated.insert(other_ref.clone()) {
@@ -664,6 +665,7 @@ impl Hub {
             ) {
                 Some(link) => {
                     let (_, change) = self.links.upsert_automatic(&link, now).await?;
+                    links_written = true;
                     self.metrics
                         .link_change(link.colour.as_str(), change.as_str());
                 }
@@ -679,6 +681,11 @@ impl Hub {
             })
             .map(|link| link.id.clone())
             .collect();
+        if !links_written && stale.is_empty() {
+            // Most records have no candidate at all: what was read above is still the answer,
+            // as of a moment earlier.
+            return Ok(existing);
+        }
         self.links.delete_unverified(&stale).await?;
         Ok(self.links.links_of(reference).await?)
     }
