@@ -48,6 +48,9 @@ pub struct BenchOptions {
     /// Builds the bare index again at every other quantisation (the quantisation table):
     /// at 100k the longest phase of the run.
     pub quantisation_table: bool,
+    /// Builds the bare index again at every other connectivity of [`CONNECTIVITIES`] (the
+    /// connectivity table).
+    pub connectivity_table: bool,
 }
 
 /// One run's figures.
@@ -113,6 +116,10 @@ pub struct BenchReport {
     pub bare_adds_per_s: f64,
     /// The bare index searched at other expansions: the speed / recall trade-off.
     pub expansion_curve: Vec<CurvePoint>,
+    /// The bare index built at other connectivities (HNSW's M; the hub's first), each with
+    /// its insertion speed, memory and expansion curve (only the hub's own without the
+    /// connectivity table).
+    pub connectivity_curve: Vec<ConnectivityPoint>,
     /// The hub's search (`threads` in flight) with its face indexes at other expansions.
     pub hub_expansion_curve: Vec<CurvePoint>,
     /// The hub's finger search (`threads` in flight) with its finger indexes at other
@@ -162,7 +169,20 @@ pub struct QuantizationPoint {
     pub adds_per_s: f64,
 }
 
-/// One point of the speed / recall trade-off of the bare index.
+/// The bare index built with one connectivity and otherwise the hub's settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectivityPoint {
+    pub connectivity: usize,
+    /// One inserting thread.
+    pub adds_per_s: f64,
+    /// The index's serialised length (vectors and graph) per member: usearch's
+    /// `memory_usage()` counts its reserved arenas and came out the same for every
+    /// connectivity.
+    pub serialized_bytes_per_template: f64,
+    /// Searched at each expansion of [`CURVE`].
+    pub curve: Vec<CurvePoint>,
+}
+
 /// One step of `Hub::ingest` and its mean time per record.
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestStepTiming {
@@ -170,6 +190,7 @@ pub struct IngestStepTiming {
     pub mean_ms: f64,
 }
 
+/// One point of a speed / recall trade-off.
 #[derive(Debug, Clone, Serialize)]
 pub struct CurvePoint {
     pub expansion_search: usize,
@@ -582,11 +603,12 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let faces = Arc::new(faces);
     let bare = {
         let (probes, faces) = (Arc::clone(&probes), Arc::clone(&faces));
-        let quantisation_table = options.quantisation_table;
-        tokio::task::spawn_blocking(move || {
-            bare_usearch(&faces, &probes, threads, quantisation_table)
-        })
-        .await??
+        let tables = BareTables {
+            quantisation: options.quantisation_table,
+            connectivity: options.connectivity_table,
+        };
+        tokio::task::spawn_blocking(move || bare_usearch(&faces, &probes, threads, tables))
+            .await??
     };
     let (bare_seconds, bare_first) = bare.at_hub_settings;
     let (exact_seconds, exact_first) = {
@@ -652,6 +674,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         kernel: format!("{:?}", bare.kernel),
         bare_adds_per_s: bare.adds_per_s,
         expansion_curve: bare.curve,
+        connectivity_curve: bare.connectivities,
         hub_expansion_curve: hub_curve,
         hub_finger_expansion_curve: hub_finger_curve,
         search_qps_exact: qps(exact_seconds),
@@ -960,6 +983,7 @@ struct BareRun {
     quantizations: Vec<QuantizationPoint>,
     partitioned: (f64, usize),
     curve: Vec<CurvePoint>,
+    connectivities: Vec<ConnectivityPoint>,
 }
 
 /// The index settings the hub gives `algorithm`'s templates.
@@ -972,10 +996,12 @@ fn hub_settings(algorithm: &str) -> anyhow::Result<crate::biometrics::ann::Index
 
 /// Expansions the trade-off curve visits.
 const CURVE: [usize; 5] = [32, 64, 128, 256, 512];
+/// Connectivities the connectivity table builds besides the hub's.
+const CONNECTIVITIES: [usize; 3] = [8, 24, 32];
 /// Expansions the hub's trade-off curve visits.
-const HUB_CURVE: [usize; 3] = [64, 128, 512];
+const HUB_CURVE: [usize; 4] = [64, 128, 192, 512];
 /// Expansions the hub's finger trade-off curve visits.
-const HUB_FINGER_CURVE: [usize; 4] = [64, 128, 256, 512];
+const HUB_FINGER_CURVE: [usize; 5] = [64, 128, 192, 256, 512];
 
 /// How a bare index stores its vectors: as the hub would at a quantisation (with the kernel
 /// the hub installs); the same with usearch's own distance kernel; or (for `i8`) through
@@ -1056,15 +1082,23 @@ impl Storing {
     }
 }
 
+/// Which of the bare index's optional tables a run builds.
+#[derive(Debug, Clone, Copy)]
+struct BareTables {
+    quantisation: bool,
+    connectivity: bool,
+}
+
 /// A bare usearch index with the hub's settings for the face algorithm (its distance kernel
 /// too), built from the same vectors one insert at a time (as the hub inserts), searched from
 /// `threads` threads at the hub's expansion and at each expansion of the curve; the same at
-/// the other quantisations; and two indexes split as the hub's partitions are.
+/// the other quantisations and connectivities; and two indexes split as the hub's
+/// partitions are.
 fn bare_usearch(
     faces: &[(u64, Vec<f32>)],
     probes: &[(usize, Vec<f32>)],
     threads: usize,
-    quantisation_table: bool,
+    tables: BareTables,
 ) -> anyhow::Result<BareRun> {
     let settings = hub_settings(FACE)?;
     // The hub normalises every probe before it reaches usearch; so does the baseline, before
@@ -1077,10 +1111,11 @@ fn bare_usearch(
     };
     // Keys are positions in `faces`: a person's second record gets a key of its own.
     let build = |storing: Storing,
+                 settings: &IndexSettings,
                  members: &mut dyn Iterator<Item = usize>,
                  bar: Option<&Progress>|
      -> anyhow::Result<(usearch::Index, kernels::Installed, f64)> {
-        let (index, kernel) = storing.empty_index(&settings, faces.len(), threads)?;
+        let (index, kernel) = storing.empty_index(settings, faces.len(), threads)?;
         let started = Instant::now();
         let mut added = 0_usize;
         for slot in members {
@@ -1108,22 +1143,60 @@ fn bare_usearch(
 
     let hub_storing = Storing::Hub(settings.quantization);
     let bar = Progress::new(faces.len(), "bare");
-    let (index, kernel, adds_per_s) = build(hub_storing, &mut (0..faces.len()), Some(&bar))?;
+    let (index, kernel, adds_per_s) =
+        build(hub_storing, &settings, &mut (0..faces.len()), Some(&bar))?;
     bar.finish();
     let at_hub_settings = timed(hub_storing, &index);
-    let curve = CURVE
-        .iter()
-        .map(|&expansion_search| {
-            index.change_expansion_search(expansion_search);
-            let (seconds, first) = timed(hub_storing, &index);
-            CurvePoint {
-                expansion_search,
-                qps: qps(seconds),
-                recall: share(first),
-            }
-        })
-        .collect();
+    let curve_of = |index: &usearch::Index| -> Vec<CurvePoint> {
+        CURVE
+            .iter()
+            .map(|&expansion_search| {
+                index.change_expansion_search(expansion_search);
+                let (seconds, first) = timed(hub_storing, index);
+                CurvePoint {
+                    expansion_search,
+                    qps: qps(seconds),
+                    recall: share(first),
+                }
+            })
+            .collect()
+    };
+    let bytes_per_template =
+        |index: &usearch::Index| index.serialized_length() as f64 / index.size().max(1) as f64;
+    let curve = curve_of(&index);
+    let mut connectivities = vec![ConnectivityPoint {
+        connectivity: settings.connectivity,
+        adds_per_s,
+        serialized_bytes_per_template: bytes_per_template(&index),
+        curve: curve.clone(),
+    }];
     drop(index);
+    let other_connectivities: Vec<usize> = if tables.connectivity {
+        CONNECTIVITIES
+            .into_iter()
+            .filter(|&m| m != settings.connectivity)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let bar = (!other_connectivities.is_empty())
+        .then(|| Progress::new(faces.len() * other_connectivities.len(), "connectivity"));
+    for connectivity in other_connectivities {
+        let at = IndexSettings {
+            connectivity,
+            ..settings.clone()
+        };
+        let (index, _, adds_per_s) = build(hub_storing, &at, &mut (0..faces.len()), bar.as_ref())?;
+        connectivities.push(ConnectivityPoint {
+            connectivity,
+            adds_per_s,
+            serialized_bytes_per_template: bytes_per_template(&index),
+            curve: curve_of(&index),
+        });
+    }
+    if let Some(bar) = bar {
+        bar.finish();
+    }
 
     let mut quantizations = vec![QuantizationPoint {
         quantization: hub_storing.name(),
@@ -1131,7 +1204,7 @@ fn bare_usearch(
         recall: share(at_hub_settings.1),
         adds_per_s,
     }];
-    let others: &[Storing] = if quantisation_table {
+    let others: &[Storing] = if tables.quantisation {
         &[
             Storing::Hub(Quantization::F32),
             Storing::Hub(Quantization::F16),
@@ -1158,7 +1231,8 @@ fn bare_usearch(
             }
             continue;
         }
-        let (index, _, adds_per_s) = build(storing, &mut (0..faces.len()), bar.as_ref())?;
+        let (index, _, adds_per_s) =
+            build(storing, &settings, &mut (0..faces.len()), bar.as_ref())?;
         let (seconds, first) = timed(storing, &index);
         quantizations.push(QuantizationPoint {
             quantization: storing.name(),
@@ -1174,8 +1248,20 @@ fn bare_usearch(
     // Split as the hub splits them: even records are EES (civil), odd ones SIS (law
     // enforcement); each probe searches both, asking each for as many as the hub asks.
     let halves = [
-        build(hub_storing, &mut (0..faces.len()).step_by(2), None)?.0,
-        build(hub_storing, &mut (1..faces.len()).step_by(2), None)?.0,
+        build(
+            hub_storing,
+            &settings,
+            &mut (0..faces.len()).step_by(2),
+            None,
+        )?
+        .0,
+        build(
+            hub_storing,
+            &settings,
+            &mut (1..faces.len()).step_by(2),
+            None,
+        )?
+        .0,
     ];
     let started = Instant::now();
     let first = parallel_count(&probes, threads, |(person, probe)| {
@@ -1194,6 +1280,7 @@ fn bare_usearch(
         quantizations,
         partitioned,
         curve,
+        connectivities,
     })
 }
 
@@ -1536,6 +1623,8 @@ impl fmt::Display for BenchReport {
             &self.hub_finger_expansion_curve,
         )?;
         writeln!(f)?;
+        connectivity_table(f, &self.connectivity_curve)?;
+        writeln!(f)?;
         writeln!(f, "| quantization | bare qps | bare recall | bare adds/s |")?;
         writeln!(f, "|---|---:|---:|---:|")?;
         for point in &self.quantization_curve {
@@ -1547,6 +1636,34 @@ impl fmt::Display for BenchReport {
         }
         Ok(())
     }
+}
+
+/// One row per connectivity, one column per expansion of the curve.
+fn connectivity_table(f: &mut fmt::Formatter<'_>, points: &[ConnectivityPoint]) -> fmt::Result {
+    let Some(first) = points.first() else {
+        return Ok(());
+    };
+    write!(
+        f,
+        "| connectivity | bare adds/s | serialised bytes per template |"
+    )?;
+    for point in &first.curve {
+        write!(f, " ef {} qps / recall |", point.expansion_search)?;
+    }
+    writeln!(f)?;
+    writeln!(f, "|---:|---:|---:|{}", "---|".repeat(first.curve.len()))?;
+    for point in points {
+        write!(
+            f,
+            "| {} | {:.0} | {:.0} |",
+            point.connectivity, point.adds_per_s, point.serialized_bytes_per_template
+        )?;
+        for at in &point.curve {
+            write!(f, " {:.0} / {:.4} |", at.qps, at.recall)?;
+        }
+        writeln!(f)?;
+    }
+    Ok(())
 }
 
 fn curve_table(
@@ -1644,6 +1761,68 @@ mod tests {
             run.mates_found
         );
         assert!(run.records_per_s > 0.0);
+    }
+
+    #[tokio::test]
+    async fn connectivity_table_builds_each_graph_with_its_own_connectivity() {
+        let faces: Vec<(u64, Vec<f32>)> = (0..1_500)
+            .map(|i| {
+                let (system, person, _) = native_record(11, i);
+                let vectors = RecordVectors::of(11, i, system, person);
+                (person as u64, vectors.face().to_vec())
+            })
+            .collect();
+        let persons: Vec<usize> = (0..60).map(|q| faces[q * 25].0 as usize).collect();
+        let probes = probe_captures(11, &persons, Trait::Face, 0xBE7C);
+        let tables = BareTables {
+            quantisation: false,
+            connectivity: true,
+        };
+        let run = bare_usearch(&faces, &probes, 2, tables).expect("the bare indexes build");
+        let built: Vec<usize> = run.connectivities.iter().map(|p| p.connectivity).collect();
+        assert_eq!(built, [16, 8, 24, 32], "the hub's first, then the others");
+        let hub_row = &run.connectivities[0];
+        let expansions = |curve: &[CurvePoint]| -> Vec<usize> {
+            curve.iter().map(|p| p.expansion_search).collect()
+        };
+        assert_eq!(expansions(&hub_row.curve), expansions(&run.curve));
+        // More edges per node take more memory: equal figures would mean one graph built
+        // four times.
+        let mut by_connectivity = run.connectivities.clone();
+        by_connectivity.sort_by_key(|p| p.connectivity);
+        for pair in by_connectivity.windows(2) {
+            assert!(
+                pair[1].serialized_bytes_per_template > pair[0].serialized_bytes_per_template,
+                "M {} takes {:.0} bytes, M {} {:.0}",
+                pair[1].connectivity,
+                pair[1].serialized_bytes_per_template,
+                pair[0].connectivity,
+                pair[0].serialized_bytes_per_template
+            );
+        }
+        for point in &run.connectivities {
+            assert_eq!(expansions(&point.curve), CURVE);
+            let widest = point.curve.last().expect("a curve point");
+            assert!(
+                widest.recall >= 0.95,
+                "M {}: recall {} at ef {}",
+                point.connectivity,
+                widest.recall,
+                widest.expansion_search
+            );
+            assert!(point.adds_per_s > 0.0);
+        }
+        let without = bare_usearch(
+            &faces,
+            &probes,
+            2,
+            BareTables {
+                quantisation: false,
+                connectivity: false,
+            },
+        )
+        .expect("the bare index builds");
+        assert_eq!(without.connectivities.len(), 1, "only the hub's own row");
     }
 
     #[test]

@@ -189,6 +189,10 @@ struct BenchArgs {
     /// at 100k it is the longest phase of the run.
     #[arg(long)]
     skip_quantisation: bool,
+    /// Leave out the connectivity table (the bare index rebuilt at HNSW connectivities 8,
+    /// 24 and 32).
+    #[arg(long)]
+    skip_connectivity: bool,
 }
 
 impl StoreArgs {
@@ -302,6 +306,7 @@ impl Command {
                     ingest_in_flight: usize::from(args.ingest_in_flight),
                     detection_expansion: usize::from(args.detection_expansion),
                     quantisation_table: !args.skip_quantisation,
+                    connectivity_table: !args.skip_connectivity,
                 };
                 let report = crate::bench::run(&options).await?;
                 print!("{report}");
