@@ -673,7 +673,11 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         hub_to_bare_partitioned_ratio: qps(hub_seconds) / qps(bare.partitioned.0),
         kernel: format!("{:?}", bare.kernel),
         bare_adds_per_s: bare.adds_per_s,
-        expansion_curve: bare.curve,
+        expansion_curve: bare
+            .connectivities
+            .first()
+            .map(|hub_row| hub_row.curve.clone())
+            .unwrap_or_default(),
         connectivity_curve: bare.connectivities,
         hub_expansion_curve: hub_curve,
         hub_finger_expansion_curve: hub_finger_curve,
@@ -982,7 +986,7 @@ struct BareRun {
     at_hub_settings: (f64, usize),
     quantizations: Vec<QuantizationPoint>,
     partitioned: (f64, usize),
-    curve: Vec<CurvePoint>,
+    /// The hub's connectivity first: its curve is the bare index's expansion curve.
     connectivities: Vec<ConnectivityPoint>,
 }
 
@@ -1164,12 +1168,11 @@ fn bare_usearch(
     };
     let bytes_per_template =
         |index: &usearch::Index| index.serialized_length() as f64 / index.size().max(1) as f64;
-    let curve = curve_of(&index);
     let mut connectivities = vec![ConnectivityPoint {
         connectivity: settings.connectivity,
         adds_per_s,
         serialized_bytes_per_template: bytes_per_template(&index),
-        curve: curve.clone(),
+        curve: curve_of(&index),
     }];
     drop(index);
     let other_connectivities: Vec<usize> = if tables.connectivity {
@@ -1280,7 +1283,6 @@ fn bare_usearch(
         at_hub_settings,
         quantizations,
         partitioned,
-        curve,
         connectivities,
     })
 }
