@@ -97,6 +97,52 @@ pub fn quantize_i8(vector: &[f32], out: &mut Vec<i8>) {
     );
 }
 
+/// The sign sketch of `vector`: bit `i % 64` of word `i / 64` is set where component `i` is
+/// positive, `out` holds `vector.len().div_ceil(64)` words. Two vectors at angle θ differ in
+/// about θ/π of their bits whatever their length, so the Hamming distance between sketches
+/// ranks a whole index cheaply for a shortlist that cosine then re-ranks.
+pub fn sign_sketch(vector: &[f32], out: &mut Vec<u64>) {
+    out.clear();
+    out.extend(vector.chunks(64).map(|chunk| {
+        chunk
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| **x > 0.0)
+            .fold(0_u64, |word, (bit, _)| word | (1 << bit))
+    }));
+}
+
+/// The Hamming distance from `probe` to each sketch in `sketches` (concatenated, each as
+/// long as `probe`), in their order, into `out`.
+///
+/// # Panics
+/// When `sketches` is not a whole number of `probe`-long sketches, or `probe` is empty.
+pub fn hamming_distances(probe: &[u64], sketches: &[u64], out: &mut Vec<u32>) {
+    assert!(
+        !probe.is_empty() && sketches.len().is_multiple_of(probe.len()),
+        "sketches of unequal length"
+    );
+    out.clear();
+    out.resize(sketches.len() / probe.len(), 0);
+    if popcnt_available() {
+        // SAFETY: the CPU has the feature; the function reads only the slices given.
+        unsafe { x86_popcnt::hamming_distances(probe, sketches, out) }
+    } else {
+        hamming_distances_portable(probe, sketches, out);
+    }
+}
+
+#[inline(always)]
+fn hamming_distances_portable(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
+    for (sketch, distance) in sketches.chunks_exact(probe.len()).zip(out) {
+        *distance = sketch
+            .iter()
+            .zip(probe)
+            .map(|(a, b)| (a ^ b).count_ones())
+            .sum();
+    }
+}
+
 /// `a·b` of two `f16` vectors given as their bit patterns, on the fastest path available.
 ///
 /// # Panics
@@ -173,6 +219,16 @@ fn vnni_available() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn vnni_available() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn popcnt_available() -> bool {
+    std::arch::is_x86_feature_detected!("popcnt")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn popcnt_available() -> bool {
     false
 }
 
@@ -343,6 +399,24 @@ mod x86 {
         );
         let duo = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
         _mm_cvtss_f32(_mm_add_ss(duo, _mm_shuffle_ps::<0b01>(duo, duo)))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86_popcnt {
+    /// `hamming_distances_portable` compiled for `popcnt`: the default x86-64 target
+    /// counts bits with a dozen shifts and masks per word.
+    #[target_feature(enable = "popcnt")]
+    pub unsafe fn hamming_distances(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
+        super::hamming_distances_portable(probe, sketches, out);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86_popcnt {
+    // Never called: `popcnt_available` is false off x86_64.
+    pub unsafe fn hamming_distances(_: &[u64], _: &[u64], _: &mut [u32]) {
+        unreachable!("no popcnt kernel off x86_64")
     }
 }
 
@@ -594,6 +668,50 @@ mod tests {
             for (dx, dy) in x.distances.iter().zip(&y.distances) {
                 assert!((dx - dy).abs() < 1e-4, "{dx} vs {dy}");
             }
+        }
+    }
+
+    #[test]
+    fn sketches_count_differing_signs_for_every_tail_length() {
+        let mut noise = Noise(51);
+        for n in [1, 63, 64, 65, 130, 512] {
+            let (a, b) = (noise.unit(n), noise.unit(n));
+            let (mut sa, mut sb) = (Vec::new(), Vec::new());
+            sign_sketch(&a, &mut sa);
+            sign_sketch(&b, &mut sb);
+            assert_eq!(sa.len(), n.div_ceil(64));
+            let differing = a
+                .iter()
+                .zip(&b)
+                .filter(|(x, y)| (**x > 0.0) != (**y > 0.0))
+                .count();
+            let mut distances = Vec::new();
+            let both: Vec<u64> = sa.iter().chain(&sb).copied().collect();
+            hamming_distances(&sa, &both, &mut distances);
+            assert_eq!(distances, vec![0, differing as u32], "length {n}");
+        }
+    }
+
+    #[test]
+    fn a_near_copy_is_nearer_by_sketch_than_strangers() {
+        let mut noise = Noise(52);
+        let stored: Vec<Vec<f32>> = (0..200).map(|_| noise.unit(512)).collect();
+        let mut sketches = Vec::new();
+        let mut sketch = Vec::new();
+        for vector in &stored {
+            sign_sketch(vector, &mut sketch);
+            sketches.extend_from_slice(&sketch);
+        }
+        let mut distances = Vec::new();
+        for (mate, vector) in stored.iter().enumerate().step_by(17) {
+            let copy: Vec<f32> = vector
+                .iter()
+                .map(|x| x + 0.6 * noise.next() / 11.0)
+                .collect();
+            sign_sketch(&copy, &mut sketch);
+            hamming_distances(&sketch, &sketches, &mut distances);
+            let nearest = (0..distances.len()).min_by_key(|i| distances[*i]);
+            assert_eq!(nearest, Some(mate));
         }
     }
 }

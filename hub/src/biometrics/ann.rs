@@ -1,6 +1,7 @@
 //! The sBMS's 1:N index: one usearch HNSW graph of templates (one partition × modality ×
-//! algorithm), wrapped so that any number of threads can share it, it grows by itself, and it is
-//! saved atomically with a checksum. The index is derived data: the store is the truth, so a file
+//! algorithm) with every member's sign sketch beside it for searches that scan them all,
+//! wrapped so that any number of threads can share it, it grows by itself, and it is
+//! saved atomically with a checksum (the sketches are rebuilt from it on load). The index is derived data: the store is the truth, so a file
 //! that fails to load is an error to rebuild from, never something to patch up.
 //!
 //! Thread safety rests on five facts read from usearch 2.26.6's C++ core:
@@ -137,6 +138,14 @@ pub struct IndexSettings {
     /// one at a time regardless. `None`: twice the available CPUs, at least 4.
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Searches that name no expansion scan every member's sign sketch and re-rank this
+    /// many nearest by Hamming distance (more when tied) with the index's cosine, instead of
+    /// walking the graph; 0 walks the graph. Two captures of one trait stand far nearer
+    /// each other than strangers do, so the true mate is in a short shortlist: the scan is
+    /// linear in the members but reads one bit per dimension, and misses no member the graph
+    /// would not reach.
+    #[serde(default)]
+    pub shortlist: usize,
 }
 
 /// The defaults of every field but `dimension`, which has none: it stays 0, which
@@ -151,6 +160,7 @@ impl Default for IndexSettings {
             expansion_add: Self::DEFAULT_EXPANSION,
             expansion_search: Self::DEFAULT_EXPANSION,
             threads: None,
+            shortlist: 0,
         }
     }
 }
@@ -274,6 +284,93 @@ pub struct AnnIndex {
     /// with ef = max(its setting, results wanted), so asking it for `ef` results gives each
     /// search its own ef without changing shared state.
     expansion_search: AtomicUsize,
+    /// Every member's sign sketch, for sketch searches. `None` after `load` until
+    /// `adopt_members` rebuilds them: searches walk the graph meanwhile.
+    sketches: RwLock<Option<Sketches>>,
+    /// The shortlist of searches that name no expansion (`IndexSettings::shortlist`).
+    shortlist: AtomicUsize,
+}
+
+/// Members' sign sketches (`kernels::sign_sketch` of each stored vector), end to end for
+/// one linear scan, with the key each belongs to.
+struct Sketches {
+    words: usize,
+    keys: Vec<u64>,
+    codes: Vec<u64>,
+    positions: HashMap<u64, usize>,
+}
+
+impl Sketches {
+    fn new(dimension: usize) -> Self {
+        Self {
+            words: dimension.div_ceil(64),
+            keys: Vec::new(),
+            codes: Vec::new(),
+            positions: HashMap::new(),
+        }
+    }
+
+    fn put(&mut self, key: u64, sketch: &[u64]) {
+        let words = self.words;
+        match self.positions.get(&key) {
+            Some(&at) => self.codes[at * words..(at + 1) * words].copy_from_slice(sketch),
+            None => {
+                self.positions.insert(key, self.keys.len());
+                self.keys.push(key);
+                self.codes.extend_from_slice(sketch);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: u64) {
+        let Some(at) = self.positions.remove(&key) else {
+            return;
+        };
+        let words = self.words;
+        let last = self.keys.len() - 1;
+        self.keys.swap_remove(at);
+        if at != last {
+            let (kept, moved) = self.codes.split_at_mut(last * words);
+            kept[at * words..(at + 1) * words].copy_from_slice(&moved[..words]);
+            self.positions.insert(self.keys[at], at);
+        }
+        self.codes.truncate(last * words);
+    }
+
+    /// The keys of the `wanted` members nearest `probe` by Hamming distance, and of every
+    /// member tied with the farthest of them, in no particular order.
+    fn shortlist(&self, probe: &[u64], wanted: usize) -> Vec<u64> {
+        if self.keys.len() <= wanted {
+            return self.keys.clone();
+        }
+        let mut distances = Vec::new();
+        kernels::hamming_distances(probe, &self.codes, &mut distances);
+        // Distances are at most 64 per word: counting them finds the cutoff in two passes.
+        let mut counts = vec![0_usize; self.words * 64 + 1];
+        for &distance in &distances {
+            counts[distance as usize] += 1;
+        }
+        let mut within = 0;
+        let cutoff = counts
+            .iter()
+            .position(|&count| {
+                within += count;
+                within >= wanted
+            })
+            .unwrap_or(counts.len());
+        distances
+            .iter()
+            .zip(&self.keys)
+            .filter(|(distance, _)| **distance as usize <= cutoff)
+            .map(|(_, key)| *key)
+            .collect()
+    }
+
+    fn memory_usage(&self) -> usize {
+        let entry = std::mem::size_of::<(u64, usize)>() + 1;
+        (self.keys.capacity() + self.codes.capacity()) * std::mem::size_of::<u64>()
+            + self.positions.capacity() * entry
+    }
 }
 
 // The hub shares indexes behind `Arc` across blocking threads: keep that a compile-time fact.
@@ -297,7 +394,7 @@ impl AnnIndex {
     pub fn new(settings: &IndexSettings) -> Result<Self, AnnError> {
         settings.validate()?;
         let index = Index::new(&settings.usearch_options()).map_err(native("create the index"))?;
-        Self::ready(index, settings)
+        Self::ready(index, settings, Some(Sketches::new(settings.dimension)))
     }
 
     /// Restores an index written by [`AnnIndex::save`]. The file must match `settings` in
@@ -356,13 +453,17 @@ impl AnnIndex {
                 "index was built with another connectivity; rebuild it to apply the new one"
             );
         }
-        Self::ready(index, settings)
+        Self::ready(index, settings, None)
     }
 
     /// Final setup shared by `new` and `load`. A loaded usearch index has capacity for exactly
     /// its members and one thread slot per core, whatever it had when saved: both must be
     /// reserved again before the first concurrent call.
-    fn ready(mut index: Index, settings: &IndexSettings) -> Result<Self, AnnError> {
+    fn ready(
+        mut index: Index,
+        settings: &IndexSettings,
+        sketches: Option<Sketches>,
+    ) -> Result<Self, AnnError> {
         // Every member and query is a unit vector (`normalise_into`), so cosine is 1 − a·b.
         let kernel = match settings.metric {
             Metric::Cosine => kernels::install_unit_cosine(&mut index),
@@ -382,7 +483,35 @@ impl AnnIndex {
             threads,
             kernel,
             expansion_search: AtomicUsize::new(settings.expansion_search),
+            sketches: RwLock::new(sketches),
+            shortlist: AtomicUsize::new(settings.shortlist),
         })
+    }
+
+    /// Rebuilds a loaded index's sign sketches from its stored vectors, from then on kept
+    /// with every add and remove: `keys` are the members the caller expects, and those the
+    /// index does not hold are the answer. Until this runs, a loaded index's searches walk
+    /// its graph.
+    pub fn adopt_members(&self, keys: &[u64]) -> Result<Vec<u64>, AnnError> {
+        let _writer = lock(&self.writer);
+        let index = read(&self.index);
+        let mut sketches = Sketches::new(self.settings.dimension);
+        let mut stored = vec![0.0_f32; self.settings.dimension];
+        let mut sketch = Vec::new();
+        let mut missing = Vec::new();
+        for &key in keys {
+            if key == RESERVED_KEY || !index.contains(key) {
+                missing.push(key);
+                continue;
+            }
+            index
+                .get(key, &mut stored)
+                .map_err(native("read a stored vector"))?;
+            kernels::sign_sketch(&stored, &mut sketch);
+            sketches.put(key, &sketch);
+        }
+        *write(&self.sketches) = Some(sketches);
+        Ok(missing)
     }
 
     /// Inserts `vector` under `key`, replacing whatever the key held before.
@@ -447,7 +576,21 @@ impl AnnIndex {
                 .remove(key)
                 .map_err(native("remove the replaced vector"))?;
         }
-        self.settings.quantization.add_unit(index, key, unit)
+        self.settings.quantization.add_unit(index, key, unit)?;
+        if read(&self.sketches).is_some() {
+            // Sketched from what usearch stored, as `adopt_members` does after a load: an
+            // `i8` component rounded to 0 must give the same bit either way.
+            let mut stored = vec![0.0_f32; self.settings.dimension];
+            index
+                .get(key, &mut stored)
+                .map_err(native("read a stored vector"))?;
+            let mut sketch = Vec::new();
+            kernels::sign_sketch(&stored, &mut sketch);
+            if let Some(sketches) = write(&self.sketches).as_mut() {
+                sketches.put(key, &sketch);
+            }
+        }
+        Ok(())
     }
 
     /// Removes `key`; `false` if it was not there.
@@ -459,6 +602,9 @@ impl AnnIndex {
         let removed = read(&self.index)
             .remove(key)
             .map_err(native("remove a vector"))?;
+        if let Some(sketches) = write(&self.sketches).as_mut() {
+            sketches.remove(key);
+        }
         Ok(removed > 0)
     }
 
@@ -486,14 +632,16 @@ impl AnnIndex {
     }
 
     /// The `count` nearest members to `query`, best first, found keeping `expansion`
-    /// candidates (HNSW's ef; `None`: the index's own; at least `count` are kept whatever
-    /// it says).
+    /// candidates (HNSW's ef; at least `count` are kept whatever it says). `None`: the
+    /// index's own way, a sketch scan when it has a shortlist (`IndexSettings::shortlist`),
+    /// else the graph at its own expansion.
     pub fn search_at(
         &self,
         query: &[f32],
         count: usize,
         expansion: Option<usize>,
     ) -> Result<Vec<Neighbour>, AnnError> {
+        let graph_asked = expansion.is_some();
         let expansion = expansion.unwrap_or_else(|| self.expansion_search.load(Ordering::Relaxed));
         if expansion == 0 {
             return Err(AnnError::InvalidSettings("expansions must be at least 1"));
@@ -501,6 +649,13 @@ impl AnnIndex {
         let norm = self.check_vector(query)?;
         let mut unit = Vec::with_capacity(query.len());
         normalise_into(query, norm, &mut unit);
+        let shortlist = self.shortlist.load(Ordering::Relaxed);
+        if !graph_asked
+            && shortlist > 0
+            && let Some(found) = self.search_sketched(&unit, count, shortlist)?
+        {
+            return Ok(found);
+        }
         let _permit = self.searches.acquire();
         let index = read(&self.index);
         // usearch sizes its result buffers by what is asked up front: never past the members.
@@ -524,6 +679,64 @@ impl AnnIndex {
                 similarity: (1.0 - distance).clamp(-1.0, 1.0),
             })
             .collect())
+    }
+
+    /// The sketch search: the shortlist by Hamming distance between sign sketches, re-ranked
+    /// by the cosine of `unit` and each stored vector (for `i8`, of both quantised, as the
+    /// graph search has it). `None` while the sketches are not rebuilt after a load.
+    fn search_sketched(
+        &self,
+        unit: &[f32],
+        count: usize,
+        shortlist: usize,
+    ) -> Result<Option<Vec<Neighbour>>, AnnError> {
+        let mut probe = Vec::new();
+        kernels::sign_sketch(unit, &mut probe);
+        let candidates = match read(&self.sketches).as_ref() {
+            Some(sketches) => sketches.shortlist(&probe, shortlist.max(count)),
+            None => return Ok(None),
+        };
+        let index = read(&self.index);
+        let dimension = self.settings.dimension;
+        let mut found = Vec::with_capacity(candidates.len());
+        // A candidate removed since the scan is no longer there to read: left out.
+        match self.settings.quantization {
+            Quantization::I8 => {
+                let probe = Quantization::integers(unit);
+                let mut stored = vec![0_i8; dimension];
+                for key in candidates {
+                    if index
+                        .get(key, &mut stored)
+                        .map_err(native("read a stored vector"))?
+                        > 0
+                    {
+                        let distance = kernels::cosine_distance_i8(&probe, &stored);
+                        found.push(Neighbour {
+                            key,
+                            similarity: (1.0 - distance).clamp(-1.0, 1.0),
+                        });
+                    }
+                }
+            }
+            Quantization::F32 | Quantization::F16 => {
+                let mut stored = vec![0.0_f32; dimension];
+                for key in candidates {
+                    if index
+                        .get(key, &mut stored)
+                        .map_err(native("read a stored vector"))?
+                        > 0
+                    {
+                        found.push(Neighbour {
+                            key,
+                            similarity: kernels::dot_f32(unit, &stored).clamp(-1.0, 1.0),
+                        });
+                    }
+                }
+            }
+        }
+        found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        found.truncate(count);
+        Ok(Some(found))
     }
 
     /// Writes the index to `path` atomically: a reader or a crash sees the old file or the new
@@ -588,6 +801,9 @@ impl AnnIndex {
     /// A fairly accurate lower bound of the RAM the index holds, in bytes.
     pub fn memory_usage(&self) -> usize {
         read(&self.index).memory_usage()
+            + read(&self.sketches)
+                .as_ref()
+                .map_or(0, Sketches::memory_usage)
     }
 
     pub fn settings(&self) -> &IndexSettings {
@@ -603,6 +819,12 @@ impl AnnIndex {
         }
         self.expansion_search.store(expansion, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Changes the shortlist of searches that name no expansion from the next search on
+    /// (`IndexSettings::shortlist`; 0: walk the graph). Not saved in the file.
+    pub fn set_shortlist(&self, shortlist: usize) {
+        self.shortlist.store(shortlist, Ordering::Relaxed);
     }
 
     /// The distance kernel this index runs on.
@@ -1187,6 +1409,91 @@ mod tests {
             AnnIndex::new(&IndexSettings::new(0)),
             Err(AnnError::InvalidSettings(_))
         ));
+    }
+
+    fn sketched(dimension: usize) -> IndexSettings {
+        IndexSettings {
+            quantization: Quantization::I8,
+            shortlist: 16,
+            ..IndexSettings::new(dimension)
+        }
+    }
+
+    #[test]
+    fn sketch_searches_find_noisy_copies_and_follow_every_change() {
+        let vectors = vectors(5, 2_000);
+        let index = filled(&sketched(DIMENSION), &vectors);
+        // A graph search keeping 5 candidates misses some of these; the scan misses none.
+        index.set_expansion_search(1).unwrap();
+        let scanned = recall_of_noisy_copies(&index, &vectors, 0.1);
+        assert!(
+            (scanned - 1.0).abs() < f64::EPSILON,
+            "sketch recall {scanned}"
+        );
+        index.set_shortlist(0);
+        let walked = recall_of_noisy_copies(&index, &vectors, 0.1);
+        assert!(walked < scanned, "graph at ef 5: {walked}");
+        index.set_shortlist(16);
+
+        // The re-ranking cosine is the graph's, for `i8` of both quantised.
+        let mut random = Random(8);
+        for vector in vectors.iter().step_by(97) {
+            let probe = random.noisy_copy(vector, 0.1);
+            let (by_sketch, by_graph) = (
+                index.search(&probe, 1).unwrap()[0],
+                index.search_at(&probe, 1, Some(512)).unwrap()[0],
+            );
+            assert_eq!(by_sketch.key, by_graph.key);
+            assert!(
+                (by_sketch.similarity - by_graph.similarity).abs() < 1e-4,
+                "{by_sketch:?} vs {by_graph:?}"
+            );
+        }
+
+        // Removals (the last member's among them, which moves no other) and a replacement.
+        for key in [7, 1_999, 0] {
+            assert!(index.remove(key).unwrap());
+        }
+        index.add(8, &vectors[9]).unwrap();
+        for (key, vector) in vectors.iter().enumerate() {
+            let first = index.search(vector, 1).unwrap()[0].key;
+            match key {
+                7 | 1_999 | 0 => assert_ne!(first, key as u64),
+                8 => assert_ne!(first, 8, "key 8 holds another vector now"),
+                9 => assert!(first == 8 || first == 9, "either holds it: {first}"),
+                _ => assert_eq!(first, key as u64),
+            }
+        }
+        assert_eq!(index.search(&vectors[9], 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_loaded_index_walks_its_graph_until_its_sketches_are_rebuilt() {
+        let scratch = Scratch::new();
+        let path = scratch.0.join("sketched.usearch");
+        let vectors = vectors(12, 2_000);
+        let settings = sketched(DIMENSION);
+        filled(&settings, &vectors).save(&path).unwrap();
+
+        let loaded = AnnIndex::load(&path, &settings).unwrap();
+        loaded.set_expansion_search(1).unwrap();
+        let walked = recall_of_noisy_copies(&loaded, &vectors, 0.1);
+        let mut expected: Vec<u64> = (0..2_000).collect();
+        expected.push(5_000);
+        assert_eq!(loaded.adopt_members(&expected).unwrap(), vec![5_000]);
+        let scanned = recall_of_noisy_copies(&loaded, &vectors, 0.1);
+        assert!(
+            (scanned - 1.0).abs() < f64::EPSILON,
+            "sketch recall {scanned}"
+        );
+        assert!(
+            walked < scanned,
+            "before the rebuild, the graph at ef 5: {walked}"
+        );
+        // Kept with every add from then on.
+        loaded.add(5_000, &vectors[3]).unwrap();
+        assert!(loaded.remove(3).unwrap());
+        assert_eq!(loaded.search(&vectors[3], 1).unwrap()[0].key, 5_000);
     }
 
     #[test]

@@ -75,9 +75,16 @@ pub fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
             connectors::Modality::Finger => FINGER_EXPANSION_SEARCH,
             connectors::Modality::Iris => IndexSettings::DEFAULT_EXPANSION,
         },
+        // 1:N searches (the portal's, a one-template record's detection) scan the sign
+        // sketches instead of walking the graph; the detector's searches of a record with
+        // more templates name their own, shallower expansion and keep the graph.
+        shortlist: SKETCH_SHORTLIST,
         ..IndexSettings::default()
     }
 }
+
+/// Members a sketch search re-ranks by cosine (`IndexSettings::shortlist`).
+pub const SKETCH_SHORTLIST: usize = 64;
 
 /// HNSW's search expansion for face indexes.
 pub const FACE_EXPANSION_SEARCH: usize = 256;
@@ -169,11 +176,12 @@ impl Biometrics {
             Some(index) => {
                 let index = Arc::new(index);
                 let probe = Arc::clone(&index);
-                let expected = ids.clone();
+                let expected: Vec<u64> = ids.iter().map(|id| key(*id)).collect();
                 let missing: Vec<i64> = blocking(move || {
-                    Ok(expected
+                    Ok(probe
+                        .adopt_members(&expected)?
                         .into_iter()
-                        .filter(|id| !probe.contains(key(*id)))
+                        .filter_map(|key| i64::try_from(key).ok())
                         .collect())
                 })
                 .await?;
@@ -385,6 +393,23 @@ impl Biometrics {
             }
         }
         Ok(())
+    }
+
+    /// Sets the sketch shortlist of `algorithm`'s index in every partition (0: searches that
+    /// name no expansion walk the graph).
+    pub fn set_shortlist(&self, algorithm: &str, shortlist: usize) {
+        for ((_, slot_algorithm), slot) in &self.slots {
+            if slot_algorithm == algorithm {
+                slot.index.set_shortlist(shortlist);
+            }
+        }
+    }
+
+    /// The index of a partition and algorithm itself, for measuring it without the hub.
+    pub fn index(&self, partition: Partition, algorithm: &str) -> Option<Arc<AnnIndex>> {
+        self.slots
+            .get(&(partition, algorithm.to_owned()))
+            .map(|slot| Arc::clone(&slot.index))
     }
 
     /// Bytes the index of a partition and algorithm holds in memory.
