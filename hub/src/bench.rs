@@ -104,10 +104,11 @@ pub struct BenchReport {
     /// (only the hub's own without the quantisation table).
     pub quantization_curve: Vec<QuantizationPoint>,
     /// Two bare indexes split as the hub's partitions are (EES civil, SIS law enforcement),
-    /// both searched per probe, one after the other: the index work of a hub search.
+    /// both searched per probe, one after the other: the index work of a hub search that
+    /// walked the graph (the hub now scans sketches: `search_qps_index_alone`).
     pub search_qps_bare_partitioned: f64,
     pub recall_bare_partitioned: f64,
-    /// Hub over the partitioned bare indexes: what the hub adds to the index work.
+    /// Hub over the partitioned bare indexes.
     pub hub_to_bare_partitioned_ratio: f64,
     /// Which distance kernel the hub's and the bare index ran.
     pub kernel: String,
@@ -120,11 +121,26 @@ pub struct BenchReport {
     /// its insertion speed, memory and expansion curve (only the hub's own without the
     /// connectivity table).
     pub connectivity_curve: Vec<ConnectivityPoint>,
-    /// The hub's search (`threads` in flight) with its face indexes at other expansions.
+    /// The hub's search (`threads` in flight) with its face indexes' graphs walked at other
+    /// expansions instead of their sketches scanned.
     pub hub_expansion_curve: Vec<CurvePoint>,
-    /// The hub's finger search (`threads` in flight) with its finger indexes at other
-    /// expansions.
+    /// The hub's finger search (`threads` in flight) with its finger indexes' graphs walked
+    /// at other expansions.
     pub hub_finger_expansion_curve: Vec<CurvePoint>,
+    /// The members a sketch search re-ranks by cosine (`IndexSettings::shortlist`) in the
+    /// hub's face and finger indexes.
+    pub shortlist: usize,
+    /// The hub's search (`threads` in flight) with its face indexes' sketch scans at other
+    /// shortlists.
+    pub hub_shortlist_curve: Vec<ShortlistPoint>,
+    /// The same, of the finger indexes.
+    pub hub_finger_shortlist_curve: Vec<ShortlistPoint>,
+    /// The same probes searched straight in the hub's own face indexes (both partitions per
+    /// probe, one after the other, `threads` at a time): a hub search's index work, without
+    /// the store, the owners, the access checks or the audit log.
+    pub search_qps_index_alone: f64,
+    /// The hub's search over its indexes searched alone: what the hub adds to them.
+    pub hub_to_index_ratio: f64,
     /// The same probes scanned exhaustively over the same vectors.
     pub search_qps_exact: f64,
     pub hub_to_bare_ratio: f64,
@@ -188,6 +204,14 @@ pub struct ConnectivityPoint {
 pub struct IngestStepTiming {
     pub step: &'static str,
     pub mean_ms: f64,
+}
+
+/// One point of the sketch search's speed / recall trade-off.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShortlistPoint {
+    pub shortlist: usize,
+    pub qps: f64,
+    pub recall: f64,
 }
 
 /// One point of a speed / recall trade-off.
@@ -564,17 +588,66 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let (finger_seconds, finger_first, _) =
         searching.searches(FINGER, &finger_probes, threads).await?;
 
-    // The hub's own trade-off: its face and finger indexes searched at other expansions,
-    // each put back afterwards.
+    // The hub's own trade-offs: its face and finger indexes' graphs walked at other
+    // expansions, and their sketches scanned at other shortlists, each put back afterwards.
     let hub_curve = searching
-        .trade_off(FACE, &probes, threads, &HUB_CURVE)
+        .trade_off(FACE, &probes, threads, Knob::Expansion, &HUB_CURVE)
         .await?;
     let hub_finger_curve = searching
-        .trade_off(FINGER, &finger_probes, threads, &HUB_FINGER_CURVE)
+        .trade_off(
+            FINGER,
+            &finger_probes,
+            threads,
+            Knob::Expansion,
+            &HUB_FINGER_CURVE,
+        )
         .await?;
+    let shortlist_points = |curve: Vec<CurvePoint>| -> Vec<ShortlistPoint> {
+        curve
+            .into_iter()
+            .map(|point| ShortlistPoint {
+                shortlist: point.expansion_search,
+                qps: point.qps,
+                recall: point.recall,
+            })
+            .collect()
+    };
+    let hub_shortlist_curve = shortlist_points(
+        searching
+            .trade_off(FACE, &probes, threads, Knob::Shortlist, &SHORTLIST_CURVE)
+            .await?,
+    );
+    let hub_finger_shortlist_curve = shortlist_points(
+        searching
+            .trade_off(
+                FINGER,
+                &finger_probes,
+                threads,
+                Knob::Shortlist,
+                &SHORTLIST_CURVE,
+            )
+            .await?,
+    );
     let biometrics = hub
         .biometric_indexes()
         .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
+    let index_alone_seconds = {
+        let indexes: Vec<_> = [Partition::Civil, Partition::LawEnforcement]
+            .iter()
+            .filter_map(|p| biometrics.index(*p, FACE))
+            .collect();
+        let probes = probes.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            parallel_count(&probes, threads, |(_, probe)| {
+                indexes
+                    .iter()
+                    .all(|index| index.search(probe, 1).is_ok_and(|found| !found.is_empty()))
+            });
+            started.elapsed().as_secs_f64()
+        })
+        .await?
+    };
     let face_bytes: usize = [Partition::Civil, Partition::LawEnforcement]
         .iter()
         .map(|p| biometrics.memory_usage(*p, FACE))
@@ -681,6 +754,11 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         connectivity_curve: bare.connectivities,
         hub_expansion_curve: hub_curve,
         hub_finger_expansion_curve: hub_finger_curve,
+        shortlist: hub_settings(FACE)?.shortlist,
+        hub_shortlist_curve,
+        hub_finger_shortlist_curve,
+        search_qps_index_alone: qps(index_alone_seconds),
+        hub_to_index_ratio: qps(hub_seconds) / qps(index_alone_seconds),
         search_qps_exact: qps(exact_seconds),
         hub_to_bare_ratio: qps(hub_seconds) / qps(bare_seconds),
         bare_to_exact_ratio: qps(bare_seconds) / qps(exact_seconds),
@@ -831,30 +909,40 @@ impl HubProbing<'_> {
         Ok((seconds, first, latencies))
     }
 
-    /// The hub's searches of `algorithm`'s indexes at each of `expansions`; the indexes are put
-    /// back to the hub's own setting for the algorithm afterwards.
+    /// The hub's searches of `algorithm`'s indexes with `knob` at each of `values` (for
+    /// expansions, the graph walked instead of the sketches scanned), as points keyed by the
+    /// value; the indexes are put back to the hub's own settings afterwards.
     async fn trade_off(
         &self,
         algorithm: &'static str,
         probes: &[(usize, Vec<f32>)],
         in_flight: usize,
-        expansions: &[usize],
+        knob: Knob,
+        values: &[usize],
     ) -> anyhow::Result<Vec<CurvePoint>> {
         let biometrics = self
             .hub
             .biometric_indexes()
             .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
-        let mut curve = Vec::with_capacity(expansions.len());
-        for &expansion_search in expansions {
-            biometrics.set_expansion_search(algorithm, expansion_search)?;
+        let own = hub_settings(algorithm)?;
+        let mut curve = Vec::with_capacity(values.len());
+        for &value in values {
+            match knob {
+                Knob::Expansion => {
+                    biometrics.set_shortlist(algorithm, 0);
+                    biometrics.set_expansion_search(algorithm, value)?;
+                }
+                Knob::Shortlist => biometrics.set_shortlist(algorithm, value),
+            }
             let (seconds, first, _) = self.searches(algorithm, probes, in_flight).await?;
             curve.push(CurvePoint {
-                expansion_search,
+                expansion_search: value,
                 qps: probes.len() as f64 / seconds.max(f64::EPSILON),
                 recall: first as f64 / probes.len().max(1) as f64,
             });
         }
-        biometrics.set_expansion_search(algorithm, hub_settings(algorithm)?.expansion_search)?;
+        biometrics.set_expansion_search(algorithm, own.expansion_search)?;
+        biometrics.set_shortlist(algorithm, own.shortlist);
         Ok(curve)
     }
 }
@@ -1006,6 +1094,15 @@ const CONNECTIVITIES: [usize; 3] = [8, 24, 32];
 const HUB_CURVE: [usize; 4] = [64, 128, 192, 512];
 /// Expansions the hub's finger trade-off curve visits.
 const HUB_FINGER_CURVE: [usize; 5] = [64, 128, 192, 256, 512];
+/// Shortlists the hub's sketch trade-off curves visit.
+const SHORTLIST_CURVE: [usize; 4] = [1, 4, 16, 64];
+
+/// Which search setting a hub trade-off curve varies.
+#[derive(Debug, Clone, Copy)]
+enum Knob {
+    Expansion,
+    Shortlist,
+}
 
 /// How a bare index stores its vectors: as the hub would at a quantisation (with the kernel
 /// the hub installs); the same with usearch's own distance kernel; or (for `i8`) through
@@ -1587,6 +1684,11 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
+            "sketch shortlist {}: the hub's face indexes searched alone {:.0} qps, hub / index alone {:.2}",
+            self.shortlist, self.search_qps_index_alone, self.hub_to_index_ratio
+        )?;
+        writeln!(
+            f,
             "detection at ef {}: recall {:.4} (under another identity {:.4}), {} false links; bare ingest found {:.4} of mates",
             self.detection_expansion_search,
             self.detection_recall,
@@ -1625,6 +1727,24 @@ impl fmt::Display for BenchReport {
             "hub finger recall",
             &self.hub_finger_expansion_curve,
         )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "| sketch shortlist | hub face qps ({0} in flight) | face recall | hub finger qps ({0} in flight) | finger recall |",
+            self.threads
+        )?;
+        writeln!(f, "|---:|---:|---:|---:|---:|")?;
+        for (face, finger) in self
+            .hub_shortlist_curve
+            .iter()
+            .zip(&self.hub_finger_shortlist_curve)
+        {
+            writeln!(
+                f,
+                "| {} | {:.0} | {:.4} | {:.0} | {:.4} |",
+                face.shortlist, face.qps, face.recall, finger.qps, finger.recall
+            )?;
+        }
         writeln!(f)?;
         connectivity_table(f, &self.connectivity_curve)?;
         writeln!(f)?;
