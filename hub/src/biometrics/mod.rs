@@ -86,10 +86,11 @@ pub fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
 /// Members a sketch search re-ranks by cosine (`IndexSettings::shortlist`).
 pub const SKETCH_SHORTLIST: usize = 64;
 
-/// HNSW's search expansion for face indexes.
+/// HNSW's search expansion for face indexes: used by searches that name no expansion only
+/// while the index's shortlist is 0 (otherwise they scan the sketches).
 pub const FACE_EXPANSION_SEARCH: usize = 256;
 
-/// HNSW's search expansion for finger indexes.
+/// HNSW's search expansion for finger indexes, likewise.
 pub const FINGER_EXPANSION_SEARCH: usize = 256;
 
 // A panic elsewhere while holding the lock leaves a map that is still consistent entry by
