@@ -1,7 +1,8 @@
 //! The sBMS's 1:N index: one usearch HNSW graph of templates (one partition × modality ×
 //! algorithm) with every member's sign sketch beside it for searches that scan them all,
 //! wrapped so that any number of threads can share it, it grows by itself, and it is
-//! saved atomically with a checksum (the sketches are rebuilt from it on load). The index is derived data: the store is the truth, so a file
+//! saved atomically with a checksum (after a load, `adopt_members` rebuilds the sketches
+//! from the stored vectors). The index is derived data: the store is the truth, so a file
 //! that fails to load is an error to rebuild from, never something to patch up.
 //!
 //! Thread safety rests on five facts read from usearch 2.26.6's C++ core:
@@ -107,6 +108,22 @@ impl Quantization {
             Self::I8 => index.search(Self::integers(unit).as_slice(), count),
         }
         .map_err(native("search"))
+    }
+
+    /// The sign sketch of a unit vector as an index of this quantization stores it: for
+    /// `i8` of its quantised form (a component rounded to 0 gives bit 0), as `adopt_members`
+    /// sketches the stored vectors after a load. (`f16` can flush a component below about
+    /// 6e-8 to 0 as well; a unit vector's components are a thousand times larger.)
+    fn stored_sketch(self, unit: &[f32]) -> Vec<u64> {
+        let mut sketch = Vec::new();
+        match self {
+            Self::F32 | Self::F16 => kernels::sign_sketch(unit, &mut sketch),
+            Self::I8 => {
+                let stored: Vec<f32> = Self::integers(unit).into_iter().map(f32::from).collect();
+                kernels::sign_sketch(&stored, &mut sketch);
+            }
+        }
+        sketch
     }
 
     fn integers(unit: &[f32]) -> Vec<i8> {
@@ -490,7 +507,9 @@ impl AnnIndex {
 
     /// Rebuilds a loaded index's sign sketches from its stored vectors, from then on kept
     /// with every add and remove: `keys` are the members the caller expects, and those the
-    /// index does not hold are the answer. Until this runs, a loaded index's searches walk
+    /// index does not hold are the answer. A member not among `keys` gets no sketch, so no
+    /// sketch search finds it: a caller whose index holds more than it expects rebuilds the
+    /// index (as `Biometrics::open` does). Until this runs, a loaded index's searches walk
     /// its graph.
     pub fn adopt_members(&self, keys: &[u64]) -> Result<Vec<u64>, AnnError> {
         let _writer = lock(&self.writer);
@@ -572,25 +591,31 @@ impl AnnIndex {
     fn insert_into(&self, index: &Index, key: u64, unit: &[f32]) -> Result<(), AnnError> {
         // usearch refuses duplicate keys and cannot update in place.
         if index.contains(key) {
-            index
-                .remove(key)
-                .map_err(native("remove the replaced vector"))?;
+            self.remove_from(index, key, "remove the replaced vector")?;
         }
         self.settings.quantization.add_unit(index, key, unit)?;
-        if read(&self.sketches).is_some() {
-            // Sketched from what usearch stored, as `adopt_members` does after a load: an
-            // `i8` component rounded to 0 must give the same bit either way.
-            let mut stored = vec![0.0_f32; self.settings.dimension];
-            index
-                .get(key, &mut stored)
-                .map_err(native("read a stored vector"))?;
-            let mut sketch = Vec::new();
-            kernels::sign_sketch(&stored, &mut sketch);
-            if let Some(sketches) = write(&self.sketches).as_mut() {
-                sketches.put(key, &sketch);
-            }
+        // Only now, with its vector written whole, may a sketch search read the key.
+        if let Some(sketches) = write(&self.sketches).as_mut() {
+            sketches.put(key, &self.settings.quantization.stored_sketch(unit));
         }
         Ok(())
+    }
+
+    /// Removes `key` from usearch and its sketch, both under the sketches' write half: a sketch
+    /// search reads vectors under the read half, so it never reads a slot that usearch frees
+    /// here and a later add fills with another key's vector.
+    fn remove_from(
+        &self,
+        index: &Index,
+        key: u64,
+        operation: &'static str,
+    ) -> Result<usize, AnnError> {
+        let mut sketches = write(&self.sketches);
+        let removed = index.remove(key).map_err(native(operation))?;
+        if let Some(sketches) = sketches.as_mut() {
+            sketches.remove(key);
+        }
+        Ok(removed)
     }
 
     /// Removes `key`; `false` if it was not there.
@@ -599,12 +624,7 @@ impl AnnIndex {
             return Ok(false);
         }
         let _writer = lock(&self.writer);
-        let removed = read(&self.index)
-            .remove(key)
-            .map_err(native("remove a vector"))?;
-        if let Some(sketches) = write(&self.sketches).as_mut() {
-            sketches.remove(key);
-        }
+        let removed = self.remove_from(&read(&self.index), key, "remove a vector")?;
         Ok(removed > 0)
     }
 
@@ -690,16 +710,18 @@ impl AnnIndex {
         count: usize,
         shortlist: usize,
     ) -> Result<Option<Vec<Neighbour>>, AnnError> {
-        let mut probe = Vec::new();
-        kernels::sign_sketch(unit, &mut probe);
-        let candidates = match read(&self.sketches).as_ref() {
-            Some(sketches) => sketches.shortlist(&probe, shortlist.max(count)),
-            None => return Ok(None),
-        };
         let index = read(&self.index);
+        // Held until every candidate's vector is read: see `remove_from`.
+        let sketches = read(&self.sketches);
+        let Some(sketches) = sketches.as_ref() else {
+            return Ok(None);
+        };
+        let candidates = sketches.shortlist(
+            &self.settings.quantization.stored_sketch(unit),
+            shortlist.max(count),
+        );
         let dimension = self.settings.dimension;
         let mut found = Vec::with_capacity(candidates.len());
-        // A candidate removed since the scan is no longer there to read: left out.
         match self.settings.quantization {
             Quantization::I8 => {
                 let probe = Quantization::integers(unit);
@@ -1451,7 +1473,7 @@ mod tests {
         }
 
         // Removals (the last member's among them, which moves no other) and a replacement.
-        for key in [7, 1_999, 0] {
+        for key in [1_999, 7, 0] {
             assert!(index.remove(key).unwrap());
         }
         index.add(8, &vectors[9]).unwrap();

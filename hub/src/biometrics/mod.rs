@@ -178,19 +178,26 @@ impl Biometrics {
                 let index = Arc::new(index);
                 let probe = Arc::clone(&index);
                 let expected: Vec<u64> = ids.iter().map(|id| key(*id)).collect();
-                let missing: Vec<i64> = blocking(move || {
-                    Ok(probe
-                        .adopt_members(&expected)?
-                        .into_iter()
-                        .filter_map(|key| i64::try_from(key).ok())
-                        .collect())
-                })
-                .await?;
-                if index.len() + missing.len() == ids.len() {
-                    (index, missing)
-                } else {
-                    tracing::warn!(algorithm = %algorithm.id, "index holds templates the store does not: rebuilding");
-                    (Arc::new(AnnIndex::new(&settings)?), ids)
+                let adopted = blocking(move || Ok(probe.adopt_members(&expected))).await?;
+                match adopted {
+                    Ok(absent) => {
+                        let absent: std::collections::HashSet<u64> = absent.into_iter().collect();
+                        let missing: Vec<i64> = ids
+                            .iter()
+                            .copied()
+                            .filter(|id| absent.contains(&key(*id)))
+                            .collect();
+                        if index.len() + missing.len() == ids.len() {
+                            (index, missing)
+                        } else {
+                            tracing::warn!(algorithm = %algorithm.id, "index holds templates the store does not: rebuilding");
+                            (Arc::new(AnnIndex::new(&settings)?), ids)
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(algorithm = %algorithm.id, error = %e, "index vectors unreadable: rebuilding");
+                        (Arc::new(AnnIndex::new(&settings)?), ids)
+                    }
                 }
             }
             None => (Arc::new(AnnIndex::new(&settings)?), ids),
