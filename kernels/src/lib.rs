@@ -101,13 +101,14 @@ pub fn quantize_i8(vector: &[f32], out: &mut Vec<i8>) {
 /// positive, `out` holds `vector.len().div_ceil(64)` words. Two vectors at angle θ differ in
 /// about θ/π of their bits whatever their length, so the Hamming distance between sketches
 /// ranks a whole index cheaply for a shortlist that cosine then re-ranks.
-pub fn sign_sketch(vector: &[f32], out: &mut Vec<u64>) {
+/// Takes `f32` or a quantised `i8` vector alike (positive: above `T::default()`).
+pub fn sign_sketch<T: Copy + PartialOrd + Default>(vector: &[T], out: &mut Vec<u64>) {
     out.clear();
     out.extend(vector.chunks(64).map(|chunk| {
         chunk
             .iter()
             .enumerate()
-            .filter(|(_, x)| **x > 0.0)
+            .filter(|(_, x)| **x > T::default())
             .fold(0_u64, |word, (bit, _)| word | (1 << bit))
     }));
 }

@@ -118,10 +118,7 @@ impl Quantization {
         let mut sketch = Vec::new();
         match self {
             Self::F32 | Self::F16 => kernels::sign_sketch(unit, &mut sketch),
-            Self::I8 => {
-                let stored: Vec<f32> = Self::integers(unit).into_iter().map(f32::from).collect();
-                kernels::sign_sketch(&stored, &mut sketch);
-            }
+            Self::I8 => kernels::sign_sketch(&Self::integers(unit), &mut sketch),
         }
         sketch
     }
@@ -716,15 +713,16 @@ impl AnnIndex {
         let Some(sketches) = sketches.as_ref() else {
             return Ok(None);
         };
-        let candidates = sketches.shortlist(
-            &self.settings.quantization.stored_sketch(unit),
-            shortlist.max(count),
-        );
+        let wanted = shortlist.max(count);
         let dimension = self.settings.dimension;
-        let mut found = Vec::with_capacity(candidates.len());
+        let mut found = Vec::new();
         match self.settings.quantization {
             Quantization::I8 => {
+                // Quantised once, for its sketch (as the members' were made) and its cosines.
                 let probe = Quantization::integers(unit);
+                let mut sketch = Vec::new();
+                kernels::sign_sketch(&probe, &mut sketch);
+                let candidates = sketches.shortlist(&sketch, wanted);
                 let mut stored = vec![0_i8; dimension];
                 for key in candidates {
                     if index
@@ -741,6 +739,9 @@ impl AnnIndex {
                 }
             }
             Quantization::F32 | Quantization::F16 => {
+                let mut sketch = Vec::new();
+                kernels::sign_sketch(unit, &mut sketch);
+                let candidates = sketches.shortlist(&sketch, wanted);
                 let mut stored = vec![0.0_f32; dimension];
                 for key in candidates {
                     if index
