@@ -43,7 +43,8 @@ pub struct BenchOptions {
     pub export_vectors: Option<PathBuf>,
     /// Records in flight at once while ingesting.
     pub ingest_in_flight: usize,
-    /// HNSW's ef of the detector's searches while ingesting.
+    /// HNSW's ef of the bare ingest's searches, and of the hub detector's where an index
+    /// walks its graph (the hub's scan their sketches).
     pub detection_expansion: usize,
     /// Builds the bare index again at every other quantisation (the quantisation table):
     /// at 100k the longest phase of the run.
@@ -82,7 +83,8 @@ pub struct BenchReport {
     pub bare_ingest_mate_recall: f64,
     /// Records in flight at once while ingesting.
     pub ingest_in_flight: usize,
-    /// HNSW's ef of the detector's searches while ingesting.
+    /// HNSW's ef of the bare ingest's searches, and of the hub detector's where an index
+    /// walks its graph (the hub's scan their sketches: see `shortlist`).
     pub detection_expansion_search: usize,
     /// Share of second appearances that ingest's detection linked to the first.
     pub detection_recall: f64,
@@ -1692,11 +1694,12 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "detection at ef {}: recall {:.4} (under another identity {:.4}), {} false links; bare ingest found {:.4} of mates",
-            self.detection_expansion_search,
+            "detection (sketches, shortlist {}): recall {:.4} (under another identity {:.4}), {} false links; bare ingest at ef {} found {:.4} of mates",
+            self.shortlist,
             self.detection_recall,
             self.detection_recall_assumed_identity,
             self.detection_false_links,
+            self.detection_expansion_search,
             self.bare_ingest_mate_recall
         )?;
         writeln!(

@@ -177,8 +177,9 @@ struct BenchArgs {
     /// ingest also waits on its commits).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     ingest_in_flight: u16,
-    /// HNSW's ef for the detector's searches while ingesting (the hub's setting
-    /// `detection.expansion_search`).
+    /// HNSW's ef for the bare ingest's searches, and the hub's setting
+    /// `detection.expansion_search` (used where an index walks its graph; the hub's scan
+    /// their sketches).
     #[arg(long, default_value_t = crate::config::DETECTION_EXPANSION_SEARCH, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::config::MAX_DETECTION_EXPANSION)))]
     detection_expansion: u16,
     /// Also write the face vectors and probes, with their persons, into this directory (raw

@@ -36,7 +36,37 @@ pub struct Settings {
     #[serde(default)]
     pub detection: DetectionSettings,
     #[serde(default)]
+    pub search: SearchSettings,
+    #[serde(default)]
     pub auth: AuthSettings,
+}
+
+/// The longest sketch shortlist a setting may ask for.
+pub const MAX_SKETCH_SHORTLIST: usize = 4_096;
+
+/// How 1:N searches (the portal's and the detector's) find their neighbours.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSettings {
+    /// Members re-ranked by cosine after every member's sign sketch is scanned; 0: walk
+    /// the HNSW graph instead, for indexes too large to scan (the scan is linear in the
+    /// members, the walk is not).
+    #[serde(default = "SearchSettings::default_sketch_shortlist")]
+    pub sketch_shortlist: usize,
+}
+
+impl SearchSettings {
+    fn default_sketch_shortlist() -> usize {
+        crate::biometrics::SKETCH_SHORTLIST
+    }
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        Self {
+            sketch_shortlist: Self::default_sketch_shortlist(),
+        }
+    }
 }
 
 /// How callers authenticate.
@@ -63,10 +93,11 @@ pub struct DetectionSettings {
     /// Nearest neighbours fetched from the index per template of a new record.
     #[serde(default = "DetectionSettings::default_neighbours")]
     pub neighbours_per_template: usize,
-    /// HNSW's ef for the detector's 1:N searches of a record with two or more templates (the
-    /// search portal, and a record with one template, keep each index's own): every template
-    /// is searched, and a mate found by any of them is compared on all, so each search can be
-    /// shallower than a portal search of one probe.
+    /// HNSW's ef for the detector's 1:N searches of a record with two or more templates in
+    /// an index that walks its graph (shortlist 0; an index with a shortlist scans its
+    /// sketches, as for the portal): every template is searched, and a mate found by any of
+    /// them is compared on all, so each walk can be shallower than a portal search of one
+    /// probe.
     #[serde(default = "DetectionSettings::default_expansion_search")]
     pub expansion_search: usize,
 }
@@ -84,9 +115,9 @@ impl DetectionSettings {
         usize::from(DETECTION_EXPANSION_SEARCH)
     }
 
-    /// The ef the detector searches a record's `templates` indexable templates at: its own
-    /// for two or more, each index's own (`None`) for a lone template, which has no other
-    /// search to make up for a shallow one.
+    /// The ef the detector walks a graph at for a record with `templates` indexable
+    /// templates: its own for two or more, each index's own (`None`) for a lone template,
+    /// which has no other search to make up for a shallow one.
     pub fn expansion_for(&self, templates: usize) -> Option<usize> {
         (templates > 1).then_some(self.expansion_search)
     }
@@ -169,6 +200,10 @@ impl Settings {
             (1..=usize::from(MAX_DETECTION_EXPANSION)).contains(&detection.expansion_search),
             "detection expansion_search must be 1-{MAX_DETECTION_EXPANSION}"
         );
+        anyhow::ensure!(
+            self.search.sketch_shortlist <= MAX_SKETCH_SHORTLIST,
+            "search sketch_shortlist must be 0-{MAX_SKETCH_SHORTLIST}"
+        );
         Ok(())
     }
 }
@@ -179,6 +214,7 @@ impl Default for Settings {
             max_body_bytes: Self::default_max_body_bytes(),
             biometrics: AlgorithmRegistry::default(),
             detection: DetectionSettings::default(),
+            search: SearchSettings::default(),
             auth: AuthSettings::default(),
         }
     }
@@ -267,6 +303,35 @@ mod tests {
         assert!(shallow.validate().is_err());
         shallow.detection.expansion_search = 1;
         assert!(shallow.validate().is_ok());
+        let mut long = Settings::default();
+        long.search.sketch_shortlist = MAX_SKETCH_SHORTLIST + 1;
+        assert!(long.validate().is_err());
+        long.search.sketch_shortlist = 0;
+        assert!(long.validate().is_ok(), "0 walks the graph");
+    }
+
+    #[test]
+    fn the_sketch_shortlist_is_read_from_the_file_and_defaults_to_the_hubs() {
+        let scratch = tempfile::tempdir().expect("scratch directory");
+        let path = scratch.path().join("hub.toml");
+        std::fs::write(&path, "[detection]\nexpansion_search = 32\n").expect("config file written");
+        assert_eq!(
+            Settings::load(&path)
+                .expect("valid settings")
+                .search
+                .sketch_shortlist,
+            crate::biometrics::SKETCH_SHORTLIST
+        );
+        std::fs::write(&path, "[search]\nsketch_shortlist = 0\n").expect("config file written");
+        assert_eq!(
+            Settings::load(&path)
+                .expect("valid settings")
+                .search
+                .sketch_shortlist,
+            0
+        );
+        std::fs::write(&path, "[search]\nshortlist = 0\n").expect("config file written");
+        assert!(Settings::load(&path).is_err(), "unknown keys are refused");
     }
 
     #[test]

@@ -208,6 +208,19 @@ impl TestHub {
             .expect("hub answers")
     }
 
+    /// POSTs every source system's example record, each of which must be created.
+    pub async fn post_examples(&self) {
+        for (system, file, content_type) in EXAMPLES {
+            assert_eq!(
+                self.post_record(system, content_type, fixture(file))
+                    .await
+                    .status(),
+                201,
+                "{file}"
+            );
+        }
+    }
+
     /// GETs `path`: the status and the JSON body (`null` when the body is not JSON).
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let response = self

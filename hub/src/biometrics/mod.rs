@@ -75,19 +75,20 @@ pub fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
             connectors::Modality::Finger => FINGER_EXPANSION_SEARCH,
             connectors::Modality::Iris => IndexSettings::DEFAULT_EXPANSION,
         },
-        // 1:N searches (the portal's, a one-template record's detection) scan the sign
-        // sketches instead of walking the graph; the detector's searches of a record with
-        // more templates name their own, shallower expansion and keep the graph.
+        // 1:N searches, the portal's and the detector's, scan the sign sketches instead of
+        // walking the graph (at 20k the detector's six ef-64 walks per record took 4.8 ms of
+        // an ingest, the scans 2.9: `interop-hub bench`, ingest steps).
         shortlist: SKETCH_SHORTLIST,
         ..IndexSettings::default()
     }
 }
 
-/// Members a sketch search re-ranks by cosine (`IndexSettings::shortlist`).
+/// Members a sketch search re-ranks by cosine (`IndexSettings::shortlist`), unless the
+/// setting `search.sketch_shortlist` says otherwise.
 pub const SKETCH_SHORTLIST: usize = 64;
 
-/// HNSW's search expansion for face indexes: used by searches that name no expansion only
-/// while the index's shortlist is 0 (otherwise they scan the sketches).
+/// HNSW's search expansion for face indexes: used only while the index's shortlist is 0
+/// (otherwise searches scan the sketches), by searches that name no expansion.
 pub const FACE_EXPANSION_SEARCH: usize = 256;
 
 /// HNSW's search expansion for finger indexes, likewise.
@@ -329,7 +330,7 @@ impl Biometrics {
 
     /// 1:N searches of several probes, each `(algorithm, vector)`, in `partitions`: the hits
     /// of each probe, best first, in the probes' order. `expansion` is HNSW's ef for every
-    /// search (`None`: each index's own). One blocking task per partition runs every probe,
+    /// search that walks a graph (`None`: each index's own). One blocking task per partition runs every probe,
     /// and the partitions run at the same time.
     pub async fn search_each(
         &self,
@@ -403,8 +404,8 @@ impl Biometrics {
         Ok(())
     }
 
-    /// Sets the sketch shortlist of `algorithm`'s index in every partition (0: searches that
-    /// name no expansion walk the graph).
+    /// Sets the sketch shortlist of `algorithm`'s index in every partition (0: searches walk
+    /// the graph).
     pub fn set_shortlist(&self, algorithm: &str, shortlist: usize) {
         for ((_, slot_algorithm), slot) in &self.slots {
             if slot_algorithm == algorithm {
@@ -432,6 +433,14 @@ impl Biometrics {
         self.slots
             .get(&(partition, algorithm.to_owned()))
             .map_or(0, |slot| slot.index.len())
+    }
+
+    /// The sketch shortlist of a partition and algorithm's index (0: searches walk the
+    /// graph, as for an index not kept).
+    pub fn shortlist(&self, partition: Partition, algorithm: &str) -> usize {
+        self.slots
+            .get(&(partition, algorithm.to_owned()))
+            .map_or(0, |slot| slot.index.shortlist())
     }
 
     /// Writes every index that changed since its last save (atomically: temp file, fsync,

@@ -158,6 +158,9 @@ pub struct IndexStatus {
     pub indexed: usize,
     /// Templates of the algorithm at or above minimum quality in the store.
     pub eligible: usize,
+    /// Members a search re-ranks by cosine after scanning every member's sign sketch; 0:
+    /// searches walk the HNSW graph (the setting `search.sketch_shortlist`).
+    pub sketch_shortlist: usize,
 }
 
 /// Stripes of the per-record lock: enough that unrelated records rarely wait on each other
@@ -319,6 +322,9 @@ impl Hub {
             self.store_of(partition).clone()
         })
         .await?;
+        for algorithm in &self.settings.biometrics.algorithms {
+            biometrics.set_shortlist(&algorithm.id, self.settings.search.sketch_shortlist);
+        }
         for partition in [Partition::Civil, Partition::LawEnforcement] {
             let store = self.store_of(partition);
             for record_id in store.undetected().await? {
@@ -1073,6 +1079,7 @@ impl Hub {
                     algorithm: algorithm.id.clone(),
                     indexed: biometrics.len(partition, &algorithm.id),
                     eligible,
+                    sketch_shortlist: biometrics.shortlist(partition, &algorithm.id),
                 });
             }
         }

@@ -1,11 +1,68 @@
 //! The biometric indexes are derived data: saved on shutdown, checked against the store at
 //! start-up, and mended or rebuilt when a file is corrupt or holds what the store does not.
 
-use hub_tests::{Backend, EXAMPLES, TestHub, fixture, on_both_backends};
-use serde_json::Value;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use connectors::{AlgorithmRegistry, RecordRef, SourceSystem};
+use hub_tests::{Backend, TestHub, fixture, on_both_backends};
+use serde_json::{Value, json};
 use sqlx::Connection as _;
 
-on_both_backends!(indexes_are_saved_and_rebuilt_from_the_store);
+on_both_backends!(
+    indexes_are_saved_and_rebuilt_from_the_store,
+    the_search_method_follows_the_setting_and_either_finds_the_mate
+);
+
+async fn shortlists(hub: &TestHub) -> Vec<u64> {
+    let status: Value = hub.get_json("/v1/biometrics/indexes").await.1;
+    status
+        .as_array()
+        .expect("indexes")
+        .iter()
+        .map(|i| i["sketch_shortlist"].as_u64().unwrap_or(u64::MAX))
+        .collect()
+}
+
+/// The SIS example's face, searched through `POST /v1/biometrics/search` by a hub that
+/// scans sketches (the default) and by one told to walk its graph: both find its record.
+async fn the_search_method_follows_the_setting_and_either_finds_the_mate(backend: Backend) {
+    for shortlist in [64_usize, 0] {
+        let hub = TestHub::spawn_with(backend, |config| {
+            config.settings.search.sketch_shortlist = shortlist;
+        })
+        .await;
+        hub.post_examples().await;
+        assert_eq!(shortlists(&hub).await, vec![shortlist as u64; 4]);
+        let sis = connectors::parse(
+            SourceSystem::Sis,
+            fixture("sis.json").as_bytes(),
+            &AlgorithmRegistry::default(),
+        )
+        .expect("the SIS example parses")
+        .record;
+        let face = sis
+            .templates
+            .iter()
+            .find(|t| t.indexable && t.algorithm == "acme-face-v3")
+            .expect("the SIS example has a face");
+        let bytes: Vec<u8> = face.vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let (status, answer) = hub
+            .post_json(
+                "/v1/biometrics/search",
+                &json!({"algorithm": "acme-face-v3", "data": STANDARD.encode(bytes), "limit": 3}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let top: RecordRef = serde_json::from_value(answer["hits"][0]["record"].clone())
+            .unwrap_or_else(|e| panic!("{e}: {answer}"));
+        assert_eq!(
+            top,
+            RecordRef::new(SourceSystem::Sis, sis.source_id.clone()),
+            "shortlist {shortlist}: {answer}"
+        );
+        hub.stop().await;
+    }
+}
 
 async fn index_counts(hub: &TestHub) -> Vec<(String, u64, u64)> {
     let status: Value = hub.get_json("/v1/biometrics/indexes").await.1;
@@ -30,14 +87,7 @@ async fn index_counts(hub: &TestHub) -> Vec<(String, u64, u64)> {
 
 async fn indexes_are_saved_and_rebuilt_from_the_store(backend: Backend) {
     let hub = TestHub::spawn(backend).await;
-    for (system, file, content_type) in EXAMPLES {
-        assert_eq!(
-            hub.post_record(system, content_type, fixture(file))
-                .await
-                .status(),
-            201
-        );
-    }
+    hub.post_examples().await;
     let expected = vec![
         ("civil-acme-face-v3".to_owned(), 1, 1),
         ("civil-acme-finger-v2".to_owned(), 4, 4),

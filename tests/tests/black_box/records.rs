@@ -154,14 +154,7 @@ async fn newer_version_replaces_and_older_version_conflicts(backend: Backend) {
 
 async fn delete_removes_the_record_and_its_templates(backend: Backend) {
     let hub = TestHub::spawn(backend).await;
-    for (system, file, content_type) in EXAMPLES {
-        assert_eq!(
-            hub.post_record(system, content_type, fixture(file))
-                .await
-                .status(),
-            201
-        );
-    }
+    hub.post_examples().await;
     assert_eq!(hub.count_rows("biometric_templates").await, 12);
     let url = hub.url("/v1/systems/sis/records/SIS-IT-2026-000077");
     let deleted = hub.client.delete(&url).send().await.expect("answer");
