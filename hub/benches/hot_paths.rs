@@ -1,5 +1,6 @@
 //! criterion micro-benchmarks of the hot paths: name normalisation, identity comparison,
-//! one 1:N search of the ANN index, the distance kernel (and a bare search with usearch's own
+//! one 1:N search of the ANN index (walking its graph, and scanning its sketches), the
+//! Hamming scan of 100k sketches (the CPU's kernel and the scalar loop), the distance kernel (and a bare search with usearch's own
 //! kernel and with the hub's), the biometric comparison of a record pair, one audit append
 //! to SQLite, and the access decision (made afresh, and from the per-policy-version memo).
 //! Run with `cargo bench -p interop-hub --bench hot_paths`.
@@ -66,6 +67,48 @@ fn one_to_n(c: &mut Criterion) {
                 .search(black_box(&probe), 10)
                 .unwrap_or_else(|e| panic!("search: {e}"))
         })
+    });
+    drop(index);
+
+    // The hub's own face settings: i8, searched by scanning sketches.
+    let hub_settings = interop_hub::biometrics::settings_for(
+        AlgorithmRegistry::default()
+            .get("acme-face-v3")
+            .unwrap_or_else(|| panic!("face algorithm")),
+    );
+    let sketched = AnnIndex::new(&hub_settings).unwrap_or_else(|e| panic!("index: {e}"));
+    sketched
+        .add_batch(&refs)
+        .unwrap_or_else(|e| panic!("add: {e}"));
+    c.bench_function("ann_search/20k_face_sketch_top10", |b| {
+        b.iter(|| {
+            sketched
+                .search(black_box(&probe), 10)
+                .unwrap_or_else(|e| panic!("search: {e}"))
+        })
+    });
+}
+
+/// The Hamming scan under a sketch search: 100k 512-bit face sketches, with the kernel the
+/// CPU gets and with the scalar `popcnt` loop.
+fn sketch_scan(c: &mut Criterion) {
+    const MEMBERS: u64 = 100_000;
+    let mut sketch = Vec::new();
+    let mut sketches = Vec::new();
+    for person in 0..MEMBERS {
+        kernels::sign_sketch(&base_vector(1, person, Trait::Face), &mut sketch);
+        sketches.extend_from_slice(&sketch);
+    }
+    kernels::sign_sketch(
+        &new_capture(&base_vector(1, 4_242, Trait::Face), 99),
+        &mut sketch,
+    );
+    let mut distances = Vec::new();
+    c.bench_function("sketch/hamming_100k_512_bits", |b| {
+        b.iter(|| kernels::hamming_distances(black_box(&sketch), &sketches, &mut distances))
+    });
+    c.bench_function("sketch/hamming_100k_512_bits_scalar", |b| {
+        b.iter(|| kernels::hamming_distances_scalar(black_box(&sketch), &sketches, &mut distances))
     });
 }
 
@@ -199,5 +242,14 @@ fn policy(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, names, identity, one_to_n, distance, audit, policy);
+criterion_group!(
+    benches,
+    names,
+    identity,
+    one_to_n,
+    sketch_scan,
+    distance,
+    audit,
+    policy
+);
 criterion_main!(benches);
