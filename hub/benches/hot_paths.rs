@@ -1,7 +1,7 @@
 //! criterion micro-benchmarks of the hot paths: name normalisation, identity comparison,
 //! one 1:N search of the ANN index (walking its graph, and scanning its sketches), the
-//! Hamming scan of 100k sketches (the CPU's kernel and the scalar loop), the distance kernel (and a bare search with usearch's own
-//! kernel and with the hub's), the biometric comparison of a record pair, one audit append
+//! Hamming scan of 100k sketches (the CPU's kernel and the scalar loop), the distance kernel
+//! (and a bare search with usearch's own kernel and with the hub's), the biometric comparison of a record pair, one audit append
 //! to SQLite, and the access decision (made afresh, and from the per-policy-version memo).
 //! Run with `cargo bench -p interop-hub --bench hot_paths`.
 

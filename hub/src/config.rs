@@ -314,24 +314,22 @@ mod tests {
     fn the_sketch_shortlist_is_read_from_the_file_and_defaults_to_the_hubs() {
         let scratch = tempfile::tempdir().expect("scratch directory");
         let path = scratch.path().join("hub.toml");
-        std::fs::write(&path, "[detection]\nexpansion_search = 32\n").expect("config file written");
+        let shortlist_in = |text: &str| {
+            std::fs::write(&path, text).expect("config file written");
+            Settings::load(&path).map(|settings| settings.search.sketch_shortlist)
+        };
         assert_eq!(
-            Settings::load(&path)
-                .expect("valid settings")
-                .search
-                .sketch_shortlist,
+            shortlist_in("[detection]\nexpansion_search = 32\n").expect("valid"),
             crate::biometrics::SKETCH_SHORTLIST
         );
-        std::fs::write(&path, "[search]\nsketch_shortlist = 0\n").expect("config file written");
         assert_eq!(
-            Settings::load(&path)
-                .expect("valid settings")
-                .search
-                .sketch_shortlist,
+            shortlist_in("[search]\nsketch_shortlist = 0\n").expect("valid"),
             0
         );
-        std::fs::write(&path, "[search]\nshortlist = 0\n").expect("config file written");
-        assert!(Settings::load(&path).is_err(), "unknown keys are refused");
+        assert!(
+            shortlist_in("[search]\nshortlist = 0\n").is_err(),
+            "unknown keys are refused"
+        );
     }
 
     #[test]

@@ -152,8 +152,8 @@ pub struct IndexSettings {
     /// one at a time regardless. `None`: twice the available CPUs, at least 4.
     #[serde(default)]
     pub threads: Option<usize>,
-    /// Searches scan every member's sign sketch and re-rank this many nearest by Hamming distance (more when tied) with the index's cosine, instead of
-    /// walking the graph; 0 walks the graph. Two captures of one trait stand far nearer
+    /// Searches scan every member's sign sketch and re-rank this many nearest by Hamming
+    /// distance (more when tied) with the index's cosine, instead of walking the graph; 0 walks the graph. Two captures of one trait stand far nearer
     /// each other than strangers do, so the true mate is in a short shortlist (`interop-hub
     /// bench`: recall 1.000 at 100k from a shortlist of 1); the scan is linear in the
     /// members but reads one bit per dimension, and needs no graph to reach the mate.

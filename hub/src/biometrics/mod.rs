@@ -126,6 +126,7 @@ impl Biometrics {
     /// or unreadable, or that holds templates the store no longer has, is rebuilt.
     pub async fn open(
         registry: &AlgorithmRegistry,
+        sketch_shortlist: usize,
         dir: &Path,
         store_of: impl Fn(Partition) -> IdentityStore,
     ) -> Result<Self, BiometricsError> {
@@ -142,7 +143,11 @@ impl Biometrics {
             for algorithm in &registry.algorithms {
                 let path = dir.join(format!("{}-{}.usearch", partition.as_str(), algorithm.id));
                 let store = store_of(partition);
-                let (index, changed) = Self::reconcile(&store, algorithm, &path).await?;
+                let settings = IndexSettings {
+                    shortlist: sketch_shortlist,
+                    ..settings_for(algorithm)
+                };
+                let (index, changed) = Self::reconcile(&store, algorithm, settings, &path).await?;
                 tracing::info!(
                     partition = partition.as_str(),
                     algorithm = %algorithm.id,
@@ -167,9 +172,9 @@ impl Biometrics {
     async fn reconcile(
         store: &IdentityStore,
         algorithm: &connectors::Algorithm,
+        settings: IndexSettings,
         path: &Path,
     ) -> Result<(AnnIndex, bool), BiometricsError> {
-        let settings = settings_for(algorithm);
         let ids = store.indexable_template_ids(&algorithm.id).await?;
         let file = path.to_path_buf();
         let loaded_settings = settings.clone();
@@ -330,8 +335,8 @@ impl Biometrics {
 
     /// 1:N searches of several probes, each `(algorithm, vector)`, in `partitions`: the hits
     /// of each probe, best first, in the probes' order. `expansion` is HNSW's ef for every
-    /// search that walks a graph (`None`: each index's own). One blocking task per partition runs every probe,
-    /// and the partitions run at the same time.
+    /// search that walks a graph (`None`: each index's own). One blocking task per
+    /// partition runs every probe, and the partitions run at the same time.
     pub async fn search_each(
         &self,
         probes: Vec<(String, Vec<f32>)>,

@@ -318,13 +318,13 @@ impl Hub {
     /// Brings every biometric index level with the store, then finishes detection for
     /// records a crash left undetected. The hub is ready afterwards.
     pub async fn prepare(&self, index_dir: &std::path::Path) -> Result<(), HubError> {
-        let biometrics = Biometrics::open(&self.settings.biometrics, index_dir, |partition| {
-            self.store_of(partition).clone()
-        })
+        let biometrics = Biometrics::open(
+            &self.settings.biometrics,
+            self.settings.search.sketch_shortlist,
+            index_dir,
+            |partition| self.store_of(partition).clone(),
+        )
         .await?;
-        for algorithm in &self.settings.biometrics.algorithms {
-            biometrics.set_shortlist(&algorithm.id, self.settings.search.sketch_shortlist);
-        }
         for partition in [Partition::Civil, Partition::LawEnforcement] {
             let store = self.store_of(partition);
             for record_id in store.undetected().await? {
