@@ -75,6 +75,7 @@ fn one_to_n(c: &mut Criterion) {
         AlgorithmRegistry::default()
             .get("acme-face-v3")
             .unwrap_or_else(|| panic!("face algorithm")),
+        interop_hub::biometrics::IndexTuning::default(),
     );
     let sketched = AnnIndex::new(&hub_settings).unwrap_or_else(|e| panic!("index: {e}"));
     sketched
@@ -134,6 +135,7 @@ fn distance(c: &mut Criterion) {
         AlgorithmRegistry::default()
             .get("acme-face-v3")
             .unwrap_or_else(|| panic!("face algorithm")),
+        interop_hub::biometrics::IndexTuning::default(),
     );
     let graph = |quantization: Quantization| {
         let settings = IndexSettings {

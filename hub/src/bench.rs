@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::access::{Principal, TokenAuthority};
 use crate::biometrics::ann::{IndexSettings, Quantization};
-use crate::biometrics::settings_for;
+use crate::biometrics::{IndexTuning, settings_for};
 use crate::config::HubConfig;
 use crate::core::{BiometricSearch, Hub, NEIGHBOURS_PER_WANTED_RECORD};
 use crate::generate::{Trait, base_vector, new_capture};
@@ -46,6 +46,9 @@ pub struct BenchOptions {
     /// HNSW's ef of the bare ingest's searches, and of the hub detector's where an index
     /// walks its graph (the hub's scan their sketches).
     pub detection_expansion: usize,
+    /// HNSW's candidate list while inserting, in the hub's indexes and the bare ones (the
+    /// setting `index.expansion_add`).
+    pub expansion_add: usize,
     /// Builds the bare index again at every other quantisation (the quantisation table):
     /// at 100k the longest phase of the run.
     pub quantisation_table: bool,
@@ -132,6 +135,9 @@ pub struct BenchReport {
     /// The members a sketch search re-ranks by cosine (`IndexSettings::shortlist`) in the
     /// hub's face and finger indexes.
     pub shortlist: usize,
+    /// HNSW's candidate list while inserting (`IndexSettings::expansion_add`), in the hub's
+    /// indexes and the bare ones.
+    pub expansion_add: usize,
     /// The hub's search (`threads` in flight) with its face indexes' sketch scans at other
     /// shortlists.
     pub hub_shortlist_curve: Vec<ShortlistPoint>,
@@ -488,6 +494,9 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         .unwrap_or_else(|| scratch.path().to_path_buf());
     let mut config = HubConfig::embedded(&data_dir);
     config.settings.detection.expansion_search = options.detection_expansion;
+    config.settings.index.expansion_add = options.expansion_add;
+    config.settings.validate()?;
+    let tuning = config.settings.index_tuning();
     let tokens = Arc::new(TokenAuthority::load_or_create(&config.signing_key_path())?);
     let hub = Arc::new(Hub::open(&config).await?);
     hub.prepare(&config.index_dir()).await?;
@@ -571,6 +580,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
 
     let searching = HubProbing {
         hub: &hub,
+        tuning,
         caller: &caller,
         records_of: &records_of,
     };
@@ -685,7 +695,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             quantisation: options.quantisation_table,
             connectivity: options.connectivity_table,
         };
-        tokio::task::spawn_blocking(move || bare_usearch(&faces, &probes, threads, tables))
+        tokio::task::spawn_blocking(move || bare_usearch(&faces, &probes, threads, tables, tuning))
             .await??
     };
     let (bare_seconds, bare_first) = bare.at_hub_settings;
@@ -697,7 +707,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         let neighbours = config.settings.detection.neighbours_per_template;
         let expansion = options.detection_expansion;
         tokio::task::spawn_blocking(move || {
-            bare_ingest(&record_vectors, threads, expansion, neighbours)
+            bare_ingest(&record_vectors, threads, expansion, neighbours, tuning)
         })
         .await??
     };
@@ -759,7 +769,8 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         connectivity_curve: bare.connectivities,
         hub_expansion_curve: hub_curve,
         hub_finger_expansion_curve: hub_finger_curve,
-        shortlist: hub_settings(FACE)?.shortlist,
+        shortlist: tuning.sketch_shortlist,
+        expansion_add: tuning.expansion_add,
         hub_shortlist_curve,
         hub_finger_shortlist_curve,
         search_qps_index_alone: qps(index_alone_seconds),
@@ -845,10 +856,11 @@ async fn detection_against_truth(
     Ok(run)
 }
 
-/// What every pass of probes through the hub's 1:N search shares: the hub, the caller, and
-/// each person's record ids (a probe's true mates).
+/// What every pass of probes through the hub's 1:N search shares: the hub and its index
+/// tuning, the caller, and each person's record ids (a probe's true mates).
 struct HubProbing<'a> {
     hub: &'a Arc<Hub>,
+    tuning: IndexTuning,
     caller: &'a Arc<Principal>,
     records_of: &'a std::collections::HashMap<usize, Vec<String>>,
 }
@@ -866,6 +878,7 @@ impl HubProbing<'_> {
             hub,
             caller,
             records_of,
+            ..
         } = self;
         let bar = Progress::new(probes.len(), "hub");
         let started = Instant::now();
@@ -929,7 +942,7 @@ impl HubProbing<'_> {
             .hub
             .biometric_indexes()
             .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
-        let own = hub_settings(algorithm)?;
+        let own = hub_settings(algorithm, self.tuning)?;
         let mut curve = Vec::with_capacity(values.len());
         for &value in values {
             match knob {
@@ -1084,10 +1097,13 @@ struct BareRun {
 }
 
 /// The index settings the hub gives `algorithm`'s templates.
-fn hub_settings(algorithm: &str) -> anyhow::Result<crate::biometrics::ann::IndexSettings> {
+fn hub_settings(
+    algorithm: &str,
+    tuning: IndexTuning,
+) -> anyhow::Result<crate::biometrics::ann::IndexSettings> {
     connectors::AlgorithmRegistry::default()
         .get(algorithm)
-        .map(settings_for)
+        .map(|algorithm| settings_for(algorithm, tuning))
         .ok_or_else(|| anyhow::anyhow!("algorithm {algorithm} is not registered"))
 }
 
@@ -1206,8 +1222,9 @@ fn bare_usearch(
     probes: &[(usize, Vec<f32>)],
     threads: usize,
     tables: BareTables,
+    tuning: IndexTuning,
 ) -> anyhow::Result<BareRun> {
-    let settings = hub_settings(FACE)?;
+    let settings = hub_settings(FACE, tuning)?;
     // The hub normalises every probe before it reaches usearch; so does the baseline, before
     // its clock starts.
     let probes: Vec<(usize, Vec<f32>)> = probes.iter().map(|(p, v)| (*p, unit(v))).collect();
@@ -1440,6 +1457,7 @@ fn bare_ingest(
     threads: usize,
     expansion: usize,
     neighbours: usize,
+    tuning: IndexTuning,
 ) -> anyhow::Result<BareIngest> {
     use std::collections::HashMap;
     use std::sync::Mutex;
@@ -1451,16 +1469,12 @@ fn bare_ingest(
         per_partition: Vec<(usearch::Index, Mutex<()>)>,
     }
 
-    let registry = connectors::AlgorithmRegistry::default();
     let mut indexes: HashMap<&str, Indexes> = HashMap::new();
     for algorithm in RECORD_TRAITS.map(algorithm_of) {
         if indexes.contains_key(algorithm) {
             continue;
         }
-        let settings = registry
-            .get(algorithm)
-            .map(settings_for)
-            .ok_or_else(|| anyhow::anyhow!("algorithm {algorithm} is not registered"))?;
+        let settings = hub_settings(algorithm, tuning)?;
         let per_record = RECORD_TRAITS
             .iter()
             .filter(|t| algorithm_of(**t) == algorithm)
@@ -1689,8 +1703,11 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "sketch shortlist {}: the hub's face indexes searched alone {:.0} qps, hub / index alone {:.2}",
-            self.shortlist, self.search_qps_index_alone, self.hub_to_index_ratio
+            "sketch shortlist {}, graph built at ef {}: the hub's face indexes searched alone {:.0} qps, hub / index alone {:.2}",
+            self.shortlist,
+            self.expansion_add,
+            self.search_qps_index_alone,
+            self.hub_to_index_ratio
         )?;
         writeln!(
             f,
@@ -1880,7 +1897,8 @@ mod tests {
             .collect();
         assert_eq!(records[8].partition, 0, "EES is civil");
         assert_eq!(records[9].partition, 1, "SIS is law enforcement");
-        let run = bare_ingest(&records, 2, 64, 8).expect("the bare indexes take the records");
+        let run = bare_ingest(&records, 2, 64, 8, IndexTuning::default())
+            .expect("the bare indexes take the records");
         assert_eq!(run.second_appearances, 60);
         // Each second appearance is in the other partition from its first: found only when
         // both partitions are searched with the record's own vectors.
@@ -1907,7 +1925,8 @@ mod tests {
             quantisation: false,
             connectivity: true,
         };
-        let run = bare_usearch(&faces, &probes, 2, tables).expect("the bare indexes build");
+        let run = bare_usearch(&faces, &probes, 2, tables, IndexTuning::default())
+            .expect("the bare indexes build");
         let built: Vec<usize> = run.connectivities.iter().map(|p| p.connectivity).collect();
         assert_eq!(built, [16, 8, 24, 32], "the hub's first, then the others");
         let expansions = |curve: &[CurvePoint]| -> Vec<usize> {
@@ -1947,6 +1966,7 @@ mod tests {
                 quantisation: false,
                 connectivity: false,
             },
+            IndexTuning::default(),
         )
         .expect("the bare index builds");
         assert_eq!(without.connectivities.len(), 1, "only the hub's own row");

@@ -38,6 +38,8 @@ pub struct Settings {
     #[serde(default)]
     pub search: SearchSettings,
     #[serde(default)]
+    pub index: IndexingSettings,
+    #[serde(default)]
     pub auth: AuthSettings,
 }
 
@@ -65,6 +67,44 @@ impl Default for SearchSettings {
     fn default() -> Self {
         Self {
             sketch_shortlist: Self::default_sketch_shortlist(),
+        }
+    }
+}
+
+/// The longest insertion candidate list a setting may ask for.
+pub const MAX_EXPANSION_ADD: usize = 1_024;
+
+/// How the biometric indexes are built.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexingSettings {
+    /// HNSW's candidate list while inserting a template: lower inserts faster and builds a
+    /// graph whose walks (`search.sketch_shortlist = 0`) find fewer mates; the sketch scan
+    /// does not read the graph. Applies to insertions from the next start on.
+    #[serde(default = "IndexingSettings::default_expansion_add")]
+    pub expansion_add: usize,
+}
+
+impl IndexingSettings {
+    fn default_expansion_add() -> usize {
+        crate::biometrics::EXPANSION_ADD
+    }
+}
+
+impl Default for IndexingSettings {
+    fn default() -> Self {
+        Self {
+            expansion_add: Self::default_expansion_add(),
+        }
+    }
+}
+
+impl Settings {
+    /// What the settings change in every biometric index.
+    pub fn index_tuning(&self) -> crate::biometrics::IndexTuning {
+        crate::biometrics::IndexTuning {
+            sketch_shortlist: self.search.sketch_shortlist,
+            expansion_add: self.index.expansion_add,
         }
     }
 }
@@ -204,6 +244,10 @@ impl Settings {
             self.search.sketch_shortlist <= MAX_SKETCH_SHORTLIST,
             "search sketch_shortlist must be 0-{MAX_SKETCH_SHORTLIST}"
         );
+        anyhow::ensure!(
+            (1..=MAX_EXPANSION_ADD).contains(&self.index.expansion_add),
+            "index expansion_add must be 1-{MAX_EXPANSION_ADD}"
+        );
         Ok(())
     }
 }
@@ -215,6 +259,7 @@ impl Default for Settings {
             biometrics: AlgorithmRegistry::default(),
             detection: DetectionSettings::default(),
             search: SearchSettings::default(),
+            index: IndexingSettings::default(),
             auth: AuthSettings::default(),
         }
     }
@@ -308,27 +353,42 @@ mod tests {
         assert!(long.validate().is_err());
         long.search.sketch_shortlist = 0;
         assert!(long.validate().is_ok(), "0 walks the graph");
+        let mut careless = Settings::default();
+        careless.index.expansion_add = 0;
+        assert!(careless.validate().is_err());
+        careless.index.expansion_add = MAX_EXPANSION_ADD + 1;
+        assert!(careless.validate().is_err());
+        careless.index.expansion_add = 1;
+        assert!(careless.validate().is_ok());
     }
 
     #[test]
-    fn the_sketch_shortlist_is_read_from_the_file_and_defaults_to_the_hubs() {
+    fn the_index_tuning_is_read_from_the_file_and_defaults_to_the_hubs() {
+        use crate::biometrics::IndexTuning;
         let scratch = tempfile::tempdir().expect("scratch directory");
         let path = scratch.path().join("hub.toml");
-        let shortlist_in = |text: &str| {
+        let tuning_in = |text: &str| {
             std::fs::write(&path, text).expect("config file written");
-            Settings::load(&path).map(|settings| settings.search.sketch_shortlist)
+            Settings::load(&path).map(|settings| settings.index_tuning())
         };
         assert_eq!(
-            shortlist_in("[detection]\nexpansion_search = 32\n").expect("valid"),
-            crate::biometrics::SKETCH_SHORTLIST
+            tuning_in("[detection]\nexpansion_search = 32\n").expect("valid"),
+            IndexTuning::default()
         );
         assert_eq!(
-            shortlist_in("[search]\nsketch_shortlist = 0\n").expect("valid"),
-            0
+            tuning_in("[search]\nsketch_shortlist = 0\n[index]\nexpansion_add = 40\n")
+                .expect("valid"),
+            IndexTuning {
+                sketch_shortlist: 0,
+                expansion_add: 40
+            }
         );
+        for unknown in ["[search]\nshortlist = 0\n", "[index]\nconnectivity = 8\n"] {
+            assert!(tuning_in(unknown).is_err(), "unknown keys are refused");
+        }
         assert!(
-            shortlist_in("[search]\nshortlist = 0\n").is_err(),
-            "unknown keys are refused"
+            tuning_in("[index]\nexpansion_add = 0\n").is_err(),
+            "the file is validated"
         );
     }
 

@@ -140,8 +140,14 @@ impl TestHub {
     }
 
     /// Stops the hub gracefully and starts a new one on the same data and databases.
-    pub async fn restart(mut self) -> Self {
-        let config = self.config.clone();
+    pub async fn restart(self) -> Self {
+        self.restart_with(|_| {}).await
+    }
+
+    /// As [`Self::restart`], with the configuration adjusted by `adjust` first.
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut HubConfig)) -> Self {
+        let mut config = self.config.clone();
+        adjust(&mut config);
         let data_dir = tempfile::TempDir::new().expect("placeholder");
         let data_dir = std::mem::replace(&mut self._data_dir, data_dir);
         self.stop_in_place().await;

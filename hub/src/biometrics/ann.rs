@@ -852,6 +852,11 @@ impl AnnIndex {
         self.shortlist.load(Ordering::Relaxed)
     }
 
+    /// HNSW's candidate list of the next insertion (`IndexSettings::expansion_add`).
+    pub fn expansion_add(&self) -> usize {
+        read(&self.index).expansion_add()
+    }
+
     /// The distance kernel this index runs on.
     pub fn kernel(&self) -> kernels::Installed {
         self.kernel

@@ -56,8 +56,26 @@ pub enum BiometricsError {
     Io(#[from] std::io::Error),
 }
 
+/// What the settings file may change in every index the hub builds: how searches find
+/// their neighbours (`search.sketch_shortlist`) and how hard an insertion works on the graph
+/// (`index.expansion_add`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexTuning {
+    pub sketch_shortlist: usize,
+    pub expansion_add: usize,
+}
+
+impl Default for IndexTuning {
+    fn default() -> Self {
+        Self {
+            sketch_shortlist: SKETCH_SHORTLIST,
+            expansion_add: EXPANSION_ADD,
+        }
+    }
+}
+
 /// The index settings the hub uses for an algorithm's templates.
-pub fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
+pub fn settings_for(algorithm: &connectors::Algorithm, tuning: IndexTuning) -> IndexSettings {
     IndexSettings {
         dimension: algorithm.dimension,
         // A quarter of f32's vector memory, and the fastest storage at the same genuine-mate
@@ -78,7 +96,8 @@ pub fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
         // 1:N searches, the portal's and the detector's, scan the sign sketches instead of
         // walking the graph (at 20k the detector's six ef-64 walks per record took 4.8 ms of
         // an ingest, the scans 2.9: `interop-hub bench`, ingest steps).
-        shortlist: SKETCH_SHORTLIST,
+        shortlist: tuning.sketch_shortlist,
+        expansion_add: tuning.expansion_add,
         ..IndexSettings::default()
     }
 }
@@ -86,6 +105,10 @@ pub fn settings_for(algorithm: &connectors::Algorithm) -> IndexSettings {
 /// Members a sketch search re-ranks by cosine (`IndexSettings::shortlist`), unless the
 /// setting `search.sketch_shortlist` says otherwise.
 pub const SKETCH_SHORTLIST: usize = 64;
+
+/// HNSW's candidate list while inserting, unless the setting `index.expansion_add` says
+/// otherwise.
+pub const EXPANSION_ADD: usize = IndexSettings::DEFAULT_EXPANSION;
 
 /// HNSW's search expansion for face indexes: used only while the index's shortlist is 0
 /// (otherwise searches scan the sketches), by searches that name no expansion.
@@ -126,7 +149,7 @@ impl Biometrics {
     /// or unreadable, or that holds templates the store no longer has, is rebuilt.
     pub async fn open(
         registry: &AlgorithmRegistry,
-        sketch_shortlist: usize,
+        tuning: IndexTuning,
         dir: &Path,
         store_of: impl Fn(Partition) -> IdentityStore,
     ) -> Result<Self, BiometricsError> {
@@ -143,10 +166,7 @@ impl Biometrics {
             for algorithm in &registry.algorithms {
                 let path = dir.join(format!("{}-{}.usearch", partition.as_str(), algorithm.id));
                 let store = store_of(partition);
-                let settings = IndexSettings {
-                    shortlist: sketch_shortlist,
-                    ..settings_for(algorithm)
-                };
+                let settings = settings_for(algorithm, tuning);
                 let (index, changed) = Self::reconcile(&store, algorithm, settings, &path).await?;
                 tracing::info!(
                     partition = partition.as_str(),
@@ -440,12 +460,15 @@ impl Biometrics {
             .map_or(0, |slot| slot.index.len())
     }
 
-    /// The sketch shortlist of a partition and algorithm's index (0: searches walk the
-    /// graph, as for an index not kept).
-    pub fn shortlist(&self, partition: Partition, algorithm: &str) -> usize {
+    /// How a partition and algorithm's index searches and inserts; `None` for an index not
+    /// kept.
+    pub fn tuning(&self, partition: Partition, algorithm: &str) -> Option<IndexTuning> {
         self.slots
             .get(&(partition, algorithm.to_owned()))
-            .map_or(0, |slot| slot.index.shortlist())
+            .map(|slot| IndexTuning {
+                sketch_shortlist: slot.index.shortlist(),
+                expansion_add: slot.index.expansion_add(),
+            })
     }
 
     /// Writes every index that changed since its last save (atomically: temp file, fsync,

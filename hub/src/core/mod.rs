@@ -161,6 +161,8 @@ pub struct IndexStatus {
     /// Members a search re-ranks by cosine after scanning every member's sign sketch; 0:
     /// searches walk the HNSW graph (the setting `search.sketch_shortlist`).
     pub sketch_shortlist: usize,
+    /// HNSW's candidate list while inserting (the setting `index.expansion_add`).
+    pub expansion_add: usize,
 }
 
 /// Stripes of the per-record lock: enough that unrelated records rarely wait on each other
@@ -320,7 +322,7 @@ impl Hub {
     pub async fn prepare(&self, index_dir: &std::path::Path) -> Result<(), HubError> {
         let biometrics = Biometrics::open(
             &self.settings.biometrics,
-            self.settings.search.sketch_shortlist,
+            self.settings.index_tuning(),
             index_dir,
             |partition| self.store_of(partition).clone(),
         )
@@ -1074,12 +1076,17 @@ impl Hub {
                     .indexable_template_ids(&algorithm.id)
                     .await?
                     .len();
+                // Every registered algorithm has an index in each partition once prepared.
+                let tuning = biometrics
+                    .tuning(partition, &algorithm.id)
+                    .ok_or(HubError::NotReady)?;
                 status.push(IndexStatus {
                     partition,
                     algorithm: algorithm.id.clone(),
                     indexed: biometrics.len(partition, &algorithm.id),
                     eligible,
-                    sketch_shortlist: biometrics.shortlist(partition, &algorithm.id),
+                    sketch_shortlist: tuning.sketch_shortlist,
+                    expansion_add: tuning.expansion_add,
                 });
             }
         }

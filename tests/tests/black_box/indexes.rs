@@ -13,26 +13,45 @@ on_both_backends!(
     the_search_method_follows_the_setting_and_either_finds_the_mate
 );
 
-async fn shortlists(hub: &TestHub) -> Vec<u64> {
+/// Each index's `field` in `GET /v1/biometrics/indexes`.
+async fn index_field(hub: &TestHub, field: &str) -> Vec<u64> {
     let status: Value = hub.get_json("/v1/biometrics/indexes").await.1;
     status
         .as_array()
         .expect("indexes")
         .iter()
-        .map(|i| i["sketch_shortlist"].as_u64().unwrap_or(u64::MAX))
+        .map(|i| i[field].as_u64().unwrap_or(u64::MAX))
         .collect()
 }
 
 /// The SIS example's face, searched through `POST /v1/biometrics/search` by a hub that
-/// scans sketches (the default) and by one told to walk its graph: both find its record.
+/// scans sketches (the default) and by one told to walk a graph built with a short
+/// insertion list: both find its record. The insertion list follows the setting at the next
+/// start, over the index loaded from its file.
 async fn the_search_method_follows_the_setting_and_either_finds_the_mate(backend: Backend) {
-    for shortlist in [64_usize, 0] {
+    for (shortlist, expansion_add) in [(64_usize, 128_usize), (0, 12)] {
         let hub = TestHub::spawn_with(backend, |config| {
             config.settings.search.sketch_shortlist = shortlist;
+            config.settings.index.expansion_add = expansion_add;
         })
         .await;
         hub.post_examples().await;
-        assert_eq!(shortlists(&hub).await, vec![shortlist as u64; 4]);
+        assert_eq!(
+            index_field(&hub, "sketch_shortlist").await,
+            vec![shortlist as u64; 4]
+        );
+        assert_eq!(
+            index_field(&hub, "expansion_add").await,
+            vec![expansion_add as u64; 4]
+        );
+        let hub = hub
+            .restart_with(|config| config.settings.index.expansion_add = expansion_add + 1)
+            .await;
+        assert_eq!(
+            index_field(&hub, "expansion_add").await,
+            vec![expansion_add as u64 + 1; 4],
+            "a loaded index takes the setting"
+        );
         let sis = connectors::parse(
             SourceSystem::Sis,
             fixture("sis.json").as_bytes(),
