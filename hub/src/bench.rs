@@ -47,8 +47,9 @@ pub struct BenchOptions {
     /// walks its graph (the hub's scan their sketches).
     pub detection_expansion: usize,
     /// HNSW's candidate list while inserting, in the hub's indexes and the bare ones (the
-    /// setting `index.expansion_add`).
-    pub expansion_add: usize,
+    /// setting `index.expansion_add`); `None`: each index's default for how it is searched
+    /// (the hub's scan their sketches, the bare ones walk their graphs).
+    pub expansion_add: Option<usize>,
     /// Builds the bare index again at every other quantisation (the quantisation table):
     /// at 100k the longest phase of the run.
     pub quantisation_table: bool,
@@ -135,9 +136,11 @@ pub struct BenchReport {
     /// The members a sketch search re-ranks by cosine (`IndexSettings::shortlist`) in the
     /// hub's face and finger indexes.
     pub shortlist: usize,
-    /// HNSW's candidate list while inserting (`IndexSettings::expansion_add`), in the hub's
-    /// indexes and the bare ones.
+    /// HNSW's candidate list while inserting (`IndexSettings::expansion_add`) in the hub's
+    /// indexes.
     pub expansion_add: usize,
+    /// The same in the bare indexes, whose searches walk their graphs.
+    pub bare_expansion_add: usize,
     /// The hub's search (`threads` in flight) with its face indexes' sketch scans at other
     /// shortlists.
     pub hub_shortlist_curve: Vec<ShortlistPoint>,
@@ -486,6 +489,20 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         "--templates must be at most {}",
         SURNAMES / 2
     );
+    // An earlier run's data would turn every ingest into a replay, over graphs built with
+    // that run's settings: the report would describe neither run.
+    if let Some(dir) = &options.data_dir {
+        let holds_data = match std::fs::read_dir(dir) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => anyhow::bail!("--data-dir {}: {e}", dir.display()),
+        };
+        anyhow::ensure!(
+            !holds_data,
+            "--data-dir {} is not empty: the benchmark needs a fresh directory",
+            dir.display()
+        );
+    }
     let threads = options.threads.max(1);
     let scratch = tempfile::tempdir()?;
     let data_dir = options
@@ -497,6 +514,8 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     config.settings.index.expansion_add = options.expansion_add;
     config.settings.validate()?;
     let tuning = config.settings.index_tuning();
+    // The bare indexes are searched the usearch way, by walking their graphs.
+    let bare_tuning = IndexTuning::new(0, options.expansion_add);
     let tokens = Arc::new(TokenAuthority::load_or_create(&config.signing_key_path())?);
     let hub = Arc::new(Hub::open(&config).await?);
     hub.prepare(&config.index_dir()).await?;
@@ -530,20 +549,26 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
 
     let bar = Progress::new(total, "ingest");
     let started = Instant::now();
-    let mut ingests = futures::stream::iter(records.iter().map(|(system, _, body)| {
+    // Each ingest a task of its own, as the server runs each request: polled by the
+    // runtime's workers, not all by the thread that waits for them.
+    let records = Arc::new(records);
+    let mut ingests = futures::stream::iter((0..records.len()).map(|i| {
         let hub = Arc::clone(&hub);
         let caller = Arc::clone(&caller);
-        async move {
+        let records = Arc::clone(&records);
+        tokio::spawn(async move {
+            let (system, _, body) = &records[i];
             let began = Instant::now();
             let result = hub
                 .ingest(&caller, *system, Some("application/json"), body.as_bytes())
                 .await;
             (result, began.elapsed())
-        }
+        })
     }))
     .buffer_unordered(options.ingest_in_flight.max(1));
     let mut ingest_latency = Duration::ZERO;
-    while let Some((result, latency)) = ingests.next().await {
+    while let Some(joined) = ingests.next().await {
+        let (result, latency) = joined.map_err(|e| anyhow::anyhow!("ingest task failed: {e}"))?;
         result.map_err(|e| anyhow::anyhow!("ingest failed: {e}"))?;
         ingest_latency += latency;
         bar.inc(1);
@@ -695,8 +720,10 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             quantisation: options.quantisation_table,
             connectivity: options.connectivity_table,
         };
-        tokio::task::spawn_blocking(move || bare_usearch(&faces, &probes, threads, tables, tuning))
-            .await??
+        tokio::task::spawn_blocking(move || {
+            bare_usearch(&faces, &probes, threads, tables, bare_tuning)
+        })
+        .await??
     };
     let (bare_seconds, bare_first) = bare.at_hub_settings;
     let (exact_seconds, exact_first) = {
@@ -707,7 +734,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         let neighbours = config.settings.detection.neighbours_per_template;
         let expansion = options.detection_expansion;
         tokio::task::spawn_blocking(move || {
-            bare_ingest(&record_vectors, threads, expansion, neighbours, tuning)
+            bare_ingest(&record_vectors, threads, expansion, neighbours, bare_tuning)
         })
         .await??
     };
@@ -771,6 +798,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         hub_finger_expansion_curve: hub_finger_curve,
         shortlist: tuning.sketch_shortlist,
         expansion_add: tuning.expansion_add,
+        bare_expansion_add: bare_tuning.expansion_add,
         hub_shortlist_curve,
         hub_finger_shortlist_curve,
         search_qps_index_alone: qps(index_alone_seconds),
@@ -1703,9 +1731,10 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "sketch shortlist {}, graph built at ef {}: the hub's face indexes searched alone {:.0} qps, hub / index alone {:.2}",
+            "sketch shortlist {}, graph built at ef {} (bare indexes: {}): the hub's face indexes searched alone {:.0} qps, hub / index alone {:.2}",
             self.shortlist,
             self.expansion_add,
+            self.bare_expansion_add,
             self.search_qps_index_alone,
             self.hub_to_index_ratio
         )?;
@@ -1897,7 +1926,7 @@ mod tests {
             .collect();
         assert_eq!(records[8].partition, 0, "EES is civil");
         assert_eq!(records[9].partition, 1, "SIS is law enforcement");
-        let run = bare_ingest(&records, 2, 64, 8, IndexTuning::default())
+        let run = bare_ingest(&records, 2, 64, 8, IndexTuning::new(0, None))
             .expect("the bare indexes take the records");
         assert_eq!(run.second_appearances, 60);
         // Each second appearance is in the other partition from its first: found only when
@@ -1925,7 +1954,7 @@ mod tests {
             quantisation: false,
             connectivity: true,
         };
-        let run = bare_usearch(&faces, &probes, 2, tables, IndexTuning::default())
+        let run = bare_usearch(&faces, &probes, 2, tables, IndexTuning::new(0, None))
             .expect("the bare indexes build");
         let built: Vec<usize> = run.connectivities.iter().map(|p| p.connectivity).collect();
         assert_eq!(built, [16, 8, 24, 32], "the hub's first, then the others");

@@ -167,7 +167,7 @@ struct BenchArgs {
     json: Option<PathBuf>,
     #[arg(long, default_value_t = crate::generate::DEFAULT_SEED)]
     seed: u64,
-    /// Keep the benchmark hub's data here instead of a temporary directory.
+    /// Keep the benchmark hub's data here instead of a temporary directory (missing or empty).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Clients in flight at once in the HTTP load test of the search portal.
@@ -183,9 +183,10 @@ struct BenchArgs {
     #[arg(long, default_value_t = crate::config::DETECTION_EXPANSION_SEARCH, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::config::MAX_DETECTION_EXPANSION)))]
     detection_expansion: u16,
     /// HNSW's candidate list while inserting, in the hub's indexes (the setting
-    /// `index.expansion_add`) and the bare ones.
-    #[arg(long, default_value_t = crate::biometrics::EXPANSION_ADD as u16, value_parser = clap::value_parser!(u16).range(1..=crate::config::MAX_EXPANSION_ADD as i64))]
-    expansion_add: u16,
+    /// `index.expansion_add`) and the bare ones; default: each index's for how it is
+    /// searched (the hub's scan sketches: 16; the bare ones walk their graphs: 128).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::config::MAX_EXPANSION_ADD as i64))]
+    expansion_add: Option<u16>,
     /// Also write the face vectors and probes, with their persons, into this directory (raw
     /// little-endian files, see `bench/README.md`) for other libraries' baselines.
     #[arg(long)]
@@ -310,7 +311,7 @@ impl Command {
                     export_vectors: args.export_vectors,
                     ingest_in_flight: usize::from(args.ingest_in_flight),
                     detection_expansion: usize::from(args.detection_expansion),
-                    expansion_add: usize::from(args.expansion_add),
+                    expansion_add: args.expansion_add.map(usize::from),
                     quantisation_table: !args.skip_quantisation,
                     connectivity_table: args.connectivity_table,
                 };

@@ -75,38 +75,15 @@ impl Default for SearchSettings {
 pub const MAX_EXPANSION_ADD: usize = 1_024;
 
 /// How the biometric indexes are built.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexingSettings {
     /// HNSW's candidate list while inserting a template: lower inserts faster and builds a
-    /// graph whose walks (`search.sketch_shortlist = 0`) find fewer mates; the sketch scan
-    /// does not read the graph. Applies to insertions from the next start on.
-    #[serde(default = "IndexingSettings::default_expansion_add")]
-    pub expansion_add: usize,
-}
-
-impl IndexingSettings {
-    fn default_expansion_add() -> usize {
-        crate::biometrics::EXPANSION_ADD
-    }
-}
-
-impl Default for IndexingSettings {
-    fn default() -> Self {
-        Self {
-            expansion_add: Self::default_expansion_add(),
-        }
-    }
-}
-
-impl Settings {
-    /// What the settings change in every biometric index.
-    pub fn index_tuning(&self) -> crate::biometrics::IndexTuning {
-        crate::biometrics::IndexTuning {
-            sketch_shortlist: self.search.sketch_shortlist,
-            expansion_add: self.index.expansion_add,
-        }
-    }
+    /// graph whose walks (`search.sketch_shortlist = 0`) find fewer mates. Unset: built for
+    /// the search method (`biometrics::IndexTuning::new`). Applies to insertions from the
+    /// next start on.
+    #[serde(default)]
+    pub expansion_add: Option<usize>,
 }
 
 /// How callers authenticate.
@@ -174,6 +151,11 @@ impl Default for DetectionSettings {
 }
 
 impl Settings {
+    /// What the settings change in every biometric index.
+    pub fn index_tuning(&self) -> crate::biometrics::IndexTuning {
+        crate::biometrics::IndexTuning::new(self.search.sketch_shortlist, self.index.expansion_add)
+    }
+
     fn default_max_body_bytes() -> usize {
         1024 * 1024
     }
@@ -245,7 +227,9 @@ impl Settings {
             "search sketch_shortlist must be 0-{MAX_SKETCH_SHORTLIST}"
         );
         anyhow::ensure!(
-            (1..=MAX_EXPANSION_ADD).contains(&self.index.expansion_add),
+            self.index
+                .expansion_add
+                .is_none_or(|expansion| (1..=MAX_EXPANSION_ADD).contains(&expansion)),
             "index expansion_add must be 1-{MAX_EXPANSION_ADD}"
         );
         Ok(())
@@ -354,11 +338,11 @@ mod tests {
         long.search.sketch_shortlist = 0;
         assert!(long.validate().is_ok(), "0 walks the graph");
         let mut careless = Settings::default();
-        careless.index.expansion_add = 0;
+        careless.index.expansion_add = Some(0);
         assert!(careless.validate().is_err());
-        careless.index.expansion_add = MAX_EXPANSION_ADD + 1;
+        careless.index.expansion_add = Some(MAX_EXPANSION_ADD + 1);
         assert!(careless.validate().is_err());
-        careless.index.expansion_add = 1;
+        careless.index.expansion_add = Some(1);
         assert!(careless.validate().is_ok());
     }
 
@@ -374,6 +358,22 @@ mod tests {
         assert_eq!(
             tuning_in("[detection]\nexpansion_search = 32\n").expect("valid"),
             IndexTuning::default()
+        );
+        assert_eq!(
+            IndexTuning::default(),
+            IndexTuning {
+                sketch_shortlist: crate::biometrics::SKETCH_SHORTLIST,
+                expansion_add: crate::biometrics::SCANNED_EXPANSION_ADD
+            },
+            "a graph nothing walks is built cheaply"
+        );
+        assert_eq!(
+            tuning_in("[search]\nsketch_shortlist = 0\n").expect("valid"),
+            IndexTuning {
+                sketch_shortlist: 0,
+                expansion_add: crate::biometrics::EXPANSION_ADD
+            },
+            "a walked graph is built for walking"
         );
         assert_eq!(
             tuning_in("[search]\nsketch_shortlist = 0\n[index]\nexpansion_add = 40\n")

@@ -41,10 +41,17 @@ use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 const MIN_CAPACITY: usize = 1024;
 /// usearch marks deleted entries with this key, so it can never name a template.
 const RESERVED_KEY: u64 = u64::MAX;
-/// Appended after usearch's own bytes. usearch stops reading at the end of its data, so the file
-/// stays loadable by any usearch tool; the trailer is only checked here.
-const TRAILER_MAGIC: [u8; 8] = *b"HUBANN\0\x01";
-const TRAILER_LEN: u64 = 24;
+/// Appended after usearch's own bytes: the graph's shortest insertion list (8 bytes), then
+/// this magic, usearch's length and a checksum of everything before the magic (8 bytes each).
+/// usearch stops reading at the end of its data, so the file stays loadable by any usearch
+/// tool; the trailer is only checked here.
+const TRAILER_MAGIC: [u8; 8] = *b"HUBANN\0\x02";
+/// The trailer of files saved before the insertion list was recorded: magic, length, and a
+/// checksum of usearch's bytes alone.
+const TRAILER_MAGIC_V1: [u8; 8] = *b"HUBANN\0\x01";
+/// Magic, length and checksum: the end of every version's trailer.
+const SEAL_LEN: u64 = 24;
+const GRAPH_FIELD_LEN: u64 = 8;
 
 /// How similarity between two templates is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -302,7 +309,15 @@ pub struct AnnIndex {
     sketches: RwLock<Option<Sketches>>,
     /// The shortlist of sketch searches (`IndexSettings::shortlist`; 0: walk the graph).
     shortlist: AtomicUsize,
+    /// The shortest candidate list any member was inserted with (0: unknown, read from a
+    /// file saved before it was recorded). A graph is only as navigable as its weakest
+    /// insertions: a graph built cheaply for an index that scans its sketches must not be
+    /// walked as if it were built for walking.
+    graph_expansion_add: AtomicUsize,
 }
+
+/// Separate counts of the Hamming distances in a shortlist's histogram (`Sketches::shortlist`).
+const TALLIES: usize = 4;
 
 /// Members' sign sketches (`kernels::sign_sketch` of each stored vector), end to end for
 /// one linear scan, with the key each belongs to.
@@ -359,10 +374,27 @@ impl Sketches {
         let mut distances = Vec::new();
         kernels::hamming_distances(probe, &self.codes, &mut distances);
         // Distances are at most 64 per word: counting them finds the cutoff in two passes.
-        let mut counts = vec![0_usize; self.words * 64 + 1];
-        for &distance in &distances {
-            counts[distance as usize] += 1;
+        // Neighbouring members' distances often fall in the same bucket, and with one tally
+        // each increment would wait for the store of the one before: four tallies, each of
+        // every fourth distance, summed at the end.
+        let buckets = self.words * 64 + 1;
+        let mut tallies = vec![0_usize; TALLIES * buckets];
+        let (groups, rest) = distances.as_chunks::<TALLIES>();
+        for group in groups {
+            for (tally, &distance) in group.iter().enumerate() {
+                tallies[tally * buckets + distance as usize] += 1;
+            }
         }
+        for &distance in rest {
+            tallies[distance as usize] += 1;
+        }
+        let counts: Vec<usize> = (0..buckets)
+            .map(|bucket| {
+                (0..TALLIES)
+                    .map(|tally| tallies[tally * buckets + bucket])
+                    .sum()
+            })
+            .collect();
         let mut within = 0;
         let cutoff = counts
             .iter()
@@ -407,7 +439,12 @@ impl AnnIndex {
     pub fn new(settings: &IndexSettings) -> Result<Self, AnnError> {
         settings.validate()?;
         let index = Index::new(&settings.usearch_options()).map_err(native("create the index"))?;
-        Self::ready(index, settings, Some(Sketches::new(settings.dimension)))
+        Self::ready(
+            index,
+            settings,
+            Some(Sketches::new(settings.dimension)),
+            settings.expansion_add,
+        )
     }
 
     /// Restores an index written by [`AnnIndex::save`]. The file must match `settings` in
@@ -417,7 +454,8 @@ impl AnnIndex {
         let path_text = utf8(path)?;
         // usearch trusts its input: a flipped bit in the graph could become an out-of-bounds read
         // on a later search. Only bytes that hash to what `save` wrote are handed to it.
-        let payload = verify_trailer(path)?;
+        let sealed = verify_trailer(path)?;
+        let payload = sealed.payload;
         // The header alone says whether the file fits, before any of it is loaded into memory.
         let header = Index::metadata(path_text).map_err(native("read the index header"))?;
         let stored_dimension = usize::try_from(header.dimensions).unwrap_or(usize::MAX);
@@ -466,7 +504,7 @@ impl AnnIndex {
                 "index was built with another connectivity; rebuild it to apply the new one"
             );
         }
-        Self::ready(index, settings, None)
+        Self::ready(index, settings, None, sealed.graph_expansion_add)
     }
 
     /// Final setup shared by `new` and `load`. A loaded usearch index has capacity for exactly
@@ -476,6 +514,7 @@ impl AnnIndex {
         mut index: Index,
         settings: &IndexSettings,
         sketches: Option<Sketches>,
+        graph_expansion_add: usize,
     ) -> Result<Self, AnnError> {
         // Every member and query is a unit vector (`normalise_into`), so cosine is 1 − a·b.
         let kernel = match settings.metric {
@@ -498,6 +537,7 @@ impl AnnIndex {
             expansion_search: AtomicUsize::new(settings.expansion_search),
             sketches: RwLock::new(sketches),
             shortlist: AtomicUsize::new(settings.shortlist),
+            graph_expansion_add: AtomicUsize::new(graph_expansion_add),
         })
     }
 
@@ -590,6 +630,8 @@ impl AnnIndex {
             self.remove_from(index, key, "remove the replaced vector")?;
         }
         self.settings.quantization.add_unit(index, key, unit)?;
+        self.graph_expansion_add
+            .fetch_min(self.settings.expansion_add, Ordering::Relaxed);
         // Only now, with its vector written whole, may a sketch search read the key.
         if let Some(sketches) = write(&self.sketches).as_mut() {
             sketches.put(key, &self.settings.quantization.stored_sketch(unit));
@@ -792,15 +834,17 @@ impl AnnIndex {
         outcome
     }
 
-    /// usearch's own serialisation, then the checksum trailer, then fsync.
+    /// usearch's own serialisation, then the trailer (the graph's insertion list, sealed
+    /// with a checksum), then fsync.
     fn write_snapshot(&self, temp: &Path) -> Result<(), AnnError> {
         let temp_text = utf8(temp)?;
-        {
+        let graph_expansion_add = {
             let _writer = lock(&self.writer);
             read(&self.index)
                 .save(temp_text)
                 .map_err(native("save the index"))?;
-        }
+            self.graph_expansion_add()
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -811,9 +855,14 @@ impl AnnIndex {
             .metadata()
             .map_err(io_error("inspect the snapshot", temp))?
             .len();
-        let checksum =
-            checksum(&mut (&file).take(length)).map_err(io_error("checksum the snapshot", temp))?;
-        file.write_all(&trailer(length, checksum))
+        file.write_all(&graph_field(graph_expansion_add))
+            .map_err(io_error("write the trailer of", temp))?;
+        // Appends leave the offset at the end: the checksum reads from the start.
+        file.seek(SeekFrom::Start(0))
+            .map_err(io_error("rewind the snapshot", temp))?;
+        let checksum = checksum(&mut (&file).take(length + GRAPH_FIELD_LEN))
+            .map_err(io_error("checksum the snapshot", temp))?;
+        file.write_all(&seal(TRAILER_MAGIC, length, checksum))
             .map_err(io_error("write the trailer of", temp))?;
         file.sync_all().map_err(io_error("sync the snapshot", temp))
     }
@@ -855,6 +904,12 @@ impl AnnIndex {
     /// HNSW's candidate list of the next insertion (`IndexSettings::expansion_add`).
     pub fn expansion_add(&self) -> usize {
         read(&self.index).expansion_add()
+    }
+
+    /// The shortest candidate list any member was inserted with, saved with the file: how
+    /// well built the graph is (0: unknown, from a file saved before it was recorded).
+    pub fn graph_expansion_add(&self) -> usize {
+        self.graph_expansion_add.load(Ordering::Relaxed)
     }
 
     /// The distance kernel this index runs on.
@@ -1058,42 +1113,70 @@ fn restrict_permissions(_file: &File, _path: &Path) -> Result<(), AnnError> {
     Ok(())
 }
 
-fn trailer(length: u64, checksum: u64) -> [u8; TRAILER_LEN as usize] {
-    let mut bytes = [0; TRAILER_LEN as usize];
-    bytes[..8].copy_from_slice(&TRAILER_MAGIC);
+fn graph_field(graph_expansion_add: usize) -> [u8; GRAPH_FIELD_LEN as usize] {
+    u64::try_from(graph_expansion_add)
+        .unwrap_or(u64::MAX)
+        .to_le_bytes()
+}
+
+fn seal(magic: [u8; 8], length: u64, checksum: u64) -> [u8; SEAL_LEN as usize] {
+    let mut bytes = [0; SEAL_LEN as usize];
+    bytes[..8].copy_from_slice(&magic);
     bytes[8..16].copy_from_slice(&length.to_le_bytes());
     bytes[16..].copy_from_slice(&checksum.to_le_bytes());
     bytes
 }
 
-/// Checks the trailer and the checksum of everything before it; returns that payload's length.
-fn verify_trailer(path: &Path) -> Result<u64, AnnError> {
+/// What a verified trailer vouches for.
+struct Sealed {
+    /// Length of usearch's own bytes, from the start of the file.
+    payload: u64,
+    /// The graph's shortest insertion list (0 in a file that did not record it).
+    graph_expansion_add: usize,
+}
+
+/// Checks the trailer (either version) and the checksum of everything it covers.
+fn verify_trailer(path: &Path) -> Result<Sealed, AnnError> {
     let corrupt = |reason| AnnError::Corrupt {
         path: path.to_owned(),
         reason,
     };
     let mut file = File::open(path).map_err(io_error("open", path))?;
     let length = file.metadata().map_err(io_error("inspect", path))?.len();
-    let payload = length
-        .checked_sub(TRAILER_LEN)
+    let sealed = length
+        .checked_sub(SEAL_LEN)
         .ok_or_else(|| corrupt("shorter than its trailer"))?;
-    let mut stored = [0; TRAILER_LEN as usize];
-    file.seek(SeekFrom::Start(payload))
+    let mut stored = [0; SEAL_LEN as usize];
+    file.seek(SeekFrom::Start(sealed))
         .and_then(|_| file.read_exact(&mut stored))
         .map_err(io_error("read the trailer of", path))?;
-    if stored[..8] != TRAILER_MAGIC {
-        return Err(corrupt("no trailer: truncated, or not written by this hub"));
-    }
+    let fields = match stored[..8].try_into() {
+        Ok(TRAILER_MAGIC) => GRAPH_FIELD_LEN,
+        Ok(TRAILER_MAGIC_V1) => 0,
+        _ => return Err(corrupt("no trailer: truncated, or not written by this hub")),
+    };
+    let payload = sealed
+        .checked_sub(fields)
+        .ok_or_else(|| corrupt("shorter than its trailer"))?;
     if stored[8..16] != payload.to_le_bytes() {
         return Err(corrupt("its length differs from the one recorded at save"));
     }
     file.seek(SeekFrom::Start(0))
         .map_err(io_error("rewind", path))?;
-    let actual = checksum(&mut (&file).take(payload)).map_err(io_error("read", path))?;
+    let actual = checksum(&mut (&file).take(sealed)).map_err(io_error("read", path))?;
     if stored[16..] != actual.to_le_bytes() {
         return Err(corrupt("checksum mismatch"));
     }
-    Ok(payload)
+    let mut graph = [0; GRAPH_FIELD_LEN as usize];
+    if fields > 0 {
+        file.seek(SeekFrom::Start(payload))
+            .and_then(|_| file.read_exact(&mut graph))
+            .map_err(io_error("read the trailer of", path))?;
+    }
+    Ok(Sealed {
+        payload,
+        graph_expansion_add: usize::try_from(u64::from_le_bytes(graph)).unwrap_or(usize::MAX),
+    })
 }
 
 /// A 64-bit multiply–xorshift hash over little-endian words. Each step is a bijection of the
@@ -1144,6 +1227,9 @@ fn fill(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The whole trailer of the current version.
+    const TRAILER_LEN: u64 = GRAPH_FIELD_LEN + SEAL_LEN;
 
     const DIMENSION: usize = 64;
 
@@ -1649,11 +1735,66 @@ mod tests {
             payload.len() - 1,
         ] {
             let mut resealed = payload[..cut].to_vec();
+            resealed.extend_from_slice(&graph_field(IndexSettings::DEFAULT_EXPANSION));
             let checksum = checksum(&mut &resealed[..]).unwrap();
-            resealed.extend_from_slice(&trailer(cut as u64, checksum));
+            resealed.extend_from_slice(&seal(TRAILER_MAGIC, cut as u64, checksum));
             assert!(load("resealed", &resealed).is_err(), "cut at {cut}");
         }
         AnnIndex::load(&good, &settings).unwrap();
+    }
+
+    #[test]
+    fn the_graphs_insertion_list_is_saved_and_lowered_by_cheaper_insertions() {
+        let scratch = Scratch::new();
+        let path = scratch.0.join("graph.usearch");
+        let vectors = vectors(10, 200);
+        let with_expansion = |expansion_add| IndexSettings {
+            expansion_add,
+            ..IndexSettings::new(DIMENSION)
+        };
+        let index = filled(&with_expansion(40), &vectors);
+        assert_eq!(index.graph_expansion_add(), 40);
+        index.save(&path).unwrap();
+
+        let walked = with_expansion(128);
+        let loaded = AnnIndex::load(&path, &walked).unwrap();
+        assert_eq!(
+            loaded.graph_expansion_add(),
+            40,
+            "read back, not the new setting"
+        );
+        assert_eq!(loaded.expansion_add(), 128);
+        let loaded = AnnIndex::load(&path, &with_expansion(8)).unwrap();
+        assert_eq!(loaded.graph_expansion_add(), 40);
+        loaded.add(9_999, &vectors[0]).unwrap();
+        assert_eq!(
+            loaded.graph_expansion_add(),
+            8,
+            "a cheaper insertion lowers it"
+        );
+
+        // The checksum covers the recorded list.
+        let bytes = fs::read(&path).unwrap();
+        let field_at = bytes.len() - TRAILER_LEN as usize;
+        let mut altered = bytes.clone();
+        altered[field_at] ^= 0x01;
+        let altered_path = scratch.0.join("altered.usearch");
+        fs::write(&altered_path, &altered).unwrap();
+        assert!(matches!(
+            AnnIndex::load(&altered_path, &walked),
+            Err(AnnError::Corrupt { .. })
+        ));
+
+        // A file of the first trailer version loads, its graph's list unknown.
+        let payload = &bytes[..field_at];
+        let mut first_version = payload.to_vec();
+        let checksum = checksum(&mut &first_version[..]).unwrap();
+        first_version.extend_from_slice(&seal(TRAILER_MAGIC_V1, payload.len() as u64, checksum));
+        let first_version_path = scratch.0.join("first-version.usearch");
+        fs::write(&first_version_path, &first_version).unwrap();
+        let loaded = AnnIndex::load(&first_version_path, &walked).unwrap();
+        assert_eq!(loaded.graph_expansion_add(), 0);
+        assert_eq!(loaded.len(), index.len());
     }
 
     #[test]

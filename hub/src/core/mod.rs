@@ -161,8 +161,13 @@ pub struct IndexStatus {
     /// Members a search re-ranks by cosine after scanning every member's sign sketch; 0:
     /// searches walk the HNSW graph (the setting `search.sketch_shortlist`).
     pub sketch_shortlist: usize,
-    /// HNSW's candidate list while inserting (the setting `index.expansion_add`).
+    /// HNSW's candidate list while inserting (the setting `index.expansion_add`, by default
+    /// 128 for a graph that searches walk and 16 for one they do not).
     pub expansion_add: usize,
+    /// The shortest candidate list any template in the index was inserted with: how well
+    /// its graph is built (0: unknown, saved by an earlier version). An index that walks its
+    /// graph is rebuilt at start when this is below `expansion_add`.
+    pub graph_expansion_add: usize,
 }
 
 /// Stripes of the per-record lock: enough that unrelated records rarely wait on each other
@@ -1076,17 +1081,23 @@ impl Hub {
                     .indexable_template_ids(&algorithm.id)
                     .await?
                     .len();
-                // Every registered algorithm has an index in each partition once prepared.
-                let tuning = biometrics
-                    .tuning(partition, &algorithm.id)
-                    .ok_or(HubError::NotReady)?;
+                // Every registered algorithm has an index in each partition once prepared:
+                // a missing one is the hub's fault, not a reason for the caller to retry.
+                let index = biometrics.index(partition, &algorithm.id).ok_or_else(|| {
+                    HubError::Internal(format!(
+                        "no {} index for algorithm {}",
+                        partition.as_str(),
+                        algorithm.id
+                    ))
+                })?;
                 status.push(IndexStatus {
                     partition,
                     algorithm: algorithm.id.clone(),
-                    indexed: biometrics.len(partition, &algorithm.id),
+                    indexed: index.len(),
                     eligible,
-                    sketch_shortlist: tuning.sketch_shortlist,
-                    expansion_add: tuning.expansion_add,
+                    sketch_shortlist: index.shortlist(),
+                    expansion_add: index.expansion_add(),
+                    graph_expansion_add: index.graph_expansion_add(),
                 });
             }
         }

@@ -10,7 +10,8 @@ use sqlx::Connection as _;
 
 on_both_backends!(
     indexes_are_saved_and_rebuilt_from_the_store,
-    the_search_method_follows_the_setting_and_either_finds_the_mate
+    the_search_method_follows_the_setting_and_either_finds_the_mate,
+    a_graph_built_for_scanning_is_rebuilt_when_searches_come_to_walk_it
 );
 
 /// Each index's `field` in `GET /v1/biometrics/indexes`.
@@ -29,10 +30,12 @@ async fn index_field(hub: &TestHub, field: &str) -> Vec<u64> {
 /// insertion list: both find its record. The insertion list follows the setting at the next
 /// start, over the index loaded from its file.
 async fn the_search_method_follows_the_setting_and_either_finds_the_mate(backend: Backend) {
-    for (shortlist, expansion_add) in [(64_usize, 128_usize), (0, 12)] {
+    // Neither insertion list is the default: a setting that never reached the indexes
+    // would show 128.
+    for (shortlist, expansion_add) in [(64_usize, 40_usize), (0, 12)] {
         let hub = TestHub::spawn_with(backend, |config| {
             config.settings.search.sketch_shortlist = shortlist;
-            config.settings.index.expansion_add = expansion_add;
+            config.settings.index.expansion_add = Some(expansion_add);
         })
         .await;
         hub.post_examples().await;
@@ -45,12 +48,24 @@ async fn the_search_method_follows_the_setting_and_either_finds_the_mate(backend
             vec![expansion_add as u64; 4]
         );
         let hub = hub
-            .restart_with(|config| config.settings.index.expansion_add = expansion_add + 1)
+            .restart_with(|config| config.settings.index.expansion_add = Some(expansion_add + 1))
             .await;
         assert_eq!(
             index_field(&hub, "expansion_add").await,
             vec![expansion_add as u64 + 1; 4],
             "a loaded index takes the setting"
+        );
+        // A scanned index keeps the graph it loaded; a walked one whose graph was built with
+        // a shorter list than the setting now asks for is rebuilt.
+        let graph = if shortlist > 0 {
+            expansion_add
+        } else {
+            expansion_add + 1
+        };
+        assert_eq!(
+            index_field(&hub, "graph_expansion_add").await,
+            vec![graph as u64; 4],
+            "shortlist {shortlist}"
         );
         let sis = connectors::parse(
             SourceSystem::Sis,
@@ -77,10 +92,35 @@ async fn the_search_method_follows_the_setting_and_either_finds_the_mate(backend
         assert_eq!(
             top,
             RecordRef::new(SourceSystem::Sis, sis.source_id.clone()),
-            "shortlist {shortlist}: {answer}"
+            "shortlist {shortlist}, expansion_add {expansion_add}: {answer}"
         );
         hub.stop().await;
     }
+}
+
+/// By default the indexes scan their sketches and build their graphs cheaply; a hub told to
+/// walk the graphs instead rebuilds them at start with the walked graph's insertion list,
+/// and every template is back in its index.
+async fn a_graph_built_for_scanning_is_rebuilt_when_searches_come_to_walk_it(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    hub.post_examples().await;
+    let scanned = vec![interop_hub::biometrics::SCANNED_EXPANSION_ADD as u64; 4];
+    assert_eq!(index_field(&hub, "expansion_add").await, scanned);
+    assert_eq!(index_field(&hub, "graph_expansion_add").await, scanned);
+    let before = index_counts(&hub).await;
+
+    let hub = hub
+        .restart_with(|config| config.settings.search.sketch_shortlist = 0)
+        .await;
+    let walked = vec![interop_hub::biometrics::EXPANSION_ADD as u64; 4];
+    assert_eq!(index_field(&hub, "expansion_add").await, walked);
+    assert_eq!(
+        index_field(&hub, "graph_expansion_add").await,
+        walked,
+        "rebuilt for walking"
+    );
+    assert_eq!(index_counts(&hub).await, before, "every template back");
+    hub.stop().await;
 }
 
 async fn index_counts(hub: &TestHub) -> Vec<(String, u64, u64)> {
@@ -104,8 +144,13 @@ async fn index_counts(hub: &TestHub) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// Saved, loaded and rebuilt indexes; built with an insertion list that is not the default,
+/// which every rebuilt index keeps.
 async fn indexes_are_saved_and_rebuilt_from_the_store(backend: Backend) {
-    let hub = TestHub::spawn(backend).await;
+    let hub = TestHub::spawn_with(backend, |config| {
+        config.settings.index.expansion_add = Some(40)
+    })
+    .await;
     hub.post_examples().await;
     let expected = vec![
         ("civil-acme-face-v3".to_owned(), 1, 1),
@@ -153,6 +198,11 @@ async fn indexes_are_saved_and_rebuilt_from_the_store(backend: Backend) {
             ("law_enforcement-acme-finger-v2".to_owned(), 2, 2),
         ],
         "rebuilt from the store"
+    );
+    assert_eq!(
+        index_field(&hub, "expansion_add").await,
+        vec![40; 4],
+        "rebuilt indexes keep the setting"
     );
     hub.stop().await;
 }
