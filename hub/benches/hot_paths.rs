@@ -1,8 +1,9 @@
 //! criterion micro-benchmarks of the hot paths: name normalisation, identity comparison,
 //! one 1:N search of the ANN index (walking its graph, and scanning its sketches), the
-//! Hamming scan of 100k sketches (the CPU's kernel and the scalar loop), the distance kernel
-//! (and a bare search with usearch's own kernel and with the hub's), the biometric comparison of a record pair, one audit append
-//! to SQLite, and the access decision (made afresh, and from the per-policy-version memo).
+//! Hamming scan of 100k face sketches (the CPU's kernel and the scalar loop) and of 200k
+//! finger sketches, the distance kernel (and a bare search with usearch's own kernel and
+//! with the hub's), the biometric comparison of a record pair, one audit append to SQLite,
+//! and the access decision (made afresh, and from the per-policy-version memo).
 //! Run with `cargo bench -p interop-hub --bench hot_paths`.
 
 use std::hint::black_box;
@@ -110,6 +111,34 @@ fn sketch_scan(c: &mut Criterion) {
     });
     c.bench_function("sketch/hamming_100k_512_bits_scalar", |b| {
         b.iter(|| kernels::hamming_distances_scalar(black_box(&sketch), &sketches, &mut distances))
+    });
+
+    // A finger index of 100k records: two 192-bit sketches each.
+    sketches.clear();
+    for person in 0..2 * MEMBERS {
+        kernels::sign_sketch(
+            &base_vector(
+                1,
+                person,
+                Trait::Finger(connectors::FingerPosition::RightIndex),
+            ),
+            &mut sketch,
+        );
+        sketches.extend_from_slice(&sketch);
+    }
+    kernels::sign_sketch(
+        &new_capture(
+            &base_vector(
+                1,
+                4_242,
+                Trait::Finger(connectors::FingerPosition::RightIndex),
+            ),
+            99,
+        ),
+        &mut sketch,
+    );
+    c.bench_function("sketch/hamming_200k_192_bits", |b| {
+        b.iter(|| kernels::hamming_distances(black_box(&sketch), &sketches, &mut distances))
     });
 }
 

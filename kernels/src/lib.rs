@@ -157,8 +157,39 @@ fn scalar_hamming_distances(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
     }
 }
 
+/// The scan at the sketch lengths of common templates as loops of a length known at compile
+/// time: unrolled, a 192-bit finger sketch is three loads, xors and counts with no loop of
+/// its own.
 #[inline(always)]
 fn hamming_distances_portable(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
+    match probe.len() {
+        1 => hamming_distances_of::<1>(probe, sketches, out),
+        2 => hamming_distances_of::<2>(probe, sketches, out),
+        3 => hamming_distances_of::<3>(probe, sketches, out),
+        4 => hamming_distances_of::<4>(probe, sketches, out),
+        6 => hamming_distances_of::<6>(probe, sketches, out),
+        8 => hamming_distances_of::<8>(probe, sketches, out),
+        _ => hamming_distances_any(probe, sketches, out),
+    }
+}
+
+#[inline(always)]
+fn hamming_distances_of<const WORDS: usize>(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
+    let Ok(probe) = <&[u64; WORDS]>::try_from(probe) else {
+        return hamming_distances_any(probe, sketches, out);
+    };
+    let (members, _) = sketches.as_chunks::<WORDS>();
+    for (sketch, distance) in members.iter().zip(out) {
+        let mut differing = 0;
+        for word in 0..WORDS {
+            differing += (sketch[word] ^ probe[word]).count_ones();
+        }
+        *distance = differing;
+    }
+}
+
+#[inline(always)]
+fn hamming_distances_any(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
     for (sketch, distance) in sketches.chunks_exact(probe.len()).zip(out) {
         *distance = sketch
             .iter()
@@ -829,17 +860,23 @@ mod tests {
             noise.next();
             noise.0
         };
-        for words in [1, 2, 3, 7, 8, 9, 16, 17] {
+        for words in [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17] {
             let probe: Vec<u64> = (0..words).map(|_| word()).collect();
             for members in [0, 1, 7, 8, 9, 16, 23, 64] {
                 let sketches: Vec<u64> = (0..words * members)
                     .map(|i| if i % 5 == 0 { probe[i % words] } else { word() })
                     .collect();
                 let mut expected = vec![0; members];
-                hamming_distances_portable(&probe, &sketches, &mut expected);
+                hamming_distances_any(&probe, &sketches, &mut expected);
                 let mut found = Vec::new();
                 hamming_distances(&probe, &sketches, &mut found);
                 assert_eq!(found, expected, "{words} words, {members} members");
+                let mut unrolled = vec![0; members];
+                hamming_distances_portable(&probe, &sketches, &mut unrolled);
+                assert_eq!(
+                    unrolled, expected,
+                    "unrolled, {words} words, {members} members"
+                );
                 if avx512_popcnt_available() {
                     let mut wide = vec![0; members];
                     // SAFETY: the CPU has the features.
