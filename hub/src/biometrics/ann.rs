@@ -316,9 +316,6 @@ pub struct AnnIndex {
     graph_expansion_add: AtomicUsize,
 }
 
-/// Separate counts of the Hamming distances in a shortlist's histogram (`Sketches::shortlist`).
-const TALLIES: usize = 4;
-
 /// Members' sign sketches (`kernels::sign_sketch` of each stored vector), end to end for
 /// one linear scan, with the key each belongs to.
 struct Sketches {
@@ -374,27 +371,10 @@ impl Sketches {
         let mut distances = Vec::new();
         kernels::hamming_distances(probe, &self.codes, &mut distances);
         // Distances are at most 64 per word: counting them finds the cutoff in two passes.
-        // Neighbouring members' distances often fall in the same bucket, and with one tally
-        // each increment would wait for the store of the one before: four tallies, each of
-        // every fourth distance, summed at the end.
-        let buckets = self.words * 64 + 1;
-        let mut tallies = vec![0_usize; TALLIES * buckets];
-        let (groups, rest) = distances.as_chunks::<TALLIES>();
-        for group in groups {
-            for (tally, &distance) in group.iter().enumerate() {
-                tallies[tally * buckets + distance as usize] += 1;
-            }
+        let mut counts = vec![0_usize; self.words * 64 + 1];
+        for &distance in &distances {
+            counts[distance as usize] += 1;
         }
-        for &distance in rest {
-            tallies[distance as usize] += 1;
-        }
-        let counts: Vec<usize> = (0..buckets)
-            .map(|bucket| {
-                (0..TALLIES)
-                    .map(|tally| tallies[tally * buckets + bucket])
-                    .sum()
-            })
-            .collect();
         let mut within = 0;
         let cutoff = counts
             .iter()
