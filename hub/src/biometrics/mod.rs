@@ -125,9 +125,10 @@ pub const SKETCH_SHORTLIST: usize = 64;
 /// setting `index.expansion_add` says otherwise.
 pub const EXPANSION_ADD: usize = IndexSettings::DEFAULT_EXPANSION;
 
-/// The same, into a graph no search walks (sketch searches, the default): inserts about 8×
-/// as fast as at 128 (bare adds/s at 20k, `interop-hub bench --expansion-add 16`), and the
-/// graph still finds most mates should it be walked (98 % at ef 256, 20k).
+/// The same, into a graph no search walks (sketch searches, the default): inserts about 7×
+/// as fast as at 128 (bare adds/s at 20k, `interop-hub bench --expansion-add 16`, session
+/// 14). Walked, such a graph finds too few mates (the hub's at 100k: 96.6 % at ef 512), so
+/// an index that comes to walk it is rebuilt at start.
 pub const SCANNED_EXPANSION_ADD: usize = 16;
 
 /// HNSW's search expansion for face indexes: used only while the index's shortlist is 0
