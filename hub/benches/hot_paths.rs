@@ -114,27 +114,14 @@ fn sketch_scan(c: &mut Criterion) {
     });
 
     // A finger index of 100k records: two 192-bit sketches each.
+    let finger = Trait::Finger(connectors::FingerPosition::RightIndex);
     sketches.clear();
     for person in 0..2 * MEMBERS {
-        kernels::sign_sketch(
-            &base_vector(
-                1,
-                person,
-                Trait::Finger(connectors::FingerPosition::RightIndex),
-            ),
-            &mut sketch,
-        );
+        kernels::sign_sketch(&base_vector(1, person, finger), &mut sketch);
         sketches.extend_from_slice(&sketch);
     }
     kernels::sign_sketch(
-        &new_capture(
-            &base_vector(
-                1,
-                4_242,
-                Trait::Finger(connectors::FingerPosition::RightIndex),
-            ),
-            99,
-        ),
+        &new_capture(&base_vector(1, 4_242, finger), 99),
         &mut sketch,
     );
     c.bench_function("sketch/hamming_200k_192_bits", |b| {

@@ -160,8 +160,8 @@ fn scalar_hamming_distances(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
 /// The scan at the sketch lengths of common templates as loops of a length known at compile
 /// time: unrolled, a 192-bit finger sketch is three loads, xors and counts with no loop of
 /// its own. On an AVX2 EPYC (`cargo bench -p interop-hub --bench hot_paths -- sketch/`,
-/// session 14): 200k 192-bit sketches 574 → 286 µs, 100k 512-bit 362 → 337 µs; both scans
-/// then read their sketches at 17–19 GB/s.
+/// session 14): 200k 192-bit sketches 574 → 286 µs, 100k 512-bit 362 → 337 µs; by arithmetic,
+/// both scans then read their sketches at 17–19 GB/s.
 #[inline(always)]
 fn hamming_distances_portable(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
     match probe.len() {

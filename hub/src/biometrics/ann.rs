@@ -428,7 +428,9 @@ impl AnnIndex {
     }
 
     /// Restores an index written by [`AnnIndex::save`]. The file must match `settings` in
-    /// dimension, metric and quantization; anything else is an error, and the caller rebuilds.
+    /// dimension, metric and quantization, and an index that walks its graph (shortlist 0)
+    /// needs a graph built with at least its `expansion_add`; anything else is an error, and
+    /// the caller rebuilds.
     pub fn load(path: &Path, settings: &IndexSettings) -> Result<Self, AnnError> {
         settings.validate()?;
         let path_text = utf8(path)?;
@@ -436,6 +438,15 @@ impl AnnIndex {
         // on a later search. Only bytes that hash to what `save` wrote are handed to it.
         let sealed = verify_trailer(path)?;
         let payload = sealed.payload;
+        // A graph built cheaply, while searches scanned sketches (or of unknown make), is
+        // not one to walk: an index that walks its graph needs it built at its setting.
+        if settings.shortlist == 0 && sealed.graph_expansion_add < settings.expansion_add {
+            return Err(mismatch(
+                "graph expansion_add",
+                sealed.graph_expansion_add,
+                settings.expansion_add,
+            ));
+        }
         // The header alone says whether the file fits, before any of it is loaded into memory.
         let header = Index::metadata(path_text).map_err(native("read the index header"))?;
         let stored_dimension = usize::try_from(header.dimensions).unwrap_or(usize::MAX);
@@ -1736,14 +1747,27 @@ mod tests {
         assert_eq!(index.graph_expansion_add(), 40);
         index.save(&path).unwrap();
 
-        let walked = with_expansion(128);
-        let loaded = AnnIndex::load(&path, &walked).unwrap();
+        let scanned = IndexSettings {
+            shortlist: 16,
+            ..with_expansion(128)
+        };
+        let loaded = AnnIndex::load(&path, &scanned).unwrap();
         assert_eq!(
             loaded.graph_expansion_add(),
             40,
             "read back, not the new setting"
         );
         assert_eq!(loaded.expansion_add(), 128);
+        let walked = with_expansion(128);
+        assert!(
+            matches!(
+                AnnIndex::load(&path, &walked),
+                Err(AnnError::SettingsMismatch { .. })
+            ),
+            "a graph built at 40 is not walked as one built at 128"
+        );
+        let loaded = AnnIndex::load(&path, &with_expansion(40)).unwrap();
+        assert_eq!(loaded.graph_expansion_add(), 40, "walked at its own list");
         let loaded = AnnIndex::load(&path, &with_expansion(8)).unwrap();
         assert_eq!(loaded.graph_expansion_add(), 40);
         loaded.add(9_999, &vectors[0]).unwrap();
@@ -1761,7 +1785,7 @@ mod tests {
         let altered_path = scratch.0.join("altered.usearch");
         fs::write(&altered_path, &altered).unwrap();
         assert!(matches!(
-            AnnIndex::load(&altered_path, &walked),
+            AnnIndex::load(&altered_path, &scanned),
             Err(AnnError::Corrupt { .. })
         ));
 
@@ -1772,9 +1796,13 @@ mod tests {
         first_version.extend_from_slice(&seal(TRAILER_MAGIC_V1, payload.len() as u64, checksum));
         let first_version_path = scratch.0.join("first-version.usearch");
         fs::write(&first_version_path, &first_version).unwrap();
-        let loaded = AnnIndex::load(&first_version_path, &walked).unwrap();
+        let loaded = AnnIndex::load(&first_version_path, &scanned).unwrap();
         assert_eq!(loaded.graph_expansion_add(), 0);
         assert_eq!(loaded.len(), index.len());
+        assert!(
+            AnnIndex::load(&first_version_path, &walked).is_err(),
+            "a graph of unknown make is not walked"
+        );
     }
 
     #[test]

@@ -126,8 +126,8 @@ pub const SKETCH_SHORTLIST: usize = 64;
 pub const EXPANSION_ADD: usize = IndexSettings::DEFAULT_EXPANSION;
 
 /// The same, into a graph no search walks (sketch searches, the default): inserts about 7×
-/// as fast as at 128 (bare adds/s at 20k, `interop-hub bench --expansion-add 16`, session
-/// 14). Walked, such a graph finds too few mates (the hub's at 100k: 96.6 % at ef 512), so
+/// as fast as at 128 (bare adds/s at 20k, `interop-hub bench --expansion-add 16` against
+/// `--expansion-add 128`, session 14). Walked, such a graph finds too few mates (the hub's at 100k: 96.6 % at ef 512), so
 /// an index that comes to walk it is rebuilt at start.
 pub const SCANNED_EXPANSION_ADD: usize = 16;
 
@@ -219,22 +219,19 @@ impl Biometrics {
         let ids = store.indexable_template_ids(&algorithm.id).await?;
         let file = path.to_path_buf();
         let loaded_settings = settings.clone();
-        let loaded = blocking(move || Ok(AnnIndex::load(&file, &loaded_settings).ok())).await?;
-        // An index that walks its graph needs one built for walking: not one built cheaply
-        // while its searches scanned sketches (or of unknown make).
-        let loaded = loaded.filter(|index| {
-            let adequate =
-                settings.shortlist > 0 || index.graph_expansion_add() >= settings.expansion_add;
-            if !adequate {
-                tracing::info!(
-                    algorithm = %algorithm.id,
-                    built_with = index.graph_expansion_add(),
-                    needed = settings.expansion_add,
-                    "index graph built with a shorter insertion list than graph searches need: rebuilding"
-                );
-            }
-            adequate
-        });
+        let loaded = blocking(move || {
+            Ok(match AnnIndex::load(&file, &loaded_settings) {
+                Ok(index) => Some(index),
+                Err(e) => {
+                    // No file is a first start; any other refusal is worth knowing about.
+                    if file.exists() {
+                        tracing::warn!(error = %e, "index file not loaded: rebuilding from the store");
+                    }
+                    None
+                }
+            })
+        })
+        .await?;
         let (index, missing) = match loaded {
             Some(index) => {
                 let index = Arc::new(index);
