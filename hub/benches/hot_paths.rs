@@ -92,7 +92,8 @@ fn one_to_n(c: &mut Criterion) {
 }
 
 /// The Hamming scan under a sketch search: 100k 512-bit face sketches, with the kernel the
-/// CPU gets and with the scalar `popcnt` loop.
+/// CPU gets and with the scalar `popcnt` loop; 200k 192-bit finger sketches, for one probe
+/// and for a record's two, one after the other and sharing the scan.
 fn sketch_scan(c: &mut Criterion) {
     const MEMBERS: u64 = 100_000;
     let mut sketch = Vec::new();
@@ -126,6 +127,55 @@ fn sketch_scan(c: &mut Criterion) {
     );
     c.bench_function("sketch/hamming_200k_192_bits", |b| {
         b.iter(|| kernels::hamming_distances(black_box(&sketch), &sketches, &mut distances))
+    });
+    c.bench_function("sketch/hamming_200k_192_bits_scalar", |b| {
+        b.iter(|| kernels::hamming_distances_scalar(black_box(&sketch), &sketches, &mut distances))
+    });
+    // A record's two fingers against the same index: one after the other, and sharing a scan.
+    let mut other = Vec::new();
+    kernels::sign_sketch(&new_capture(&base_vector(1, 4_243, finger), 98), &mut other);
+    let mut other_distances = Vec::new();
+    c.bench_function("sketch/hamming_200k_192_bits_two_probes_in_turn", |b| {
+        b.iter(|| {
+            kernels::hamming_distances(black_box(&sketch), &sketches, &mut distances);
+            kernels::hamming_distances(black_box(&other), &sketches, &mut other_distances);
+        })
+    });
+    let mut shared = Vec::new();
+    c.bench_function("sketch/hamming_200k_192_bits_two_probes_shared", |b| {
+        b.iter(|| {
+            kernels::hamming_distances_each(
+                black_box(&[sketch.as_slice(), other.as_slice()]),
+                &sketches,
+                &mut shared,
+            )
+        })
+    });
+    // Ten times as many (48 MB, past a server's last-level cache): the bits do not matter
+    // to the scan's speed, so they are drawn, not derived from templates.
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let large: Vec<u64> = (0..3 * 20 * MEMBERS)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        })
+        .collect();
+    c.bench_function("sketch/hamming_2m_192_bits_two_probes_in_turn", |b| {
+        b.iter(|| {
+            kernels::hamming_distances(black_box(&sketch), &large, &mut distances);
+            kernels::hamming_distances(black_box(&other), &large, &mut other_distances);
+        })
+    });
+    c.bench_function("sketch/hamming_2m_192_bits_two_probes_shared", |b| {
+        b.iter(|| {
+            kernels::hamming_distances_each(
+                black_box(&[sketch.as_slice(), other.as_slice()]),
+                &large,
+                &mut shared,
+            )
+        })
     });
 }
 

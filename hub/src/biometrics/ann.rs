@@ -362,32 +362,59 @@ impl Sketches {
         self.codes.truncate(last * words);
     }
 
-    /// The keys of the `wanted` members nearest `probe` by Hamming distance, and of every
-    /// member tied with the farthest of them, in no particular order.
-    fn shortlist(&self, probe: &[u64], wanted: usize) -> Vec<u64> {
+    /// For each probe, the keys of the `wanted` members nearest it by Hamming distance and
+    /// of every member tied with the farthest of them, in no particular order. The probes
+    /// share one scan of the sketches.
+    fn shortlists(&self, probes: &[&[u64]], wanted: usize) -> Vec<Vec<u64>> {
         if self.keys.len() <= wanted {
-            return self.keys.clone();
+            return vec![self.keys.clone(); probes.len()];
         }
         let mut distances = Vec::new();
-        kernels::hamming_distances(probe, &self.codes, &mut distances);
-        // Distances are at most 64 per word: counting them finds the cutoff in two passes.
-        let mut counts = vec![0_usize; self.words * 64 + 1];
-        for &distance in &distances {
-            counts[distance as usize] += 1;
-        }
-        let mut within = 0;
-        let cutoff = counts
-            .iter()
-            .position(|&count| {
-                within += count;
-                within >= wanted
-            })
-            .unwrap_or(counts.len());
+        kernels::hamming_distances_each(probes, &self.codes, &mut distances);
         distances
             .iter()
+            .map(|distances| self.nearest(distances, wanted))
+            .collect()
+    }
+
+    /// The keys of the `wanted` members nearest by `distances` (one per member), and of
+    /// every member tied with the farthest of them.
+    fn nearest(&self, distances: &[u32], wanted: usize) -> Vec<u64> {
+        let largest = self.words * 64;
+        // A first cutoff from every 16th member, loose enough (twice the sample's share of
+        // `wanted`, and some) that nearly always `wanted` members fall within it: one pass
+        // then gathers the few within it, and the exact cutoff is found among those alone,
+        // instead of counting every member. The exact cutoff is the smallest distance
+        // within which `wanted` members fall, so it lies within any cutoff that holds
+        // `wanted`; when the guess holds fewer, every member is counted.
+        let sample = distances.iter().step_by(CUTOFF_SAMPLE_STEP).copied();
+        let guess = cutoff(
+            sample,
+            largest,
+            (2 * wanted).div_ceil(CUTOFF_SAMPLE_STEP) + 8,
+        );
+        let mut gathered: Vec<(u32, u64)> = distances
+            .iter()
             .zip(&self.keys)
-            .filter(|(distance, _)| **distance as usize <= cutoff)
-            .map(|(_, key)| *key)
+            .filter(|(distance, _)| **distance <= guess)
+            .map(|(distance, key)| (*distance, *key))
+            .collect();
+        if gathered.len() < wanted {
+            gathered = distances
+                .iter()
+                .copied()
+                .zip(self.keys.iter().copied())
+                .collect();
+        }
+        let exact = cutoff(
+            gathered.iter().map(|(distance, _)| *distance),
+            largest,
+            wanted,
+        );
+        gathered
+            .into_iter()
+            .filter(|(distance, _)| *distance <= exact)
+            .map(|(_, key)| key)
             .collect()
     }
 
@@ -396,6 +423,28 @@ impl Sketches {
         (self.keys.capacity() + self.codes.capacity()) * std::mem::size_of::<u64>()
             + self.positions.capacity() * entry
     }
+}
+
+/// Every how many members a shortlist's first guess at its cutoff looks at.
+const CUTOFF_SAMPLE_STEP: usize = 16;
+
+/// The smallest distance within which `wanted` of `distances` (each at most `largest`) fall;
+/// `largest` when fewer are given. Distances are at most 64 per sketch word: counting them
+/// finds it without sorting.
+fn cutoff(distances: impl Iterator<Item = u32>, largest: usize, wanted: usize) -> u32 {
+    let mut counts = vec![0_usize; largest + 1];
+    for distance in distances {
+        counts[distance as usize] += 1;
+    }
+    let mut within = 0;
+    let at = counts
+        .iter()
+        .position(|&count| {
+            within += count;
+            within >= wanted
+        })
+        .unwrap_or(largest);
+    u32::try_from(at).unwrap_or(u32::MAX)
 }
 
 // The hub shares indexes behind `Arc` across blocking threads: keep that a compile-time fact.
@@ -690,19 +739,52 @@ impl AnnIndex {
         count: usize,
         expansion: Option<usize>,
     ) -> Result<Vec<Neighbour>, AnnError> {
+        Ok(self
+            .search_each_at(&[query], count, expansion)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// [`AnnIndex::search_at`] for several queries, their neighbours in their order. Sketch
+    /// searches share one scan of the sketches: two queries cost little more than one.
+    pub fn search_each_at(
+        &self,
+        queries: &[&[f32]],
+        count: usize,
+        expansion: Option<usize>,
+    ) -> Result<Vec<Vec<Neighbour>>, AnnError> {
         let expansion = expansion.unwrap_or_else(|| self.expansion_search.load(Ordering::Relaxed));
         if expansion == 0 {
             return Err(AnnError::InvalidSettings("expansions must be at least 1"));
         }
-        let norm = self.check_vector(query)?;
-        let mut unit = Vec::with_capacity(query.len());
-        normalise_into(query, norm, &mut unit);
+        let units = queries
+            .iter()
+            .map(|query| {
+                let norm = self.check_vector(query)?;
+                let mut unit = Vec::with_capacity(query.len());
+                normalise_into(query, norm, &mut unit);
+                Ok(unit)
+            })
+            .collect::<Result<Vec<_>, AnnError>>()?;
         let shortlist = self.shortlist.load(Ordering::Relaxed);
         if shortlist > 0
-            && let Some(found) = self.search_sketched(&unit, count, shortlist)?
+            && let Some(found) = self.search_sketched(&units, count, shortlist)?
         {
             return Ok(found);
         }
+        units
+            .iter()
+            .map(|unit| self.search_graph(unit, count, expansion))
+            .collect()
+    }
+
+    /// The graph search of one unit-length query.
+    fn search_graph(
+        &self,
+        unit: &[f32],
+        count: usize,
+        expansion: usize,
+    ) -> Result<Vec<Neighbour>, AnnError> {
         let _permit = self.searches.acquire();
         let index = read(&self.index);
         // usearch sizes its result buffers by what is asked up front: never past the members.
@@ -714,7 +796,7 @@ impl AnnIndex {
         let matches = self
             .settings
             .quantization
-            .search_unit(&index, &unit, wanted)?;
+            .search_unit(&index, unit, wanted)?;
         Ok(matches
             .keys
             .iter()
@@ -728,15 +810,16 @@ impl AnnIndex {
             .collect())
     }
 
-    /// The sketch search: the shortlist by Hamming distance between sign sketches, re-ranked
-    /// by the cosine of `unit` and each stored vector (for `i8`, of both quantised, as the
-    /// graph search has it). `None` while the sketches are not rebuilt after a load.
+    /// The sketch search of unit-length queries: each one's shortlist by Hamming distance
+    /// between sign sketches (one scan for all), re-ranked by the cosine of the query and
+    /// each stored vector (for `i8`, of both quantised, as the graph search has it). `None`
+    /// while the sketches are not rebuilt after a load.
     fn search_sketched(
         &self,
-        unit: &[f32],
+        units: &[Vec<f32>],
         count: usize,
         shortlist: usize,
-    ) -> Result<Option<Vec<Neighbour>>, AnnError> {
+    ) -> Result<Option<Vec<Vec<Neighbour>>>, AnnError> {
         let index = read(&self.index);
         // Held until every candidate's vector is read: see `remove_from`.
         let sketches = read(&self.sketches);
@@ -745,50 +828,39 @@ impl AnnIndex {
         };
         let wanted = shortlist.max(count);
         let dimension = self.settings.dimension;
-        let mut found = Vec::new();
-        match self.settings.quantization {
+        let mut found = match self.settings.quantization {
             Quantization::I8 => {
                 // Quantised once, for its sketch (as the members' were made) and its cosines.
-                let probe = Quantization::integers(unit);
-                let mut sketch = Vec::new();
-                kernels::sign_sketch(&probe, &mut sketch);
-                let candidates = sketches.shortlist(&sketch, wanted);
+                let probes: Vec<Vec<i8>> =
+                    units.iter().map(|u| Quantization::integers(u)).collect();
+                let probe_sketches: Vec<Vec<u64>> = probes.iter().map(|p| sketch_of(p)).collect();
                 let mut stored = vec![0_i8; dimension];
-                for key in candidates {
-                    if index
-                        .get(key, &mut stored)
-                        .map_err(native("read a stored vector"))?
-                        > 0
-                    {
-                        let distance = kernels::cosine_distance_i8(&probe, &stored);
-                        found.push(Neighbour {
-                            key,
-                            similarity: (1.0 - distance).clamp(-1.0, 1.0),
-                        });
-                    }
-                }
+                rerank(
+                    &index,
+                    sketches,
+                    &probe_sketches,
+                    wanted,
+                    &mut stored,
+                    |at, stored| 1.0 - kernels::cosine_distance_i8(&probes[at], stored),
+                )?
             }
             Quantization::F32 | Quantization::F16 => {
-                let mut sketch = Vec::new();
-                kernels::sign_sketch(unit, &mut sketch);
-                let candidates = sketches.shortlist(&sketch, wanted);
+                let probe_sketches: Vec<Vec<u64>> = units.iter().map(|u| sketch_of(u)).collect();
                 let mut stored = vec![0.0_f32; dimension];
-                for key in candidates {
-                    if index
-                        .get(key, &mut stored)
-                        .map_err(native("read a stored vector"))?
-                        > 0
-                    {
-                        found.push(Neighbour {
-                            key,
-                            similarity: kernels::dot_f32(unit, &stored).clamp(-1.0, 1.0),
-                        });
-                    }
-                }
+                rerank(
+                    &index,
+                    sketches,
+                    &probe_sketches,
+                    wanted,
+                    &mut stored,
+                    |at, stored| kernels::dot_f32(&units[at], stored),
+                )?
             }
+        };
+        for neighbours in &mut found {
+            neighbours.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+            neighbours.truncate(count);
         }
-        found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-        found.truncate(count);
         Ok(Some(found))
     }
 
@@ -1041,6 +1113,46 @@ fn check_key(key: u64) -> Result<(), AnnError> {
 
 /// Cosine ignores length, but quantised scalars (f16, i8) only hold unit-scale components
 /// well, and the `f16`/`f32` kernel takes every norm as 1: hand usearch unit vectors.
+fn sketch_of<T: Copy + PartialOrd + Default>(vector: &[T]) -> Vec<u64> {
+    let mut sketch = Vec::new();
+    kernels::sign_sketch(vector, &mut sketch);
+    sketch
+}
+
+/// Each probe's shortlist (from one scan of `sketches`), its members read from `index` into
+/// `stored` and scored by `similarity(probe's position, stored)`, unsorted.
+fn rerank<T: usearch::VectorType>(
+    index: &Index,
+    sketches: &Sketches,
+    probe_sketches: &[Vec<u64>],
+    wanted: usize,
+    stored: &mut [T],
+    similarity: impl Fn(usize, &[T]) -> f32,
+) -> Result<Vec<Vec<Neighbour>>, AnnError> {
+    let borrowed: Vec<&[u64]> = probe_sketches.iter().map(Vec::as_slice).collect();
+    sketches
+        .shortlists(&borrowed, wanted)
+        .into_iter()
+        .enumerate()
+        .map(|(at, candidates)| {
+            let mut found = Vec::with_capacity(candidates.len());
+            for key in candidates {
+                if index
+                    .get(key, stored)
+                    .map_err(native("read a stored vector"))?
+                    > 0
+                {
+                    found.push(Neighbour {
+                        key,
+                        similarity: similarity(at, stored).clamp(-1.0, 1.0),
+                    });
+                }
+            }
+            Ok(found)
+        })
+        .collect()
+}
+
 fn normalise_into(vector: &[f32], norm: f64, unit: &mut Vec<f32>) {
     unit.clear();
     unit.extend(vector.iter().map(|&x| (f64::from(x) / norm) as f32));
@@ -1578,6 +1690,86 @@ mod tests {
             }
         }
         assert_eq!(index.search(&vectors[9], 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_shortlist_holds_the_nearest_and_their_ties_whatever_its_first_guess() {
+        /// Every member within the smallest distance that holds `wanted` of them.
+        fn counted(distances: &[u32], wanted: usize) -> Vec<u64> {
+            let mut sorted = distances.to_vec();
+            sorted.sort_unstable();
+            let cutoff = sorted[wanted - 1];
+            (0..distances.len() as u64)
+                .filter(|&key| distances[key as usize] <= cutoff)
+                .collect()
+        }
+        let mut sketches = Sketches::new(512);
+        let members = 1_600;
+        for key in 0..members {
+            sketches.put(key, &[0; 8]);
+        }
+        let mut random = Random(71);
+        // Spread as real distances are (many ties), and a guess too tight: the sampled
+        // members (every 16th) all near, the rest far.
+        let spread: Vec<u32> = (0..members)
+            .map(|_| 200 + (random.next_u64() % 100) as u32)
+            .collect();
+        let tight: Vec<u32> = (0..members)
+            .map(|at| if at % 16 == 0 { 0 } else { 500 })
+            .collect();
+        for (distances, wanted) in [(&spread, 1), (&spread, 64), (&spread, 900), (&tight, 150)] {
+            let mut found = sketches.nearest(distances, wanted);
+            found.sort_unstable();
+            let expected = counted(distances, wanted);
+            assert!(expected.len() >= wanted);
+            assert_eq!(found, expected, "{wanted} wanted");
+        }
+        assert_eq!(
+            sketches.nearest(&tight, 150).len(),
+            1_600,
+            "the far ones tie"
+        );
+    }
+
+    #[test]
+    fn queries_searched_together_find_what_each_finds_alone() {
+        let vectors = vectors(6, 1_500);
+        let mut random = Random(61);
+        let probes: Vec<Vec<f32>> = [3, 700, 1_499]
+            .iter()
+            .map(|&at| random.noisy_copy(&vectors[at], 0.1))
+            .collect();
+        let borrowed: Vec<&[f32]> = probes.iter().map(Vec::as_slice).collect();
+        for quantization in [Quantization::I8, Quantization::F16] {
+            let index = filled(
+                &IndexSettings {
+                    quantization,
+                    ..sketched(DIMENSION)
+                },
+                &vectors,
+            );
+            for shortlist in [16, 0] {
+                index.set_shortlist(shortlist);
+                let together = index.search_each_at(&borrowed, 4, Some(64)).unwrap();
+                let alone: Vec<Vec<Neighbour>> = borrowed
+                    .iter()
+                    .map(|probe| index.search_at(probe, 4, Some(64)).unwrap())
+                    .collect();
+                assert_eq!(together, alone, "{quantization:?}, shortlist {shortlist}");
+                let firsts: Vec<u64> = together.iter().map(|found| found[0].key).collect();
+                assert_eq!(
+                    firsts,
+                    [3, 700, 1_499],
+                    "{quantization:?}, shortlist {shortlist}"
+                );
+            }
+            assert!(index.search_each_at(&[], 4, None).unwrap().is_empty());
+            let short = vec![0.5_f32; DIMENSION - 1];
+            assert!(matches!(
+                index.search_each_at(&[borrowed[0], &short], 4, None),
+                Err(AnnError::DimensionMismatch { .. })
+            ));
+        }
     }
 
     #[test]

@@ -389,7 +389,8 @@ impl Biometrics {
     /// 1:N searches of several probes, each `(algorithm, vector)`, in `partitions`: the hits
     /// of each probe, best first, in the probes' order. `expansion` is HNSW's ef for every
     /// search that walks a graph (`None`: each index's own). One blocking task per
-    /// partition runs every probe, and the partitions run at the same time.
+    /// partition runs every probe, the probes of one algorithm in one call (a record's two
+    /// fingers share a scan), and the partitions run at the same time.
     pub async fn search_each(
         &self,
         probes: Vec<(String, Vec<f32>)>,
@@ -397,35 +398,49 @@ impl Biometrics {
         expansion: Option<usize>,
         partitions: &[Partition],
     ) -> Result<Vec<Vec<Hit>>, BiometricsError> {
+        let probe_count = probes.len();
         let probes = Arc::new(probes);
+        let mut by_algorithm: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (at, (algorithm, _)) in probes.iter().enumerate() {
+            match by_algorithm
+                .iter_mut()
+                .find(|(named, _)| named == algorithm)
+            {
+                Some((_, positions)) => positions.push(at),
+                None => by_algorithm.push((algorithm, vec![at])),
+            }
+        }
         let searches = partitions.iter().map(|partition| {
             let partition = *partition;
-            let indexes: Vec<Option<Arc<AnnIndex>>> = probes
+            let groups: Vec<(Arc<AnnIndex>, Vec<usize>)> = by_algorithm
                 .iter()
-                .map(|(algorithm, _)| {
-                    self.slots
-                        .get(&(partition, algorithm.clone()))
-                        .map(|slot| Arc::clone(&slot.index))
+                .filter_map(|(algorithm, positions)| {
+                    let slot = self.slots.get(&(partition, (*algorithm).to_owned()))?;
+                    Some((Arc::clone(&slot.index), positions.clone()))
                 })
                 .collect();
             let probes = Arc::clone(&probes);
             async move {
                 let neighbours = blocking(move || {
-                    indexes
-                        .iter()
-                        .zip(probes.iter())
-                        .map(|(index, (_, vector))| match index {
-                            Some(index) => Ok(index.search_at(vector, count, expansion)?),
-                            None => Ok(Vec::new()),
-                        })
-                        .collect::<Result<Vec<Vec<Neighbour>>, BiometricsError>>()
+                    let mut found: Vec<Vec<Neighbour>> = vec![Vec::new(); probe_count];
+                    for (index, positions) in groups {
+                        let vectors: Vec<&[f32]> = positions
+                            .iter()
+                            .map(|&at| probes[at].1.as_slice())
+                            .collect();
+                        let each = index.search_each_at(&vectors, count, expansion)?;
+                        for (at, neighbours) in positions.into_iter().zip(each) {
+                            found[at] = neighbours;
+                        }
+                    }
+                    Ok(found)
                 })
                 .await?;
                 Ok::<_, BiometricsError>((partition, neighbours))
             }
         });
         let found = futures::future::try_join_all(searches).await?;
-        let mut hits: Vec<Vec<Hit>> = vec![Vec::new(); probes.len()];
+        let mut hits: Vec<Vec<Hit>> = vec![Vec::new(); probe_count];
         for (partition, per_probe) in found {
             let Some(owners) = self.owners.get(&partition) else {
                 continue;

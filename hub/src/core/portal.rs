@@ -414,15 +414,26 @@ impl Hub {
             // Records hit that the biographic search did not find: loaded together below.
             let mut pending: BTreeMap<RecordRef, (Partition, i64, BTreeSet<String>)> =
                 BTreeMap::new();
-            for (modality, algorithm, vector) in &probe.templates {
+            // All templates at once: one blocking task per partition, and two fingers of
+            // one algorithm share a scan.
+            let found_each = biometrics
+                .search_each(
+                    probe
+                        .templates
+                        .iter()
+                        .map(|(_, algorithm, vector)| (algorithm.clone(), vector.clone()))
+                        .collect(),
+                    NEIGHBOURS_PER_PROBE,
+                    None,
+                    &partitions,
+                )
+                .await?;
+            for ((modality, algorithm, _), hits) in probe.templates.iter().zip(found_each) {
                 let threshold = self
                     .settings
                     .biometrics
                     .get(algorithm)
                     .map_or(f32::INFINITY, |a| a.match_threshold);
-                let hits = biometrics
-                    .search(algorithm, vector, NEIGHBOURS_PER_PROBE, &partitions)
-                    .await?;
                 for hit in hits.into_iter().filter(|h| {
                     h.similarity >= threshold && systems.contains(&h.owner.record.system)
                 }) {
