@@ -120,6 +120,11 @@ pub fn sign_sketch<T: Copy + PartialOrd + Default>(vector: &[T], out: &mut Vec<u
 /// When `sketches` is not a whole number of `probe`-long sketches, or `probe` is empty.
 pub fn hamming_distances(probe: &[u64], sketches: &[u64], out: &mut Vec<u32>) {
     one_distance_each(probe, sketches, out);
+    fastest_hamming_distances(probe, sketches, out);
+}
+
+/// The scan on the widest kernel the CPU has, into an `out` sized one per sketch.
+fn fastest_hamming_distances(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
     if avx512_popcnt_available() {
         // SAFETY: the CPU has the features; the function reads only the slices given.
         unsafe { x86_avx512_popcnt::hamming_distances(probe, sketches, out) }
@@ -152,7 +157,6 @@ pub fn hamming_distances_each(probes: &[&[u64]], sketches: &[u64], out: &mut Vec
     for (probe, distances) in probes.iter().zip(out.iter_mut()) {
         one_distance_each(probe, sketches, distances);
     }
-    let wide = avx512_popcnt_available();
     // A whole number of the wide kernel's eight-member steps, so that only the last block
     // has a scalar tail.
     let block = (SHARED_SCAN_BLOCK_BYTES / (words * 8)).next_multiple_of(8);
@@ -161,13 +165,7 @@ pub fn hamming_distances_each(probes: &[&[u64]], sketches: &[u64], out: &mut Vec
         let end = (start + block).min(members);
         let chunk = &sketches[start * words..end * words];
         for (probe, distances) in probes.iter().zip(out.iter_mut()) {
-            let distances = &mut distances[start..end];
-            if wide {
-                // SAFETY: the CPU has the features; the function reads only the slices given.
-                unsafe { x86_avx512_popcnt::hamming_distances(probe, chunk, distances) }
-            } else {
-                scalar_hamming_distances(probe, chunk, distances);
-            }
+            fastest_hamming_distances(probe, chunk, &mut distances[start..end]);
         }
     }
 }

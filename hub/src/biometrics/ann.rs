@@ -833,28 +833,17 @@ impl AnnIndex {
                 // Quantised once, for its sketch (as the members' were made) and its cosines.
                 let probes: Vec<Vec<i8>> =
                     units.iter().map(|u| Quantization::integers(u)).collect();
-                let probe_sketches: Vec<Vec<u64>> = probes.iter().map(|p| sketch_of(p)).collect();
-                let mut stored = vec![0_i8; dimension];
                 rerank(
                     &index,
                     sketches,
-                    &probe_sketches,
+                    &probes,
                     wanted,
-                    &mut stored,
-                    |at, stored| 1.0 - kernels::cosine_distance_i8(&probes[at], stored),
+                    dimension,
+                    |probe, stored| 1.0 - kernels::cosine_distance_i8(probe, stored),
                 )?
             }
             Quantization::F32 | Quantization::F16 => {
-                let probe_sketches: Vec<Vec<u64>> = units.iter().map(|u| sketch_of(u)).collect();
-                let mut stored = vec![0.0_f32; dimension];
-                rerank(
-                    &index,
-                    sketches,
-                    &probe_sketches,
-                    wanted,
-                    &mut stored,
-                    |at, stored| kernels::dot_f32(&units[at], stored),
-                )?
+                rerank(&index, sketches, units, wanted, dimension, kernels::dot_f32)?
             }
         };
         for neighbours in &mut found {
@@ -1113,38 +1102,42 @@ fn check_key(key: u64) -> Result<(), AnnError> {
 
 /// Cosine ignores length, but quantised scalars (f16, i8) only hold unit-scale components
 /// well, and the `f16`/`f32` kernel takes every norm as 1: hand usearch unit vectors.
-fn sketch_of<T: Copy + PartialOrd + Default>(vector: &[T]) -> Vec<u64> {
-    let mut sketch = Vec::new();
-    kernels::sign_sketch(vector, &mut sketch);
-    sketch
-}
-
-/// Each probe's shortlist (from one scan of `sketches`), its members read from `index` into
-/// `stored` and scored by `similarity(probe's position, stored)`, unsorted.
-fn rerank<T: usearch::VectorType>(
+/// Each probe's shortlist (from one scan of `sketches`, by the probe's sign sketch), its
+/// members' `dimension`-long vectors read from `index` and scored by `similarity(probe,
+/// stored)`, unsorted.
+fn rerank<T: usearch::VectorType + Copy + PartialOrd + Default>(
     index: &Index,
     sketches: &Sketches,
-    probe_sketches: &[Vec<u64>],
+    probes: &[Vec<T>],
     wanted: usize,
-    stored: &mut [T],
-    similarity: impl Fn(usize, &[T]) -> f32,
+    dimension: usize,
+    similarity: impl Fn(&[T], &[T]) -> f32,
 ) -> Result<Vec<Vec<Neighbour>>, AnnError> {
+    let probe_sketches: Vec<Vec<u64>> = probes
+        .iter()
+        .map(|probe| {
+            let mut sketch = Vec::new();
+            kernels::sign_sketch(probe, &mut sketch);
+            sketch
+        })
+        .collect();
     let borrowed: Vec<&[u64]> = probe_sketches.iter().map(Vec::as_slice).collect();
+    let mut stored = vec![T::default(); dimension];
     sketches
         .shortlists(&borrowed, wanted)
         .into_iter()
-        .enumerate()
-        .map(|(at, candidates)| {
+        .zip(probes)
+        .map(|(candidates, probe)| {
             let mut found = Vec::with_capacity(candidates.len());
             for key in candidates {
                 if index
-                    .get(key, stored)
+                    .get(key, &mut stored)
                     .map_err(native("read a stored vector"))?
                     > 0
                 {
                     found.push(Neighbour {
                         key,
-                        similarity: similarity(at, stored).clamp(-1.0, 1.0),
+                        similarity: similarity(probe, &stored).clamp(-1.0, 1.0),
                     });
                 }
             }
