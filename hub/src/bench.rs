@@ -50,6 +50,9 @@ pub struct BenchOptions {
     /// setting `index.expansion_add`); `None`: each index's default for how it is searched
     /// (the hub's scan their sketches, the bare ones walk their graphs).
     pub expansion_add: Option<usize>,
+    /// The hub's setting `search.sketch_shortlist` (0: its searches and its detector walk
+    /// the graphs).
+    pub sketch_shortlist: usize,
     /// Builds the bare index again at every other quantisation (the quantisation table):
     /// at 100k the longest phase of the run.
     pub quantisation_table: bool,
@@ -512,6 +515,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let mut config = HubConfig::embedded(&data_dir);
     config.settings.detection.expansion_search = options.detection_expansion;
     config.settings.index.expansion_add = options.expansion_add;
+    config.settings.search.sketch_shortlist = options.sketch_shortlist;
     config.settings.validate()?;
     let tuning = config.settings.index_tuning();
     // The bare indexes are searched the usearch way, by walking their graphs.
@@ -1740,8 +1744,12 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "detection (sketches, shortlist {}): recall {:.4} (under another identity {:.4}), {} false links; bare ingest at ef {} found {:.4} of mates",
-            self.shortlist,
+            "detection ({}): recall {:.4} (under another identity {:.4}), {} false links; bare ingest at ef {} found {:.4} of mates",
+            if self.shortlist == 0 {
+                format!("graphs walked at ef {}", self.detection_expansion_search)
+            } else {
+                format!("sketches, shortlist {}", self.shortlist)
+            },
             self.detection_recall,
             self.detection_recall_assumed_identity,
             self.detection_false_links,

@@ -199,6 +199,11 @@ struct BenchArgs {
     /// 24 and 32): about 20 minutes more at 100k.
     #[arg(long)]
     connectivity_table: bool,
+    /// The hub's setting `search.sketch_shortlist`: members a sketch search re-ranks; 0
+    /// makes every hub search and the detector walk the graphs instead (which are then
+    /// built at ef_add 128 unless `--expansion-add` says otherwise).
+    #[arg(long, default_value_t = crate::biometrics::SKETCH_SHORTLIST as u16, value_parser = clap::value_parser!(u16).range(0..=crate::config::MAX_SKETCH_SHORTLIST as i64))]
+    sketch_shortlist: u16,
 }
 
 impl StoreArgs {
@@ -312,6 +317,7 @@ impl Command {
                     ingest_in_flight: usize::from(args.ingest_in_flight),
                     detection_expansion: usize::from(args.detection_expansion),
                     expansion_add: args.expansion_add.map(usize::from),
+                    sketch_shortlist: usize::from(args.sketch_shortlist),
                     quantisation_table: !args.skip_quantisation,
                     connectivity_table: args.connectivity_table,
                 };
