@@ -44,11 +44,12 @@ pub struct BenchOptions {
     /// Records in flight at once while ingesting.
     pub ingest_in_flight: usize,
     /// HNSW's ef of the bare ingest's searches, and of the hub detector's where an index
-    /// walks its graph (the hub's scan their sketches).
+    /// walks its graph (the hub's scan their sketches unless `sketch_shortlist` is 0).
     pub detection_expansion: usize,
     /// HNSW's candidate list while inserting, in the hub's indexes and the bare ones (the
     /// setting `index.expansion_add`); `None`: each index's default for how it is searched
-    /// (the hub's scan their sketches, the bare ones walk their graphs).
+    /// (the hub's scan their sketches unless `sketch_shortlist` is 0, the bare ones walk
+    /// their graphs).
     pub expansion_add: Option<usize>,
     /// The hub's setting `search.sketch_shortlist` (0: its searches and its detector walk
     /// the graphs).
@@ -91,7 +92,7 @@ pub struct BenchReport {
     /// Records in flight at once while ingesting.
     pub ingest_in_flight: usize,
     /// HNSW's ef of the bare ingest's searches, and of the hub detector's where an index
-    /// walks its graph (the hub's scan their sketches: see `shortlist`).
+    /// walks its graph (the hub's scan their sketches unless `shortlist` is 0).
     pub detection_expansion_search: usize,
     /// Share of second appearances that ingest's detection linked to the first.
     pub detection_recall: f64,

@@ -179,12 +179,13 @@ struct BenchArgs {
     ingest_in_flight: u16,
     /// HNSW's ef for the bare ingest's searches, and the hub's setting
     /// `detection.expansion_search` (used where an index walks its graph; the hub's scan
-    /// their sketches).
+    /// their sketches unless `--sketch-shortlist` is 0).
     #[arg(long, default_value_t = crate::config::DETECTION_EXPANSION_SEARCH, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::config::MAX_DETECTION_EXPANSION)))]
     detection_expansion: u16,
     /// HNSW's candidate list while inserting, in the hub's indexes (the setting
     /// `index.expansion_add`) and the bare ones; default: each index's for how it is
-    /// searched (the hub's scan sketches: 16; the bare ones walk their graphs: 128).
+    /// searched (the hub's scan sketches: 16, or with `--sketch-shortlist 0` walk their
+    /// graphs: 128; the bare ones walk their graphs: 128).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::config::MAX_EXPANSION_ADD as i64))]
     expansion_add: Option<u16>,
     /// Also write the face vectors and probes, with their persons, into this directory (raw

@@ -434,6 +434,9 @@ const GATHER_BLOCK: usize = 64;
 /// over 200k distances with 261 near it took 60 µs, blocks of 16 / 64 / 128 took 40 / 20
 /// / 30 µs (a throwaway program, not a project command).
 fn within(distances: &[u32], keys: &[u64], limit: u32) -> Vec<(u32, u64)> {
+    // One distance per member: cut both to the shorter, as a zip of the two would.
+    let members = distances.len().min(keys.len());
+    let (distances, keys) = (&distances[..members], &keys[..members]);
     let near = |(distance, key): (&u32, &u64)| (*distance <= limit).then_some((*distance, *key));
     let mut gathered = Vec::new();
     let blocks = distances.chunks_exact(GATHER_BLOCK);
@@ -444,8 +447,7 @@ fn within(distances: &[u32], keys: &[u64], limit: u32) -> Vec<(u32, u64)> {
         }
     }
     let tail = distances.len() - rest;
-    let tail_keys = keys.get(tail..).unwrap_or_default();
-    gathered.extend(distances[tail..].iter().zip(tail_keys).filter_map(near));
+    gathered.extend(distances[tail..].iter().zip(&keys[tail..]).filter_map(near));
     gathered
 }
 
@@ -1714,7 +1716,8 @@ mod tests {
             let mut distances: Vec<u32> = (0..members)
                 .map(|_| 100 + (random.next_u64() % 50) as u32)
                 .collect();
-            // Near ones at a block's first and last place, and in the tail past the blocks.
+            // Near ones at a block's first and last place, in a middle block (700), and in
+            // the tail past the blocks.
             for at in [0, 63, 64, members.saturating_sub(1), 700] {
                 if let Some(distance) = distances.get_mut(at) {
                     *distance = 40 + (at % 20) as u32;
@@ -1731,6 +1734,18 @@ mod tests {
                     within(&distances, &keys, limit),
                     expected,
                     "{members} members, limit {limit}"
+                );
+                // Fewer keys than distances (never so in an index): cut as a zip cuts.
+                let fewer = members.saturating_sub(GATHER_BLOCK + 3);
+                let cut: Vec<(u32, u64)> = expected
+                    .iter()
+                    .copied()
+                    .filter(|(_, key)| *key < 3 * fewer as u64 + 1)
+                    .collect();
+                assert_eq!(
+                    within(&distances, &keys[..fewer], limit),
+                    cut,
+                    "{members} members, {fewer} keys, limit {limit}"
                 );
             }
         }
