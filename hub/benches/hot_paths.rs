@@ -131,6 +131,19 @@ fn sketch_scan(c: &mut Criterion) {
     c.bench_function("sketch/hamming_200k_192_bits_scalar", |b| {
         b.iter(|| kernels::hamming_distances_scalar(black_box(&sketch), &sketches, &mut distances))
     });
+    // What a shortlist of 64 gathers after that scan: the members within a loose first
+    // cutoff (the 256th smallest distance here), in blocks and member by member.
+    kernels::hamming_distances(&sketch, &sketches, &mut distances);
+    let keys: Vec<u64> = (0..distances.len() as u64).collect();
+    let mut sorted = distances.clone();
+    sorted.sort_unstable();
+    let limit = sorted[255];
+    c.bench_function("sketch/gather_200k_near_256", |b| {
+        b.iter(|| kernels::gather_within(black_box(&distances), &keys, limit))
+    });
+    c.bench_function("sketch/gather_200k_near_256_filtered", |b| {
+        b.iter(|| kernels::gather_within_filtered(black_box(&distances), &keys, limit))
+    });
     // A record's two fingers against the same index: one after the other, and sharing a scan.
     let mut other = Vec::new();
     kernels::sign_sketch(&new_capture(&base_vector(1, 4_243, finger), 98), &mut other);

@@ -1,5 +1,6 @@
 //! The distances the biometric index spends its time in — dot products of unit vectors stored
-//! as `f16` or `f32`, cosine of quantised `i8` vectors, Hamming distances of sign sketches —
+//! as `f16` or `f32`, cosine of quantised `i8` vectors, Hamming distances of sign sketches and
+//! the gather of the members near enough by them —
 //! the usearch metrics built on them, and the `i8` quantisation of unit vectors: the one place in the workspace that holds
 //! `unsafe` code (SIMD intrinsics, and the raw pointers usearch hands its metric).
 //!
@@ -178,6 +179,51 @@ pub fn hamming_distances_each(probes: &[&[u64]], sketches: &[u64], out: &mut Vec
 pub fn hamming_distances_scalar(probe: &[u64], sketches: &[u64], out: &mut Vec<u32>) {
     one_distance_each(probe, sketches, out);
     scalar_hamming_distances(probe, sketches, out);
+}
+
+/// Members a gather looks at together: a block is passed over when none of it is near.
+const GATHER_BLOCK: usize = 64;
+
+/// Each `(distance, key)` whose distance is at most `limit`, in member order (`distances[i]`
+/// is member `keys[i]`'s; both are cut to the shorter, as a zip would). Few members fall
+/// within a shortlist's first cutoff, so a block of distances is looked into only when its
+/// count within the limit is not zero: a sum of compares, which the compiler vectorises
+/// (a minimum of unsigned values is not on baseline x86-64), instead of a branch per member.
+/// `cargo bench -p interop-hub --bench hot_paths -- sketch/gather` compares it with
+/// [`gather_within_filtered`].
+pub fn gather_within(distances: &[u32], keys: &[u64], limit: u32) -> Vec<(u32, u64)> {
+    let members = distances.len().min(keys.len());
+    let (distances, keys) = (&distances[..members], &keys[..members]);
+    let mut gathered = Vec::new();
+    let blocks = distances.chunks_exact(GATHER_BLOCK);
+    let tail = members - blocks.remainder().len();
+    for (at, block) in blocks.enumerate() {
+        if block.iter().map(|&d| u32::from(d <= limit)).sum::<u32>() > 0 {
+            let start = at * GATHER_BLOCK;
+            gathered.extend(gather_within_filtered(
+                block,
+                &keys[start..start + GATHER_BLOCK],
+                limit,
+            ));
+        }
+    }
+    gathered.extend(gather_within_filtered(
+        &distances[tail..],
+        &keys[tail..],
+        limit,
+    ));
+    gathered
+}
+
+/// [`gather_within`] by a filter over every member: the reference the tests and the
+/// benchmarks compare it with.
+pub fn gather_within_filtered(distances: &[u32], keys: &[u64], limit: u32) -> Vec<(u32, u64)> {
+    distances
+        .iter()
+        .copied()
+        .zip(keys.iter().copied())
+        .filter(|(distance, _)| *distance <= limit)
+        .collect()
 }
 
 /// Sizes `out` for one distance per sketch.
@@ -713,6 +759,50 @@ mod x86 {
 mod tests {
     use super::*;
     use usearch::{IndexOptions, MetricKind};
+
+    #[test]
+    fn a_gather_finds_every_near_member_in_any_block_and_the_tail() {
+        let mut random = 83_u64;
+        let mut next = move || {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            random
+        };
+        for members in [0_usize, 1, 63, 64, 65, 1_000] {
+            let keys: Vec<u64> = (0..members as u64).map(|key| key * 3 + 1).collect();
+            let mut distances: Vec<u32> =
+                (0..members).map(|_| 100 + (next() % 50) as u32).collect();
+            // Near ones at a block's first and last place, in a middle block (700), and in
+            // the tail past the blocks.
+            for at in [0, 63, 64, members.saturating_sub(1), 700] {
+                if let Some(distance) = distances.get_mut(at) {
+                    *distance = 40 + (at % 20) as u32;
+                }
+            }
+            for limit in [0, 59, 100, 130, 200] {
+                let expected = gather_within_filtered(&distances, &keys, limit);
+                assert!(limit < 40 || !expected.is_empty() || members == 0);
+                assert_eq!(
+                    gather_within(&distances, &keys, limit),
+                    expected,
+                    "{members} members, limit {limit}"
+                );
+                // Fewer keys than distances: cut as a zip cuts.
+                let fewer = members.saturating_sub(GATHER_BLOCK + 3);
+                let cut: Vec<(u32, u64)> = expected
+                    .iter()
+                    .copied()
+                    .filter(|(_, key)| *key < 3 * fewer as u64 + 1)
+                    .collect();
+                assert_eq!(
+                    gather_within(&distances, &keys[..fewer], limit),
+                    cut,
+                    "{members} members, {fewer} keys, limit {limit}"
+                );
+            }
+        }
+    }
 
     struct Noise(u64);
 

@@ -393,13 +393,9 @@ impl Sketches {
             largest,
             (2 * wanted).div_ceil(CUTOFF_SAMPLE_STEP) + 8,
         );
-        let mut gathered = within(distances, &self.keys, guess);
+        let mut gathered = kernels::gather_within(distances, &self.keys, guess);
         if gathered.len() < wanted {
-            gathered = distances
-                .iter()
-                .copied()
-                .zip(self.keys.iter().copied())
-                .collect();
+            gathered = kernels::gather_within_filtered(distances, &self.keys, u32::MAX);
         }
         let exact = cutoff(
             gathered.iter().map(|(distance, _)| *distance),
@@ -422,34 +418,6 @@ impl Sketches {
 
 /// Every how many members a shortlist's first guess at its cutoff looks at.
 const CUTOFF_SAMPLE_STEP: usize = 16;
-
-/// Distances a gather looks at together: a block is passed over when none of it is near.
-const GATHER_BLOCK: usize = 64;
-
-/// Each `(distance, key)` whose distance is at most `limit`, in member order. Few members
-/// fall within a shortlist's first guess, so a block of distances is looked into only when
-/// its count within the limit (a sum of compares, which the compiler vectorises; a minimum
-/// of unsigned values is not on baseline x86-64) is not zero. A filter branching per member
-/// was 12 % of ingest CPU at 100k (`perf record` during `interop-hub bench`, session 16);
-/// over 200k distances with 261 near it took 60 µs, blocks of 16 / 64 / 128 took 40 / 20
-/// / 30 µs (a throwaway program, not a project command).
-fn within(distances: &[u32], keys: &[u64], limit: u32) -> Vec<(u32, u64)> {
-    // One distance per member: cut both to the shorter, as a zip of the two would.
-    let members = distances.len().min(keys.len());
-    let (distances, keys) = (&distances[..members], &keys[..members]);
-    let near = |(distance, key): (&u32, &u64)| (*distance <= limit).then_some((*distance, *key));
-    let mut gathered = Vec::new();
-    let blocks = distances.chunks_exact(GATHER_BLOCK);
-    let rest = blocks.remainder().len();
-    for (block, block_keys) in blocks.zip(keys.chunks_exact(GATHER_BLOCK)) {
-        if block.iter().map(|&d| u32::from(d <= limit)).sum::<u32>() > 0 {
-            gathered.extend(block.iter().zip(block_keys).filter_map(near));
-        }
-    }
-    let tail = distances.len() - rest;
-    gathered.extend(distances[tail..].iter().zip(&keys[tail..]).filter_map(near));
-    gathered
-}
 
 /// The smallest distance within which `wanted` of `distances` (each at most `largest`) fall;
 /// `largest` when fewer are given. Distances are at most 64 per sketch word: counting them
@@ -1706,49 +1674,6 @@ mod tests {
             }
         }
         assert_eq!(index.search(&vectors[9], 2).unwrap().len(), 2);
-    }
-
-    #[test]
-    fn a_gather_finds_every_near_member_in_any_block_and_the_tail() {
-        let mut random = Random(83);
-        for members in [0_usize, 1, 63, 64, 65, 1_000] {
-            let keys: Vec<u64> = (0..members as u64).map(|key| key * 3 + 1).collect();
-            let mut distances: Vec<u32> = (0..members)
-                .map(|_| 100 + (random.next_u64() % 50) as u32)
-                .collect();
-            // Near ones at a block's first and last place, in a middle block (700), and in
-            // the tail past the blocks.
-            for at in [0, 63, 64, members.saturating_sub(1), 700] {
-                if let Some(distance) = distances.get_mut(at) {
-                    *distance = 40 + (at % 20) as u32;
-                }
-            }
-            for limit in [0, 59, 100, 130, 200] {
-                let expected: Vec<(u32, u64)> = distances
-                    .iter()
-                    .copied()
-                    .zip(keys.iter().copied())
-                    .filter(|(distance, _)| *distance <= limit)
-                    .collect();
-                assert_eq!(
-                    within(&distances, &keys, limit),
-                    expected,
-                    "{members} members, limit {limit}"
-                );
-                // Fewer keys than distances (never so in an index): cut as a zip cuts.
-                let fewer = members.saturating_sub(GATHER_BLOCK + 3);
-                let cut: Vec<(u32, u64)> = expected
-                    .iter()
-                    .copied()
-                    .filter(|(_, key)| *key < 3 * fewer as u64 + 1)
-                    .collect();
-                assert_eq!(
-                    within(&distances, &keys[..fewer], limit),
-                    cut,
-                    "{members} members, {fewer} keys, limit {limit}"
-                );
-            }
-        }
     }
 
     #[test]
