@@ -134,15 +134,25 @@ fn sketch_scan(c: &mut Criterion) {
     // What a shortlist of 64 gathers after that scan: the members within a loose first
     // cutoff (the 256th smallest distance here), in blocks and member by member.
     kernels::hamming_distances(&sketch, &sketches, &mut distances);
-    let keys: Vec<u64> = (0..distances.len() as u64).collect();
     let mut sorted = distances.clone();
     sorted.sort_unstable();
     let limit = sorted[255];
+    let mut gathered = Vec::new();
     c.bench_function("sketch/gather_200k_near_256", |b| {
-        b.iter(|| kernels::gather_within(black_box(&distances), &keys, limit))
+        b.iter(|| {
+            gathered.clear();
+            kernels::gather_within(black_box(&distances), limit, 0, &mut gathered);
+        })
     });
     c.bench_function("sketch/gather_200k_near_256_filtered", |b| {
-        b.iter(|| kernels::gather_within_filtered(black_box(&distances), &keys, limit))
+        b.iter(|| {
+            gathered.clear();
+            kernels::gather_within_filtered(black_box(&distances), limit, 0, &mut gathered);
+        })
+    });
+    // The whole shortlist of 64 for one probe: the scan streamed through its selection.
+    c.bench_function("sketch/shortlist_200k_192_bits_64", |b| {
+        b.iter(|| kernels::nearest_each(black_box(&[sketch.as_slice()]), &sketches, 64))
     });
     // A record's two fingers against the same index: one after the other, and sharing a scan.
     let mut other = Vec::new();
@@ -190,6 +200,99 @@ fn sketch_scan(c: &mut Criterion) {
             )
         })
     });
+}
+
+/// A shortlist of 64 from a million 512-bit face sketches (64 MB, past a server's
+/// last-level cache), for one probe and for two sharing the scan: the whole sketches
+/// scanned, and two stages (the first 128 bits of every sketch, then whole sketches for
+/// the 1,024 nearest by those), with the bare scan's distances alone beside them. The
+/// sketches are a million persons' faces, the probes new captures of two of them; before
+/// the timings, new captures of 502 persons tell how often each method's shortlist holds
+/// the mate's own sketch.
+fn sketch_shortlist_at_a_million(c: &mut Criterion) {
+    const MEMBERS: u64 = 1_000_000;
+    const PREFIX_WORDS: usize = 2;
+    let mut sketch = Vec::new();
+    let mut sketches = Vec::with_capacity(8 * MEMBERS as usize);
+    let mut prefixes = Vec::with_capacity(PREFIX_WORDS * MEMBERS as usize);
+    for person in 0..MEMBERS {
+        kernels::sign_sketch(&base_vector(1, person, Trait::Face), &mut sketch);
+        sketches.extend_from_slice(&sketch);
+        prefixes.extend_from_slice(&sketch[..PREFIX_WORDS]);
+    }
+    // New captures of every 2,000th person (and of two far apart, which the timed
+    // searches probe): how many shortlists hold the mate's own sketch, printed beside the
+    // times, and the two-stage shortlist must hold nearly all.
+    let capture_sketch = |person: u64| {
+        let mut probe = Vec::new();
+        kernels::sign_sketch(
+            &new_capture(&base_vector(1, person, Trait::Face), 99 ^ person),
+            &mut probe,
+        );
+        probe
+    };
+    let persons: Vec<u64> = (0..MEMBERS)
+        .step_by(2_000)
+        .chain([4_242, 777_777])
+        .collect();
+    let all: Vec<Vec<u64>> = persons
+        .iter()
+        .map(|&person| capture_sketch(person))
+        .collect();
+    let borrowed: Vec<&[u64]> = all.iter().map(Vec::as_slice).collect();
+    let held = |shortlists: Vec<Vec<(u32, usize)>>| {
+        shortlists
+            .iter()
+            .zip(&persons)
+            .filter(|(found, person)| found.iter().any(|&(_, at)| at as u64 == **person))
+            .count()
+    };
+    let whole_held = held(kernels::nearest_each(&borrowed, &sketches, 64));
+    let two_stages_held = held(kernels::nearest_each_by_prefix(
+        &borrowed,
+        &prefixes,
+        PREFIX_WORDS,
+        &sketches,
+        1_024,
+        64,
+    ));
+    eprintln!(
+        "1M face sketches, shortlist 64: the mate held for {whole_held} of {} probes scanning \
+         whole sketches, {two_stages_held} in two stages",
+        persons.len()
+    );
+    assert!(
+        two_stages_held * 1_000 >= persons.len() * 995,
+        "two stages lost mates"
+    );
+    let probes = &all[all.len() - 2..];
+    let one = [probes[0].as_slice()];
+    let two = [probes[0].as_slice(), probes[1].as_slice()];
+    let mut distances = Vec::new();
+    c.bench_function("sketch/hamming_1m_512_bits", |b| {
+        b.iter(|| kernels::hamming_distances(black_box(&probes[0]), &sketches, &mut distances))
+    });
+    for (name, probes) in [("one_probe", &one[..]), ("two_probes", &two[..])] {
+        c.bench_function(
+            &format!("sketch/shortlist_1m_512_bits_64_whole_{name}"),
+            |b| b.iter(|| kernels::nearest_each(black_box(probes), &sketches, 64)),
+        );
+        c.bench_function(
+            &format!("sketch/shortlist_1m_512_bits_64_two_stages_{name}"),
+            |b| {
+                b.iter(|| {
+                    kernels::nearest_each_by_prefix(
+                        black_box(probes),
+                        &prefixes,
+                        PREFIX_WORDS,
+                        &sketches,
+                        1_024,
+                        64,
+                    )
+                })
+            },
+        );
+    }
 }
 
 /// The distance kernel alone, one bare usearch search of an f16 graph with usearch's own
@@ -329,6 +432,7 @@ criterion_group!(
     identity,
     one_to_n,
     sketch_scan,
+    sketch_shortlist_at_a_million,
     distance,
     audit,
     policy

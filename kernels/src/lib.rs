@@ -184,46 +184,160 @@ pub fn hamming_distances_scalar(probe: &[u64], sketches: &[u64], out: &mut Vec<u
 /// Members a gather looks at together: a block is passed over when none of it is near.
 const GATHER_BLOCK: usize = 64;
 
-/// Each `(distance, key)` whose distance is at most `limit`, in member order (`distances[i]`
-/// is member `keys[i]`'s; both are cut to the shorter, as a zip would). Few members fall
-/// within a shortlist's first cutoff, so a block of distances is looked into only when its
-/// count within the limit is not zero: a sum of compares, which the compiler vectorises
-/// (a minimum of unsigned values is not on baseline x86-64), instead of a branch per member.
-/// `cargo bench -p interop-hub --bench hot_paths -- sketch/gather` compares it with
-/// [`gather_within_filtered`].
-pub fn gather_within(distances: &[u32], keys: &[u64], limit: u32) -> Vec<(u32, u64)> {
-    let members = distances.len().min(keys.len());
-    let (distances, keys) = (&distances[..members], &keys[..members]);
-    let mut gathered = Vec::new();
+/// Appends `(distance, first + i)` for each `distances[i]` at most `limit`, in member order.
+/// Few members fall within a shortlist's cutoff, so a block of distances is looked into only
+/// when its count within the limit is not zero: a sum of compares, which the compiler
+/// vectorises (a minimum of unsigned values is not on baseline x86-64), instead of a branch
+/// per member. `cargo bench -p interop-hub --bench hot_paths -- sketch/gather` compares it
+/// with [`gather_within_filtered`].
+pub fn gather_within(distances: &[u32], limit: u32, first: usize, out: &mut Vec<(u32, usize)>) {
     let blocks = distances.chunks_exact(GATHER_BLOCK);
-    let tail = members - blocks.remainder().len();
+    let tail = distances.len() - blocks.remainder().len();
     for (at, block) in blocks.enumerate() {
         if block.iter().map(|&d| u32::from(d <= limit)).sum::<u32>() > 0 {
             let start = at * GATHER_BLOCK;
-            gathered.extend(gather_within_filtered(
-                block,
-                &keys[start..start + GATHER_BLOCK],
-                limit,
-            ));
+            gather_within_filtered(block, limit, first + start, out);
         }
     }
-    gathered.extend(gather_within_filtered(
-        &distances[tail..],
-        &keys[tail..],
-        limit,
-    ));
-    gathered
+    gather_within_filtered(&distances[tail..], limit, first + tail, out);
 }
 
 /// [`gather_within`] by a filter over every member: the reference the tests and the
 /// benchmarks compare it with.
-pub fn gather_within_filtered(distances: &[u32], keys: &[u64], limit: u32) -> Vec<(u32, u64)> {
-    distances
+pub fn gather_within_filtered(
+    distances: &[u32],
+    limit: u32,
+    first: usize,
+    out: &mut Vec<(u32, usize)>,
+) {
+    out.extend(
+        distances
+            .iter()
+            .enumerate()
+            .filter(|(_, distance)| **distance <= limit)
+            .map(|(at, distance)| (*distance, first + at)),
+    );
+}
+
+/// The smallest distance within which `wanted` of `distances` (each at most `largest`) fall;
+/// `largest` when fewer are given. Sketch distances are at most 64 per word: counting them
+/// finds it without sorting.
+pub fn smallest_cutoff(distances: impl Iterator<Item = u32>, largest: usize, wanted: usize) -> u32 {
+    let mut counts = vec![0_usize; largest + 1];
+    for distance in distances {
+        counts[(distance as usize).min(largest)] += 1;
+    }
+    let mut within = 0;
+    let at = counts
         .iter()
-        .copied()
-        .zip(keys.iter().copied())
-        .filter(|(distance, _)| *distance <= limit)
+        .position(|&count| {
+            within += count;
+            within >= wanted
+        })
+        .unwrap_or(largest);
+    u32::try_from(at).unwrap_or(u32::MAX)
+}
+
+/// For each probe, `(distance, position)` of the `wanted` sketches nearest it in `sketches`
+/// (concatenated, each as long as the probes) and of every sketch tied with the farthest of
+/// them, in member order. The probes share one pass over the sketches, a block at a time
+/// (as [`hamming_distances_each`]), and no distance outlives its block: each probe keeps the
+/// members within its running cutoff, the distance within which `wanted` of the members
+/// seen so far fall. That cutoff only shrinks as members are seen, so it never drops a
+/// member the whole scan's cutoff keeps; the exact cutoff is then counted among the kept.
+/// Nothing but the sketches is read from memory: at a million members a whole distance
+/// array per probe would be 4 MB written and read again, past most caches.
+///
+/// # Panics
+/// As [`hamming_distances_each`].
+pub fn nearest_each(probes: &[&[u64]], sketches: &[u64], wanted: usize) -> Vec<Vec<(u32, usize)>> {
+    let mut kept: Vec<Vec<(u32, usize)>> = vec![Vec::new(); probes.len()];
+    let Some(words) = probes.first().map(|probe| probe.len()) else {
+        return kept;
+    };
+    let largest = words * 64;
+    let wanted = wanted.max(1);
+    let mut cutoffs = vec![u32::MAX; probes.len()];
+    let block = (SHARED_SCAN_BLOCK_BYTES / (words * 8)).next_multiple_of(8);
+    let members = sketches.len() / words;
+    let mut distances = Vec::new();
+    for start in (0..members).step_by(block) {
+        let end = (start + block).min(members);
+        hamming_distances_each(
+            probes,
+            &sketches[start * words..end * words],
+            &mut distances,
+        );
+        for ((found, cutoff), distances) in kept.iter_mut().zip(&mut cutoffs).zip(&distances) {
+            gather_within(distances, *cutoff, start, found);
+            // Pruned once the first `wanted` are in, then whenever the kept outgrow twice
+            // that: the running cutoff tightens, and what is kept stays small.
+            if found.len() >= wanted && (*cutoff == u32::MAX || found.len() > 2 * wanted + 64) {
+                *cutoff = smallest_cutoff(found.iter().map(|(d, _)| *d), largest, wanted);
+                found.retain(|(distance, _)| *distance <= *cutoff);
+            }
+        }
+    }
+    for found in &mut kept {
+        let exact = smallest_cutoff(found.iter().map(|(d, _)| *d), largest, wanted);
+        found.retain(|(distance, _)| *distance <= exact);
+    }
+    kept
+}
+
+/// [`nearest_each`] in two stages, for sketches too many to read whole for every probe:
+/// each probe's `candidates` nearest by the first `prefix_words` words alone (`prefixes`
+/// holds those words of every sketch, end to end, in the sketches' order), then the
+/// `wanted` nearest of these by their whole sketches (and every candidate tied with the
+/// farthest of them). The whole sketches are read only for the candidates. Approximate:
+/// a member near by its whole sketch is lost when its prefix alone ranks it past the
+/// candidates.
+///
+/// # Panics
+/// When `prefix_words` is zero or longer than the probes, or as [`nearest_each`].
+pub fn nearest_each_by_prefix(
+    probes: &[&[u64]],
+    prefixes: &[u64],
+    prefix_words: usize,
+    sketches: &[u64],
+    candidates: usize,
+    wanted: usize,
+) -> Vec<Vec<(u32, usize)>> {
+    let Some(words) = probes.first().map(|probe| probe.len()) else {
+        return Vec::new();
+    };
+    assert!(
+        (1..=words).contains(&prefix_words),
+        "a prefix of {prefix_words} words of {words}-word sketches"
+    );
+    let probe_prefixes: Vec<&[u64]> = probes.iter().map(|probe| &probe[..prefix_words]).collect();
+    nearest_each(&probe_prefixes, prefixes, candidates)
+        .into_iter()
+        .zip(probes)
+        .map(|(candidates, probe)| {
+            let whole: Vec<(u32, usize)> = candidates
+                .into_iter()
+                .map(|(_, at)| {
+                    let sketch = &sketches[at * words..(at + 1) * words];
+                    (hamming_distance(probe, sketch), at)
+                })
+                .collect();
+            let cutoff = smallest_cutoff(whole.iter().map(|(d, _)| *d), words * 64, wanted);
+            whole
+                .into_iter()
+                .filter(|(distance, _)| *distance <= cutoff)
+                .collect()
+        })
         .collect()
+}
+
+/// The Hamming distance between two sketches of one length.
+///
+/// # Panics
+/// When the lengths differ.
+pub fn hamming_distance(a: &[u64], b: &[u64]) -> u32 {
+    assert_eq!(a.len(), b.len(), "sketches of unequal length");
+    a.iter().zip(b).map(|(a, b)| (a ^ b).count_ones()).sum()
 }
 
 /// Sizes `out` for one distance per sketch.
@@ -760,17 +874,20 @@ mod tests {
     use super::*;
     use usearch::{IndexOptions, MetricKind};
 
+    /// A repeatable stream of pseudo-random words from a non-zero seed.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     #[test]
     fn a_gather_finds_every_near_member_in_any_block_and_the_tail() {
-        let mut random = 83_u64;
-        let mut next = move || {
-            random ^= random << 13;
-            random ^= random >> 7;
-            random ^= random << 17;
-            random
-        };
+        let mut next = xorshift(83);
         for members in [0_usize, 1, 63, 64, 65, 1_000] {
-            let keys: Vec<u64> = (0..members as u64).map(|key| key * 3 + 1).collect();
             let mut distances: Vec<u32> =
                 (0..members).map(|_| 100 + (next() % 50) as u32).collect();
             // Near ones at a block's first and last place, in a middle block (700), and in
@@ -781,27 +898,90 @@ mod tests {
                 }
             }
             for limit in [0, 59, 100, 130, 200] {
-                let expected = gather_within_filtered(&distances, &keys, limit);
+                let mut expected = Vec::new();
+                gather_within_filtered(&distances, limit, 7, &mut expected);
                 assert!(limit < 40 || !expected.is_empty() || members == 0);
-                assert_eq!(
-                    gather_within(&distances, &keys, limit),
-                    expected,
-                    "{members} members, limit {limit}"
+                assert!(
+                    expected
+                        .iter()
+                        .all(|&(d, at)| distances[at - 7] == d && d <= limit)
                 );
-                // Fewer keys than distances: cut as a zip cuts.
-                let fewer = members.saturating_sub(GATHER_BLOCK + 3);
-                let cut: Vec<(u32, u64)> = expected
-                    .iter()
-                    .copied()
-                    .filter(|(_, key)| *key < 3 * fewer as u64 + 1)
-                    .collect();
-                assert_eq!(
-                    gather_within(&distances, &keys[..fewer], limit),
-                    cut,
-                    "{members} members, {fewer} keys, limit {limit}"
-                );
+                // Appended after what the caller holds, positions counted from `first`.
+                let mut gathered = vec![(1, 1)];
+                gather_within(&distances, limit, 7, &mut gathered);
+                assert_eq!(gathered[0], (1, 1));
+                assert_eq!(gathered[1..], expected, "{members} members, limit {limit}");
             }
         }
+    }
+
+    /// Every member within the smallest distance that holds `wanted` of them, by sorting.
+    fn nearest_by_sorting(distances: &[u32], wanted: usize) -> Vec<(u32, usize)> {
+        let mut sorted = distances.to_vec();
+        sorted.sort_unstable();
+        let Some(&cutoff) = sorted.get(wanted.max(1) - 1).or(sorted.last()) else {
+            return Vec::new();
+        };
+        (0..distances.len())
+            .filter(|&at| distances[at] <= cutoff)
+            .map(|at| (distances[at], at))
+            .collect()
+    }
+
+    #[test]
+    fn the_streamed_shortlist_is_the_nearest_and_their_ties_in_member_order() {
+        let mut next = xorshift(0x5EED);
+        for (words, members) in [
+            (3_usize, 0_usize),
+            (3, 5),
+            (3, 20_000),
+            (8, 9_000),
+            (1, 40_000),
+        ] {
+            let mut sketches: Vec<u64> = (0..words * members).map(|_| next()).collect();
+            let probes: Vec<Vec<u64>> = (0..3)
+                .map(|_| (0..words).map(|_| next()).collect())
+                .collect();
+            // The first probe's near members late in the scan, after many blocks whose
+            // running cutoff was looser: they must still be found.
+            for at in [members.saturating_sub(1), members / 2, members * 9 / 10] {
+                if at < members {
+                    sketches[at * words..(at + 1) * words].copy_from_slice(&probes[0]);
+                    sketches[at * words] ^= 1;
+                }
+            }
+            let borrowed: Vec<&[u64]> = probes.iter().map(Vec::as_slice).collect();
+            for wanted in [1, 64, 700] {
+                let found = nearest_each(&borrowed, &sketches, wanted);
+                assert_eq!(found.len(), probes.len());
+                for (probe, found) in probes.iter().zip(&found) {
+                    let mut distances = Vec::new();
+                    hamming_distances(probe, &sketches, &mut distances);
+                    assert_eq!(
+                        *found,
+                        nearest_by_sorting(&distances, wanted),
+                        "{words} words, {members} members, {wanted} wanted"
+                    );
+                }
+                if members >= 20 {
+                    assert!(found[0].iter().filter(|(d, _)| *d == 1).count() >= 3.min(wanted));
+                }
+            }
+        }
+        // Ties at the cutoff all stay: every member equally far.
+        let same = vec![0_u64; 3 * 1_000];
+        let found = nearest_each(&[&[1, 0, 0]], &same, 10);
+        assert_eq!(found[0].len(), 1_000);
+    }
+
+    #[test]
+    fn a_cutoff_holds_the_wanted_or_is_the_largest() {
+        assert_eq!(smallest_cutoff([5, 1, 3, 3].into_iter(), 64, 1), 1);
+        assert_eq!(smallest_cutoff([5, 1, 3, 3].into_iter(), 64, 2), 3);
+        assert_eq!(smallest_cutoff([5, 1, 3, 3].into_iter(), 64, 3), 3);
+        assert_eq!(smallest_cutoff([5, 1, 3, 3].into_iter(), 64, 4), 5);
+        assert_eq!(smallest_cutoff([5, 1, 3, 3].into_iter(), 64, 5), 64);
+        assert_eq!(hamming_distance(&[0b1011, 0], &[0b0001, 1 << 63]), 3);
     }
 
     struct Noise(u64);

@@ -317,13 +317,35 @@ pub struct AnnIndex {
 }
 
 /// Members' sign sketches (`kernels::sign_sketch` of each stored vector), end to end for
-/// one linear scan, with the key each belongs to.
+/// one linear scan, with the key each belongs to; and, for sketches longer than
+/// [`PREFIX_WORDS`], each one's first words again, end to end, which a large index's scan
+/// reads first.
 struct Sketches {
     words: usize,
     keys: Vec<u64>,
     codes: Vec<u64>,
+    /// Each member's first [`PREFIX_WORDS`] words; empty where sketches are no longer.
+    prefixes: Vec<u64>,
     positions: HashMap<u64, usize>,
+    /// Members from which a scan takes two stages ([`TWO_STAGES_FROM_MEMBERS`]).
+    two_stages_from: usize,
+    /// The fewest candidates a first stage keeps ([`MIN_FIRST_STAGE_CANDIDATES`]).
+    min_candidates: usize,
 }
+
+/// Words of a sketch's first stage: 128 bits, the first 128 components' signs.
+const PREFIX_WORDS: usize = 2;
+
+/// Members from which a scan reads the prefixes first and whole sketches only for the
+/// nearest of them. Below it the whole sketches are scanned: they stay in the last-level
+/// cache, and the first stage's ranking by fewer bits is not needed.
+const TWO_STAGES_FROM_MEMBERS: usize = 1 << 18;
+
+/// A first stage keeps this many candidates per member wanted, and at least
+/// [`MIN_FIRST_STAGE_CANDIDATES`]: a mate's 128-bit distance is spread about twice as widely
+/// (relative to the bits) as its whole sketch's, and the wide margin keeps it in.
+const FIRST_STAGE_CANDIDATES_PER_WANTED: usize = 16;
+const MIN_FIRST_STAGE_CANDIDATES: usize = 1_024;
 
 impl Sketches {
     fn new(dimension: usize) -> Self {
@@ -331,18 +353,34 @@ impl Sketches {
             words: dimension.div_ceil(64),
             keys: Vec::new(),
             codes: Vec::new(),
+            prefixes: Vec::new(),
             positions: HashMap::new(),
+            two_stages_from: TWO_STAGES_FROM_MEMBERS,
+            min_candidates: MIN_FIRST_STAGE_CANDIDATES,
         }
+    }
+
+    fn has_prefixes(&self) -> bool {
+        self.words > PREFIX_WORDS
     }
 
     fn put(&mut self, key: u64, sketch: &[u64]) {
         let words = self.words;
         match self.positions.get(&key) {
-            Some(&at) => self.codes[at * words..(at + 1) * words].copy_from_slice(sketch),
+            Some(&at) => {
+                self.codes[at * words..(at + 1) * words].copy_from_slice(sketch);
+                if self.has_prefixes() {
+                    self.prefixes[at * PREFIX_WORDS..(at + 1) * PREFIX_WORDS]
+                        .copy_from_slice(&sketch[..PREFIX_WORDS]);
+                }
+            }
             None => {
                 self.positions.insert(key, self.keys.len());
                 self.keys.push(key);
                 self.codes.extend_from_slice(sketch);
+                if self.has_prefixes() {
+                    self.prefixes.extend_from_slice(&sketch[..PREFIX_WORDS]);
+                }
             }
         }
     }
@@ -351,91 +389,71 @@ impl Sketches {
         let Some(at) = self.positions.remove(&key) else {
             return;
         };
-        let words = self.words;
         let last = self.keys.len() - 1;
         self.keys.swap_remove(at);
         if at != last {
-            let (kept, moved) = self.codes.split_at_mut(last * words);
-            kept[at * words..(at + 1) * words].copy_from_slice(&moved[..words]);
             self.positions.insert(self.keys[at], at);
         }
-        self.codes.truncate(last * words);
+        let prefix_words = if self.has_prefixes() { PREFIX_WORDS } else { 0 };
+        for (codes, words) in [
+            (&mut self.codes, self.words),
+            (&mut self.prefixes, prefix_words),
+        ] {
+            if words == 0 {
+                continue;
+            }
+            if at != last {
+                let (kept, moved) = codes.split_at_mut(last * words);
+                kept[at * words..(at + 1) * words].copy_from_slice(&moved[..words]);
+            }
+            codes.truncate(last * words);
+        }
     }
 
     /// For each probe, the keys of the `wanted` members nearest it by Hamming distance and
     /// of every member tied with the farthest of them, in no particular order. The probes
-    /// share one scan of the sketches.
+    /// share one scan of the sketches. From [`TWO_STAGES_FROM_MEMBERS`] on, the scan reads
+    /// only the prefixes for many more candidates than wanted, and these are ranked by
+    /// their whole sketches: a quarter of the bytes for 512-bit sketches, two thirds for
+    /// 192-bit ones, at the cost of a mate whose prefix alone ranks it past the candidates.
     fn shortlists(&self, probes: &[&[u64]], wanted: usize) -> Vec<Vec<u64>> {
         if self.keys.len() <= wanted {
             return vec![self.keys.clone(); probes.len()];
         }
-        let mut distances = Vec::new();
-        kernels::hamming_distances_each(probes, &self.codes, &mut distances);
-        distances
-            .iter()
-            .map(|distances| self.nearest(distances, wanted))
+        let nearest = match self.first_stage_candidates(wanted) {
+            Some(candidates) => kernels::nearest_each_by_prefix(
+                probes,
+                &self.prefixes,
+                PREFIX_WORDS,
+                &self.codes,
+                candidates,
+                wanted,
+            ),
+            None => kernels::nearest_each(probes, &self.codes, wanted),
+        };
+        nearest
+            .into_iter()
+            .map(|found| found.into_iter().map(|(_, at)| self.keys[at]).collect())
             .collect()
     }
 
-    /// The keys of the `wanted` members nearest by `distances` (one per member), and of
-    /// every member tied with the farthest of them.
-    fn nearest(&self, distances: &[u32], wanted: usize) -> Vec<u64> {
-        let largest = self.words * 64;
-        // A first cutoff from every 16th member, loose enough (twice the sample's share of
-        // `wanted`, and some) that nearly always `wanted` members fall within it: one pass
-        // then gathers the few within it, and the exact cutoff is found among those alone,
-        // instead of counting every member. The exact cutoff is the smallest distance
-        // within which `wanted` members fall, so it lies within any cutoff that holds
-        // `wanted`; when the guess holds fewer, every member is counted.
-        let sample = distances.iter().step_by(CUTOFF_SAMPLE_STEP).copied();
-        let guess = cutoff(
-            sample,
-            largest,
-            (2 * wanted).div_ceil(CUTOFF_SAMPLE_STEP) + 8,
-        );
-        let mut gathered = kernels::gather_within(distances, &self.keys, guess);
-        if gathered.len() < wanted {
-            gathered = kernels::gather_within_filtered(distances, &self.keys, u32::MAX);
-        }
-        let exact = cutoff(
-            gathered.iter().map(|(distance, _)| *distance),
-            largest,
-            wanted,
-        );
-        gathered
-            .into_iter()
-            .filter(|(distance, _)| *distance <= exact)
-            .map(|(_, key)| key)
-            .collect()
+    /// How many candidates a first stage keeps for `wanted`; `None` where the whole
+    /// sketches are scanned at once.
+    fn first_stage_candidates(&self, wanted: usize) -> Option<usize> {
+        let candidates = wanted
+            .saturating_mul(FIRST_STAGE_CANDIDATES_PER_WANTED)
+            .max(self.min_candidates);
+        let members = self.keys.len();
+        (self.has_prefixes() && members >= self.two_stages_from && members > 2 * candidates)
+            .then_some(candidates)
     }
 
     fn memory_usage(&self) -> usize {
         let entry = std::mem::size_of::<(u64, usize)>() + 1;
-        (self.keys.capacity() + self.codes.capacity()) * std::mem::size_of::<u64>()
+        (self.keys.capacity() + self.codes.capacity() + self.prefixes.capacity())
+            * std::mem::size_of::<u64>()
             + self.positions.capacity() * entry
     }
-}
-
-/// Every how many members a shortlist's first guess at its cutoff looks at.
-const CUTOFF_SAMPLE_STEP: usize = 16;
-
-/// The smallest distance within which `wanted` of `distances` (each at most `largest`) fall;
-/// `largest` when fewer are given. Distances are at most 64 per sketch word: counting them
-/// finds it without sorting.
-fn cutoff(distances: impl Iterator<Item = u32>, largest: usize, wanted: usize) -> u32 {
-    let mut counts = vec![0_usize; largest + 1];
-    for distance in distances {
-        counts[distance as usize] += 1;
-    }
-    let mut within = 0;
-    let at = counts
-        .iter()
-        .position(|&count| {
-            within += count;
-            within >= wanted
-        })
-        .unwrap_or(largest);
-    u32::try_from(at).unwrap_or(u32::MAX)
 }
 
 // The hub shares indexes behind `Arc` across blocking threads: keep that a compile-time fact.
@@ -1659,60 +1677,141 @@ mod tests {
             );
         }
 
-        // Removals (the last member's among them, which moves no other) and a replacement.
-        for key in [1_999, 7, 0] {
-            assert!(index.remove(key).unwrap());
+        removals_and_a_replacement_are_followed(&index, &vectors);
+        assert_eq!(index.search(&vectors[9], 2).unwrap().len(), 2);
+    }
+
+    impl AnnIndex {
+        /// Makes sketch scans take two stages from `members` on, keeping at least
+        /// `min_candidates` after the first (until sketches are rebuilt).
+        fn scan_in_two_stages(&self, members: usize, min_candidates: usize) {
+            let mut sketches = write(&self.sketches);
+            let sketches = sketches.as_mut().unwrap();
+            sketches.two_stages_from = members;
+            sketches.min_candidates = min_candidates;
+        }
+    }
+
+    #[test]
+    fn a_two_stage_shortlist_ranks_the_prefixes_nearest_by_their_whole_sketches() {
+        /// `(distance, position)` of the members within the smallest distance that holds
+        /// `wanted` of `distances`, by sorting.
+        fn nearest(distances: &[(u32, usize)], wanted: usize) -> Vec<(u32, usize)> {
+            let mut sorted: Vec<u32> = distances.iter().map(|(d, _)| *d).collect();
+            sorted.sort_unstable();
+            let cutoff = sorted[wanted - 1];
+            distances
+                .iter()
+                .copied()
+                .filter(|(d, _)| *d <= cutoff)
+                .collect()
+        }
+        let mut random = Random(71);
+        let words = 3;
+        let mut sketches = Sketches::new(64 * words);
+        let codes: Vec<Vec<u64>> = (0..5_000)
+            .map(|_| (0..words).map(|_| random.next_u64()).collect())
+            .collect();
+        for (key, code) in codes.iter().enumerate() {
+            sketches.put(1_000 + key as u64, code);
+        }
+        let probe: Vec<u64> = (0..words).map(|_| random.next_u64()).collect();
+        let whole: Vec<(u32, usize)> = codes
+            .iter()
+            .enumerate()
+            .map(|(at, code)| (kernels::hamming_distance(&probe, code), at))
+            .collect();
+        let prefix: Vec<(u32, usize)> = codes
+            .iter()
+            .enumerate()
+            .map(|(at, code)| (kernels::hamming_distance(&probe[..2], &code[..2]), at))
+            .collect();
+        let keys_of = |found: Vec<(u32, usize)>| -> Vec<u64> {
+            let mut keys: Vec<u64> = found.into_iter().map(|(_, at)| 1_000 + at as u64).collect();
+            keys.sort_unstable();
+            keys
+        };
+        let shortlist = |sketches: &Sketches, wanted: usize| -> Vec<u64> {
+            let mut keys = sketches.shortlists(&[&probe], wanted).remove(0);
+            keys.sort_unstable();
+            keys
+        };
+        for wanted in [1, 10, 40] {
+            // Below the threshold: the whole sketches' nearest.
+            assert_eq!(
+                shortlist(&sketches, wanted),
+                keys_of(nearest(&whole, wanted))
+            );
+        }
+        sketches.two_stages_from = 0;
+        sketches.min_candidates = 600;
+        for wanted in [1, 10, 40] {
+            // 16 per wanted, at least 600: the first stage keeps 600 or 640 by prefix.
+            let candidates = (16 * wanted).max(600);
+            let kept: Vec<(u32, usize)> = nearest(&prefix, candidates)
+                .into_iter()
+                .map(|(_, at)| whole[at])
+                .collect();
+            let expected = keys_of(nearest(&kept, wanted));
+            assert!(expected.len() >= wanted);
+            assert_eq!(shortlist(&sketches, wanted), expected, "{wanted} wanted");
+        }
+        // A shorter sketch has no first stage, whatever the threshold.
+        let mut short = Sketches::new(128);
+        for key in 0..3_000 {
+            short.put(key, &[random.next_u64(), random.next_u64()]);
+        }
+        short.two_stages_from = 0;
+        assert!(short.prefixes.is_empty());
+        assert_eq!(short.first_stage_candidates(10), None);
+        assert_eq!(sketches.first_stage_candidates(10), Some(600));
+    }
+
+    /// Removes the last member (which moves no other), then members 7 and 0 (which move the
+    /// last into their place), puts member 9's vector under key 8, and checks that every
+    /// member's own vector then finds it first, or no longer finds a removed or replaced key.
+    fn removals_and_a_replacement_are_followed(index: &AnnIndex, vectors: &[Vec<f32>]) {
+        let last = vectors.len() - 1;
+        for key in [last, 7, 0] {
+            assert!(index.remove(key as u64).unwrap());
         }
         index.add(8, &vectors[9]).unwrap();
         for (key, vector) in vectors.iter().enumerate() {
             let first = index.search(vector, 1).unwrap()[0].key;
             match key {
-                7 | 1_999 | 0 => assert_ne!(first, key as u64),
+                7 | 0 => assert_ne!(first, key as u64),
+                _ if key == last => assert_ne!(first, key as u64),
                 8 => assert_ne!(first, 8, "key 8 holds another vector now"),
                 9 => assert!(first == 8 || first == 9, "either holds it: {first}"),
-                _ => assert_eq!(first, key as u64),
+                _ => assert_eq!(first, key as u64, "member {key}"),
             }
         }
-        assert_eq!(index.search(&vectors[9], 2).unwrap().len(), 2);
     }
 
     #[test]
-    fn a_shortlist_holds_the_nearest_and_their_ties_whatever_its_first_guess() {
-        /// Every member within the smallest distance that holds `wanted` of them.
-        fn counted(distances: &[u32], wanted: usize) -> Vec<u64> {
-            let mut sorted = distances.to_vec();
-            sorted.sort_unstable();
-            let cutoff = sorted[wanted - 1];
-            (0..distances.len() as u64)
-                .filter(|&key| distances[key as usize] <= cutoff)
-                .collect()
-        }
-        let mut sketches = Sketches::new(512);
-        let members = 1_600;
-        for key in 0..members {
-            sketches.put(key, &[0; 8]);
-        }
-        let mut random = Random(71);
-        // Spread as real distances are (many ties), and a guess too tight: the sampled
-        // members (every 16th) all near, the rest far.
-        let spread: Vec<u32> = (0..members)
-            .map(|_| 200 + (random.next_u64() % 100) as u32)
-            .collect();
-        let tight: Vec<u32> = (0..members)
-            .map(|at| if at % 16 == 0 { 0 } else { 500 })
-            .collect();
-        for (distances, wanted) in [(&spread, 1), (&spread, 64), (&spread, 900), (&tight, 150)] {
-            let mut found = sketches.nearest(distances, wanted);
-            found.sort_unstable();
-            let expected = counted(distances, wanted);
-            assert!(expected.len() >= wanted);
-            assert_eq!(found, expected, "{wanted} wanted");
-        }
-        assert_eq!(
-            sketches.nearest(&tight, 150).len(),
-            1_600,
-            "the far ones tie"
+    fn a_two_stage_scan_finds_noisy_copies_and_follows_every_change() {
+        let dimension = 256;
+        let mut random = Random(17);
+        let vectors: Vec<Vec<f32>> = (0..2_500).map(|_| random.unit_vector(dimension)).collect();
+        let index = filled(
+            &IndexSettings {
+                shortlist: 2,
+                ..sketched(dimension)
+            },
+            &vectors,
         );
+        // 32 candidates of 2,500 by their first 128 bits: a member whose prefix were left
+        // stale by a change would be missed.
+        index.scan_in_two_stages(0, 32);
+        for (key, vector) in vectors.iter().enumerate().step_by(5) {
+            let probe = random.noisy_copy(vector, 0.05);
+            assert_eq!(
+                index.search(&probe, 1).unwrap()[0].key,
+                key as u64,
+                "a noisy copy"
+            );
+        }
+        removals_and_a_replacement_are_followed(&index, &vectors);
     }
 
     #[test]
