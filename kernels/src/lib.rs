@@ -273,16 +273,22 @@ pub fn nearest_each(probes: &[&[u64]], sketches: &[u64], wanted: usize) -> Vec<V
             // Pruned once the first `wanted` are in, then whenever the kept outgrow twice
             // that: the running cutoff tightens, and what is kept stays small.
             if found.len() >= wanted && (*cutoff == u32::MAX || found.len() > 2 * wanted + 64) {
-                *cutoff = smallest_cutoff(found.iter().map(|(d, _)| *d), largest, wanted);
-                found.retain(|(distance, _)| *distance <= *cutoff);
+                *cutoff = keep_nearest(found, largest, wanted);
             }
         }
     }
     for found in &mut kept {
-        let exact = smallest_cutoff(found.iter().map(|(d, _)| *d), largest, wanted);
-        found.retain(|(distance, _)| *distance <= exact);
+        keep_nearest(found, largest, wanted);
     }
     kept
+}
+
+/// Keeps the `(distance, position)`s within the smallest distance that holds `wanted` of
+/// them (distances at most `largest`), in their order, and returns that distance.
+fn keep_nearest(found: &mut Vec<(u32, usize)>, largest: usize, wanted: usize) -> u32 {
+    let cutoff = smallest_cutoff(found.iter().map(|(d, _)| *d), largest, wanted);
+    found.retain(|(distance, _)| *distance <= cutoff);
+    cutoff
 }
 
 /// [`nearest_each`] in two stages, for sketches too many to read whole for every probe:
@@ -315,18 +321,15 @@ pub fn nearest_each_by_prefix(
         .into_iter()
         .zip(probes)
         .map(|(candidates, probe)| {
-            let whole: Vec<(u32, usize)> = candidates
+            let mut whole: Vec<(u32, usize)> = candidates
                 .into_iter()
                 .map(|(_, at)| {
                     let sketch = &sketches[at * words..(at + 1) * words];
                     (hamming_distance(probe, sketch), at)
                 })
                 .collect();
-            let cutoff = smallest_cutoff(whole.iter().map(|(d, _)| *d), words * 64, wanted);
+            keep_nearest(&mut whole, words * 64, wanted);
             whole
-                .into_iter()
-                .filter(|(distance, _)| *distance <= cutoff)
-                .collect()
         })
         .collect()
 }
@@ -395,11 +398,7 @@ fn hamming_distances_of<const WORDS: usize>(probe: &[u64], sketches: &[u64], out
 #[inline(always)]
 fn hamming_distances_any(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
     for (sketch, distance) in sketches.chunks_exact(probe.len()).zip(out) {
-        *distance = sketch
-            .iter()
-            .zip(probe)
-            .map(|(a, b)| (a ^ b).count_ones())
-            .sum();
+        *distance = hamming_distance(probe, sketch);
     }
 }
 
@@ -874,19 +873,10 @@ mod tests {
     use super::*;
     use usearch::{IndexOptions, MetricKind};
 
-    /// A repeatable stream of pseudo-random words from a non-zero seed.
-    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        }
-    }
-
     #[test]
     fn a_gather_finds_every_near_member_in_any_block_and_the_tail() {
-        let mut next = xorshift(83);
+        let mut noise = Noise(83);
+        let mut next = || noise.next_word();
         for members in [0_usize, 1, 63, 64, 65, 1_000] {
             let mut distances: Vec<u32> =
                 (0..members).map(|_| 100 + (next() % 50) as u32).collect();
@@ -930,7 +920,8 @@ mod tests {
 
     #[test]
     fn the_streamed_shortlist_is_the_nearest_and_their_ties_in_member_order() {
-        let mut next = xorshift(0x5EED);
+        let mut noise = Noise(0x5EED);
+        let mut next = || noise.next_word();
         for (words, members) in [
             (3_usize, 0_usize),
             (3, 5),
@@ -987,11 +978,16 @@ mod tests {
     struct Noise(u64);
 
     impl Noise {
-        fn next(&mut self) -> f32 {
+        /// The next word of a xorshift stream (the seed must not be zero).
+        fn next_word(&mut self) -> u64 {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
-            (self.0 >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            self.0
+        }
+
+        fn next(&mut self) -> f32 {
+            (self.next_word() >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         }
 
         fn unit(&mut self, n: usize) -> Vec<f32> {

@@ -334,7 +334,7 @@ struct Sketches {
 }
 
 /// Words of a sketch's first stage: 128 bits, the first 128 components' signs.
-const PREFIX_WORDS: usize = 2;
+pub const PREFIX_WORDS: usize = 2;
 
 /// Members from which a scan reads the prefixes first and whole sketches only for the
 /// nearest of them. Below it the whole sketches are scanned: they stay in the last-level
@@ -345,7 +345,7 @@ const TWO_STAGES_FROM_MEMBERS: usize = 1 << 18;
 /// [`MIN_FIRST_STAGE_CANDIDATES`]: a mate's 128-bit distance is spread about twice as widely
 /// (relative to the bits) as its whole sketch's, and the wide margin keeps it in.
 const FIRST_STAGE_CANDIDATES_PER_WANTED: usize = 16;
-const MIN_FIRST_STAGE_CANDIDATES: usize = 1_024;
+pub const MIN_FIRST_STAGE_CANDIDATES: usize = 1_024;
 
 impl Sketches {
     fn new(dimension: usize) -> Self {
@@ -394,19 +394,9 @@ impl Sketches {
         if at != last {
             self.positions.insert(self.keys[at], at);
         }
-        let prefix_words = if self.has_prefixes() { PREFIX_WORDS } else { 0 };
-        for (codes, words) in [
-            (&mut self.codes, self.words),
-            (&mut self.prefixes, prefix_words),
-        ] {
-            if words == 0 {
-                continue;
-            }
-            if at != last {
-                let (kept, moved) = codes.split_at_mut(last * words);
-                kept[at * words..(at + 1) * words].copy_from_slice(&moved[..words]);
-            }
-            codes.truncate(last * words);
+        swap_remove_words(&mut self.codes, self.words, at, last);
+        if self.has_prefixes() {
+            swap_remove_words(&mut self.prefixes, PREFIX_WORDS, at, last);
         }
     }
 
@@ -454,6 +444,16 @@ impl Sketches {
             * std::mem::size_of::<u64>()
             + self.positions.capacity() * entry
     }
+}
+
+/// Moves member `last`'s `words` words into member `at`'s place and drops the last member,
+/// as `Vec::swap_remove` does for one element.
+fn swap_remove_words(codes: &mut Vec<u64>, words: usize, at: usize, last: usize) {
+    if at != last {
+        let (kept, moved) = codes.split_at_mut(last * words);
+        kept[at * words..(at + 1) * words].copy_from_slice(&moved[..words]);
+    }
+    codes.truncate(last * words);
 }
 
 // The hub shares indexes behind `Arc` across blocking threads: keep that a compile-time fact.
