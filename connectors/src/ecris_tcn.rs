@@ -2,6 +2,7 @@
 //! namespace `urn:interop-hub:ecris-tcn:1`, root `ConvictedPerson`.
 
 use crate::Accepted;
+use crate::bounds::{MAX_NATIONALITIES, MAX_OTHER_NAMES, MAX_TEMPLATES};
 use crate::fields::{self, Checks, DocumentCodes, DocumentFields, Draft};
 use crate::record::{Modality, NameKind, Sex, SourceSystem};
 use crate::refusal::Refusal;
@@ -21,7 +22,7 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
         source_id: root
             .attribute("recordId")
             .required(c)
-            .text(c)
+            .identifier(c)
             .map(str::to_owned),
         version: root.attribute("version").required(c).version(c),
         member_state: root.attribute("convictingState").member_state(c),
@@ -29,10 +30,10 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
     };
 
     if let Some(identity) = root.required_child("Identity", c) {
-        let surname = identity.child_text("Surname", c).required(c).text(c);
+        let surname = identity.child_text("Surname", c).required(c).name(c);
         let given_names = identity
             .child_text("Forename", c)
-            .text(c)
+            .name(c)
             .unwrap_or_default();
         draft.primary_name =
             surname.map(|surname| fields::person_name(NameKind::Primary, surname, given_names));
@@ -42,23 +43,27 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
             .partial_date(c);
         if let Some(place) = identity.child("BirthPlace", c) {
             let country = place.attribute("country").country(c);
-            draft.place_of_birth = fields::place_of_birth(place.text().text(c), country);
+            draft.place_of_birth = fields::place_of_birth(place.text().place(c), country);
         }
         draft.sex = identity.child_text("Gender", c).required(c).one_of(c, &SEX);
         let nationalities = identity
-            .required_children("Nationality", c)
+            .required_children("Nationality", MAX_NATIONALITIES, c)
             .iter()
             .map(Element::text)
             .collect();
         draft.nationalities = fields::nationalities(c, nationalities);
         // The format gives previous names and pseudonyms as one text each, with no split into
         // surname and given names: the whole text is kept as the surname so nothing is lost.
+        // Previous names and pseudonyms share the record's one allowance of other names.
+        let mut allowance = MAX_OTHER_NAMES;
         for (element, kind) in [
             ("PreviousName", NameKind::Previous),
             ("Pseudonym", NameKind::Pseudonym),
         ] {
-            for name in identity.children(element) {
-                if let Some(text) = name.text().required(c).text(c) {
+            let names = identity.children(element, allowance, c);
+            allowance -= names.len();
+            for name in names {
+                if let Some(text) = name.text().required(c).name(c) {
                     draft.other_names.push(fields::person_name(kind, text, ""));
                 }
             }
@@ -78,14 +83,17 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
             .extend(fields::travel_document(c, fields));
     }
 
+    // The facial image and the fingers share the record's one allowance of templates.
+    let face = root.child("FacialImage", c);
     if let Some(fingerprints) = root.child("Fingerprints", c) {
-        for finger in fingerprints.children("Finger") {
+        let allowance = MAX_TEMPLATES - usize::from(face.is_some());
+        for finger in fingerprints.children("Finger", allowance, c) {
             draft
                 .templates
                 .extend(xml::template(c, &finger, Modality::Finger));
         }
     }
-    if let Some(face) = root.child("FacialImage", c) {
+    if let Some(face) = face {
         draft
             .templates
             .extend(xml::template(c, &face, Modality::Face));
@@ -98,10 +106,11 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::parse;
+    use crate::bounds::MAX_OTHER_NAMES;
     use crate::record::{DocumentKind, FingerPosition, Modality, NameKind, Sex};
     use crate::test_support::{
-        ECRIS_TCN, accept, assert_malformed, assert_refused, vector, vector_with, xml_edit,
-        xml_text,
+        ECRIS_TCN, accept, assert_malformed, assert_refused, names_normalised_by, vector,
+        vector_with, xml_edit, xml_text,
     };
 
     const FINGER_1: &str =
@@ -299,6 +308,53 @@ mod tests {
         assert!(!accepted.record.templates[2].indexable);
         assert_eq!(accepted.findings.len(), 1);
         assert_eq!(accepted.findings[0].field, "/ConvictedPerson/FacialImage");
+    }
+
+    #[test]
+    fn a_long_surname_is_refused_before_any_name_is_normalised() {
+        let surname = format!("<Surname>{}</Surname>", "R".repeat(20_000));
+        let body = xml_edit(ECRIS_TCN, &[("<Surname>Müller</Surname>", &surname)]);
+        let normalised = names_normalised_by(|| {
+            assert_refused(
+                parse,
+                &body,
+                &[("/ConvictedPerson/Identity/Surname", "too_long")],
+            );
+        });
+        assert_eq!(normalised, 0);
+    }
+
+    #[test]
+    fn previous_names_and_pseudonyms_share_the_other_names_bound() {
+        let previous = "<PreviousName>Rossi Marco</PreviousName>".repeat(10);
+        let pseudonyms = "<Pseudonym>Il Rosso</Pseudonym>".repeat(MAX_OTHER_NAMES - 10);
+        let names = format!("<Nationality>TUR</Nationality>{previous}{pseudonyms}");
+        let body = xml_edit(ECRIS_TCN, &[("<Nationality>TUR</Nationality>", &names)]);
+        assert_eq!(accept(parse, &body).record.names.len(), 1 + MAX_OTHER_NAMES);
+        let names = format!("{names}<Pseudonym>Il Rosso</Pseudonym>");
+        let body = xml_edit(
+            ECRIS_TCN,
+            &[
+                ("<Nationality>TUR</Nationality>", &names),
+                (
+                    r#"recordId="ECRIS-NL-2026-000009""#,
+                    "recordId=\"ECRIS\u{200F}-NL\"",
+                ),
+                (r#"number="U12345678""#, "number=\"U1234\u{061C}5678\""),
+            ],
+        );
+        assert_refused(
+            parse,
+            &body,
+            &[
+                ("/ConvictedPerson/@recordId", "forbidden_character"),
+                ("/ConvictedPerson/Identity/Pseudonym", "too_many"),
+                (
+                    "/ConvictedPerson/IdentityDocument/@number",
+                    "forbidden_character",
+                ),
+            ],
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::Accepted;
+use crate::bounds::MAX_EVENTS;
 use crate::fields::{self, Checks, DocumentCodes, DocumentFields, Draft};
 use crate::json::{self, Obj};
 use crate::record::{NameKind, Sex, SourceSystem};
@@ -23,7 +24,7 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
             .get("file_id")
             .string(c)
             .required(c)
-            .text(c)
+            .identifier(c)
             .map(str::to_owned),
         version: root.get("version").integer(c).required(c).version(c),
         member_state: root.get("member_state").string(c).member_state(c),
@@ -31,11 +32,11 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
     };
 
     if let Some(traveller) = root.get("traveller").required_object(c) {
-        let surname = traveller.get("surname").string(c).required(c).text(c);
+        let surname = traveller.get("surname").string(c).required(c).name(c);
         let given_names = traveller
             .get("given_names")
             .string(c)
-            .text(c)
+            .name(c)
             .unwrap_or_default();
         draft.primary_name =
             surname.map(|surname| fields::person_name(NameKind::Primary, surname, given_names));
@@ -47,7 +48,7 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
         draft.sex = traveller.get("sex").string(c).required(c).one_of(c, &SEX);
         let nationality = traveller.get("nationality").string(c);
         draft.nationalities = fields::nationalities(c, vec![nationality]);
-        let place = traveller.get("place_of_birth").string(c).text(c);
+        let place = traveller.get("place_of_birth").string(c).place(c);
         draft.place_of_birth = fields::place_of_birth(place, None);
     }
 
@@ -69,7 +70,7 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
     let events = root.get("events");
     if events.is_present() {
         let events: Vec<Value> = events
-            .objects(c)
+            .objects(c, MAX_EVENTS)
             .into_iter()
             .filter_map(|event| {
                 let kind = event
@@ -77,7 +78,7 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
                     .string(c)
                     .required(c)
                     .word(c, &EVENT_KINDS);
-                let bcp = event.get("bcp").string(c).required(c).text(c);
+                let bcp = event.get("bcp").string(c).required(c).identifier(c);
                 let at = event.get("at").string(c).required(c).timestamp(c);
                 Some(json!({ "kind": kind?, "bcp": bcp?, "at": at? }))
             })
@@ -96,9 +97,11 @@ mod tests {
     use serde_json::json;
 
     use super::parse;
+    use crate::bounds::MAX_TEMPLATES;
     use crate::record::{DocumentKind, FingerPosition, Modality, NameKind, Sex};
     use crate::test_support::{
-        EES, accept, assert_malformed, assert_refused, json_edit, messages, vector, vector_with,
+        EES, accept, assert_malformed, assert_refused, json_edit, messages, names_normalised_by,
+        vector, vector_with,
     };
 
     #[test]
@@ -489,6 +492,68 @@ mod tests {
                 .all(|m| !m.contains(secret) && !m.is_empty()),
             "{messages:?}"
         );
+    }
+
+    #[test]
+    fn a_long_surname_is_refused_before_any_name_is_normalised() {
+        let body = json_edit(
+            EES,
+            &[(
+                "/traveller/surname",
+                Some(json!("Müller".repeat(20_000 / 6))),
+            )],
+        );
+        let normalised = names_normalised_by(|| {
+            assert_refused(parse, &body, &[("/traveller/surname", "too_long")]);
+        });
+        assert_eq!(normalised, 0);
+    }
+
+    #[test]
+    fn texts_are_bounded_and_identifiers_hold_no_invisible_characters() {
+        let body = json_edit(
+            EES,
+            &[
+                ("/file_id", Some(json!("E".repeat(65)))),
+                ("/traveller/given_names", Some(json!("Anna\u{202E}Maria"))),
+                ("/traveller/place_of_birth", Some(json!("I".repeat(129)))),
+                ("/travel_document/number", Some(json!("U1234\u{200B}5678"))),
+                ("/events/0/bcp", Some(json!("DE-FRA\tT1"))),
+            ],
+        );
+        assert_refused(
+            parse,
+            &body,
+            &[
+                ("/file_id", "too_long"),
+                ("/traveller/given_names", "forbidden_character"),
+                ("/traveller/place_of_birth", "too_long"),
+                ("/travel_document/number", "forbidden_character"),
+                ("/events/0/bcp", "control_character"),
+            ],
+        );
+        let body = json_edit(
+            EES,
+            &[
+                ("/file_id", Some(json!("E".repeat(64)))),
+                ("/traveller/place_of_birth", Some(json!("I".repeat(128)))),
+            ],
+        );
+        accept(parse, &body);
+    }
+
+    #[test]
+    fn templates_beyond_the_bound_are_refused_unread() {
+        let mut record: serde_json::Value = serde_json::from_slice(EES).unwrap();
+        let finger = record["biometrics"][1].clone();
+        record["biometrics"] = json!(vec![finger; MAX_TEMPLATES]);
+        let body = serde_json::to_vec(&record).unwrap();
+        assert_eq!(accept(parse, &body).record.templates.len(), MAX_TEMPLATES);
+        let mut templates = record["biometrics"].as_array().unwrap().clone();
+        // One more, and broken: it is not read, so only the count is reported.
+        templates.push(json!({ "modality": "palm" }));
+        let body = json_edit(&body, &[("/biometrics", Some(json!(templates)))]);
+        assert_refused(parse, &body, &[("/biometrics", "too_many")]);
     }
 
     #[test]

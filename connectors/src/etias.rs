@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::Accepted;
+use crate::bounds::{MAX_NATIONALITIES, MAX_OTHER_NAMES};
 use crate::fields::{self, Checks, DocumentCodes, DocumentFields, Draft};
 use crate::json::{self, Obj};
 use crate::record::{NameKind, Sex, SourceSystem};
@@ -23,7 +24,7 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
             .get("application_number")
             .string(c)
             .required(c)
-            .text(c)
+            .identifier(c)
             .map(str::to_owned),
         version: root.get("revision").integer(c).required(c).version(c),
         ..Draft::default()
@@ -40,25 +41,28 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
     }
 
     if let Some(applicant) = root.get("applicant").required_object(c) {
-        let surname = applicant.get("family_name").string(c).required(c).text(c);
+        let surname = applicant.get("family_name").string(c).required(c).name(c);
         let given_names = applicant.get("first_names").joined_strings(c);
-        draft.primary_name =
-            surname.map(|surname| fields::person_name(NameKind::Primary, surname, &given_names));
+        draft.primary_name = surname.zip(given_names).map(|(surname, given_names)| {
+            fields::person_name(NameKind::Primary, surname, &given_names)
+        });
         draft.date_of_birth = applicant
             .get("birth_date")
             .string(c)
             .required(c)
             .partial_date(c);
-        let place = applicant.get("birth_place").string(c).text(c);
+        let place = applicant.get("birth_place").string(c).place(c);
         let country = applicant.get("birth_country").string(c).country(c);
         draft.place_of_birth = fields::place_of_birth(place, country);
         draft.sex = applicant.get("sex").string(c).required(c).one_of(c, &SEX);
-        let nationalities = applicant.get("nationalities").required_strings(c);
+        let nationalities = applicant
+            .get("nationalities")
+            .required_strings(c, MAX_NATIONALITIES);
         draft.nationalities = fields::nationalities(c, nationalities);
-        for alias in applicant.get("other_names").objects(c) {
-            let surname = alias.get("family_name").string(c).required(c).text(c);
+        for alias in applicant.get("other_names").objects(c, MAX_OTHER_NAMES) {
+            let surname = alias.get("family_name").string(c).required(c).name(c);
             let given_names = alias.get("first_names").joined_strings(c);
-            if let Some(surname) = surname {
+            if let (Some(surname), Some(given_names)) = (surname, given_names) {
                 draft
                     .other_names
                     .push(fields::person_name(NameKind::Alias, surname, &given_names));
@@ -88,8 +92,11 @@ mod tests {
     use serde_json::json;
 
     use super::parse;
+    use crate::bounds::{MAX_NAME_CHARS, MAX_NAME_PARTS, MAX_NATIONALITIES, MAX_OTHER_NAMES};
     use crate::record::{DocumentKind, NameKind, Sex};
-    use crate::test_support::{ETIAS, accept, assert_malformed, assert_refused, json_edit};
+    use crate::test_support::{
+        ETIAS, accept, assert_malformed, assert_refused, json_edit, messages, names_normalised_by,
+    };
 
     #[test]
     fn the_fixture_maps_to_the_common_record() {
@@ -249,6 +256,155 @@ mod tests {
             ],
         );
         assert_eq!(accept(parse, &body).record.place_of_birth, None);
+    }
+
+    #[test]
+    fn a_mebibyte_of_names_is_refused_before_any_name_is_normalised() {
+        // One very long name, a list of very many short ones, and aliases each too long.
+        let other_names = vec![json!({ "family_name": "Ä".repeat(4096) }); MAX_OTHER_NAMES];
+        let body = json_edit(
+            ETIAS,
+            &[
+                (
+                    "/applicant/family_name",
+                    Some(json!("Ä".repeat(256 * 1024))),
+                ),
+                ("/applicant/first_names", Some(json!(vec!["ANNA"; 80_000]))),
+                ("/applicant/other_names", Some(json!(other_names))),
+            ],
+        );
+        assert!(body.len() > 1 << 20, "{}", body.len());
+        let mut expected = vec![
+            ("/applicant/family_name".to_owned(), "too_long"),
+            ("/applicant/first_names".to_owned(), "too_many"),
+        ];
+        expected.extend((0..MAX_OTHER_NAMES).map(|i| {
+            (
+                format!("/applicant/other_names/{i}/family_name"),
+                "too_long",
+            )
+        }));
+        let normalised = names_normalised_by(|| {
+            assert_eq!(crate::test_support::refusal(parse, &body), expected);
+        });
+        assert_eq!(normalised, 0);
+    }
+
+    #[test]
+    fn lists_of_names_and_nationalities_are_bounded() {
+        let alias = json!({ "family_name": "YILMAZ" });
+        let part = "A".repeat(MAX_NAME_CHARS / 2 - 1);
+        let body = json_edit(
+            ETIAS,
+            &[
+                // Each part is short enough, the parts together are not.
+                ("/applicant/first_names", Some(json!([part, part, "B"]))),
+                (
+                    "/applicant/nationalities",
+                    Some(json!(vec!["TUR"; MAX_NATIONALITIES + 1])),
+                ),
+                (
+                    "/applicant/other_names",
+                    Some(json!(vec![alias.clone(); MAX_OTHER_NAMES + 1])),
+                ),
+            ],
+        );
+        assert_refused(
+            parse,
+            &body,
+            &[
+                ("/applicant/first_names", "too_long"),
+                ("/applicant/nationalities", "too_many"),
+                ("/applicant/other_names", "too_many"),
+            ],
+        );
+        let body = json_edit(
+            ETIAS,
+            &[
+                ("/applicant/first_names", Some(json!([part, part]))),
+                (
+                    "/applicant/nationalities",
+                    Some(json!(vec!["TUR"; MAX_NATIONALITIES])),
+                ),
+                (
+                    "/applicant/other_names",
+                    Some(json!(vec![alias; MAX_OTHER_NAMES])),
+                ),
+            ],
+        );
+        assert_eq!(accept(parse, &body).record.names.len(), 1 + MAX_OTHER_NAMES);
+        let body = json_edit(
+            ETIAS,
+            &[(
+                "/applicant/first_names",
+                Some(json!(vec!["A"; MAX_NAME_PARTS + 1])),
+            )],
+        );
+        assert_refused(parse, &body, &[("/applicant/first_names", "too_many")]);
+    }
+
+    #[test]
+    fn names_keep_joiners_between_letters_and_ids_refuse_them() {
+        // Persian: the zero-width non-joiner keeps two letters of one name unjoined.
+        let persian = "علی\u{200C}رضا";
+        let body = json_edit(
+            ETIAS,
+            &[(
+                "/applicant/other_names",
+                Some(json!([{ "family_name": persian, "first_names": [persian] }])),
+            )],
+        );
+        assert_eq!(
+            accept(parse, &body).record.names[1].surname.original,
+            persian
+        );
+        let body = json_edit(
+            ETIAS,
+            &[
+                ("/application_number", Some(json!("ETIAS-2026\u{200C}AB12"))),
+                ("/applicant/family_name", Some(json!("\u{200D}MUELLER"))),
+                (
+                    "/applicant/first_names",
+                    Some(json!(["ANNA", "\u{2067}MARIA"])),
+                ),
+                ("/applicant/birth_place", Some(json!("IZMIR\u{0}"))),
+            ],
+        );
+        assert_refused(
+            parse,
+            &body,
+            &[
+                ("/application_number", "forbidden_character"),
+                ("/applicant/family_name", "forbidden_character"),
+                ("/applicant/first_names/1", "forbidden_character"),
+                ("/applicant/birth_place", "control_character"),
+            ],
+        );
+    }
+
+    #[test]
+    fn bound_messages_never_echo_the_offending_values() {
+        let secret = "Zq7Secret";
+        let body = json_edit(
+            ETIAS,
+            &[
+                ("/application_number", Some(json!(secret.repeat(10)))),
+                ("/applicant/family_name", Some(json!(secret.repeat(20)))),
+                (
+                    "/applicant/first_names",
+                    Some(json!([secret, format!("\u{202E}{secret}")])),
+                ),
+                ("/document/number", Some(json!(secret.repeat(4)))),
+            ],
+        );
+        let messages = messages(parse, &body);
+        assert_eq!(messages.len(), 4);
+        assert!(
+            messages
+                .iter()
+                .all(|m| !m.contains(secret) && !m.is_empty()),
+            "{messages:?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! Readers (`json`, `xml`) turn native values into [`Field`]s; connectors check each field
 //! here and fill a [`Draft`]; [`Draft::finish`] either maps the record or refuses it with
 //! every error found. Messages say what is expected and never echo a value.
+//!
+//! Every free text reaches a connector only through a method that names its kind
+//! ([`Field::name`], [`Field::identifier`], [`Field::place`]), which holds it to its bound
+//! ([`crate::bounds`]) before anything else reads it.
 
 use std::num::IntErrorKind;
 
@@ -12,6 +16,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::Accepted;
+use crate::bounds::{self, MAX_NAME_CHARS, TextKind};
 use crate::names::NameForms;
 use crate::record::{
     BiometricTemplate, DocumentKind, FingerPosition, IdentityRecord, Modality, NameKind,
@@ -41,6 +46,12 @@ impl<'r> Checks<'r> {
 
     pub(crate) fn error(&mut self, field: &str, rule: &'static str, message: impl Into<String>) {
         self.errors.push(FieldError::new(field, rule, message));
+    }
+
+    /// Reports a list at `path` longer than `max`, whose entries are then left unread.
+    pub(crate) fn too_many(&mut self, path: &str, max: usize, entries: &str) {
+        let message = format!("expected at most {max} {entries}");
+        self.error(path, rule::TOO_MANY, message);
     }
 
     fn finding(&mut self, field: &str, rule: &str, message: String) {
@@ -147,8 +158,10 @@ impl<'a> Field<'a> {
         }
     }
 
-    /// The text as sent, or `None` when blank or already reported.
-    pub(crate) fn text(&self, checks: &mut Checks<'_>) -> Option<&'a str> {
+    /// The text as sent, or `None` when blank or already reported. Only for codes, dates,
+    /// numbers and template data, which their own rules refuse when overlong; free text
+    /// goes through [`Self::bounded_text`].
+    fn text(&self, checks: &mut Checks<'_>) -> Option<&'a str> {
         match self.raw {
             Raw::Text(text) if text.chars().any(|c| c.is_control() && !c.is_whitespace()) => {
                 checks.error(
@@ -165,6 +178,40 @@ impl<'a> Field<'a> {
             }
             _ => None,
         }
+    }
+
+    /// The text as sent if it keeps to the bound and characters of its kind, or `None` when
+    /// blank, already reported or refused.
+    fn bounded_text(&self, checks: &mut Checks<'_>, kind: TextKind) -> Option<&'a str> {
+        match self.raw {
+            Raw::Text(text) if !text.trim().is_empty() => match bounds::text_problem(text, kind) {
+                Some((rule, message)) => {
+                    checks.error(&self.path, rule, message);
+                    None
+                }
+                None => Some(text),
+            },
+            Raw::Integer(_) => {
+                checks.error(&self.path, rule::WRONG_TYPE, "expected a string");
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// A surname, given names or another name of a person, or one part of such a name.
+    pub(crate) fn name(&self, checks: &mut Checks<'_>) -> Option<&'a str> {
+        self.bounded_text(checks, TextKind::Name)
+    }
+
+    /// A source id or another id a system assigns.
+    pub(crate) fn identifier(&self, checks: &mut Checks<'_>) -> Option<&'a str> {
+        self.bounded_text(checks, TextKind::Identifier)
+    }
+
+    /// A place of birth.
+    pub(crate) fn place(&self, checks: &mut Checks<'_>) -> Option<&'a str> {
+        self.bounded_text(checks, TextKind::PlaceOfBirth)
     }
 
     /// Checks the text with `parse`, reporting `rule` with `expected` when it fails.
@@ -556,7 +603,7 @@ pub(crate) fn travel_document(
     let errors_before = checks.error_count();
     let kind = kind.required(checks).document_kind(checks, codes);
     let number_field = number.required(checks);
-    let number = number_field.text(checks);
+    let number = number_field.bounded_text(checks, TextKind::DocumentNumber);
     let number_normalised = number.map(TravelDocument::normalise_number);
     if number_normalised.as_ref().is_some_and(String::is_empty) {
         checks.error(
@@ -592,11 +639,25 @@ pub(crate) fn nationalities(checks: &mut Checks<'_>, items: Vec<Field<'_>>) -> V
     codes
 }
 
-/// Given names or surname parts sent as a list, joined with single spaces; blank entries
-/// carry nothing and are skipped.
-pub(crate) fn joined(checks: &mut Checks<'_>, parts: &[Field<'_>]) -> String {
-    let texts: Vec<&str> = parts.iter().filter_map(|part| part.text(checks)).collect();
-    texts.join(" ")
+/// Given names or surname parts sent as the list at `path`, joined with single spaces;
+/// blank entries carry nothing and are skipped. `None` when a part is refused, or the parts
+/// together are longer than one name may be.
+pub(crate) fn joined(checks: &mut Checks<'_>, path: &str, parts: &[Field<'_>]) -> Option<String> {
+    let errors_before = checks.error_count();
+    let texts: Vec<&str> = parts.iter().filter_map(|part| part.name(checks)).collect();
+    if checks.error_count() > errors_before {
+        return None;
+    }
+    // Each part is bounded and holds no stray invisible character, and the joining spaces
+    // add none: only the length of the whole is left to check.
+    let joined = texts.join(" ");
+    if joined.chars().nth(MAX_NAME_CHARS).is_some() {
+        let message =
+            format!("expected name parts of at most {MAX_NAME_CHARS} characters together");
+        checks.error(path, rule::TOO_LONG, message);
+        return None;
+    }
+    Some(joined)
 }
 
 pub(crate) fn person_name(kind: NameKind, surname: &str, given_names: &str) -> PersonName {

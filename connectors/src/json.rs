@@ -4,6 +4,7 @@
 use serde_json::error::Category;
 use serde_json::{Map, Value};
 
+use crate::bounds::{MAX_NAME_PARTS, MAX_TEMPLATES};
 use crate::fields::{self, Checks, Field, MODALITIES, Spelling, TemplateFields};
 use crate::record::BiometricTemplate;
 use crate::refusal::Refusal;
@@ -126,10 +127,14 @@ impl<'a> Node<'a> {
         self.object(checks)
     }
 
-    /// The entries of an optional array; none when absent.
-    pub(crate) fn items(self, checks: &mut Checks<'_>) -> Vec<Node<'a>> {
+    /// The entries of an optional array of at most `max`; none when absent or longer.
+    pub(crate) fn items(self, checks: &mut Checks<'_>, max: usize) -> Vec<Node<'a>> {
         match self.value {
             None => Vec::new(),
+            Some(Value::Array(values)) if values.len() > max => {
+                checks.too_many(&self.path, max, "entries");
+                Vec::new()
+            }
             Some(Value::Array(values)) => values
                 .iter()
                 .enumerate()
@@ -145,8 +150,8 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// The entries of an array that must hold at least one.
-    pub(crate) fn required_items(self, checks: &mut Checks<'_>) -> Vec<Node<'a>> {
+    /// The entries of an array that must hold at least one and at most `max`.
+    pub(crate) fn required_items(self, checks: &mut Checks<'_>, max: usize) -> Vec<Node<'a>> {
         match self.value {
             None => checks.error(
                 &self.path,
@@ -158,34 +163,36 @@ impl<'a> Node<'a> {
             }
             Some(_) => {}
         }
-        self.items(checks)
+        self.items(checks, max)
     }
 
-    /// The entries of an optional array of strings.
-    pub(crate) fn strings(self, checks: &mut Checks<'_>) -> Vec<Field<'a>> {
-        self.items(checks)
+    /// The entries of an optional array of at most `max` strings.
+    pub(crate) fn strings(self, checks: &mut Checks<'_>, max: usize) -> Vec<Field<'a>> {
+        self.items(checks, max)
             .into_iter()
             .map(|item| item.string(checks))
             .collect()
     }
 
-    /// An optional array of name parts, joined by single spaces.
-    pub(crate) fn joined_strings(self, checks: &mut Checks<'_>) -> String {
-        let parts = self.strings(checks);
-        fields::joined(checks, &parts)
+    /// An optional array of name parts, joined by single spaces; `None` when refused.
+    pub(crate) fn joined_strings(self, checks: &mut Checks<'_>) -> Option<String> {
+        let path = self.path.clone();
+        let parts = self.strings(checks, MAX_NAME_PARTS);
+        fields::joined(checks, &path, &parts)
     }
 
-    /// The entries of an array of strings that must hold at least one.
-    pub(crate) fn required_strings(self, checks: &mut Checks<'_>) -> Vec<Field<'a>> {
-        self.required_items(checks)
+    /// The entries of an array of strings that must hold at least one and at most `max`.
+    pub(crate) fn required_strings(self, checks: &mut Checks<'_>, max: usize) -> Vec<Field<'a>> {
+        self.required_items(checks, max)
             .into_iter()
             .map(|item| item.string(checks))
             .collect()
     }
 
-    /// The entries of an optional array of objects; entries of another type are reported.
-    pub(crate) fn objects(self, checks: &mut Checks<'_>) -> Vec<Obj<'a>> {
-        self.items(checks)
+    /// The entries of an optional array of at most `max` objects; entries of another type
+    /// are reported.
+    pub(crate) fn objects(self, checks: &mut Checks<'_>, max: usize) -> Vec<Obj<'a>> {
+        self.items(checks, max)
             .into_iter()
             .filter_map(|item| item.object_entry(checks))
             .collect()
@@ -214,7 +221,7 @@ fn escape(key: &str) -> String {
 /// The `biometrics` array EES and SIS share: `modality`, `position` (fingers), `algorithm`,
 /// `quality`, `data`.
 pub(crate) fn biometrics(checks: &mut Checks<'_>, node: Node<'_>) -> Vec<BiometricTemplate> {
-    node.objects(checks)
+    node.objects(checks, MAX_TEMPLATES)
         .into_iter()
         .filter_map(|entry| {
             let modality = entry

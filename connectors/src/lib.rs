@@ -1,6 +1,7 @@
 //! Pure adapters from each source system's native record format to the common identity
 //! record: parse, validate, score quality, map. No IO happens here.
 
+pub mod bounds;
 mod ecris_tcn;
 mod ees;
 mod etias;
@@ -18,6 +19,7 @@ pub mod vector_base64;
 mod vis;
 mod xml;
 
+pub use bounds::{TextKind, text_problem};
 pub use names::NameForms;
 pub use record::*;
 pub use refusal::{FieldError, QualityFinding, Refusal};

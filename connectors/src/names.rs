@@ -19,8 +19,17 @@ pub struct NameForms {
     pub ascii: String,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many names this thread has normalised: tests show with it that a refused name
+    /// never reaches normalisation.
+    pub(crate) static NORMALISED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl NameForms {
     pub fn new(original: &str) -> Self {
+        #[cfg(test)]
+        NORMALISED.with(|count| count.set(count.get() + 1));
         Self {
             original: original.to_owned(),
             folded: fold(original),

@@ -33,9 +33,17 @@ pub const NOT_FINITE: &str = "not_finite";
 pub const ZERO_VECTOR: &str = "zero_vector";
 /// Text holds a control character (NUL and the like), which no name, id or code contains.
 pub const CONTROL_CHARACTER: &str = "control_character";
+/// Text holds an invisible formatting character (a bidirectional control, a zero-width
+/// character, a soft hyphen…), which makes one value display like another. Names keep a
+/// zero-width joiner or non-joiner between letters, which some scripts spell with.
+pub const FORBIDDEN_CHARACTER: &str = "forbidden_character";
+/// Text is longer than its kind's bound ([`crate::bounds`]); nothing else reads it.
+pub const TOO_LONG: &str = "too_long";
+/// A list has more entries than its bound ([`crate::bounds`]); none of them is read.
+pub const TOO_MANY: &str = "too_many";
 
 /// Every refusal rule, for documentation and exhaustive tests.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 19] = [
     REQUIRED,
     WRONG_TYPE,
     EMPTY,
@@ -52,6 +60,9 @@ pub const ALL: [&str; 16] = [
     NOT_FINITE,
     ZERO_VECTOR,
     CONTROL_CHARACTER,
+    FORBIDDEN_CHARACTER,
+    TOO_LONG,
+    TOO_MANY,
 ];
 
 /// The non-blocking finding for a template kept out of the biometric index.

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::bounds::{MAX_DOCUMENTS, MAX_NAME_PARTS, MAX_NATIONALITIES, MAX_OTHER_NAMES};
 use crate::fields::{self, Checks, DocumentCodes, DocumentFields, Draft};
 use crate::json::{self, Node, Obj};
 use crate::record::{NameKind, Sex, SourceSystem};
@@ -23,7 +24,7 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
             .get("alert_id")
             .string(c)
             .required(c)
-            .text(c)
+            .identifier(c)
             .map(str::to_owned),
         version: root.get("version").integer(c).required(c).version(c),
         member_state: root.get("issuing_state").string(c).member_state(c),
@@ -48,16 +49,19 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
     if let Some(person) = root.get("person").required_object(c) {
         let surname = surnames(c, person.get("surnames"));
         let given_names = person.get("forenames").joined_strings(c);
-        draft.primary_name =
-            surname.map(|surname| fields::person_name(NameKind::Primary, &surname, &given_names));
+        draft.primary_name = surname.zip(given_names).map(|(surname, given_names)| {
+            fields::person_name(NameKind::Primary, &surname, &given_names)
+        });
         draft.date_of_birth = person.get("dob").string(c).required(c).partial_date(c);
         draft.sex = person.get("gender").string(c).required(c).one_of(c, &SEX);
-        let nationalities = person.get("nationalities").required_strings(c);
+        let nationalities = person
+            .get("nationalities")
+            .required_strings(c, MAX_NATIONALITIES);
         draft.nationalities = fields::nationalities(c, nationalities);
-        for alias in person.get("aliases").objects(c) {
+        for alias in person.get("aliases").objects(c, MAX_OTHER_NAMES) {
             let surname = surnames(c, alias.get("surnames"));
             let given_names = alias.get("forenames").joined_strings(c);
-            if let Some(surname) = surname {
+            if let (Some(surname), Some(given_names)) = (surname, given_names) {
                 draft.other_names.push(fields::person_name(
                     NameKind::Alias,
                     &surname,
@@ -67,7 +71,7 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
         }
     }
 
-    for document in root.get("documents").objects(c) {
+    for document in root.get("documents").objects(c, MAX_DOCUMENTS) {
         let fields = DocumentFields {
             codes: DocumentCodes::Words,
             kind: document.get("type").string(c),
@@ -88,12 +92,13 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
 /// SIS sends surnames as a list; the surname is its non-blank parts joined by spaces.
 fn surnames(checks: &mut Checks<'_>, node: Node<'_>) -> Option<String> {
     let path = node.path().to_owned();
-    let parts = node.required_strings(checks);
-    let surname = fields::joined(checks, &parts);
+    let parts = node.required_strings(checks, MAX_NAME_PARTS);
+    let surname = fields::joined(checks, &path, &parts)?;
     if !surname.is_empty() {
         return Some(surname);
     }
-    // An absent or empty list and wrongly typed entries are reported already; blanks are not.
+    // An absent, empty or too long list, refused parts and wrongly typed entries are
+    // reported already; blanks are not.
     if !parts.is_empty() && parts.iter().all(|part| !part.is_present()) {
         checks.error(
             &path,
@@ -110,9 +115,11 @@ mod tests {
     use serde_json::json;
 
     use super::parse;
+    use crate::bounds::{MAX_DOCUMENTS, MAX_NAME_CHARS, MAX_OTHER_NAMES};
     use crate::record::{DocumentKind, FingerPosition, Modality, NameKind, Sex};
     use crate::test_support::{
-        SIS, accept, assert_malformed, assert_refused, json_edit, vector, vector_with,
+        SIS, accept, assert_malformed, assert_refused, json_edit, names_normalised_by, vector,
+        vector_with,
     };
 
     #[test]
@@ -323,6 +330,69 @@ mod tests {
                 ("/documents/0/country", "invalid_country_code"),
             ],
         );
+    }
+
+    #[test]
+    fn a_long_surname_part_is_refused_before_any_name_is_normalised() {
+        let body = json_edit(
+            SIS,
+            &[(
+                "/person/surnames",
+                Some(json!(["Rossi", "R".repeat(20_000)])),
+            )],
+        );
+        let normalised = names_normalised_by(|| {
+            assert_refused(parse, &body, &[("/person/surnames/1", "too_long")]);
+        });
+        assert_eq!(normalised, 0);
+    }
+
+    #[test]
+    fn ids_documents_and_aliases_are_bounded() {
+        let document = json!({ "type": "passport", "number": "AB1234567", "country": "ALB" });
+        let alias = json!({ "surnames": ["ROSI"], "forenames": ["MARKO"] });
+        let half = "R".repeat(MAX_NAME_CHARS / 2 - 1);
+        let body = json_edit(
+            SIS,
+            &[
+                ("/alert_id", Some(json!("SIS-\u{FEFF}IT-2026-000077"))),
+                ("/person/forenames", Some(json!([half, half, "A"]))),
+                (
+                    "/person/aliases",
+                    Some(json!(vec![alias.clone(); MAX_OTHER_NAMES + 1])),
+                ),
+                (
+                    "/documents",
+                    Some(json!(vec![document.clone(); MAX_DOCUMENTS + 1])),
+                ),
+            ],
+        );
+        assert_refused(
+            parse,
+            &body,
+            &[
+                ("/alert_id", "forbidden_character"),
+                ("/person/forenames", "too_long"),
+                ("/person/aliases", "too_many"),
+                ("/documents", "too_many"),
+            ],
+        );
+        let body = json_edit(
+            SIS,
+            &[
+                ("/person/aliases", Some(json!(vec![alias; MAX_OTHER_NAMES]))),
+                ("/documents", Some(json!(vec![document; MAX_DOCUMENTS]))),
+                ("/documents/0/number", Some(json!("1".repeat(33)))),
+            ],
+        );
+        assert_refused(parse, &body, &[("/documents/0/number", "too_long")]);
+        let body = json_edit(
+            &body,
+            &[("/documents/0/number", Some(json!("1".repeat(32))))],
+        );
+        let record = accept(parse, &body).record;
+        assert_eq!(record.names.len(), 1 + MAX_OTHER_NAMES);
+        assert_eq!(record.travel_documents.len(), MAX_DOCUMENTS);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! format description, edited one rule at a time.
 #![allow(clippy::unwrap_used)]
 
+use std::cell::Cell;
+
 use serde_json::Value;
 
 use crate::refusal::{FieldError, Refusal};
@@ -115,6 +117,24 @@ pub(crate) fn xml_text(fixture: &[u8], opening: &str, text: &str) -> Vec<u8> {
     let start = document.find(opening).unwrap() + opening.len();
     let end = start + document[start..].find('<').unwrap();
     format!("{}{text}{}", &document[..start], &document[end..]).into_bytes()
+}
+
+/// How many names `parse` normalised on this thread while it ran.
+pub(crate) fn names_normalised_by(parse: impl FnOnce()) -> usize {
+    let before = crate::names::NORMALISED.with(Cell::get);
+    parse();
+    crate::names::NORMALISED.with(Cell::get) - before
+}
+
+/// The whole element of the XML fixture opened by `opening` (which must occur once), up
+/// to its closing `</name>` tag.
+pub(crate) fn xml_element(fixture: &[u8], opening: &str, name: &str) -> String {
+    let document = String::from_utf8(fixture.to_vec()).unwrap();
+    assert_eq!(document.matches(opening).count(), 1, "{opening}");
+    let start = document.find(opening).unwrap();
+    let closing = format!("</{name}>");
+    let end = start + document[start..].find(&closing).unwrap() + closing.len();
+    document[start..end].to_owned()
 }
 
 /// Base64 of `dimension` small finite values.

@@ -2,6 +2,7 @@
 //! `urn:interop-hub:vis:1`, root `VisaApplication`.
 
 use crate::Accepted;
+use crate::bounds::{MAX_NATIONALITIES, MAX_TEMPLATES};
 use crate::fields::{self, Checks, DocumentCodes, DocumentFields, Draft};
 use crate::record::{Modality, NameKind, Sex, SourceSystem};
 use crate::refusal::Refusal;
@@ -21,7 +22,7 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
         source_id: root
             .attribute("number")
             .required(c)
-            .text(c)
+            .identifier(c)
             .map(str::to_owned),
         version: root.attribute("version").required(c).version(c),
         member_state: root.attribute("state").member_state(c),
@@ -29,11 +30,11 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
     };
 
     if let Some(applicant) = root.required_child("Applicant", c) {
-        let surname = applicant.child_text("Surname", c).required(c).text(c);
-        let at_birth = applicant.child_text("SurnameAtBirth", c).text(c);
+        let surname = applicant.child_text("Surname", c).required(c).name(c);
+        let at_birth = applicant.child_text("SurnameAtBirth", c).name(c);
         let given_names = applicant
             .child_text("FirstNames", c)
-            .text(c)
+            .name(c)
             .unwrap_or_default();
         draft.primary_name =
             surname.map(|surname| fields::person_name(NameKind::Primary, surname, given_names));
@@ -47,11 +48,11 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
             .partial_date(c);
         if let Some(place) = applicant.child("PlaceOfBirth", c) {
             let country = place.attribute("country").country(c);
-            draft.place_of_birth = fields::place_of_birth(place.text().text(c), country);
+            draft.place_of_birth = fields::place_of_birth(place.text().place(c), country);
         }
         draft.sex = applicant.child_text("Sex", c).required(c).one_of(c, &SEX);
         let nationalities = applicant
-            .required_children("Nationality", c)
+            .required_children("Nationality", MAX_NATIONALITIES, c)
             .iter()
             .map(Element::text)
             .collect();
@@ -72,17 +73,15 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
     }
 
     if let Some(biometrics) = root.child("Biometrics", c) {
-        let face = biometrics
-            .child("Face", c)
-            .map(|face| (face, Modality::Face));
-        let fingers = biometrics
-            .children("Finger")
-            .into_iter()
-            .map(|finger| (finger, Modality::Finger));
-        let irises = biometrics
-            .children("Iris")
-            .into_iter()
-            .map(|iris| (iris, Modality::Iris));
+        // Faces, fingers and irises share the record's one allowance of templates.
+        let face = biometrics.child("Face", c);
+        let mut allowance = MAX_TEMPLATES - usize::from(face.is_some());
+        let fingers = biometrics.children("Finger", allowance, c);
+        allowance -= fingers.len();
+        let irises = biometrics.children("Iris", allowance, c);
+        let face = face.map(|face| (face, Modality::Face));
+        let fingers = fingers.into_iter().map(|finger| (finger, Modality::Finger));
+        let irises = irises.into_iter().map(|iris| (iris, Modality::Iris));
         for (element, modality) in face.into_iter().chain(fingers).chain(irises) {
             draft.templates.extend(xml::template(c, &element, modality));
         }
@@ -95,10 +94,11 @@ pub(crate) fn parse(body: &[u8], registry: &AlgorithmRegistry) -> Result<Accepte
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::parse;
+    use crate::bounds::{MAX_NATIONALITIES, MAX_TEMPLATES};
     use crate::record::{DocumentKind, FingerPosition, Modality, NameKind, Sex};
     use crate::test_support::{
-        VIS, accept, assert_malformed, assert_refused, messages, vector, vector_with, xml_edit,
-        xml_text,
+        VIS, accept, assert_malformed, assert_refused, messages, names_normalised_by, vector,
+        vector_with, xml_edit, xml_element, xml_text,
     };
 
     const FACE: &str = r#"<Face algorithm="acme-face-v3" quality="49">"#;
@@ -417,6 +417,76 @@ mod tests {
         let messages = messages(parse, &body);
         assert_eq!(messages.len(), 4);
         assert!(messages.iter().all(|m| !m.contains(secret)), "{messages:?}");
+    }
+
+    #[test]
+    fn a_long_surname_is_refused_before_any_name_is_normalised() {
+        let surname = format!("<Surname>{}</Surname>", "Müller".repeat(20_000 / 6));
+        let body = xml_edit(VIS, &[("<Surname>Müller</Surname>", &surname)]);
+        let normalised = names_normalised_by(|| {
+            assert_refused(
+                parse,
+                &body,
+                &[("/VisaApplication/Applicant/Surname", "too_long")],
+            );
+        });
+        assert_eq!(normalised, 0);
+    }
+
+    #[test]
+    fn texts_and_repeated_elements_are_bounded() {
+        let nationalities = "<Nationality>TUR</Nationality>".repeat(MAX_NATIONALITIES + 1);
+        let place = format!("<PlaceOfBirth>{}</PlaceOfBirth>", "I".repeat(129));
+        let body = xml_edit(
+            VIS,
+            &[
+                (
+                    r#"number="VIS-FR-2026-000001""#,
+                    "number=\"VIS-FR\u{2066}-2026\"",
+                ),
+                (
+                    "<FirstNames>Anna Maria</FirstNames>",
+                    "<FirstNames>Anna\u{200B}Maria</FirstNames>",
+                ),
+                (
+                    "<Nationality>TUR</Nationality>",
+                    &format!("{place}{nationalities}"),
+                ),
+                (
+                    r#"number="U12345678""#,
+                    &format!(r#"number="{}""#, "U".repeat(33)),
+                ),
+            ],
+        );
+        assert_refused(
+            parse,
+            &body,
+            &[
+                ("/VisaApplication/@number", "forbidden_character"),
+                (
+                    "/VisaApplication/Applicant/FirstNames",
+                    "forbidden_character",
+                ),
+                ("/VisaApplication/Applicant/PlaceOfBirth", "too_long"),
+                ("/VisaApplication/Applicant/Nationality", "too_many"),
+                ("/VisaApplication/TravelDocument/@number", "too_long"),
+            ],
+        );
+    }
+
+    #[test]
+    fn faces_fingers_and_irises_share_the_templates_bound() {
+        let finger = xml_element(VIS, FINGER_2, "Finger");
+        // The face and the fixture's two fingers are three templates already.
+        let filling = finger.repeat(MAX_TEMPLATES - 3);
+        let body = xml_edit(VIS, &[(&finger, &format!("{finger}{filling}"))]);
+        assert_eq!(accept(parse, &body).record.templates.len(), MAX_TEMPLATES);
+        let body = xml_edit(VIS, &[(&finger, &format!("{finger}{filling}{finger}"))]);
+        assert_refused(
+            parse,
+            &body,
+            &[("/VisaApplication/Biometrics/Finger", "too_many")],
+        );
     }
 
     #[test]

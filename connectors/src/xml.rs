@@ -124,9 +124,22 @@ impl<'a, 'i> Element<'a, 'i> {
         }
     }
 
-    /// Every child of a repeatable element, indexed from 1.
-    pub(crate) fn children(&self, name: &'static str) -> Vec<Self> {
-        self.named(name)
+    /// Every child of a repeatable element, indexed from 1; none when there are more than
+    /// `max`, which is reported.
+    pub(crate) fn children(
+        &self,
+        name: &'static str,
+        max: usize,
+        checks: &mut Checks<'_>,
+    ) -> Vec<Self> {
+        let nodes: Vec<Node<'a, 'i>> = self.named(name).take(max.saturating_add(1)).collect();
+        if nodes.len() > max {
+            let entries = format!("{name} elements");
+            checks.too_many(&format!("{}/{name}", self.path), max, &entries);
+            return Vec::new();
+        }
+        nodes
+            .into_iter()
             .enumerate()
             .map(|(index, node)| Self {
                 node,
@@ -135,18 +148,19 @@ impl<'a, 'i> Element<'a, 'i> {
             .collect()
     }
 
-    /// Every child of an element the format requires at least once.
+    /// Every child of an element the format requires at least once and allows at most `max`
+    /// times.
     pub(crate) fn required_children(
         &self,
         name: &'static str,
+        max: usize,
         checks: &mut Checks<'_>,
     ) -> Vec<Self> {
-        let children = self.children(name);
-        if children.is_empty() {
+        if self.named(name).next().is_none() {
             let message = format!("expected at least one {name} element");
             checks.error(&format!("{}/{name}", self.path), rule::REQUIRED, message);
         }
-        children
+        self.children(name, max, checks)
     }
 }
 
