@@ -1,5 +1,8 @@
-//! Statistics in the spirit of the EU's CRRS (anonymised counts, small ones suppressed) and
-//! the data-quality report (completeness, validity, refusals and findings by rule).
+//! Statistics in the spirit of the EU's CRRS — anonymised counts, small ones withheld and
+//! with them whatever would give one away — and the data-quality report (completeness,
+//! validity, refusals and findings by rule).
+
+mod suppression;
 
 use std::collections::BTreeMap;
 
@@ -11,8 +14,10 @@ use utoipa::ToSchema;
 use super::Hub;
 use crate::access::{HubDuty, Principal};
 use crate::error::HubError;
+use crate::matching::LinkColour;
+use suppression::{CountId, Table};
 
-/// Counts below this are never published.
+/// Counts from 1 to this minus one are never published, nor counts that would give one away.
 pub const SUPPRESSED_BELOW: i64 = 10;
 const AGE_BANDS: [(i32, i32, &str); 7] = [
     (0, 11, "0-11"),
@@ -23,44 +28,141 @@ const AGE_BANDS: [(i32, i32, &str); 7] = [
     (70, 89, "70-89"),
     (90, i32::MAX, "90+"),
 ];
+/// In this order: [`tally`] names them by position.
+const LINK_COLOURS: [LinkColour; 4] = [
+    LinkColour::White,
+    LinkColour::Yellow,
+    LinkColour::Green,
+    LinkColour::Red,
+];
+/// The days of links made, and the hours of records stored, broken down up to `as_of`.
+const LINK_DAYS: i64 = 14;
+const STORED_HOURS: i64 = 24;
+/// The period of a windowed count that holds everything before the window: with it the
+/// window adds up to its total, and the sum is protected like any other.
+pub const EARLIER: &str = "earlier";
+const SECONDS_PER_HOUR: i64 = 3_600;
+const SECONDS_PER_DAY: i64 = 86_400;
+
+/// What a published count counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatCategory {
+    /// Records stored: per system, and in all (no system).
+    Records,
+    /// A system's records per nationality (`key`); a record of several counts under each.
+    RecordsByNationality,
+    /// A system's records per age band (`key`), ages as of `as_of`'s year.
+    RecordsByAgeBand,
+    /// Records (latest versions) stored per UTC hour (`period`) over the 24 hours up to
+    /// `as_of`, and `earlier`.
+    RecordsStoredByHour,
+    /// Links per colour (`key`).
+    Links,
+    /// Links per colour (`key`) per UTC day made (`period`) over the 14 days up to `as_of`,
+    /// and `earlier`.
+    LinksByDay,
+    /// Yellow links awaiting verification: in all, and per responsible authority (`key`).
+    VerificationBacklog,
+    /// Yellow links past their deadline.
+    VerificationOverdue,
+    /// Yellow links within their deadline.
+    VerificationWithinDeadline,
+    /// Records refused at ingest, per system, since the control database began.
+    IngestRefused,
+    /// Non-blocking findings on accepted records, per system, since the control database
+    /// began.
+    IngestFlagged,
+}
+
+impl StatCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Records => "records",
+            Self::RecordsByNationality => "records_by_nationality",
+            Self::RecordsByAgeBand => "records_by_age_band",
+            Self::RecordsStoredByHour => "records_stored_by_hour",
+            Self::Links => "links",
+            Self::LinksByDay => "links_by_day",
+            Self::VerificationBacklog => "verification_backlog",
+            Self::VerificationOverdue => "verification_overdue",
+            Self::VerificationWithinDeadline => "verification_within_deadline",
+            Self::IngestRefused => "ingest_refused",
+            Self::IngestFlagged => "ingest_flagged",
+        }
+    }
+}
 
 /// One count of the statistics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct StatRow {
-    /// `records`, `records_by_nationality`, `records_by_age_band`, `links`,
-    /// `verification_backlog` or `verification_overdue`.
-    pub category: &'static str,
+    pub category: StatCategory,
     pub system: Option<SourceSystem>,
-    /// The nationality, age band or link colour the count is of.
+    /// The nationality, age band, link colour or authority the count is of.
     pub key: Option<String>,
-    /// Absent (null) when suppressed: below the threshold.
+    /// A windowed count's UTC day (`2026-05-01`) or hour (`2026-05-01T13:00:00Z`), or
+    /// `earlier`: everything before the window.
+    pub period: Option<String>,
+    /// Absent (null) when withheld: from 1 to `suppressed_below` − 1, or needed to keep such
+    /// a count from being computed from the others.
     pub count: Option<i64>,
 }
 
+impl StatRow {
+    fn of(
+        category: StatCategory,
+        system: Option<SourceSystem>,
+        key: Option<&str>,
+        period: Option<String>,
+    ) -> Self {
+        Self {
+            category,
+            system,
+            key: key.map(str::to_owned),
+            period,
+            count: None,
+        }
+    }
+
+    /// `category/system/key/period`, empty where absent: the row wherever it is shown.
+    pub fn name(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.category.as_str(),
+            self.system.map_or("", SourceSystem::as_str),
+            self.key.as_deref().unwrap_or(""),
+            self.period.as_deref().unwrap_or("")
+        )
+    }
+}
+
 /// Anonymised counts.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Statistics {
+    /// When the counts were taken.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub generated_at: OffsetDateTime,
-    /// Counts below this are published as null.
+    pub as_of: OffsetDateTime,
+    /// Counts from 1 to this minus one are withheld (null), and so is any count that would
+    /// let one be computed from the others.
     pub suppressed_below: i64,
     pub rows: Vec<StatRow>,
 }
 
 impl Statistics {
-    /// `category,system,key,count`, a suppressed count as `<10`.
+    /// `category,system,key,period,count`, a withheld count as `<10`.
     pub fn to_csv(&self) -> String {
-        let mut csv = String::from("category,system,key,count\n");
+        let mut csv = String::from("category,system,key,period,count\n");
         for row in &self.rows {
             let count = row
                 .count
                 .map_or_else(|| format!("<{}", self.suppressed_below), |c| c.to_string());
             csv.push_str(&format!(
-                "{},{},{},{}\n",
-                row.category,
+                "{},{},{},{},{}\n",
+                row.category.as_str(),
                 row.system.map_or("", SourceSystem::as_str),
                 csv_field(row.key.as_deref().unwrap_or("")),
+                row.period.as_deref().unwrap_or(""),
                 count
             ));
         }
@@ -77,18 +179,228 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn row(
-    category: &'static str,
-    system: Option<SourceSystem>,
-    key: Option<String>,
-    count: i64,
-) -> StatRow {
-    StatRow {
-        category,
-        system,
-        key,
-        count: (count >= SUPPRESSED_BELOW).then_some(count),
+/// What the stores hold at one instant, before anything is withheld.
+#[derive(Debug, Default)]
+struct Counted {
+    records_by_band: BTreeMap<(SourceSystem, &'static str), i64>,
+    records_by_nationality: BTreeMap<(SourceSystem, String), i64>,
+    /// Hour since the epoch → records stored in it, over the window.
+    stored_by_hour: BTreeMap<i64, i64>,
+    links_by_colour: BTreeMap<String, i64>,
+    /// (colour, day since the epoch) → links made that day, over the window.
+    links_by_day: BTreeMap<(String, i64), i64>,
+    backlog_by_authority: BTreeMap<String, i64>,
+    overdue: i64,
+    refused: BTreeMap<SourceSystem, i64>,
+    flagged: BTreeMap<SourceSystem, i64>,
+}
+
+/// The rows to publish, each naming a count, and the tables those counts form.
+#[derive(Debug, Default)]
+struct Tally {
+    rows: Vec<(StatRow, CountId)>,
+    counts: Vec<i64>,
+    tables: Vec<Table>,
+}
+
+impl Tally {
+    fn count(&mut self, row: StatRow, value: i64) -> CountId {
+        self.counts.push(value);
+        let id = self.counts.len() - 1;
+        self.rows.push((row, id));
+        id
     }
+
+    /// A second row showing a count already tallied.
+    fn again(&mut self, row: StatRow, id: CountId) {
+        self.rows.push((row, id));
+    }
+
+    fn table(&mut self, total: CountId, parts: Vec<CountId>) {
+        if !parts.is_empty() {
+            self.tables.push(Table { total, parts });
+        }
+    }
+
+    /// A windowed breakdown of `total`: the window's counts and, to complete the sum, the
+    /// rest as `earlier`.
+    fn window(
+        &mut self,
+        total: CountId,
+        category: StatCategory,
+        key: Option<&str>,
+        window: impl IntoIterator<Item = (String, i64)>,
+    ) {
+        let mut parts = Vec::new();
+        let mut within = 0;
+        for (period, value) in window {
+            within += value;
+            parts.push(self.count(StatRow::of(category, None, key, Some(period)), value));
+        }
+        let earlier = (self.counts[total] - within).max(0);
+        parts.push(self.count(
+            StatRow::of(category, None, key, Some(EARLIER.to_owned())),
+            earlier,
+        ));
+        self.table(total, parts);
+    }
+
+    fn publish(self, as_of: OffsetDateTime) -> Result<Statistics, HubError> {
+        let withheld = suppression::withheld(&self.counts, &self.tables, SUPPRESSED_BELOW)
+            .map_err(|e| HubError::Internal(e.to_string()))?;
+        Ok(Statistics {
+            as_of,
+            suppressed_below: SUPPRESSED_BELOW,
+            rows: self
+                .rows
+                .into_iter()
+                .map(|(row, id)| StatRow {
+                    count: (!withheld[id]).then_some(self.counts[id]),
+                    ..row
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The rows and tables of the statistics as of `as_of`.
+fn tally(counted: &Counted, as_of: OffsetDateTime) -> Tally {
+    use StatCategory::*;
+    let mut tally = Tally::default();
+    let mut per_system: BTreeMap<SourceSystem, i64> = BTreeMap::new();
+    for ((system, _), count) in &counted.records_by_band {
+        *per_system.entry(*system).or_default() += count;
+    }
+    let all_records = tally.count(
+        StatRow::of(Records, None, None, None),
+        per_system.values().sum(),
+    );
+    let systems = SourceSystem::ALL.map(|system| {
+        let count = per_system.get(&system).copied().unwrap_or(0);
+        tally.count(StatRow::of(Records, Some(system), None, None), count)
+    });
+    tally.table(all_records, systems.to_vec());
+    for (system, total) in SourceSystem::ALL.into_iter().zip(systems) {
+        let parts = counted
+            .records_by_nationality
+            .iter()
+            .filter(|((s, _), _)| *s == system)
+            .map(|((_, nationality), &count)| {
+                let row = StatRow::of(RecordsByNationality, Some(system), Some(nationality), None);
+                tally.count(row, count)
+            })
+            .collect();
+        // Not an exact sum (a record may have no nationality, or several), but a reader
+        // may take it for one: protected as if it were.
+        tally.table(total, parts);
+    }
+    for (system, total) in SourceSystem::ALL.into_iter().zip(systems) {
+        let parts = counted
+            .records_by_band
+            .iter()
+            .filter(|((s, _), _)| *s == system)
+            .map(|(&(_, band), &count)| {
+                tally.count(
+                    StatRow::of(RecordsByAgeBand, Some(system), Some(band), None),
+                    count,
+                )
+            })
+            .collect();
+        tally.table(total, parts);
+    }
+    let this_hour = as_of.unix_timestamp().div_euclid(SECONDS_PER_HOUR);
+    let hours: Vec<(String, i64)> = (this_hour - STORED_HOURS + 1..=this_hour)
+        .map(|hour| {
+            let count = counted.stored_by_hour.get(&hour).copied().unwrap_or(0);
+            (hour_period(hour), count)
+        })
+        .collect();
+    tally.window(all_records, RecordsStoredByHour, None, hours);
+
+    let today = as_of.unix_timestamp().div_euclid(SECONDS_PER_DAY);
+    let [_white, yellow, _green, _red] = LINK_COLOURS.map(|colour| {
+        let colour = colour.as_str();
+        let count = counted.links_by_colour.get(colour).copied().unwrap_or(0);
+        let total = tally.count(StatRow::of(Links, None, Some(colour), None), count);
+        let days: Vec<(String, i64)> = (today - LINK_DAYS + 1..=today)
+            .map(|day| {
+                let key = (colour.to_owned(), day);
+                let count = counted.links_by_day.get(&key).copied().unwrap_or(0);
+                (day_period(day), count)
+            })
+            .collect();
+        tally.window(total, LinksByDay, Some(colour), days);
+        total
+    });
+    // The backlog is the yellow links' count under another name: one count, two rows.
+    let backlog = yellow;
+    tally.again(StatRow::of(VerificationBacklog, None, None, None), backlog);
+    let authorities = counted
+        .backlog_by_authority
+        .iter()
+        .map(|(authority, &open)| {
+            let row = StatRow::of(VerificationBacklog, None, Some(authority), None);
+            tally.count(row, open)
+        })
+        .collect();
+    tally.table(backlog, authorities);
+    let overdue = tally.count(
+        StatRow::of(VerificationOverdue, None, None, None),
+        counted.overdue,
+    );
+    let within_deadline = (tally.counts[backlog] - counted.overdue).max(0);
+    let within = tally.count(
+        StatRow::of(VerificationWithinDeadline, None, None, None),
+        within_deadline,
+    );
+    tally.table(backlog, vec![overdue, within]);
+    for (category, counts) in [
+        (IngestRefused, &counted.refused),
+        (IngestFlagged, &counted.flagged),
+    ] {
+        for system in SourceSystem::ALL {
+            let count = counts.get(&system).copied().unwrap_or(0);
+            tally.count(StatRow::of(category, Some(system), None, None), count);
+        }
+    }
+    tally
+}
+
+/// The UTC hour `hour` hours after the epoch, as `2026-05-01T13:00:00Z`.
+fn hour_period(hour: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(hour * SECONDS_PER_HOUR).map_or_else(
+        |_| String::new(),
+        |start| format!("{}T{:02}:00:00Z", start.date(), start.hour()),
+    )
+}
+
+/// The UTC day `day` days after the epoch, as `2026-05-01`.
+fn day_period(day: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(day * SECONDS_PER_DAY)
+        .map_or_else(|_| String::new(), |start| start.date().to_string())
+}
+
+/// The instant `seconds` after the epoch.
+fn instant(seconds: i64) -> Result<OffsetDateTime, HubError> {
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .map_err(|_| HubError::Internal("statistics window out of range".to_owned()))
+}
+
+/// What the console's dashboard plots: operational counts for holders of the statistics
+/// duty (not published, so not suppressed), none of them about a person.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dashboard {
+    pub generated_at: OffsetDateTime,
+    pub records_per_system: Vec<(SourceSystem, i64)>,
+    /// (colour, day since the epoch, links made that day), the last 14 days.
+    pub links_per_day: Vec<(String, i64, i64)>,
+    pub links_per_colour: Vec<(String, i64)>,
+    /// (authority, yellow links open, of which overdue).
+    pub backlog: Vec<(String, i64, i64)>,
+    /// (hour since the epoch, records stored), the last 24 hours.
+    pub stored_per_hour: Vec<(i64, i64)>,
+    /// (system, accepted, refused, flagged).
+    pub ingest_quality: Vec<(SourceSystem, i64, i64, i64)>,
 }
 
 /// One system's data quality.
@@ -128,23 +440,6 @@ pub struct DataQuality {
     pub top_issues: Vec<QualityIssue>,
 }
 
-/// What the console's dashboard plots: operational counts for holders of the statistics
-/// duty (not published, so not suppressed), none of them about a person.
-#[derive(Debug, Clone, Serialize)]
-pub struct Dashboard {
-    pub generated_at: OffsetDateTime,
-    pub records_per_system: Vec<(SourceSystem, i64)>,
-    /// (colour, day since the epoch, links made that day), the last 14 days.
-    pub links_per_day: Vec<(String, i64, i64)>,
-    pub links_per_colour: Vec<(String, i64)>,
-    /// (authority, yellow links open, of which overdue).
-    pub backlog: Vec<(String, i64, i64)>,
-    /// (hour since the epoch, records stored), the last 24 hours.
-    pub stored_per_hour: Vec<(i64, i64)>,
-    /// (system, accepted, refused, flagged).
-    pub ingest_quality: Vec<(SourceSystem, i64, i64, i64)>,
-}
-
 /// Kinds of ingest counts in the control database.
 pub(super) const ACCEPTED: &str = "accepted";
 pub(super) const REFUSED: &str = "refused";
@@ -152,76 +447,14 @@ pub(super) const REFUSED_RULE: &str = "refused_rule";
 pub(super) const FLAGGED: &str = "flagged";
 
 impl Hub {
-    /// Anonymised counts per system, nationality, age band, link colour and verification
-    /// backlog; every count below [`SUPPRESSED_BELOW`] suppressed.
+    /// Anonymised counts per system, nationality, age band, hour stored, link
+    /// colour and day made, and verification backlog; withheld as [`suppression`] rules.
     pub async fn statistics(&self, principal: &Principal) -> Result<Statistics, HubError> {
         let result = async {
             self.access(principal)
                 .await?
                 .require_duty(HubDuty::Statistics)?;
-            let now = self.clock.now();
-            let mut rows = Vec::new();
-            let mut per_system: BTreeMap<SourceSystem, i64> = BTreeMap::new();
-            let mut by_band: BTreeMap<(SourceSystem, &str), i64> = BTreeMap::new();
-            let mut by_nationality: BTreeMap<(SourceSystem, String), i64> = BTreeMap::new();
-            for partition in [Partition::Civil, Partition::LawEnforcement] {
-                let store = self.store_of(partition);
-                for (system, year, count) in store.counts_by_birth_year().await? {
-                    let Ok(system) = system.parse::<SourceSystem>() else {
-                        continue;
-                    };
-                    *per_system.entry(system).or_default() += count;
-                    let age = now.year() - i32::try_from(year).unwrap_or(now.year());
-                    let band = AGE_BANDS
-                        .iter()
-                        .find(|(low, high, _)| (*low..=*high).contains(&age))
-                        .map_or("unknown", |(_, _, name)| name);
-                    *by_band.entry((system, band)).or_default() += count;
-                }
-                for (system, nationalities) in store.nationalities().await? {
-                    let Ok(system) = system.parse::<SourceSystem>() else {
-                        continue;
-                    };
-                    for nationality in nationalities {
-                        *by_nationality.entry((system, nationality)).or_default() += 1;
-                    }
-                }
-            }
-            for system in SourceSystem::ALL {
-                let count = per_system.get(&system).copied().unwrap_or(0);
-                rows.push(row("records", Some(system), None, count));
-            }
-            for ((system, nationality), count) in by_nationality {
-                rows.push(row(
-                    "records_by_nationality",
-                    Some(system),
-                    Some(nationality),
-                    count,
-                ));
-            }
-            for ((system, band), count) in by_band {
-                rows.push(row(
-                    "records_by_age_band",
-                    Some(system),
-                    Some(band.to_owned()),
-                    count,
-                ));
-            }
-            let (colours, overdue) = self.links.colour_counts(now).await?;
-            let mut backlog = 0;
-            for (colour, count) in colours {
-                if colour == "yellow" {
-                    backlog = count;
-                }
-                rows.push(row("links", None, Some(colour), count));
-            }
-            rows.push(row("verification_backlog", None, None, backlog));
-            rows.push(row("verification_overdue", None, None, overdue));
-            Ok(Statistics {
-                generated_at: now,
-                suppressed_below: SUPPRESSED_BELOW,
-                rows,
-            })
+            self.published_statistics().await
         }
         .await;
         self.audited(
@@ -299,6 +532,77 @@ impl Hub {
             |_| "shown".to_owned(),
         )
         .await
+    }
+
+    /// The statistics as of now.
+    async fn published_statistics(&self) -> Result<Statistics, HubError> {
+        let now = self.clock.now();
+        tally(&self.counted(now).await?, now).publish(now)
+    }
+
+    /// The stores' counts at `now`, windows ending there.
+    async fn counted(&self, now: OffsetDateTime) -> Result<Counted, HubError> {
+        let mut counted = Counted::default();
+        let this_hour = now.unix_timestamp().div_euclid(SECONDS_PER_HOUR);
+        let first_hour = this_hour - STORED_HOURS + 1;
+        for partition in [Partition::Civil, Partition::LawEnforcement] {
+            let store = self.store_of(partition);
+            for (system, year, count) in store.counts_by_birth_year().await? {
+                let Ok(system) = system.parse::<SourceSystem>() else {
+                    continue;
+                };
+                let age = now.year() - i32::try_from(year).unwrap_or(now.year());
+                let band = AGE_BANDS
+                    .iter()
+                    .find(|(low, high, _)| (*low..=*high).contains(&age))
+                    .map_or("unknown", |(_, _, name)| name);
+                *counted.records_by_band.entry((system, band)).or_default() += count;
+            }
+            for (system, nationalities) in store.nationalities().await? {
+                let Ok(system) = system.parse::<SourceSystem>() else {
+                    continue;
+                };
+                for nationality in nationalities {
+                    *counted
+                        .records_by_nationality
+                        .entry((system, nationality))
+                        .or_default() += 1;
+                }
+            }
+            let since = instant(first_hour * SECONDS_PER_HOUR)?;
+            for (hour, count) in store.stored_per_hour(since).await? {
+                // A record stamped later than now (another hub's clock) counts in this hour.
+                *counted
+                    .stored_by_hour
+                    .entry(hour.min(this_hour))
+                    .or_default() += count;
+            }
+        }
+        let (colours, overdue) = self.links.colour_counts(now).await?;
+        counted.links_by_colour = colours.into_iter().collect();
+        counted.overdue = overdue;
+        let today = now.unix_timestamp().div_euclid(SECONDS_PER_DAY);
+        let since = instant((today - LINK_DAYS + 1) * SECONDS_PER_DAY)?;
+        for (colour, day, count) in self.links.created_per_day(since).await? {
+            *counted
+                .links_by_day
+                .entry((colour, day.min(today)))
+                .or_default() += count;
+        }
+        for (authority, open, _) in self.links.backlog_by_authority(now).await? {
+            counted.backlog_by_authority.insert(authority, open);
+        }
+        for (system, kind, _, count) in self.control.ingest_counts().await? {
+            let Ok(system) = system.parse::<SourceSystem>() else {
+                continue;
+            };
+            match kind.as_str() {
+                REFUSED => *counted.refused.entry(system).or_default() += count,
+                FLAGGED => *counted.flagged.entry(system).or_default() += count,
+                _ => {}
+            }
+        }
+        Ok(counted)
     }
 
     /// Completeness of stored records, validity of ingests, refusals and findings by rule.
@@ -401,24 +705,159 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
+    use super::suppression::audit::determined;
     use super::*;
 
+    fn at(text: &str) -> OffsetDateTime {
+        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .expect("instant")
+    }
+
+    /// EES: 12 travellers aged 30–49 and one child; VIS: one applicant; 12 white links
+    /// made today, 3 yellow ones (two overdue) for one authority.
+    fn population() -> Counted {
+        let mut counted = Counted::default();
+        counted
+            .records_by_band
+            .insert((SourceSystem::Ees, "30-49"), 12);
+        counted
+            .records_by_band
+            .insert((SourceSystem::Ees, "0-11"), 1);
+        counted
+            .records_by_band
+            .insert((SourceSystem::Vis, "30-49"), 1);
+        counted
+            .records_by_nationality
+            .insert((SourceSystem::Ees, "TUR".to_owned()), 13);
+        counted
+            .records_by_nationality
+            .insert((SourceSystem::Vis, "TUR".to_owned()), 1);
+        let hour = at("2026-05-01T09:00:00Z").unix_timestamp() / SECONDS_PER_HOUR;
+        counted.stored_by_hour.insert(hour, 14);
+        let day = at("2026-05-01T00:00:00Z").unix_timestamp() / SECONDS_PER_DAY;
+        counted.links_by_colour.insert("white".to_owned(), 12);
+        counted.links_by_colour.insert("yellow".to_owned(), 3);
+        counted.links_by_day.insert(("white".to_owned(), day), 12);
+        counted.links_by_day.insert(("yellow".to_owned(), day), 3);
+        counted.backlog_by_authority.insert("DE-BPOL".to_owned(), 3);
+        counted.overdue = 2;
+        counted.refused.insert(SourceSystem::Ees, 1);
+        counted.flagged.insert(SourceSystem::Ees, 11);
+        counted
+    }
+
+    fn published(counted: &Counted) -> (Tally, Statistics) {
+        let as_of = at("2026-05-01T09:30:00Z");
+        let statistics = tally(counted, as_of).publish(as_of).expect("tables nest");
+        (tally(counted, as_of), statistics)
+    }
+
+    fn count(statistics: &Statistics, name: &str) -> Option<i64> {
+        statistics
+            .rows
+            .iter()
+            .find(|row| row.name() == name)
+            .unwrap_or_else(|| panic!("{name} is published"))
+            .count
+    }
+
     #[test]
-    fn small_counts_are_suppressed_and_csv_marks_them() {
+    fn no_published_sum_gives_a_small_count_away() {
+        let (tally, statistics) = published(&population());
+        let withheld: Vec<bool> = {
+            let mut withheld = vec![false; tally.counts.len()];
+            for ((_, id), row) in tally.rows.iter().zip(&statistics.rows) {
+                withheld[*id] = row.count.is_none();
+            }
+            withheld
+        };
+        for ((_, id), row) in tally.rows.iter().zip(&statistics.rows) {
+            let raw = tally.counts[*id];
+            assert!(
+                raw == 0 || raw >= SUPPRESSED_BELOW || row.count.is_none(),
+                "{} shows {raw}",
+                row.name()
+            );
+        }
+        assert_eq!(determined(&withheld, &tally.tables), Vec::<usize>::new());
+        // The child's band, and with it the adults' band (the smallest complement).
+        assert_eq!(count(&statistics, "records_by_age_band/ees/0-11/"), None);
+        assert_eq!(count(&statistics, "records_by_age_band/ees/30-49/"), None);
+        // VIS's single record: withheld, and so is EES beside it under the shown total;
+        // EES withheld then needs its nationality withheld too.
+        assert_eq!(count(&statistics, "records///"), Some(14));
+        assert_eq!(count(&statistics, "records/vis//"), None);
+        assert_eq!(count(&statistics, "records/ees//"), None);
+        assert_eq!(count(&statistics, "records_by_nationality/ees/TUR/"), None);
+        assert_eq!(count(&statistics, "records/sis//"), Some(0));
+        // Yellow: 3, so its breakdowns are withheld; white's 12 of today are shown.
+        assert_eq!(count(&statistics, "links//yellow/"), None);
+        assert_eq!(count(&statistics, "verification_backlog///"), None);
+        assert_eq!(
+            count(&statistics, "links_by_day//white/2026-05-01"),
+            Some(12)
+        );
+        assert_eq!(count(&statistics, "links_by_day//white/earlier"), Some(0));
+        assert_eq!(
+            count(&statistics, "records_stored_by_hour///2026-05-01T09:00:00Z"),
+            Some(14)
+        );
+        assert_eq!(count(&statistics, "ingest_refused/ees//"), None);
+        assert_eq!(count(&statistics, "ingest_flagged/ees//"), Some(11));
+    }
+
+    #[test]
+    fn the_windows_cover_the_last_days_and_hours() {
+        let (_, statistics) = published(&population());
+        let periods = |category: StatCategory| -> Vec<String> {
+            statistics
+                .rows
+                .iter()
+                .filter(|row| row.category == category && row.key.as_deref() != Some("red"))
+                .filter_map(|row| row.period.clone())
+                .filter(|period| !period.is_empty())
+                .collect()
+        };
+        let hours = periods(StatCategory::RecordsStoredByHour);
+        assert_eq!(hours.len(), 25);
+        assert_eq!(hours[0], "2026-04-30T10:00:00Z");
+        assert_eq!(hours[23], "2026-05-01T09:00:00Z");
+        assert_eq!(hours[24], EARLIER);
+        let days: Vec<String> = periods(StatCategory::LinksByDay)
+            .into_iter()
+            .take(15)
+            .collect();
+        assert_eq!(days[0], "2026-04-18");
+        assert_eq!(days[13], "2026-05-01");
+        assert_eq!(days[14], EARLIER);
+    }
+
+    #[test]
+    fn csv_marks_withheld_counts_and_quotes_keys() {
         let statistics = Statistics {
-            generated_at: OffsetDateTime::UNIX_EPOCH,
+            as_of: OffsetDateTime::UNIX_EPOCH,
             suppressed_below: SUPPRESSED_BELOW,
             rows: vec![
-                row("records", Some(SourceSystem::Ees), None, 9),
-                row("records", Some(SourceSystem::Vis), None, 10),
-                row("links", None, Some("a,\"b".to_owned()), 0),
+                StatRow {
+                    count: Some(12),
+                    ..StatRow::of(StatCategory::Records, Some(SourceSystem::Ees), None, None)
+                },
+                StatRow::of(StatCategory::Records, Some(SourceSystem::Vis), None, None),
+                StatRow {
+                    count: Some(10),
+                    ..StatRow::of(
+                        StatCategory::LinksByDay,
+                        None,
+                        Some("a,\"b"),
+                        Some(EARLIER.to_owned()),
+                    )
+                },
             ],
         };
-        assert_eq!(statistics.rows[0].count, None);
-        assert_eq!(statistics.rows[1].count, Some(10));
         assert_eq!(
             statistics.to_csv(),
-            "category,system,key,count\nrecords,ees,,<10\nrecords,vis,,10\nlinks,,\"a,\"\"b\",<10\n"
+            "category,system,key,period,count\nrecords,ees,,,12\nrecords,vis,,,<10\n\
+             links_by_day,,\"a,\"\"b\",earlier,10\n"
         );
     }
 }

@@ -21,9 +21,12 @@ pub struct StatsFormat {
     format: Option<String>,
 }
 
-/// Anonymised counts (in the spirit of the EU's CRRS): records per system, nationality and
-/// age band, links per colour, the verification backlog and overdue links. Every count
-/// below 10 is suppressed (null in JSON, `<10` in CSV).
+/// Anonymised counts (in the spirit of the EU's CRRS) as of `as_of`: records in all, per
+/// system, nationality, age band and hour stored; links per colour and day made; the
+/// verification backlog (per authority, overdue and within deadline); refused and flagged
+/// records. Every count from 1 to 9 is withheld (null in JSON, `<10` in CSV), and so is
+/// any count that would let one be worked out from the published totals: wherever a total
+/// is published, the withheld counts under it are at least two and together at least 10.
 #[utoipa::path(
     get,
     path = "/v1/stats",
@@ -31,7 +34,7 @@ pub struct StatsFormat {
     params(StatsFormat),
     responses(
         (status = 200, description = "The counts", body = Statistics, content_type = "application/json"),
-        (status = 200, description = "The counts as CSV: category,system,key,count", body = String, content_type = "text/csv"),
+        (status = 200, description = "The counts as CSV: category,system,key,period,count", body = String, content_type = "text/csv"),
         (status = 400, description = "Unknown format", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The statistics duty only", body = Problem, content_type = "application/problem+json"),

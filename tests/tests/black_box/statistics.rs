@@ -1,5 +1,6 @@
-//! Statistics, the data-quality report and the metrics: counts that suppress what is
-//! small, rates that follow what ingest saw, and no personal data anywhere.
+//! Statistics, the data-quality report and the metrics: counts that withhold what is small
+//! and whatever would give it away; rates that follow what ingest saw; and no personal data
+//! anywhere.
 
 use hub_tests::{Backend, EXAMPLES, TestHub, fixture, on_both_backends};
 use reqwest::Method;
@@ -7,6 +8,7 @@ use serde_json::{Value, json};
 
 on_both_backends!(
     statistics_suppress_counts_below_ten,
+    a_small_age_band_cannot_be_worked_out,
     data_quality_follows_refusals_and_findings,
     no_personal_data_reaches_metrics_or_statistics,
 );
@@ -46,24 +48,26 @@ async fn statistics_suppress_counts_below_ten(backend: Backend) {
     let (status, stats) = hub.get_json("/v1/stats").await;
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["suppressed_below"], 10);
-    assert_eq!(count(&stats, "records", Some("ees"), None), 12);
+    assert_eq!(count(&stats, "records", None, None), 13);
     assert_eq!(
         count(&stats, "records", Some("vis"), None),
         Value::Null,
         "1 is suppressed"
     );
     assert_eq!(
-        count(&stats, "records", Some("sis"), None),
+        count(&stats, "records", Some("ees"), None),
         Value::Null,
-        "0 is suppressed"
+        "beside the total of 13, EES's 12 would give VIS's 1 away"
+    );
+    assert_eq!(
+        count(&stats, "records", Some("sis"), None),
+        0,
+        "0 discloses no one"
     );
     assert_eq!(
         count(&stats, "records_by_nationality", Some("ees"), Some("TUR")),
-        12
-    );
-    assert_eq!(
-        count(&stats, "records_by_age_band", Some("ees"), Some("30-49")),
-        12
+        Value::Null,
+        "EES's only nationality would be its withheld total"
     );
     assert_eq!(
         count(&stats, "records_by_age_band", Some("vis"), Some("30-49")),
@@ -74,6 +78,7 @@ async fn statistics_suppress_counts_below_ten(backend: Backend) {
         12,
         "each EES copy to the visa"
     );
+    assert_no_small_count_given_away(&stats);
 
     let response = hub
         .client
@@ -89,16 +94,174 @@ async fn statistics_suppress_counts_below_ten(backend: Backend) {
             .starts_with("text/csv")
     );
     let csv = response.text().await.expect("text");
-    assert!(csv.starts_with("category,system,key,count\n"), "{csv}");
-    assert!(csv.contains("\nrecords,ees,,12\n"), "{csv}");
-    assert!(csv.contains("\nrecords,vis,,<10\n"), "{csv}");
-    assert!(!csv.contains(",1\n"), "no count below ten: {csv}");
+    assert!(
+        csv.starts_with("category,system,key,period,count\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("\nrecords,,,,13\n"), "{csv}");
+    assert!(csv.contains("\nrecords,vis,,,<10\n"), "{csv}");
+    assert!(csv.contains("\nrecords,ees,,,<10\n"), "{csv}");
+    for small in 1..10 {
+        assert!(
+            !csv.contains(&format!(",{small}\n")),
+            "no count below ten: {csv}"
+        );
+    }
 
     let (status, _) = hub.get_json("/v1/stats?format=xml").await;
     assert_eq!(status, 400);
     let guard = hub.token("officer", "DE", &["border_guard"]);
     let (status, _) = hub.call(Method::GET, "/v1/stats", Some(&guard), None).await;
     assert_eq!(status, 403, "statistics are for the statistics duty");
+    hub.stop().await;
+}
+
+/// A row's name: `category/system/key/period`.
+fn row_name(row: &Value) -> String {
+    let field = |name: &str| row[name].as_str().unwrap_or("").to_owned();
+    format!(
+        "{}/{}/{}/{}",
+        field("category"),
+        field("system"),
+        field("key"),
+        field("period")
+    )
+}
+
+/// The sums a reader may rely on, as (total, parts) of row names: every system's records
+/// add up to all records, and so do the hours stored; each system's age bands, and
+/// (nearly) its nationalities, add up to its records; each colour's days add up to its
+/// links; the backlog is the yellow links, and adds up from its authorities and from
+/// overdue and within deadline.
+fn published_sums(stats: &Value) -> Vec<(String, Vec<String>)> {
+    let rows = stats["rows"].as_array().expect("rows");
+    let names = |pick: &dyn Fn(&Value) -> bool| -> Vec<String> {
+        rows.iter().filter(|r| pick(r)).map(row_name).collect()
+    };
+    let mut sums = vec![
+        (
+            "records///".to_owned(),
+            names(&|r| r["category"] == "records" && !r["system"].is_null()),
+        ),
+        (
+            "records///".to_owned(),
+            names(&|r| r["category"] == "records_stored_by_hour"),
+        ),
+        (
+            "links//yellow/".to_owned(),
+            vec!["verification_backlog///".to_owned()],
+        ),
+        (
+            "verification_backlog///".to_owned(),
+            names(&|r| r["category"] == "verification_backlog" && !r["key"].is_null()),
+        ),
+        (
+            "verification_backlog///".to_owned(),
+            vec![
+                "verification_overdue///".to_owned(),
+                "verification_within_deadline///".to_owned(),
+            ],
+        ),
+    ];
+    for system in ["ees", "etias", "vis", "sis", "ecris-tcn"] {
+        for category in ["records_by_age_band", "records_by_nationality"] {
+            sums.push((
+                format!("records/{system}//"),
+                names(&|r| r["category"] == category && r["system"] == system),
+            ));
+        }
+    }
+    for colour in ["white", "yellow", "green", "red"] {
+        sums.push((
+            format!("links//{colour}/"),
+            names(&|r| r["category"] == "links_by_day" && r["key"] == colour),
+        ));
+    }
+    sums
+}
+
+/// Works out whatever the published sums determine, as a reader would (a sum with one
+/// unknown gives it; solved counts feed the next sums), and fails on any withheld count so
+/// worked out, or on withheld counts under a published total that together come to less
+/// than ten.
+fn assert_no_small_count_given_away(stats: &Value) {
+    let rows = stats["rows"].as_array().expect("rows");
+    let mut known: std::collections::BTreeMap<String, Option<i64>> = rows
+        .iter()
+        .map(|r| (row_name(r), r["count"].as_i64()))
+        .collect();
+    let sums: Vec<(String, Vec<String>)> = published_sums(stats)
+        .into_iter()
+        .filter(|(total, parts)| !parts.is_empty() && known.contains_key(total))
+        .collect();
+    let mut worked_out = Vec::new();
+    loop {
+        let mut progress = false;
+        for (total, parts) in &sums {
+            let members: Vec<&String> = std::iter::once(total).chain(parts).collect();
+            let unknown: Vec<&String> = members
+                .iter()
+                .copied()
+                .filter(|m| known.get(*m).copied().flatten().is_none())
+                .collect();
+            let parts_known: i64 = parts
+                .iter()
+                .filter_map(|p| known.get(p).copied().flatten())
+                .sum();
+            if let Some(total_value) = known.get(total).copied().flatten()
+                && !unknown.is_empty()
+            {
+                assert!(
+                    unknown.len() >= 2 && total_value - parts_known >= 10,
+                    "{total} = {total_value} minus its published parts leaves {} for {unknown:?}",
+                    total_value - parts_known
+                );
+            }
+            if let [only] = unknown.as_slice() {
+                let value = if *only == total {
+                    parts_known
+                } else {
+                    known[total].unwrap_or_default() - parts_known
+                };
+                worked_out.push(format!("{only} = {value}"));
+                known.insert((*only).clone(), Some(value));
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    assert!(
+        worked_out.is_empty(),
+        "withheld counts worked out from published sums: {worked_out:?}"
+    );
+}
+
+async fn a_small_age_band_cannot_be_worked_out(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    for i in 0..12 {
+        let response = hub
+            .post_record("ees", "application/json", ees_copy(i))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    // One child: EES ages 0–11 = 1, beside EES's published records.
+    let mut child: Value = serde_json::from_str(&ees_copy(12)).expect("json");
+    child["traveller"]["date_of_birth"] = json!("2020-02-02");
+    let response = hub
+        .post_record("ees", "application/json", child.to_string())
+        .await;
+    assert_eq!(response.status(), 201);
+
+    let (status, stats) = hub.get_json("/v1/stats").await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(count(&stats, "records", Some("ees"), None), 13);
+    assert_eq!(
+        count(&stats, "records_by_age_band", Some("ees"), Some("0-11")),
+        Value::Null
+    );
+    assert_no_small_count_given_away(&stats);
     hub.stop().await;
 }
 
