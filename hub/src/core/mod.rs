@@ -14,6 +14,7 @@ pub use portal::{
     BiographicQuery, BiometricProbe, FoundRecord, HitFlag, Purpose, SearchAnswer, SearchRequest,
     SystemAnswer, SystemRecords,
 };
+pub use statistics::Shown;
 pub use statistics::{Dashboard, DataQuality, QualityIssue, StatRow, Statistics, SystemQuality};
 pub use views::RecordView;
 

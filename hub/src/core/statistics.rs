@@ -386,21 +386,113 @@ fn instant(seconds: i64) -> Result<OffsetDateTime, HubError> {
         .map_err(|_| HubError::Internal("statistics window out of range".to_owned()))
 }
 
-/// What the console's dashboard plots: operational counts for holders of the statistics
-/// duty (not published, so not suppressed), none of them about a person.
-#[derive(Debug, Clone, Serialize)]
+/// A published count as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    /// What the dashboard calls it: a system, colour, day, hour or authority.
+    pub label: String,
+    /// The published row it is ([`StatRow::name`]).
+    pub row: String,
+    /// `None` when withheld.
+    pub count: Option<i64>,
+}
+
+impl Shown {
+    fn of(row: &StatRow, label: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            row: row.name(),
+            count: row.count,
+        }
+    }
+}
+
+/// What the console's dashboard plots: the published statistics and nothing else,
+/// so the console shows exactly what `GET /v1/stats` publishes, withheld counts withheld.
+#[derive(Debug, Clone)]
 pub struct Dashboard {
-    pub generated_at: OffsetDateTime,
-    pub records_per_system: Vec<(SourceSystem, i64)>,
-    /// (colour, day since the epoch, links made that day), the last 14 days.
-    pub links_per_day: Vec<(String, i64, i64)>,
-    pub links_per_colour: Vec<(String, i64)>,
-    /// (authority, yellow links open, of which overdue).
-    pub backlog: Vec<(String, i64, i64)>,
-    /// (hour since the epoch, records stored), the last 24 hours.
-    pub stored_per_hour: Vec<(i64, i64)>,
-    /// (system, accepted, refused, flagged).
-    pub ingest_quality: Vec<(SourceSystem, i64, i64, i64)>,
+    pub as_of: OffsetDateTime,
+    pub suppressed_below: i64,
+    pub records_per_system: Vec<Shown>,
+    /// Per day of the window (labelled `MM-DD`), the links made per colour.
+    pub links_per_day: Vec<(String, Vec<Shown>)>,
+    pub links_per_colour: Vec<Shown>,
+    pub backlog: Shown,
+    pub overdue: Shown,
+    pub backlog_by_authority: Vec<Shown>,
+    /// Per hour of the window (labelled `HHh`), the records stored.
+    pub stored_per_hour: Vec<Shown>,
+    /// Per system, refused and flagged.
+    pub ingest_quality: Vec<Shown>,
+}
+
+impl Dashboard {
+    pub fn of(statistics: &Statistics) -> Self {
+        use StatCategory::*;
+        let rows = |category: StatCategory| {
+            statistics
+                .rows
+                .iter()
+                .filter(move |row| row.category == category)
+        };
+        let in_window = |row: &&StatRow| row.period.as_deref() != Some(EARLIER);
+        let period = |row: &StatRow| row.period.clone().unwrap_or_default();
+        let total = |category: StatCategory, label: &str| {
+            rows(category).find(|row| row.key.is_none()).map_or_else(
+                || Shown {
+                    label: label.to_owned(),
+                    row: String::new(),
+                    count: None,
+                },
+                |row| Shown::of(row, label),
+            )
+        };
+        let mut links_per_day: Vec<(String, Vec<Shown>)> = Vec::new();
+        for row in rows(LinksByDay).filter(in_window) {
+            let day = period(row);
+            let label = day.get(5..).unwrap_or(&day).to_owned();
+            let shown = Shown::of(row, row.key.clone().unwrap_or_default());
+            match links_per_day.iter_mut().find(|(d, _)| *d == label) {
+                Some((_, parts)) => parts.push(shown),
+                None => links_per_day.push((label, vec![shown])),
+            }
+        }
+        Self {
+            as_of: statistics.as_of,
+            suppressed_below: statistics.suppressed_below,
+            records_per_system: rows(Records)
+                .filter_map(|row| Some(Shown::of(row, row.system?.as_str())))
+                .collect(),
+            links_per_day,
+            links_per_colour: rows(Links)
+                .map(|row| Shown::of(row, row.key.clone().unwrap_or_default()))
+                .collect(),
+            backlog: total(VerificationBacklog, "backlog"),
+            overdue: total(VerificationOverdue, "overdue"),
+            backlog_by_authority: rows(VerificationBacklog)
+                .filter_map(|row| Some(Shown::of(row, row.key.clone()?)))
+                .collect(),
+            stored_per_hour: rows(RecordsStoredByHour)
+                .filter(in_window)
+                .map(|row| {
+                    let hour = period(row);
+                    Shown::of(row, format!("{}h", hour.get(11..13).unwrap_or(&hour)))
+                })
+                .collect(),
+            ingest_quality: statistics
+                .rows
+                .iter()
+                .filter_map(|row| {
+                    let what = match row.category {
+                        IngestRefused => "refused",
+                        IngestFlagged => "flagged",
+                        _ => return None,
+                    };
+                    Some(Shown::of(row, format!("{} {what}", row.system?.as_str())))
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One system's data quality.
@@ -468,59 +560,13 @@ impl Hub {
         .await
     }
 
-    /// The console dashboard's figures.
+    /// The console dashboard's figures: the published statistics.
     pub async fn dashboard(&self, principal: &Principal) -> Result<Dashboard, HubError> {
         let result = async {
             self.access(principal)
                 .await?
                 .require_duty(HubDuty::Statistics)?;
-            let now = self.clock.now();
-            let mut records: BTreeMap<SourceSystem, i64> =
-                SourceSystem::ALL.into_iter().map(|s| (s, 0)).collect();
-            let mut per_hour: BTreeMap<i64, i64> = BTreeMap::new();
-            for partition in [Partition::Civil, Partition::LawEnforcement] {
-                let store = self.store_of(partition);
-                for (system, _, count) in store.counts_by_birth_year().await? {
-                    if let Ok(system) = system.parse::<SourceSystem>() {
-                        *records.entry(system).or_default() += count;
-                    }
-                }
-                for (hour, count) in store
-                    .stored_per_hour(now - time::Duration::hours(24))
-                    .await?
-                {
-                    *per_hour.entry(hour).or_default() += count;
-                }
-            }
-            let (links_per_colour, _) = self.links.colour_counts(now).await?;
-            let mut quality: BTreeMap<SourceSystem, (i64, i64, i64)> = BTreeMap::new();
-            for (system, kind, _, count) in self.control.ingest_counts().await? {
-                let Ok(system) = system.parse::<SourceSystem>() else {
-                    continue;
-                };
-                let entry = quality.entry(system).or_default();
-                match kind.as_str() {
-                    ACCEPTED => entry.0 += count,
-                    REFUSED => entry.1 += count,
-                    FLAGGED => entry.2 += count,
-                    _ => {}
-                }
-            }
-            Ok(Dashboard {
-                generated_at: now,
-                records_per_system: records.into_iter().collect(),
-                links_per_day: self
-                    .links
-                    .created_per_day(now - time::Duration::days(14))
-                    .await?,
-                links_per_colour,
-                backlog: self.links.backlog_by_authority(now).await?,
-                stored_per_hour: per_hour.into_iter().collect(),
-                ingest_quality: quality
-                    .into_iter()
-                    .map(|(s, (a, r, f))| (s, a, r, f))
-                    .collect(),
-            })
+            Ok(Dashboard::of(&self.published_statistics().await?))
         }
         .await;
         self.audited(
@@ -830,6 +876,35 @@ mod tests {
         assert_eq!(days[0], "2026-04-18");
         assert_eq!(days[13], "2026-05-01");
         assert_eq!(days[14], EARLIER);
+    }
+
+    #[test]
+    fn the_dashboard_shows_the_published_rows_and_nothing_else() {
+        let (_, statistics) = published(&population());
+        let dashboard = Dashboard::of(&statistics);
+        let shown = dashboard
+            .records_per_system
+            .iter()
+            .chain(dashboard.links_per_day.iter().flat_map(|(_, parts)| parts))
+            .chain(&dashboard.links_per_colour)
+            .chain([&dashboard.backlog, &dashboard.overdue])
+            .chain(&dashboard.backlog_by_authority)
+            .chain(&dashboard.stored_per_hour)
+            .chain(&dashboard.ingest_quality);
+        let mut figures = 0;
+        for figure in shown {
+            figures += 1;
+            let row = statistics
+                .rows
+                .iter()
+                .find(|row| row.name() == figure.row)
+                .unwrap_or_else(|| panic!("{} is published", figure.row));
+            assert_eq!(figure.count, row.count, "{}", figure.row);
+        }
+        assert_eq!(figures, 5 + 14 * 4 + 4 + 2 + 1 + 24 + 10);
+        assert_eq!(dashboard.links_per_day[13].0, "05-01");
+        assert_eq!(dashboard.stored_per_hour[23].label, "09h");
+        assert_eq!(dashboard.backlog.count, None, "3 yellow links");
     }
 
     #[test]

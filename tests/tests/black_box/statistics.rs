@@ -1,6 +1,6 @@
 //! Statistics, the data-quality report and the metrics: counts that withhold what is small
-//! and whatever would give it away; rates that follow what ingest saw; and no personal data
-//! anywhere.
+//! and whatever would give it away, shown alike by the console; rates
+//! that follow what ingest saw; and no personal data anywhere.
 
 use hub_tests::{Backend, EXAMPLES, TestHub, fixture, on_both_backends};
 use reqwest::Method;
@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     statistics_suppress_counts_below_ten,
     a_small_age_band_cannot_be_worked_out,
+    the_console_dashboard_shows_the_published_statistics,
     data_quality_follows_refusals_and_findings,
     no_personal_data_reaches_metrics_or_statistics,
 );
@@ -116,7 +117,7 @@ async fn statistics_suppress_counts_below_ten(backend: Backend) {
     hub.stop().await;
 }
 
-/// A row's name: `category/system/key/period`.
+/// A row's name as the console marks it: `category/system/key/period`.
 fn row_name(row: &Value) -> String {
     let field = |name: &str| row[name].as_str().unwrap_or("").to_owned();
     format!(
@@ -262,6 +263,56 @@ async fn a_small_age_band_cannot_be_worked_out(backend: Backend) {
         Value::Null
     );
     assert_no_small_count_given_away(&stats);
+    hub.stop().await;
+}
+
+async fn the_console_dashboard_shows_the_published_statistics(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    for i in 0..12 {
+        let response = hub
+            .post_record("ees", "application/json", ees_copy(i))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    hub.post_examples().await;
+    let supervisor = hub.token("supervisor-1", "SE", &["supervisor"]);
+    let page = hub
+        .anonymous
+        .get(hub.url("/console"))
+        .header("cookie", format!("hub_session={supervisor}"))
+        .send()
+        .await
+        .expect("hub answers");
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("html");
+    let (_, stats) = hub.get_json("/v1/stats").await;
+    let published: std::collections::BTreeMap<String, String> = stats["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            let count = r["count"]
+                .as_i64()
+                .map_or_else(|| "<10".to_owned(), |c| c.to_string());
+            (row_name(r), count)
+        })
+        .collect();
+    let mut figures = 0;
+    for marked in page.split(" data-row=\"").skip(1) {
+        let (row, rest) = marked.split_once('"').expect("closing quote");
+        let shown = rest
+            .strip_prefix(" data-count=\"")
+            .and_then(|rest| rest.split_once('"'))
+            .map(|(count, _)| count.replace("&lt;", "<"))
+            .expect("a count beside each row");
+        assert_eq!(
+            published.get(row),
+            Some(&shown),
+            "the dashboard shows {shown} for {row}"
+        );
+        figures += 1;
+    }
+    assert!(figures > 100, "{figures} figures on the dashboard");
     hub.stop().await;
 }
 

@@ -3,6 +3,8 @@
 
 use maud::{Markup, html};
 
+use crate::core::Shown;
+
 const WIDTH: f64 = 640.0;
 const BAR: f64 = 22.0;
 const GAP: f64 = 8.0;
@@ -19,37 +21,53 @@ pub fn fill_of(colour: &str) -> &'static str {
     }
 }
 
-/// Horizontal bars, one per (label, value), with the value written beside each.
-pub fn bars(title: &str, items: &[(String, i64)], fill: &dyn Fn(&str) -> &'static str) -> Markup {
-    let max = items.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1) as f64;
+/// Horizontal bars, one per published count, with the count written beside each; a
+/// withheld count gets no bar and reads `withheld` (`<10`).
+pub fn bars(
+    title: &str,
+    items: &[Shown],
+    withheld: &str,
+    fill: &dyn Fn(&str) -> &'static str,
+) -> Markup {
+    let max = items
+        .iter()
+        .filter_map(|s| s.count)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let height = (items.len() as f64) * (BAR + GAP) + GAP;
     let span = WIDTH - LABEL - 60.0;
     html! {
         svg class="chart" role="img" aria-label=(title) width=(WIDTH) height=(height)
             viewBox=(format!("0 0 {WIDTH} {height}")) xmlns="http://www.w3.org/2000/svg" {
             title { (title) }
-            @for (i, (label, value)) in items.iter().enumerate() {
+            @for (i, item) in items.iter().enumerate() {
                 @let y = GAP + i as f64 * (BAR + GAP);
-                @let w = (*value as f64 / max) * span;
-                text x=(LABEL - 8.0) y=(y + BAR * 0.7) text-anchor="end" font-size="13" { (label) }
-                rect x=(LABEL) y=(y) width=(w.max(1.0)) height=(BAR) fill=(fill(label)) stroke="#555" stroke-width="0.5" {}
-                text x=(LABEL + w + 6.0) y=(y + BAR * 0.7) font-size="13" { (value) }
+                @let w = (item.count.unwrap_or(0) as f64 / max) * span;
+                @let text = shown(item.count, withheld);
+                text x=(LABEL - 8.0) y=(y + BAR * 0.7) text-anchor="end" font-size="13" { (item.label) }
+                @if item.count.is_some() {
+                    rect x=(LABEL) y=(y) width=(w.max(1.0)) height=(BAR) fill=(fill(&item.label)) stroke="#555" stroke-width="0.5" {}
+                }
+                text x=(LABEL + w + 6.0) y=(y + BAR * 0.7) font-size="13" data-row=(item.row) data-count=(text) { (text) }
             }
         }
     }
 }
 
-/// Columns over a series of buckets, each column stacked from (series, value) parts.
+/// Columns over a series of buckets, each column stacked from its published counts; a
+/// withheld count adds nothing to its column's height.
 pub fn stacked_columns(
     title: &str,
-    buckets: &[(String, Vec<(String, i64)>)],
+    buckets: &[(String, Vec<Shown>)],
+    withheld: &str,
     fill: &dyn Fn(&str) -> &'static str,
 ) -> Markup {
     let height = 220.0;
     let base = height - 30.0;
     let max = buckets
         .iter()
-        .map(|(_, parts)| parts.iter().map(|(_, v)| *v).sum::<i64>())
+        .map(|(_, parts)| parts.iter().filter_map(|s| s.count).sum::<i64>())
         .max()
         .unwrap_or(0)
         .max(1) as f64;
@@ -64,11 +82,13 @@ pub fn stacked_columns(
             @for (i, (label, parts)) in buckets.iter().enumerate() {
                 @let x = 34.0 + i as f64 * step;
                 @let mut top = base;
-                @for (series, value) in parts {
-                    @let h = (*value as f64 / max) * (base - 20.0);
+                @for part in parts {
+                    @let h = (part.count.unwrap_or(0) as f64 / max) * (base - 20.0);
                     @let y = { top -= h; top };
-                    rect x=(x) y=(y) width=(column) height=(h.max(0.0)) fill=(fill(series)) stroke="#555" stroke-width="0.4" {
-                        title { (format!("{label}: {value} {series}")) }
+                    @let text = shown(part.count, withheld);
+                    rect x=(x) y=(y) width=(column) height=(h.max(0.0)) fill=(fill(&part.label)) stroke="#555" stroke-width="0.4"
+                        data-row=(part.row) data-count=(text) {
+                        title { (format!("{label}: {text} {}", part.label)) }
                     }
                 }
                 @if buckets.len() <= 16 || i % 4 == 0 {
@@ -77,4 +97,9 @@ pub fn stacked_columns(
             }
         }
     }
+}
+
+/// A published count as written: the number, or `withheld` when it is withheld.
+pub fn shown(count: Option<i64>, withheld: &str) -> String {
+    count.map_or_else(|| withheld.to_owned(), |c| c.to_string())
 }

@@ -1,14 +1,12 @@
 //! The console's pages as maud markup: the layout, sign-in, dashboard, access rights,
 //! verification queue and link file. Every value is escaped by maud.
 
-use std::collections::BTreeMap;
-
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
-use super::charts::{bars, fill_of, stacked_columns};
+use super::charts::{bars, fill_of, shown, stacked_columns};
 use crate::access::{Access, HubDuty, PolicyRule, Principal, RuleSpec};
-use crate::core::{ConfirmationFile, Dashboard, RecordView, SimulationAnswer};
+use crate::core::{ConfirmationFile, Dashboard, RecordView, Shown, SimulationAnswer};
 use crate::store::{AccessRequest, StoredLink};
 
 /// Where a page sits in the navigation.
@@ -112,80 +110,62 @@ pub fn home(nav: &[(Section, &'static str, &'static str)]) -> Markup {
     }
 }
 
-fn day_label(day: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(day * 86_400)
-        .map(|d| format!("{:02}-{:02}", u8::from(d.month()), d.day()))
-        .unwrap_or_default()
-}
-
 pub fn dashboard(d: &Dashboard) -> Markup {
-    let records: Vec<(String, i64)> = d
-        .records_per_system
-        .iter()
-        .map(|(s, n)| (s.as_str().to_owned(), *n))
-        .collect();
-    let today = d.generated_at.unix_timestamp().div_euclid(86_400);
-    let mut days: BTreeMap<i64, Vec<(String, i64)>> =
-        (today - 13..=today).map(|d| (d, Vec::new())).collect();
-    for (colour, day, count) in &d.links_per_day {
-        if let Some(parts) = days.get_mut(day) {
-            parts.push((colour.clone(), *count));
-        }
-    }
-    let days: Vec<(String, Vec<(String, i64)>)> = days
-        .into_iter()
-        .map(|(day, parts)| (day_label(day), parts))
-        .collect();
-    let hour_now = d.generated_at.unix_timestamp().div_euclid(3_600);
-    let stored: BTreeMap<i64, i64> = d.stored_per_hour.iter().copied().collect();
-    let hours: Vec<(String, Vec<(String, i64)>)> = (hour_now - 23..=hour_now)
-        .map(|h| {
-            (
-                format!("{:02}h", h.rem_euclid(24)),
-                vec![("stored".to_owned(), stored.get(&h).copied().unwrap_or(0))],
-            )
-        })
-        .collect();
-    let open: i64 = d.backlog.iter().map(|(_, o, _)| o).sum();
-    let overdue: i64 = d.backlog.iter().map(|(_, _, o)| o).sum();
-    let quality: Vec<(String, i64)> = d
-        .ingest_quality
-        .iter()
-        .flat_map(|(s, _, refused, flagged)| {
-            [
-                (format!("{s} refused"), *refused),
-                (format!("{s} flagged"), *flagged),
-            ]
-        })
-        .collect();
+    let withheld = format!("<{}", d.suppressed_below);
     let neutral = |_: &str| "#4a6fa5";
-    html! {
-        section class="figures" {
-            div class="figure" { span class="value" id="backlog" { (open) } span { "yellow links to verify" } }
-            div class="figure" { span class="value overdue" id="overdue" { (overdue) } span { "overdue" } }
+    let hours: Vec<(String, Vec<Shown>)> = d
+        .stored_per_hour
+        .iter()
+        .map(|hour| {
+            let stored = Shown {
+                label: "stored".to_owned(),
+                ..hour.clone()
+            };
+            (hour.label.clone(), vec![stored])
+        })
+        .collect();
+    let figure = |id: &str, class: &str, figure: &Shown, caption: &str| {
+        let text = shown(figure.count, &withheld);
+        html! {
+            div class="figure" {
+                span class=(class) id=(id) data-row=(figure.row) data-count=(text) { (text) }
+                span { (caption) }
+            }
         }
-        section { h2 { "Records per system" } (bars("Records per system", &records, &neutral)) }
+    };
+    html! {
+        p class="as-of" {
+            "Published statistics as of " (d.as_of.date()) " " (format!("{:02}:{:02}", d.as_of.hour(), d.as_of.minute()))
+            " UTC. Counts below " (d.suppressed_below) " are withheld ("
+            (withheld) "), and so are the counts that would let one be worked out from the others."
+        }
+        section class="figures" {
+            (figure("backlog", "value", &d.backlog, "yellow links to verify"))
+            (figure("overdue", "value overdue", &d.overdue, "overdue"))
+        }
+        section { h2 { "Records per system" } (bars("Records per system", &d.records_per_system, &withheld, &neutral)) }
         section {
             h2 { "Links made per day, by colour (14 days)" }
-            (stacked_columns("Links per colour over time", &days, &fill_of))
+            (stacked_columns("Links per colour over time", &d.links_per_day, &withheld, &fill_of))
             p class="legend" { @for c in ["white", "yellow", "green", "red"] {
                 svg width="12" height="12" { rect width="12" height="12" fill=(fill_of(c)) stroke="#555" {} } " " (c) " "
             } }
-            (bars("Links per colour", &d.links_per_colour, &fill_of))
+            (bars("Links per colour", &d.links_per_colour, &withheld, &fill_of))
         }
         section {
             h2 { "Verification backlog by authority" }
             table {
-                thead { tr { th { "authority" } th { "open" } th { "overdue" } } }
-                tbody { @for (authority, open, overdue) in &d.backlog {
-                    tr { td { (authority) } td { (open) } td class=[(*overdue > 0).then_some("overdue")] { (overdue) } }
+                thead { tr { th { "authority" } th { "open" } } }
+                tbody { @for open in &d.backlog_by_authority {
+                    @let text = shown(open.count, &withheld);
+                    tr { td { (open.label) } td data-row=(open.row) data-count=(text) { (text) } }
                 } }
             }
         }
-        section { h2 { "Ingest: records stored per hour (24 h)" } (stacked_columns("Ingest rate", &hours, &neutral)) }
+        section { h2 { "Ingest: records stored per hour (24 h)" } (stacked_columns("Ingest rate", &hours, &withheld, &neutral)) }
         section {
             h2 { "Refused and flagged records" }
-            (bars("Refused and flagged", &quality, &|label: &str| if label.ends_with("refused") { "#c0392b" } else { "#e6b800" }))
+            (bars("Refused and flagged", &d.ingest_quality, &withheld, &|label: &str| if label.ends_with("refused") { "#c0392b" } else { "#e6b800" }))
         }
     }
 }
