@@ -1,13 +1,13 @@
-//! Statistics in the spirit of the EU's CRRS — anonymised counts, small ones withheld and
-//! with them whatever would give one away — and the data-quality report (completeness,
-//! validity, refusals and findings by rule).
+//! Statistics in the spirit of the EU's CRRS — anonymised counts, published as one snapshot
+//! a day with small counts withheld and with them whatever would give one away — and the
+//! data-quality report (completeness, validity, refusals and findings by rule).
 
 mod suppression;
 
 use std::collections::BTreeMap;
 
 use connectors::{Partition, SourceSystem};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
@@ -45,7 +45,7 @@ const SECONDS_PER_HOUR: i64 = 3_600;
 const SECONDS_PER_DAY: i64 = 86_400;
 
 /// What a published count counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatCategory {
     /// Records stored: per system, and in all (no system).
@@ -94,7 +94,7 @@ impl StatCategory {
 }
 
 /// One count of the statistics.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatRow {
     pub category: StatCategory,
     pub system: Option<SourceSystem>,
@@ -136,10 +136,11 @@ impl StatRow {
     }
 }
 
-/// Anonymised counts.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+/// Anonymised counts: the day's snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Statistics {
-    /// When the counts were taken.
+    /// When the counts were taken: at the first request of this UTC day. Every request of
+    /// the day is answered with the same snapshot.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub as_of: OffsetDateTime,
@@ -179,7 +180,7 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// What the stores hold at one instant, before anything is withheld.
+/// What the stores hold at the snapshot's instant, before anything is withheld.
 #[derive(Debug, Default)]
 struct Counted {
     records_by_band: BTreeMap<(SourceSystem, &'static str), i64>,
@@ -263,7 +264,7 @@ impl Tally {
     }
 }
 
-/// The rows and tables of the statistics as of `as_of`.
+/// The rows and tables of a snapshot taken at `as_of`.
 fn tally(counted: &Counted, as_of: OffsetDateTime) -> Tally {
     use StatCategory::*;
     let mut tally = Tally::default();
@@ -407,7 +408,7 @@ impl Shown {
     }
 }
 
-/// What the console's dashboard plots: the published statistics and nothing else,
+/// What the console's dashboard plots: the day's published statistics and nothing else,
 /// so the console shows exactly what `GET /v1/stats` publishes, withheld counts withheld.
 #[derive(Debug, Clone)]
 pub struct Dashboard {
@@ -539,7 +540,7 @@ pub(super) const REFUSED_RULE: &str = "refused_rule";
 pub(super) const FLAGGED: &str = "flagged";
 
 impl Hub {
-    /// Anonymised counts per system, nationality, age band, hour stored, link
+    /// The day's anonymised counts per system, nationality, age band, hour stored, link
     /// colour and day made, and verification backlog; withheld as [`suppression`] rules.
     pub async fn statistics(&self, principal: &Principal) -> Result<Statistics, HubError> {
         let result = async {
@@ -580,10 +581,21 @@ impl Hub {
         .await
     }
 
-    /// The statistics as of now.
+    /// The statistics of the current UTC day: the snapshot kept for it, or one taken now
+    /// and kept. Counts that changed within a day cannot be told apart by asking twice.
     async fn published_statistics(&self) -> Result<Statistics, HubError> {
         let now = self.clock.now();
-        tally(&self.counted(now).await?, now).publish(now)
+        let day = now.unix_timestamp().div_euclid(SECONDS_PER_DAY);
+        let not_json = |e: serde_json::Error| HubError::Internal(format!("statistics: {e}"));
+        let kept = match self.control.statistics_snapshot(day).await? {
+            Some(kept) => kept,
+            None => {
+                let taken = tally(&self.counted(now).await?, now).publish(now)?;
+                let taken = serde_json::to_string(&taken).map_err(not_json)?;
+                self.control.keep_statistics_snapshot(day, &taken).await?
+            }
+        };
+        serde_json::from_str(&kept).map_err(not_json)
     }
 
     /// The stores' counts at `now`, windows ending there.
@@ -934,5 +946,13 @@ mod tests {
             "category,system,key,period,count\nrecords,ees,,,12\nrecords,vis,,,<10\n\
              links_by_day,,\"a,\"\"b\",earlier,10\n"
         );
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_as_published() {
+        let (_, statistics) = published(&population());
+        let json = serde_json::to_string(&statistics).expect("json");
+        let read: Statistics = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(read, statistics);
     }
 }

@@ -21,12 +21,13 @@ pub struct StatsFormat {
     format: Option<String>,
 }
 
-/// Anonymised counts (in the spirit of the EU's CRRS) as of `as_of`: records in all, per
-/// system, nationality, age band and hour stored; links per colour and day made; the
-/// verification backlog (per authority, overdue and within deadline); refused and flagged
-/// records. Every count from 1 to 9 is withheld (null in JSON, `<10` in CSV), and so is
-/// any count that would let one be worked out from the published totals: wherever a total
-/// is published, the withheld counts under it are at least two and together at least 10.
+/// Anonymised counts (in the spirit of the EU's CRRS), as one snapshot a UTC day taken at
+/// its first request (`as_of`): records in all, per system, nationality, age band and hour
+/// stored; links per colour and day made; the verification backlog (per authority, overdue
+/// and within deadline); refused and flagged records. Every count from 1 to 9 is withheld
+/// (null in JSON, `<10` in CSV), and so is any count that would let one be worked out from
+/// the published totals: wherever a total is published, the withheld counts under it are
+/// at least two and together at least 10.
 #[utoipa::path(
     get,
     path = "/v1/stats",

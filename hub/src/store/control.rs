@@ -1,6 +1,6 @@
 //! The control database: casbin's rules (so administrators' changes persist), access
-//! requests after a hit flag, the append-only, hash-chained audit log, and ingest quality
-//! counts.
+//! requests after a hit flag, the append-only, hash-chained audit log, ingest quality
+//! counts, and each day's published statistics.
 
 use std::collections::BTreeMap;
 
@@ -272,6 +272,38 @@ impl ControlStore {
                 ))
             })
             .collect()
+    }
+
+    /// The statistics published for a UTC day (days since the epoch), if taken yet.
+    pub async fn statistics_snapshot(&self, day: i64) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT statistics FROM statistics_snapshots WHERE day = $1")
+            .bind(day)
+            .fetch_optional(&self.db.pool)
+            .await
+    }
+
+    /// Keeps `statistics` as the day's publication unless one is kept already, and answers
+    /// the one kept: requests (or hubs) that take the day's first snapshot at once agree on
+    /// one.
+    pub async fn keep_statistics_snapshot(
+        &self,
+        day: i64,
+        statistics: &str,
+    ) -> Result<String, sqlx::Error> {
+        {
+            let _gate = self.db.write_gate().await;
+            sqlx::query(
+                "INSERT INTO statistics_snapshots (day, statistics) VALUES ($1, $2) \
+                 ON CONFLICT (day) DO NOTHING",
+            )
+            .bind(day)
+            .bind(statistics)
+            .execute(&self.db.pool)
+            .await?;
+        }
+        self.statistics_snapshot(day)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
     }
 
     /// The appender of the audit chain. The hub runs one and serialises its appends; the

@@ -1,14 +1,17 @@
 //! Statistics, the data-quality report and the metrics: counts that withhold what is small
-//! and whatever would give it away, shown alike by the console; rates
+//! and whatever would give it away, one snapshot a day, shown alike by the console; rates
 //! that follow what ingest saw; and no personal data anywhere.
 
 use hub_tests::{Backend, EXAMPLES, TestHub, fixture, on_both_backends};
+use interop_hub::clock::Clock;
 use reqwest::Method;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 on_both_backends!(
     statistics_suppress_counts_below_ten,
     a_small_age_band_cannot_be_worked_out,
+    statistics_are_one_snapshot_a_day,
     the_console_dashboard_shows_the_published_statistics,
     data_quality_follows_refusals_and_findings,
     no_personal_data_reaches_metrics_or_statistics,
@@ -263,6 +266,42 @@ async fn a_small_age_band_cannot_be_worked_out(backend: Backend) {
         Value::Null
     );
     assert_no_small_count_given_away(&stats);
+    hub.stop().await;
+}
+
+async fn statistics_are_one_snapshot_a_day(backend: Backend) {
+    let clock = Clock::manual(OffsetDateTime::now_utc());
+    let hub = TestHub::spawn_with(backend, |config| config.clock = clock.clone()).await;
+    for i in 0..12 {
+        let response = hub
+            .post_record("ees", "application/json", ees_copy(i))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    let (status, first) = hub.get_json("/v1/stats").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(count(&first, "records", Some("ees"), None), 12);
+
+    // A record minutes later: the same snapshot, so no difference to isolate it by.
+    clock.advance(time::Duration::minutes(5));
+    let response = hub
+        .post_record("ees", "application/json", ees_copy(12))
+        .await;
+    assert_eq!(response.status(), 201);
+    let (_, again) = hub.get_json("/v1/stats").await;
+    assert_eq!(again, first, "the day's snapshot, unchanged");
+
+    clock.advance(time::Duration::days(1));
+    let (_, next_day) = hub.get_json("/v1/stats").await;
+    assert_eq!(count(&next_day, "records", Some("ees"), None), 13);
+    let as_of = |stats: &Value| {
+        OffsetDateTime::parse(
+            stats["as_of"].as_str().expect("as_of"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("RFC 3339")
+    };
+    assert!(as_of(&next_day) - as_of(&first) >= time::Duration::days(1));
     hub.stop().await;
 }
 

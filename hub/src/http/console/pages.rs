@@ -136,7 +136,7 @@ pub fn dashboard(d: &Dashboard) -> Markup {
     html! {
         p class="as-of" {
             "Published statistics as of " (d.as_of.date()) " " (format!("{:02}:{:02}", d.as_of.hour(), d.as_of.minute()))
-            " UTC. Counts below " (d.suppressed_below) " are withheld ("
+            " UTC, one snapshot a day. Counts below " (d.suppressed_below) " are withheld ("
             (withheld) "), and so are the counts that would let one be worked out from the others."
         }
         section class="figures" {
