@@ -15,7 +15,7 @@ use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::access::{Principal, TokenAuthority};
+use crate::access::{Principal, Purpose, TokenAuthority};
 use crate::biometrics::ann::{IndexSettings, Quantization};
 use crate::biometrics::{IndexTuning, settings_for};
 use crate::config::HubConfig;
@@ -241,7 +241,7 @@ pub struct CurvePoint {
 /// searches and links across both partitions. Every tenth record is a second appearance of
 /// the person before it; every other such appearance is under another name, date of birth
 /// and document, so that only the biometric search can find its mate.
-fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
+pub(crate) fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
     let person = if i % 10 == 9 { i - 1 } else { i };
     let assumed_identity = is_assumed_identity(i);
     let system = if i.is_multiple_of(2) {
@@ -268,7 +268,7 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
     let [face, right, left] = RECORD_TRAITS.map(encoded);
     let body = match system {
         SourceSystem::Sis => serde_json::json!({
-            "alert_id": source_id(system, i), "version": 1, "issuing_state": "IT",
+            "alert_id": source_id(system, i), "version": 1, "issuing_state": BENCH_STATE,
             "category": "discreet_check",
             "person": {"surnames": [surname], "forenames": [given.to_uppercase()], "dob": format!("{year}-{month:02}-14"),
                        "gender": "unknown", "nationalities": ["XXA"], "aliases": []},
@@ -279,7 +279,7 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
                 {"modality": "finger", "position": "left_index", "algorithm": FINGER, "quality": 80, "data": left}],
         }),
         _ => serde_json::json!({
-            "file_id": source_id(system, i), "version": 1, "member_state": "DE",
+            "file_id": source_id(system, i), "version": 1, "member_state": BENCH_STATE,
             "traveller": {"surname": surname, "given_names": given, "date_of_birth": format!("{year}-{month:02}-14"),
                           "sex": "U", "nationality": "XXA"},
             "travel_document": {"type": "P", "number": document, "issuing_country": "XXA"},
@@ -291,6 +291,10 @@ fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String) {
     };
     (system, person, body.to_string())
 }
+
+/// The member state whose connectors write every bench record (a connector writes only its
+/// own state's records).
+const BENCH_STATE: &str = "DE";
 
 /// What each bench record carries, in its order: a face and two index fingers.
 const RECORD_TRAITS: [Trait; 3] = [
@@ -391,14 +395,14 @@ fn spelled(k: usize, length: usize, syllables: &[&str]) -> String {
 
 /// A progress bar on a terminal; elsewhere (CI logs, `nohup`), where the bar is hidden, a
 /// plain line every 15 seconds.
-struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
     what: &'static str,
     plain: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Progress {
-    fn new(length: usize, what: &'static str) -> Self {
+    pub(crate) fn new(length: usize, what: &'static str) -> Self {
         use std::io::IsTerminal as _;
         let bar = ProgressBar::new(length as u64).with_style(
             ProgressStyle::with_template(&format!(
@@ -425,11 +429,11 @@ impl Progress {
         Self { bar, what, plain }
     }
 
-    fn inc(&self, n: u64) {
+    pub(crate) fn inc(&self, n: u64) {
         self.bar.inc(n);
     }
 
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         self.bar.finish_and_clear();
         if let Some(plain) = self.plain {
             plain.abort();
@@ -440,7 +444,7 @@ impl Progress {
 
 /// The CPU model `/proc/cpuinfo` names, its SIMD extensions that matter to the kernels, and
 /// the threads available; "unknown" parts elsewhere.
-fn cpu_description() -> String {
+pub(crate) fn cpu_description() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |name: &str| {
         info.lines().find_map(|line| {
@@ -517,6 +521,15 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     config.settings.detection.expansion_search = options.detection_expansion;
     config.settings.index.expansion_add = options.expansion_add;
     config.settings.search.sketch_shortlist = options.sketch_shortlist;
+    // One bench principal makes thousands of searches a second: the budgets meant for
+    // officers would measure the limiter, not the search.
+    config.settings.limits = crate::config::LimitSettings {
+        per_second: u32::MAX,
+        burst: u32::MAX,
+        agency_per_second: u32::MAX,
+        agency_burst: u32::MAX,
+        ..crate::config::LimitSettings::default()
+    };
     config.settings.validate()?;
     let tuning = config.settings.index_tuning();
     // The bare indexes are searched the usearch way, by walking their graphs.
@@ -525,12 +538,12 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let hub = Arc::new(Hub::open(&config).await?);
     hub.prepare(&config.index_dir()).await?;
     // Through the same access checks and audit log as any caller: a connector of both
-    // systems that also reads them.
+    // systems (of the state that owns every bench record) that also reads them.
     let caller = Arc::new(
         Principal::new(
             "bench",
             "BENCH",
-            "EU",
+            BENCH_STATE,
             ["connector:ees", "connector:sis", "border_guard"]
                 .iter()
                 .map(|r| r.parse::<crate::access::Role>())
@@ -925,6 +938,8 @@ impl HubProbing<'_> {
                     .search_biometric(
                         &caller,
                         BiometricSearch {
+                            purpose: Purpose::BorderCheck,
+                            capture: None,
                             algorithm: algorithm.to_owned(),
                             data,
                             limit: Some(1),
@@ -1024,11 +1039,15 @@ async fn portal_over_http(
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, crate::http::router(state))
-            .with_graceful_shutdown(async {
+        crate::http::serve(
+            listener,
+            crate::http::router(state),
+            &crate::config::ServerSettings::default(),
+            async {
                 let _ = stopped.await;
-            })
-            .await
+            },
+        )
+        .await
     });
     let guard = Principal::new(
         "bench",

@@ -131,9 +131,18 @@ struct ImportArgs {
     /// one record in the same file may arrive out of order and the older be refused.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
-    /// Bearer token with a `connector:<system>` role for each system in the file (see `token`).
-    #[arg(long, env = "INTEROP_HUB_TOKEN", hide_env_values = true)]
-    token: String,
+    /// Bearer token with a `connector:<system>` role for each system in the file (see
+    /// `token`). A connector writes only its own member state's records: for a file of
+    /// several states give one token per state (repeat the flag, or separate with commas),
+    /// and each record goes with its state's.
+    #[arg(
+        long,
+        env = "INTEROP_HUB_TOKEN",
+        hide_env_values = true,
+        required = true,
+        value_delimiter = ','
+    )]
+    token: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -153,8 +162,16 @@ struct GenerateArgs {
 #[derive(Debug, Args)]
 struct BenchArgs {
     /// Records to ingest, each with a 512-d face (the searched templates) and two fingers.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(crate::bench::MIN_TEMPLATES as u64..))]
-    templates: u64,
+    #[arg(long, required_unless_present = "timing", value_parser = clap::value_parser!(u64).range(crate::bench::MIN_TEMPLATES as u64..))]
+    templates: Option<u64>,
+    /// Instead of the search benchmark, the timing benchmark: whether what a caller may
+    /// not see shows in how long its answers take (pairs of requests answered alike,
+    /// interleaved; median differences with 99% intervals and KS tests).
+    #[arg(long)]
+    timing: bool,
+    /// Requests per class of each timing pair (at least 5,000).
+    #[arg(long, default_value_t = crate::timing::MIN_REQUESTS as u64, value_parser = clap::value_parser!(u64).range(crate::timing::MIN_REQUESTS as u64..))]
+    requests: u64,
     /// 1:N probes (new captures of stored persons' faces).
     #[arg(long, default_value_t = 1_000)]
     queries: usize,
@@ -275,7 +292,7 @@ impl Command {
                 let options = ImportOptions {
                     server: args.server,
                     concurrency: usize::from(args.concurrency),
-                    token: args.token,
+                    tokens: args.token,
                 };
                 let summary = import(&args.file, &options).await?;
                 print!("{summary}");
@@ -303,12 +320,24 @@ impl Command {
                 println!("{summary}");
                 Ok(ExitCode::SUCCESS)
             }
+            Self::Bench(args) if args.timing => {
+                let report = crate::timing::run(&crate::timing::TimingOptions {
+                    requests: usize::try_from(args.requests)?,
+                    seed: args.seed,
+                })
+                .await?;
+                print!("{report}");
+                if let Some(path) = args.json {
+                    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             Self::Bench(args) => {
                 let threads = args.threads.unwrap_or_else(|| {
                     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
                 });
                 let options = BenchOptions {
-                    templates: usize::try_from(args.templates)?,
+                    templates: usize::try_from(args.templates.unwrap_or_default())?,
                     queries: args.queries,
                     threads,
                     seed: args.seed,

@@ -41,6 +41,140 @@ pub struct Settings {
     pub index: IndexingSettings,
     #[serde(default)]
     pub auth: AuthSettings,
+    #[serde(default)]
+    pub identity_check: IdentityCheckSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
+    #[serde(default)]
+    pub server: ServerSettings,
+}
+
+/// What one client can hold of the server: a connection slot and the time to send a
+/// request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Seconds a client has to send a request's headers; then the connection is closed.
+    #[serde(default = "ServerSettings::default_header_read_timeout_seconds")]
+    pub header_read_timeout_seconds: u32,
+    /// Seconds a client has to send a whole request body; then it is answered 408.
+    #[serde(default = "ServerSettings::default_body_read_timeout_seconds")]
+    pub body_read_timeout_seconds: u32,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    #[serde(default = "ServerSettings::default_max_connections")]
+    pub max_connections: u32,
+}
+
+impl ServerSettings {
+    fn default_header_read_timeout_seconds() -> u32 {
+        10
+    }
+
+    fn default_body_read_timeout_seconds() -> u32 {
+        30
+    }
+
+    fn default_max_connections() -> u32 {
+        1_024
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_seconds: Self::default_header_read_timeout_seconds(),
+            body_read_timeout_seconds: Self::default_body_read_timeout_seconds(),
+            max_connections: Self::default_max_connections(),
+        }
+    }
+}
+
+/// Request budgets for the operations that hand out personal data (searches, biometric
+/// searches, record reads), and the misuse alarm.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Sustained requests per second one principal may make.
+    #[serde(default = "LimitSettings::default_per_second")]
+    pub per_second: u32,
+    /// Requests one principal may make at once before the sustained rate applies.
+    #[serde(default = "LimitSettings::default_burst")]
+    pub burst: u32,
+    /// Sustained requests per second all principals of one agency may make together.
+    #[serde(default = "LimitSettings::default_agency_per_second")]
+    pub agency_per_second: u32,
+    #[serde(default = "LimitSettings::default_agency_burst")]
+    pub agency_burst: u32,
+    /// Searches answered with a hit flag one principal may make in a clock hour before an
+    /// alarm is raised (one audit entry and one metric increment per principal and hour).
+    #[serde(default = "LimitSettings::default_hit_flag_alarm_per_hour")]
+    pub hit_flag_alarm_per_hour: u32,
+}
+
+impl LimitSettings {
+    fn default_per_second() -> u32 {
+        10
+    }
+
+    fn default_burst() -> u32 {
+        20
+    }
+
+    fn default_agency_per_second() -> u32 {
+        200
+    }
+
+    fn default_agency_burst() -> u32 {
+        400
+    }
+
+    fn default_hit_flag_alarm_per_hour() -> u32 {
+        100
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            per_second: Self::default_per_second(),
+            burst: Self::default_burst(),
+            agency_per_second: Self::default_agency_per_second(),
+            agency_burst: Self::default_agency_burst(),
+            hit_flag_alarm_per_hour: Self::default_hit_flag_alarm_per_hour(),
+        }
+    }
+}
+
+/// The longest a live capture may have been taken before an identity check searches by it.
+pub const MAX_CAPTURE_AGE_SECONDS: u32 = 3_600;
+
+/// Police identity checks (CIR Art. 20): a member state may run them only where its own
+/// law provides for them, and only by biometrics captured live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityCheckSettings {
+    /// The member states (ISO 3166-1 alpha-2) whose law enables identity checks; empty:
+    /// no state may run one.
+    #[serde(default)]
+    pub member_states: Vec<String>,
+    /// How old a capture may be, in seconds, and still count as live.
+    #[serde(default = "IdentityCheckSettings::default_max_capture_age_seconds")]
+    pub max_capture_age_seconds: u32,
+}
+
+impl IdentityCheckSettings {
+    fn default_max_capture_age_seconds() -> u32 {
+        300
+    }
+}
+
+impl Default for IdentityCheckSettings {
+    fn default() -> Self {
+        Self {
+            member_states: Vec::new(),
+            max_capture_age_seconds: Self::default_max_capture_age_seconds(),
+        }
+    }
 }
 
 /// The longest sketch shortlist a setting may ask for.
@@ -232,6 +366,41 @@ impl Settings {
                 .is_none_or(|expansion| (1..=MAX_EXPANSION_ADD).contains(&expansion)),
             "index expansion_add must be 1-{MAX_EXPANSION_ADD}"
         );
+        let identity_check = &self.identity_check;
+        anyhow::ensure!(
+            identity_check
+                .member_states
+                .iter()
+                .all(|state| state.len() == 2 && state.chars().all(|c| c.is_ascii_uppercase())),
+            "identity_check member_states are ISO 3166-1 alpha-2 codes such as DE"
+        );
+        anyhow::ensure!(
+            (1..=MAX_CAPTURE_AGE_SECONDS).contains(&identity_check.max_capture_age_seconds),
+            "identity_check max_capture_age_seconds must be 1-{MAX_CAPTURE_AGE_SECONDS}"
+        );
+        let limits = &self.limits;
+        anyhow::ensure!(
+            [
+                limits.per_second,
+                limits.burst,
+                limits.agency_per_second,
+                limits.agency_burst,
+                limits.hit_flag_alarm_per_hour,
+            ]
+            .iter()
+            .all(|value| *value >= 1),
+            "limits are at least 1"
+        );
+        let server = &self.server;
+        anyhow::ensure!(
+            (1..=3_600).contains(&server.header_read_timeout_seconds)
+                && (1..=3_600).contains(&server.body_read_timeout_seconds),
+            "server timeouts are 1-3600 seconds"
+        );
+        anyhow::ensure!(
+            (1..=1_000_000).contains(&server.max_connections),
+            "server max_connections must be 1-1000000"
+        );
         Ok(())
     }
 }
@@ -245,6 +414,9 @@ impl Default for Settings {
             search: SearchSettings::default(),
             index: IndexingSettings::default(),
             auth: AuthSettings::default(),
+            identity_check: IdentityCheckSettings::default(),
+            limits: LimitSettings::default(),
+            server: ServerSettings::default(),
         }
     }
 }

@@ -26,6 +26,8 @@ pub enum HubError {
     PayloadTooLarge { limit: usize },
     #[error("the request body could not be read")]
     UnreadableBody,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("the body is not a well-formed record: {detail}")]
     Malformed { detail: String },
     #[error("the record breaks {} field rule(s)", errors.len())]
@@ -52,6 +54,10 @@ pub enum HubError {
     Unauthenticated(&'static str),
     #[error("the access policy does not permit this")]
     Forbidden,
+    #[error("the record is another member state's: only its own connector writes it")]
+    NotOwner,
+    #[error("too many requests: retry in {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
     #[error("that rule exists already")]
     RuleExists,
     #[error("no such policy rule")]
@@ -243,6 +249,19 @@ impl HubError {
                 detail,
             ),
             Self::Forbidden => Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", detail),
+            Self::NotOwner => Problem::new(S::FORBIDDEN, "not_owner", "Not the owner", detail),
+            Self::BodyTimeout => Problem::new(
+                S::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request timeout",
+                detail,
+            ),
+            Self::RateLimited { .. } => Problem::new(
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+                detail,
+            ),
             Self::RuleExists => Problem::new(S::CONFLICT, "rule_exists", "Rule exists", detail),
             Self::RuleNotFound => {
                 Problem::new(S::NOT_FOUND, "rule_not_found", "Rule not found", detail)
@@ -288,6 +307,14 @@ impl IntoResponse for HubError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::RateLimited {
+            retry_after_seconds,
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
         }
         if matches!(self, Self::NotReady | Self::Unavailable) {
             // The indexes are being built from the store: connectors should come back soon.

@@ -13,8 +13,56 @@ use serde::Deserialize;
 pub struct ImportOptions {
     pub server: String,
     pub concurrency: usize,
-    /// A bearer token whose roles include `connector:<system>` for the file's systems.
-    pub token: String,
+    /// Bearer tokens whose roles include `connector:<system>` for the file's systems: one
+    /// per member state whose records the file holds (`EU` for ETIAS), since a connector
+    /// writes only its own state's records. Each record goes with its state's token.
+    pub tokens: Vec<String>,
+}
+
+/// Which token each record goes with.
+enum Tokens<'a> {
+    /// One token: every record goes with it.
+    One(&'a str),
+    /// By member state: each record with its responsible state's token.
+    ByState(BTreeMap<String, &'a str>),
+}
+
+impl<'a> Tokens<'a> {
+    fn new(tokens: &'a [String]) -> anyhow::Result<Self> {
+        match tokens {
+            [] => anyhow::bail!("give a token (--token)"),
+            [one] => Ok(Self::One(one)),
+            many => {
+                let mut by_state = BTreeMap::new();
+                for (i, token) in many.iter().enumerate() {
+                    let state = crate::access::unverified_member_state(token)
+                        .ok_or_else(|| anyhow::anyhow!("token {} is not a hub token", i + 1))?;
+                    if by_state.insert(state.clone(), token.as_str()).is_some() {
+                        anyhow::bail!("two tokens for member state {state}");
+                    }
+                }
+                Ok(Self::ByState(by_state))
+            }
+        }
+    }
+
+    /// The token for a record of `system`, or the member state nobody gave a token for.
+    fn for_record(&self, system: connectors::SourceSystem, body: &str) -> Result<&'a str, String> {
+        let by_state = match self {
+            Self::One(token) => return Ok(token),
+            Self::ByState(by_state) => by_state,
+        };
+        let registry = connectors::AlgorithmRegistry::default();
+        let state = connectors::parse(system, body.as_bytes(), &registry).map_or_else(
+            // The hub refuses what does not parse whoever sends it.
+            |_| None,
+            |accepted| Some(crate::core::responsible_state(&accepted.record).to_owned()),
+        );
+        match state {
+            Some(state) => by_state.get(&state).copied().ok_or(state),
+            None => Ok(by_state.values().next().copied().unwrap_or_default()),
+        }
+    }
 }
 
 /// One line of an import file.
@@ -62,12 +110,13 @@ pub async fn import(file: &Path, options: &ImportOptions) -> anyhow::Result<Impo
     );
     let client = reqwest::Client::new();
     let base = options.server.trim_end_matches('/').to_owned();
+    let tokens = Tokens::new(&options.tokens)?;
     let mut results = futures::stream::iter(lines)
         .map(|(number, line)| {
             let client = &client;
             let base = &base;
-            let token = options.token.as_str();
-            async move { send_line(client, base, token, number + 1, line).await }
+            let tokens = &tokens;
+            async move { send_line(client, base, tokens, number + 1, line).await }
         })
         .buffered(options.concurrency.max(1));
     let mut summary = ImportSummary::default();
@@ -96,7 +145,7 @@ pub async fn import(file: &Path, options: &ImportOptions) -> anyhow::Result<Impo
 async fn send_line(
     client: &reqwest::Client,
     base: &str,
-    token: &str,
+    tokens: &Tokens<'_>,
     number: usize,
     line: &str,
 ) -> LineResult {
@@ -118,6 +167,14 @@ async fn send_line(
         return LineResult::Refused(vec![
             "unknown_system (not one of the five source systems)".to_owned(),
         ]);
+    };
+    let token = match tokens.for_record(system, &body) {
+        Ok(token) => token,
+        Err(state) => {
+            return LineResult::Refused(vec![format!(
+                "no_token_for_member_state ({state}: its records need its connector's token)"
+            )]);
+        }
     };
     let url = format!("{base}/v1/systems/{system}/records");
     let response = match client

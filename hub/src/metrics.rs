@@ -135,6 +135,7 @@ pub struct HubMetrics {
     link_changes: Family<LinkLabels, Counter>,
     audit_entries: Counter,
     policy_swaps: Counter,
+    misuse_alarms: Counter,
     index_templates: Family<IndexLabels, Gauge>,
 }
 
@@ -165,6 +166,7 @@ impl Default for HubMetrics {
         let link_changes = Family::<LinkLabels, Counter>::default();
         let audit_entries = Counter::default();
         let policy_swaps = Counter::default();
+        let misuse_alarms = Counter::default();
         let index_templates = Family::<IndexLabels, Gauge>::default();
         registry.register(
             "http_requests",
@@ -202,6 +204,11 @@ impl Default for HubMetrics {
             policy_swaps.clone(),
         );
         registry.register(
+            "misuse_alarms",
+            "Principals whose searches answered by hit flags passed the hourly threshold",
+            misuse_alarms.clone(),
+        );
+        registry.register(
             "index_templates",
             "Templates in each biometric index",
             index_templates.clone(),
@@ -216,6 +223,7 @@ impl Default for HubMetrics {
             link_changes,
             audit_entries,
             policy_swaps,
+            misuse_alarms,
             index_templates,
         }
     }
@@ -291,6 +299,10 @@ impl HubMetrics {
 
     pub fn policy_swap(&self) {
         self.policy_swaps.inc();
+    }
+
+    pub fn misuse_alarm(&self) {
+        self.misuse_alarms.inc();
     }
 
     pub fn index_size(&self, partition: &str, algorithm: &str, templates: usize) {

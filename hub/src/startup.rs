@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::access::TokenAuthority;
-use crate::config::HubConfig;
+use crate::config::{HubConfig, ServerSettings};
 use crate::core::Hub;
-use crate::http::{AppState, router};
+use crate::http::{AppState, router, serve};
 
 /// How often changed biometric indexes are written to disk. A crash in between loses
 /// nothing: start-up mends the indexes from the store.
@@ -24,6 +24,7 @@ pub struct Application {
     hub: Arc<Hub>,
     tokens: Arc<TokenAuthority>,
     max_body_bytes: usize,
+    server: ServerSettings,
     index_dir: PathBuf,
 }
 
@@ -40,6 +41,7 @@ impl Application {
             hub,
             tokens,
             max_body_bytes: config.settings.max_body_bytes,
+            server: config.settings.server.clone(),
             index_dir: config.index_dir(),
         })
     }
@@ -66,9 +68,7 @@ impl Application {
             tokens: Arc::clone(&self.tokens),
             max_body_bytes: self.max_body_bytes,
         };
-        let served = axum::serve(self.listener, router(state))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = serve(self.listener, router(state), &self.server, shutdown).await;
         preparing.abort();
         saving.abort();
         if let Err(e) = self.hub.save_indexes().await {

@@ -101,6 +101,18 @@ impl TestHub {
             config.mid_database_url = Some(fresh_postgres_database("mid").await);
             config.control_database_url = Some(fresh_postgres_database("control").await);
         }
+        // Identity checks enabled for the states the scenarios use, and budgets no
+        // scenario meets (the rate-limit scenario sets its own).
+        config.settings.identity_check.member_states = ["SE", "DE", "ES", "FR", "IT", "NL", "PL"]
+            .map(str::to_owned)
+            .to_vec();
+        config.settings.limits = interop_hub::config::LimitSettings {
+            per_second: 100_000,
+            burst: 100_000,
+            agency_per_second: 100_000,
+            agency_burst: 100_000,
+            ..interop_hub::config::LimitSettings::default()
+        };
         adjust(&mut config);
         Self::serve(config, data_dir).await
     }
@@ -198,20 +210,37 @@ impl TestHub {
         format!("{}{path}", self.base)
     }
 
-    /// POSTs a native record to `/v1/systems/{system}/records`.
+    /// POSTs a native record to `/v1/systems/{system}/records` as its responsible member
+    /// state's connector (all roles, that state): a connector writes only its own state's
+    /// records. A body that does not parse goes with the default caller's token.
     pub async fn post_record(
         &self,
         system: &str,
         content_type: &str,
-        body: impl Into<reqwest::Body>,
+        body: impl Into<Vec<u8>>,
     ) -> reqwest::Response {
-        self.client
+        let body: Vec<u8> = body.into();
+        let state = owner_of(system, &body).unwrap_or_else(|| "SE".to_owned());
+        self.anonymous
             .post(self.url(&format!("/v1/systems/{system}/records")))
+            .bearer_auth(mint(
+                &self.tokens,
+                "test-operator",
+                "TEST",
+                &state,
+                &ALL_ROLES,
+            ))
             .header("content-type", content_type)
             .body(body)
             .send()
             .await
             .expect("hub answers")
+    }
+
+    /// An all-roles token for every member state and for the central systems (`EU`): what
+    /// an import of a generated population needs, one connector per state.
+    pub fn connector_tokens(&self) -> Vec<String> {
+        connector_tokens(&self.tokens)
     }
 
     /// POSTs every source system's example record, each of which must be created.
@@ -260,9 +289,54 @@ impl TestHub {
         )
     }
 
+    /// Every link, as each responsible authority's queue lists it (`query` filters, e.g.
+    /// `colour=yellow`): the union of the queues of every authority that holds a link.
+    pub async fn all_links(&self, query: &str) -> Vec<serde_json::Value> {
+        let mut tokens = vec![all_roles_token(&self.tokens)];
+        for authority in self
+            .query_strings(&self.mid_url, "SELECT DISTINCT authority FROM links")
+            .await
+        {
+            let (name, state) = authority.split_once(':').unwrap_or((&authority, "SE"));
+            let role = match name {
+                "border_authority" => "border_guard",
+                other => other,
+            };
+            tokens.push(self.token("verifier", state, &[role]));
+        }
+        let mut links = std::collections::BTreeMap::new();
+        for token in tokens {
+            let mut offset = 0;
+            loop {
+                let (status, page) = self
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/v1/links?limit=500&offset={offset}&{query}"),
+                        Some(&token),
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, 200, "{page}");
+                let batch = page["links"].as_array().cloned().unwrap_or_default();
+                if batch.is_empty() {
+                    break;
+                }
+                offset += batch.len();
+                for link in batch {
+                    links.insert(link["id"].as_str().unwrap_or_default().to_owned(), link);
+                }
+            }
+        }
+        links.into_values().collect()
+    }
+
+    /// GETs a record as the default caller reads it for verifying links (it reads every
+    /// system, whichever state the record is of).
     pub async fn get_record(&self, system: &str, source_id: &str) -> reqwest::Response {
         self.client
-            .get(self.url(&format!("/v1/systems/{system}/records/{source_id}")))
+            .get(self.url(&format!(
+                "/v1/systems/{system}/records/{source_id}?purpose={READ_PURPOSE}"
+            )))
             .send()
             .await
             .expect("hub answers")
@@ -354,6 +428,39 @@ impl TestHub {
                 .expect("server ran cleanly");
         }
     }
+}
+
+/// The purpose the default caller reads records for in scenarios that are not about
+/// purposes: it reads every system for it, whichever state a record is of.
+pub const READ_PURPOSE: &str = "multiple_identity_verification";
+
+/// The member states (and `EU`, the central systems') connector tokens are made for.
+pub const MEMBER_STATES: [&str; 28] = [
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT",
+    "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK", "EU",
+];
+
+/// An all-roles token for each of `MEMBER_STATES`.
+pub fn connector_tokens(tokens: &TokenAuthority) -> Vec<String> {
+    MEMBER_STATES
+        .iter()
+        .map(|state| mint(tokens, "test-operator", "TEST", state, &ALL_ROLES))
+        .collect()
+}
+
+/// The member state responsible for a native record, as the hub reads it; `None` when the
+/// body does not parse.
+pub fn owner_of(system: &str, body: &[u8]) -> Option<String> {
+    let system: connectors::SourceSystem = system.parse().ok()?;
+    let accepted =
+        connectors::parse(system, body, &connectors::AlgorithmRegistry::default()).ok()?;
+    Some(interop_hub::core::responsible_state(&accepted.record).to_owned())
+}
+
+/// An all-roles token of `state`: the connector of that state's records, and every other
+/// role besides.
+pub fn all_roles_token_of(tokens: &TokenAuthority, state: &str) -> String {
+    mint(tokens, "test-operator", "TEST", state, &ALL_ROLES)
 }
 
 /// The default test caller's token: every role (`ALL_ROLES`), member state SE.

@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::error::HubError;
 use crate::matching::LinkColour;
 use crate::metrics::HubMetrics;
-use crate::store::{ControlStore, NewRule, RuleRow, StoredLink};
+use crate::store::{ControlStore, NewRule, RuleRow, StoredLink, VerifierQueue};
 
 const MODEL: &str = include_str!("../../../policies/model.conf");
 const BASELINE: &str = include_str!("../../../policies/baseline.csv");
@@ -63,14 +63,14 @@ pub struct Access {
     authorities: BTreeSet<String>,
 }
 
-/// The part of the link table a principal may see, as the link store filters it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LinkVisibility {
-    /// Systems the principal may read (any field group).
-    pub readable: Vec<SourceSystem>,
-    /// Systems whose links the principal may verify.
-    pub verifiable: Vec<SourceSystem>,
-    pub authorities: Vec<String>,
+/// How much of a link its viewer may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkSight {
+    /// Both records, evidence and history: the viewer reads both sides, or verifies it.
+    Whole,
+    /// The viewer reads only this side (0 or 1 of `records`): of the other it learns the
+    /// system and the responsible authority, nothing more.
+    OneSide(usize),
 }
 
 impl Access {
@@ -121,23 +121,68 @@ impl Access {
         self.duties.contains(&duty)
     }
 
+    /// Whether the principal may declare `purpose`: a rule grants it, and record
+    /// management comes with the right to write to a system.
     pub fn may_declare(&self, purpose: Purpose) -> bool {
         self.purposes.contains(&purpose)
+            || (purpose == Purpose::RecordManagement && self.systems.values().any(|r| r.write))
+    }
+
+    /// How `system` answers the principal under `purpose`'s rules: record management
+    /// reaches only the systems the principal writes to, an identity check only identity
+    /// and document data (CIR Art. 20).
+    pub fn answer_for(&self, purpose: Purpose, system: SourceSystem) -> Answer {
+        let answer = self.answer(system);
+        match (purpose, answer) {
+            (Purpose::RecordManagement, _) if !self.rights(system).write => Answer::Nothing,
+            (Purpose::IdentityCheck, Answer::Full(fields)) => {
+                let fields: BTreeSet<FieldGroup> = fields
+                    .into_iter()
+                    .filter(|group| matches!(group, FieldGroup::Identity | FieldGroup::Documents))
+                    .collect();
+                if fields.is_empty() {
+                    Answer::Nothing
+                } else {
+                    Answer::Full(fields)
+                }
+            }
+            (_, answer) => answer,
+        }
+    }
+
+    /// The field groups of `system` the principal may read under `purpose`; `None`: none.
+    pub fn readable_fields_for(
+        &self,
+        purpose: Purpose,
+        system: SourceSystem,
+    ) -> Option<BTreeSet<FieldGroup>> {
+        match self.answer_for(purpose, system) {
+            Answer::Full(fields) => Some(fields),
+            _ => None,
+        }
     }
 
     pub fn authorities(&self) -> &BTreeSet<String> {
         &self.authorities
     }
 
-    /// DESIGN's link visibility: red to whoever reads either system; white and green to
-    /// whoever reads both; yellow to the responsible verifier only.
-    pub fn can_see_link(&self, link: &StoredLink) -> bool {
+    /// How much of `link` the principal sees, if anything. Links follow the data: read
+    /// access counts (hit flags and writing alone do not). The responsible verifier sees
+    /// the whole link; otherwise red to whoever reads either side (only that side shown
+    /// when it reads one), white to whoever reads both, green only where the caller's own
+    /// query matched both records (`both_matched`), yellow to nobody else.
+    pub fn sight_of(&self, link: &StoredLink, both_matched: bool) -> Option<LinkSight> {
+        if self.may_verify(link) {
+            return Some(LinkSight::Whole);
+        }
         let [a, b] = &link.records;
-        let reads = |s: SourceSystem| self.readable_fields(s).is_some();
-        match link.colour {
-            LinkColour::Red => reads(a.system) || reads(b.system),
-            LinkColour::White | LinkColour::Green => reads(a.system) && reads(b.system),
-            LinkColour::Yellow => self.may_verify(link),
+        let reads = [a, b].map(|r| self.readable_fields(r.system).is_some());
+        match (link.colour, reads) {
+            (LinkColour::Red | LinkColour::White, [true, true]) => Some(LinkSight::Whole),
+            (LinkColour::Green, [true, true]) if both_matched => Some(LinkSight::Whole),
+            (LinkColour::Red, [true, false]) => Some(LinkSight::OneSide(0)),
+            (LinkColour::Red, [false, true]) => Some(LinkSight::OneSide(1)),
+            _ => None,
         }
     }
 
@@ -148,17 +193,15 @@ impl Access {
             && link.records.iter().any(|r| self.rights(r.system).verify)
     }
 
-    pub fn link_visibility(&self) -> LinkVisibility {
-        let systems = |keep: &dyn Fn(&SystemRights) -> bool| {
-            self.systems
+    /// The links this principal verifies: its queue.
+    pub fn verifier_queue(&self) -> VerifierQueue {
+        VerifierQueue {
+            verifiable: self
+                .systems
                 .iter()
-                .filter(|(_, rights)| keep(rights))
+                .filter(|(_, rights)| rights.verify)
                 .map(|(system, _)| *system)
-                .collect()
-        };
-        LinkVisibility {
-            readable: systems(&|r| !r.fields.is_empty()),
-            verifiable: systems(&|r| r.verify),
+                .collect(),
             authorities: self.authorities.iter().cloned().collect(),
         }
     }

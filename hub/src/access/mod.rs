@@ -6,11 +6,11 @@ mod rules;
 mod token;
 
 pub use engine::{
-    Access, Answer, LinkVisibility, PolicyEngine, PolicyRule, ProposedChanges, SystemRights,
+    Access, Answer, LinkSight, PolicyEngine, PolicyRule, ProposedChanges, SystemRights,
     full_access_rules,
 };
 pub use rules::{Action, CheckedRule, FieldGroup, HubDuty, Member, Purpose, RuleSpec, Scope};
-pub use token::{TokenAuthority, parse_ttl};
+pub use token::{TokenAuthority, parse_ttl, unverified_member_state};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -93,10 +93,13 @@ pub enum Purpose {
     AlertHandling,
     CriminalRecords,
     MultipleIdentityVerification,
+    /// A source system keeping its own records: pushing, reading back and deleting what
+    /// it writes. Declarable by whoever may write to a system, for that system only.
+    RecordManagement,
 }
 
 impl Purpose {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::BorderCheck,
         Self::VisaExamination,
         Self::TravelAuthorisation,
@@ -105,6 +108,7 @@ impl Purpose {
         Self::AlertHandling,
         Self::CriminalRecords,
         Self::MultipleIdentityVerification,
+        Self::RecordManagement,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +121,7 @@ impl Purpose {
             Self::AlertHandling => "alert_handling",
             Self::CriminalRecords => "criminal_records",
             Self::MultipleIdentityVerification => "multiple_identity_verification",
+            Self::RecordManagement => "record_management",
         }
     }
 }
@@ -167,6 +172,7 @@ impl Action {
                 Purpose::AlertHandling => "purpose:alert_handling",
                 Purpose::CriminalRecords => "purpose:criminal_records",
                 Purpose::MultipleIdentityVerification => "purpose:multiple_identity_verification",
+                Purpose::RecordManagement => "purpose:record_management",
             },
         }
     }

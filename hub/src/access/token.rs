@@ -139,6 +139,15 @@ impl TokenAuthority {
     }
 }
 
+/// The member state a token names, read without checking its signature: for a client
+/// choosing which of its tokens to send (the importer), never for a decision — the hub
+/// checks every token it receives.
+pub fn unverified_member_state(token: &str) -> Option<String> {
+    jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token)
+        .ok()
+        .map(|claims| claims.member_state)
+}
+
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::Hub;
+use super::{Hub, Operation};
 use crate::access::{
     Answer, HubDuty, PolicyRule, Principal, ProposedChanges, RuleSpec, checked_principal,
     full_access_rules,
@@ -128,19 +128,11 @@ fn required_text(text: &str, field: &'static str) -> Result<String, HubError> {
 
 impl Hub {
     pub async fn policy_rules(&self, principal: &Principal) -> Result<Vec<PolicyRule>, HubError> {
-        let result = async {
-            self.access(principal)
-                .await?
-                .require_duty(HubDuty::Administer)?;
-            self.policy.rules().await
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "administration",
-            "policy_list",
+            Operation::ListRules,
             String::new(),
-            result,
+            |_| async move { self.policy.rules().await },
             |rules| format!("rules={}", rules.len()),
         )
         .await
@@ -153,31 +145,25 @@ impl Hub {
         change: PolicyChange,
     ) -> Result<PolicyRule, HubError> {
         let described = format!("{} why={}", rule_text(&change.rule), brief(&change.reason));
-        let result = async {
-            self.access(principal)
-                .await?
-                .require_duty(HubDuty::Administer)?;
-            let rule = change
-                .rule
-                .check()
-                .map_err(|m| HubError::InvalidRequest(m.to_owned()))?;
-            let reason = required_text(&change.reason, "reason")?;
-            if change.expires_at.is_some_and(|at| at <= self.clock.now()) {
-                return Err(HubError::InvalidRequest(
-                    "expires_at: must lie in the future".to_owned(),
-                ));
-            }
-            self.policy
-                .add(&rule, change.expires_at, principal, &reason)
-                .await
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "administration",
-            "policy_add",
+            Operation::AddRule,
             described,
-            result,
+            |_| async move {
+                let rule = change
+                    .rule
+                    .check()
+                    .map_err(|m| HubError::InvalidRequest(m.to_owned()))?;
+                let reason = required_text(&change.reason, "reason")?;
+                if change.expires_at.is_some_and(|at| at <= self.clock.now()) {
+                    return Err(HubError::InvalidRequest(
+                        "expires_at: must lie in the future".to_owned(),
+                    ));
+                }
+                self.policy
+                    .add(&rule, change.expires_at, principal, &reason)
+                    .await
+            },
             |rule| format!("rule={}", rule.id),
         )
         .await
@@ -190,20 +176,14 @@ impl Hub {
         id: i64,
         reason: &str,
     ) -> Result<PolicyRule, HubError> {
-        let result = async {
-            self.access(principal)
-                .await?
-                .require_duty(HubDuty::Administer)?;
-            required_text(reason, "reason")?;
-            self.policy.remove(id).await
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "administration",
-            "policy_remove",
+            Operation::RemoveRule,
             format!("rule={id} why={}", brief(reason)),
-            result,
+            |_| async move {
+                required_text(reason, "reason")?;
+                self.policy.remove(id).await
+            },
             |rule| format!("removed:{}", rule_text(&rule.rule)),
         )
         .await
@@ -215,44 +195,38 @@ impl Hub {
         principal: &Principal,
         simulation: Simulation,
     ) -> Result<SimulationAnswer, HubError> {
-        let result = async {
-            self.access(principal)
-                .await?
-                .require_duty(HubDuty::Administer)?;
-            let subject = checked_principal(simulation.principal)?;
-            let add = simulation
-                .add
-                .iter()
-                .map(|rule| {
-                    rule.check()
-                        .map_err(|m| HubError::InvalidRequest(m.to_owned()))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let proposed = ProposedChanges {
-                add,
-                remove: simulation.remove,
-            };
-            let access = self.policy.simulate(&subject, &proposed).await?;
-            let asked = simulation
-                .systems
-                .unwrap_or_else(|| SourceSystem::ALL.to_vec());
-            let search = SourceSystem::ALL
-                .into_iter()
-                .filter(|s| asked.contains(s))
-                .map(|system| SystemDecision {
-                    system,
-                    answer: access.answer(system),
-                })
-                .collect();
-            Ok(SimulationAnswer { search, access })
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "administration",
-            "policy_simulate",
+            Operation::SimulatePolicy,
             String::new(),
-            result,
+            |_| async move {
+                let subject = checked_principal(simulation.principal)?;
+                let add = simulation
+                    .add
+                    .iter()
+                    .map(|rule| {
+                        rule.check()
+                            .map_err(|m| HubError::InvalidRequest(m.to_owned()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let proposed = ProposedChanges {
+                    add,
+                    remove: simulation.remove,
+                };
+                let access = self.policy.simulate(&subject, &proposed).await?;
+                let asked = simulation
+                    .systems
+                    .unwrap_or_else(|| SourceSystem::ALL.to_vec());
+                let search = SourceSystem::ALL
+                    .into_iter()
+                    .filter(|s| asked.contains(s))
+                    .map(|system| SystemDecision {
+                        system,
+                        answer: access.answer(system),
+                    })
+                    .collect();
+                Ok(SimulationAnswer { search, access })
+            },
             |_| "simulated".to_owned(),
         )
         .await
@@ -265,41 +239,37 @@ impl Hub {
         filing: AccessRequestFiling,
     ) -> Result<AccessRequest, HubError> {
         let described = format!("kind={} system={}", filing.kind.as_str(), filing.system);
-        let result = async {
-            let access = self.access(principal).await?;
-            if !access.rights(filing.system).request_access {
-                return Err(HubError::Forbidden);
-            }
-            let row = AccessRequest {
-                id: uuid::Uuid::now_v7().to_string(),
-                kind: filing.kind.as_str().to_owned(),
-                status: match filing.kind {
-                    AccessRequestKind::Request => "pending",
-                    AccessRequestKind::NoRequest => "recorded",
-                }
-                .to_owned(),
-                subject: principal.subject.clone(),
-                agency: principal.agency.clone(),
-                member_state: principal.member_state.clone(),
-                system: filing.system.as_str().to_owned(),
-                case_reference: required_text(&filing.case_reference, "case_reference")?,
-                justification: required_text(&filing.justification, "justification")?,
-                created_at: self.clock.now(),
-                decided_at: None,
-                decided_by: None,
-                decision_reason: None,
-                grant_expires_at: None,
-            };
-            self.control.insert_access_request(&row).await?;
-            Ok(row)
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "serious_crime",
-            "access_request",
+            Operation::FileAccessRequest,
             described,
-            result,
+            |access| async move {
+                if !access.rights(filing.system).request_access {
+                    return Err(HubError::Forbidden);
+                }
+                let row = AccessRequest {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    kind: filing.kind.as_str().to_owned(),
+                    status: match filing.kind {
+                        AccessRequestKind::Request => "pending",
+                        AccessRequestKind::NoRequest => "recorded",
+                    }
+                    .to_owned(),
+                    subject: principal.subject.clone(),
+                    agency: principal.agency.clone(),
+                    member_state: principal.member_state.clone(),
+                    system: filing.system.as_str().to_owned(),
+                    case_reference: required_text(&filing.case_reference, "case_reference")?,
+                    justification: required_text(&filing.justification, "justification")?,
+                    created_at: self.clock.now(),
+                    decided_at: None,
+                    decided_by: None,
+                    decision_reason: None,
+                    grant_expires_at: None,
+                };
+                self.control.insert_access_request(&row).await?;
+                Ok(row)
+            },
             |r| format!("status={}", r.status),
         )
         .await
@@ -311,28 +281,26 @@ impl Hub {
         principal: &Principal,
         status: Option<&str>,
     ) -> Result<Vec<AccessRequest>, HubError> {
-        let result = async {
-            let access = self.access(principal).await?;
-            let all = access.has_duty(HubDuty::Administer);
-            let may_request = SourceSystem::ALL
-                .iter()
-                .any(|s| access.rights(*s).request_access);
-            if !all && !may_request {
-                return Err(HubError::Forbidden);
-            }
-            let rows = self.control.access_requests(status).await?;
-            Ok(rows
-                .into_iter()
-                .filter(|r| all || (r.subject == principal.subject && r.agency == principal.agency))
-                .collect::<Vec<_>>())
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "administration",
-            "access_request_list",
+            Operation::ListAccessRequests,
             format!("status={}", status.unwrap_or("any")),
-            result,
+            |access| async move {
+                let all = access.has_duty(HubDuty::Administer);
+                let may_request = SourceSystem::ALL
+                    .iter()
+                    .any(|s| access.rights(*s).request_access);
+                if !all && !may_request {
+                    return Err(HubError::Forbidden);
+                }
+                let rows = self.control.access_requests(status).await?;
+                Ok(rows
+                    .into_iter()
+                    .filter(|r| {
+                        all || (r.subject == principal.subject && r.agency == principal.agency)
+                    })
+                    .collect::<Vec<_>>())
+            },
             |requests| format!("requests={}", requests.len()),
         )
         .await
@@ -345,58 +313,52 @@ impl Hub {
         id: &str,
         decision: AccessRequestDecision,
     ) -> Result<AccessRequest, HubError> {
-        let result = async {
-            self.access(principal)
-                .await?
-                .require_duty(HubDuty::Administer)?;
-            let reason = required_text(&decision.reason, "reason")?;
-            let hours = decision.hours.unwrap_or(24);
-            if !(1..=MAX_GRANT_HOURS).contains(&hours) {
-                return Err(HubError::InvalidRequest(format!(
-                    "hours: 1-{MAX_GRANT_HOURS}"
-                )));
-            }
-            let mut row = self
-                .control
-                .access_request(id)
-                .await?
-                .ok_or(HubError::AccessRequestNotFound)?;
-            if row.status != "pending" {
-                return Err(HubError::AccessRequestDecided);
-            }
-            let now = self.clock.now();
-            row.status = if decision.grant { "granted" } else { "refused" }.to_owned();
-            row.decided_at = Some(now);
-            row.decided_by = Some(principal.rule_subject());
-            row.decision_reason = Some(reason);
-            let mut grant = Vec::new();
-            if decision.grant {
-                row.grant_expires_at = Some(now + time::Duration::hours(i64::from(hours)));
-                let system: SourceSystem = row
-                    .system
-                    .parse()
-                    .map_err(|_| HubError::Internal("stored request names no system".into()))?;
-                let requester = Principal::new(
-                    row.subject.clone(),
-                    row.agency.clone(),
-                    row.member_state.clone(),
-                    Vec::new(),
-                )
-                .map_err(|e| HubError::Internal(format!("stored requester: {e}")))?;
-                grant = full_access_rules(&requester, system);
-            }
-            if !self.policy.decide_request(&row, &grant, principal).await? {
-                return Err(HubError::AccessRequestDecided);
-            }
-            Ok(row)
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "administration",
-            "access_request_decide",
+            Operation::DecideAccessRequest,
             format!("grant={}", decision.grant),
-            result,
+            |_| async move {
+                let reason = required_text(&decision.reason, "reason")?;
+                let hours = decision.hours.unwrap_or(24);
+                if !(1..=MAX_GRANT_HOURS).contains(&hours) {
+                    return Err(HubError::InvalidRequest(format!(
+                        "hours: 1-{MAX_GRANT_HOURS}"
+                    )));
+                }
+                let mut row = self
+                    .control
+                    .access_request(id)
+                    .await?
+                    .ok_or(HubError::AccessRequestNotFound)?;
+                if row.status != "pending" {
+                    return Err(HubError::AccessRequestDecided);
+                }
+                let now = self.clock.now();
+                row.status = if decision.grant { "granted" } else { "refused" }.to_owned();
+                row.decided_at = Some(now);
+                row.decided_by = Some(principal.rule_subject());
+                row.decision_reason = Some(reason);
+                let mut grant = Vec::new();
+                if decision.grant {
+                    row.grant_expires_at = Some(now + time::Duration::hours(i64::from(hours)));
+                    let system: SourceSystem = row
+                        .system
+                        .parse()
+                        .map_err(|_| HubError::Internal("stored request names no system".into()))?;
+                    let requester = Principal::new(
+                        row.subject.clone(),
+                        row.agency.clone(),
+                        row.member_state.clone(),
+                        Vec::new(),
+                    )
+                    .map_err(|e| HubError::Internal(format!("stored requester: {e}")))?;
+                    grant = full_access_rules(&requester, system);
+                }
+                if !self.policy.decide_request(&row, &grant, principal).await? {
+                    return Err(HubError::AccessRequestDecided);
+                }
+                Ok(row)
+            },
             |r| format!("status={}", r.status),
         )
         .await
@@ -410,24 +372,20 @@ impl Hub {
         limit: i64,
     ) -> Result<AuditPage, HubError> {
         let limit = limit.clamp(1, AUDIT_PAGE);
-        let result = async {
-            self.access(principal).await?.require_duty(HubDuty::Audit)?;
-            let entries = self.control.audit_entries(after.max(0), limit).await?;
-            let next_after = (entries.len() == usize::try_from(limit).unwrap_or(usize::MAX))
-                .then(|| entries.last().map(|e| e.seq))
-                .flatten();
-            Ok(AuditPage {
-                entries,
-                next_after,
-            })
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "supervision",
-            "audit_read",
+            Operation::ReadAudit,
             format!("after={after} limit={limit}"),
-            result,
+            |_| async move {
+                let entries = self.control.audit_entries(after.max(0), limit).await?;
+                let next_after = (entries.len() == usize::try_from(limit).unwrap_or(usize::MAX))
+                    .then(|| entries.last().map(|e| e.seq))
+                    .flatten();
+                Ok(AuditPage {
+                    entries,
+                    next_after,
+                })
+            },
             |page| format!("entries={}", page.entries.len()),
         )
         .await

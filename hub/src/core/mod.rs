@@ -2,6 +2,8 @@
 //! checked against the caller's access and recorded in the audit log.
 
 mod administration;
+mod guard;
+mod limits;
 mod portal;
 mod statistics;
 mod views;
@@ -10,13 +12,14 @@ pub use administration::{
     AccessRequestDecision, AccessRequestFiling, AccessRequestKind, AuditPage, PolicyChange,
     Simulation, SimulationAnswer, SystemDecision, verify_audit_chain,
 };
+pub use guard::Operation;
 pub use portal::{
-    BiographicQuery, BiometricProbe, FoundRecord, HitFlag, Purpose, SearchAnswer, SearchRequest,
-    SystemAnswer, SystemRecords,
+    BiographicQuery, BiometricProbe, Capture, Fallback, FoundRecord, HitFlag, Purpose,
+    SearchAnswer, SearchRequest, SystemAnswer, SystemRecords,
 };
 pub use statistics::Shown;
 pub use statistics::{Dashboard, DataQuality, QualityIssue, StatRow, Statistics, SystemQuality};
-pub use views::RecordView;
+pub use views::{LinkEnd, LinkView, RecordView};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -40,6 +43,7 @@ use crate::store::{
     ControlStore, HistoryEntry, IdentityStore, IngestCountKey, LinkQuery, LinkStore, StoreError,
     StoredLink, StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
 };
+use portal::{purpose_admits, purpose_needs_records};
 
 impl From<UnknownSystem> for HubError {
     fn from(_: UnknownSystem) -> Self {
@@ -56,27 +60,49 @@ impl From<BiometricsError> for HubError {
     }
 }
 
-/// A link as the ingest response lists it: seen from the ingested record.
+/// A link as the ingest response lists it: seen from the ingested record, with the other
+/// end's id only where the caller may read that end's system.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct LinkSummary {
     pub id: String,
     pub colour: LinkColour,
     pub rule: LinkRule,
     /// The record at the other end.
-    pub other: RecordRef,
+    pub other: LinkEnd,
+    /// The authority responsible for verifying the link.
+    pub authority: String,
 }
 
 impl LinkSummary {
-    fn seen_from(link: &StoredLink, record: &RecordRef) -> Self {
-        let [a, b] = &link.records;
-        let other = if a == record { b } else { a };
+    fn seen_from(view: &LinkView, record: &RecordRef) -> Self {
         Self {
-            id: link.id.clone(),
-            colour: link.colour,
-            rule: link.rule,
-            other: other.clone(),
+            id: view.id.clone(),
+            colour: view.colour,
+            rule: view.rule,
+            other: view.other_than(record).clone(),
+            authority: view.authority.clone(),
         }
     }
+}
+
+/// The member state responsible for a record, whose connector alone creates, changes and
+/// deletes it: EES the state that created the file, VIS the issuing state, SIS the issuing
+/// state, ECRIS-TCN the convicting state (each connector reads it into `member_state`);
+/// ETIAS records carry none and belong to the central ETIAS connector, `EU`.
+pub fn responsible_state(record: &IdentityRecord) -> &str {
+    record
+        .member_state
+        .as_deref()
+        .unwrap_or(CENTRAL_SYSTEM_STATE)
+}
+
+/// The member state of Union bodies and central systems in tokens.
+pub const CENTRAL_SYSTEM_STATE: &str = "EU";
+
+/// The record at the other end of `link` from `record`.
+fn other_end<'a>(link: &'a StoredLink, record: &RecordRef) -> &'a RecordRef {
+    let [a, b] = &link.records;
+    if a == record { b } else { a }
 }
 
 /// What an ingest did, with the record as now stored and its links.
@@ -126,6 +152,11 @@ pub struct Verification {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BiometricSearch {
+    /// Why the caller searches; the purpose's rules apply to the answer.
+    pub purpose: Purpose,
+    /// When and by which device the probe was captured: required for an identity check,
+    /// which searches by live biometrics only.
+    pub capture: Option<Capture>,
     /// A registered algorithm id; the probe is compared with that algorithm's templates only.
     pub algorithm: String,
     /// The probe: base64 of little-endian float32 values, the algorithm's dimension.
@@ -195,6 +226,7 @@ pub struct Hub {
     /// Per partition, like the audit log: marks of finished detections, written together.
     detected_marks: BTreeMap<Partition, tokio::sync::mpsc::Sender<PendingMark>>,
     metrics: Arc<HubMetrics>,
+    budgets: limits::Budgets,
 }
 
 impl Hub {
@@ -237,6 +269,7 @@ impl Hub {
             audit_queue,
             detected_marks,
             metrics,
+            budgets: limits::Budgets::new(&config.settings.limits),
         })
     }
 
@@ -305,22 +338,6 @@ impl Hub {
             .await
             .map_err(|_| HubError::Unavailable)?;
         written.await.map_err(|_| HubError::Unavailable)?
-    }
-
-    /// Logs an operation's outcome (or the code of its refusal), then hands the result on.
-    async fn audited<T>(
-        &self,
-        principal: &Principal,
-        purpose: &str,
-        action: &str,
-        query: String,
-        result: Result<T, HubError>,
-        describe: impl FnOnce(&T) -> String,
-    ) -> Result<T, HubError> {
-        let outcome = outcome_of(&result, describe);
-        self.audit(principal, purpose, action, query, outcome, Vec::new())
-            .await?;
-        result
     }
 
     /// Brings every biometric index level with the store, then finishes detection for
@@ -422,35 +439,26 @@ impl Hub {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<IngestReport, HubError> {
-        let result = self
-            .ingest_checked(principal, system, content_type, body)
-            .await;
-        let outcome = match &result {
-            Ok(report) => report.outcome.as_str().to_owned(),
-            Err(error) => error.to_problem().code,
-        };
-        self.metrics.ingest(system.as_str(), &outcome);
-        // The quality counts are written with the audit entry, in its transaction.
-        let counts = ingest_counts(&result)
-            .into_iter()
-            .map(|(kind, rule)| (system.as_str().to_owned(), kind.to_owned(), rule))
-            .collect();
-        let logged = outcome_of(&result, |report| {
-            format!("{}:links={}", report.outcome.as_str(), report.links.len())
-        });
-        self.timed(
-            IngestStep::Audit,
-            self.audit(
-                principal,
-                "ingest",
-                "ingest",
-                format!("system={system}"),
-                logged,
-                counts,
-            ),
+        self.guarded_counting(
+            principal,
+            Operation::Ingest(system),
+            format!("system={system}"),
+            |access| self.ingest_checked(access, system, content_type, body),
+            |report| format!("{}:links={}", report.outcome.as_str(), report.links.len()),
+            |result| {
+                let outcome = match result {
+                    Ok(report) => report.outcome.as_str().to_owned(),
+                    Err(error) => error.to_problem().code,
+                };
+                self.metrics.ingest(system.as_str(), &outcome);
+                // The quality counts are written with the audit entry, in its transaction.
+                ingest_counts(result)
+                    .into_iter()
+                    .map(|(kind, rule)| (system.as_str().to_owned(), kind.to_owned(), rule))
+                    .collect()
+            },
         )
-        .await?;
-        result
+        .await
     }
 
     /// Runs `work`, adding the time it took to `step`'s total.
@@ -468,13 +476,11 @@ impl Hub {
 
     async fn ingest_checked(
         &self,
-        principal: &Principal,
+        access: Arc<Access>,
         system: SourceSystem,
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<IngestReport, HubError> {
-        let access = self.access(principal).await?;
-        access.require_write(system)?;
         let expected = system.native_format();
         if !media_type_matches(content_type, expected) {
             return Err(HubError::UnsupportedMediaType {
@@ -486,6 +492,9 @@ impl Hub {
                 connectors::parse(system, body, &self.settings.biometrics)
             })
             .await?;
+        if responsible_state(&accepted.record) != access.principal().member_state {
+            return Err(HubError::NotOwner);
+        }
         let biometrics = self.biometrics()?;
         let reference = RecordRef::new(system, accepted.record.source_id.clone());
         let _guard = self
@@ -500,6 +509,7 @@ impl Hub {
             .map_err(|refusal| match refusal {
                 UpsertRefusal::Stale { stored } => HubError::VersionConflict { stored, offered },
                 UpsertRefusal::VersionReused { version } => HubError::VersionReused { version },
+                UpsertRefusal::OtherOwner => HubError::NotOwner,
             })?;
         let (stored, links) = match upserted.outcome {
             UpsertOutcome::Replayed => {
@@ -544,11 +554,17 @@ impl Hub {
             }
         };
         tracing::info!(system = %system, outcome = ?upserted.outcome, links = links.len(), "record ingested");
-        // The connector learns only of the links its access lets it see.
+        // The connector learns only of the links its access lets it see, and of those
+        // only the side it reads.
         let links = links
             .iter()
-            .filter(|link| access.can_see_link(link))
-            .map(|link| LinkSummary::seen_from(link, &reference))
+            .filter_map(|link| {
+                let sight = access.sight_of(link, false)?;
+                Some(LinkSummary::seen_from(
+                    &LinkView::new(link, sight),
+                    &reference,
+                ))
+            })
             .collect();
         let indexed_templates = stored
             .record
@@ -581,11 +597,16 @@ impl Hub {
         let keys = BlockingKeys::of(record);
         self.timed(IngestStep::BlockingCandidates, async {
             for partition in [Partition::Civil, Partition::LawEnforcement] {
-                let ids = self
-                    .store_of(partition)
-                    .candidates(&keys, Some(record.system))
-                    .await?;
-                candidates.entry(partition).or_default().extend(ids);
+                // Never the record's own system: its records are not compared with it.
+                let others: Vec<SourceSystem> = SourceSystem::ALL
+                    .into_iter()
+                    .filter(|s| s.partition() == partition && *s != record.system)
+                    .collect();
+                let found = self.store_of(partition).candidates(&keys, &others).await?;
+                candidates
+                    .entry(partition)
+                    .or_default()
+                    .extend(found.into_iter().map(|(id, _)| id));
             }
             Ok::<_, HubError>(())
         })
@@ -648,7 +669,7 @@ impl Hub {
         let existing = self.links.links_of(reference).await?;
         let mut others: Vec<StoredRecord> = Vec::new();
         for link in &existing {
-            let other = &LinkSummary::seen_from(link, reference).other;
+            let other = other_end(link, reference);
             if let Some(stored) = self
                 .store(other.system)
                 .get(other.system, &other.source_id)
@@ -690,9 +711,7 @@ impl Hub {
         }
         let stale: Vec<String> = existing
             .iter()
-            .filter(|link| {
-                no_longer_linked.contains(&LinkSummary::seen_from(link, reference).other)
-            })
+            .filter(|link| no_longer_linked.contains(other_end(link, reference)))
             .map(|link| link.id.clone())
             .collect();
         if !links_written && stale.is_empty() {
@@ -715,30 +734,33 @@ impl Hub {
             .ok_or(HubError::RecordNotFound)
     }
 
-    /// A record with the field groups the caller may read. A record the caller may not
-    /// read is answered exactly as one that does not exist.
+    /// A record with the field groups the caller may read for `purpose`. A record the
+    /// caller may not read — its system, or under an identity check a person who may be
+    /// under 12 — is answered exactly as one that does not exist.
     #[tracing::instrument(name = "read_record", skip_all, fields(system = %system))]
     pub async fn record(
         &self,
         principal: &Principal,
+        purpose: Purpose,
         system: SourceSystem,
         source_id: &str,
     ) -> Result<RecordView, HubError> {
-        let result = async {
-            let access = self.access(principal).await?;
-            let fields = access
-                .readable_fields(system)
-                .ok_or(HubError::RecordNotFound)?;
-            let stored = self.stored_record(system, source_id).await?;
-            Ok(RecordView::new(&stored, &fields))
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "record_read",
-            "read",
+            Operation::ReadRecord(purpose),
             format!("system={system}"),
-            result,
+            |access| async move {
+                let fields = access
+                    .readable_fields_for(purpose, system)
+                    .ok_or(HubError::RecordNotFound)?;
+                let stored = self.stored_record(system, source_id).await?;
+                let managed_elsewhere = purpose == Purpose::RecordManagement
+                    && responsible_state(&stored.record) != access.principal().member_state;
+                if managed_elsewhere || !purpose_admits(purpose, &stored, self.clock.now()) {
+                    return Err(HubError::RecordNotFound);
+                }
+                Ok(RecordView::new(&stored, &fields))
+            },
             |view| format!("full:{}", view.fields_summary()),
         )
         .await
@@ -752,13 +774,11 @@ impl Hub {
         system: SourceSystem,
         source_id: &str,
     ) -> Result<(), HubError> {
-        let result = self.delete_checked(principal, system, source_id).await;
-        self.audited(
+        self.guarded(
             principal,
-            "ingest",
-            "delete",
+            Operation::Delete(system),
             format!("system={system}"),
-            result,
+            |access| self.delete_checked(access, system, source_id),
             |()| "deleted".to_owned(),
         )
         .await
@@ -766,15 +786,21 @@ impl Hub {
 
     async fn delete_checked(
         &self,
-        principal: &Principal,
+        access: Arc<Access>,
         system: SourceSystem,
         source_id: &str,
     ) -> Result<(), HubError> {
-        self.access(principal).await?.require_write(system)?;
         let biometrics = self.biometrics()?;
         let reference = RecordRef::new(system, source_id);
         let _guard = self.lock(&reference).await;
         let store = self.store(system);
+        // Another state's record is not the caller's to manage: answered as missing.
+        let owned = store.get(system, source_id).await?.is_some_and(|stored| {
+            responsible_state(&stored.record) == access.principal().member_state
+        });
+        if !owned {
+            return Err(HubError::RecordNotFound);
+        }
         // Crash-safe order: the record is marked for detection first, so a crash after its
         // links are gone but before it is gone has start-up detect its links again. A mark of
         // an earlier ingest still queued must not land after that and undo it.
@@ -799,11 +825,12 @@ impl Hub {
         Ok(())
     }
 
-    /// The links the caller may see (DESIGN's visibility rules), filtered and paged.
+    /// The caller's verification queue: the links its authority verifies, filtered and
+    /// paged. Links outside it reach a caller only inside a record it may read.
     pub async fn links(
         &self,
         principal: &Principal,
-        mut query: LinkQuery,
+        query: LinkQuery,
     ) -> Result<LinkPage, HubError> {
         let described = format!(
             "colour={} system={} overdue={}",
@@ -813,26 +840,27 @@ impl Hub {
                 .overdue
                 .map_or("any", |o| if o { "true" } else { "false" }),
         );
-        let result = async {
-            let access = self.access(principal).await?;
-            query.visible_to = Some(access.link_visibility());
-            query.limit = query.limit.clamp(1, 500);
-            query.offset = query.offset.max(0);
-            let (links, total) = self.links.list(&query, self.clock.now()).await?;
-            Ok(LinkPage {
-                links,
-                total,
-                limit: query.limit,
-                offset: query.offset,
-            })
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "link_review",
-            "list_links",
+            Operation::ListLinks,
             described,
-            result,
+            |access| async move {
+                let query = LinkQuery {
+                    limit: query.limit.clamp(1, 500),
+                    offset: query.offset.max(0),
+                    ..query
+                };
+                let (links, total) = self
+                    .links
+                    .list(&query, &access.verifier_queue(), self.clock.now())
+                    .await?;
+                Ok(LinkPage {
+                    links,
+                    total,
+                    limit: query.limit,
+                    offset: query.offset,
+                })
+            },
             |page| format!("links={}", page.links.len()),
         )
         .await
@@ -841,31 +869,21 @@ impl Hub {
     /// Every stored link, unfiltered and unaudited: the bench's check against its ground
     /// truth, never a caller's view.
     pub(crate) async fn all_links(&self) -> Result<Vec<StoredLink>, HubError> {
-        let query = LinkQuery {
-            limit: i64::MAX,
-            ..LinkQuery::default()
-        };
-        Ok(self.links.list(&query, self.clock.now()).await?.0)
+        Ok(self.links.list_all(self.clock.now()).await?)
     }
 
-    /// A link's identity confirmation file; a link the caller may not see is answered as
-    /// one that does not exist.
+    /// A link's identity confirmation file, for its responsible authority; any other
+    /// caller is answered as if the link did not exist.
     pub async fn link(
         &self,
         principal: &Principal,
         id: &str,
     ) -> Result<ConfirmationFile, HubError> {
-        let result = async {
-            let access = self.access(principal).await?;
-            self.visible_link(&access, id).await
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "link_review",
-            "read_link",
+            Operation::ReadLink,
             String::new(),
-            result,
+            |access| async move { self.visible_link(&access, id).await },
             |file| format!("colour={}", file.link.colour.as_str()),
         )
         .await
@@ -873,7 +891,7 @@ impl Hub {
 
     async fn visible_link(&self, access: &Access, id: &str) -> Result<ConfirmationFile, HubError> {
         let (link, history) = self.links.get(id).await?.ok_or(HubError::LinkNotFound)?;
-        if !access.can_see_link(&link) {
+        if !access.may_verify(&link) {
             return Err(HubError::LinkNotFound);
         }
         let overdue = link.colour == LinkColour::Yellow
@@ -894,14 +912,11 @@ impl Hub {
         id: &str,
         decision: Verification,
     ) -> Result<ConfirmationFile, HubError> {
-        let colour = decision.colour;
-        let result = self.verify_checked(principal, id, decision).await;
-        self.audited(
+        self.guarded(
             principal,
-            "verification",
-            "verify",
-            format!("colour={}", colour.as_str()),
-            result,
+            Operation::Verify,
+            format!("colour={}", decision.colour.as_str()),
+            |access| self.verify_checked(access, id, decision),
             |file| format!("colour={}", file.link.colour.as_str()),
         )
         .await
@@ -909,15 +924,12 @@ impl Hub {
 
     async fn verify_checked(
         &self,
-        principal: &Principal,
+        access: Arc<Access>,
         id: &str,
         decision: Verification,
     ) -> Result<ConfirmationFile, HubError> {
-        let access = self.access(principal).await?;
-        let file = self.visible_link(&access, id).await?;
-        if !access.may_verify(&file.link) {
-            return Err(HubError::Forbidden);
-        }
+        // Only the link's verifier finds it; anyone else is answered as if it did not exist.
+        self.visible_link(&access, id).await?;
         if decision.colour == LinkColour::Yellow {
             return Err(HubError::InvalidDecision(
                 "a decision is white, green or red; yellow is the detector's",
@@ -929,7 +941,7 @@ impl Hub {
                 "a decision needs a justification",
             ));
         }
-        let verifier = principal.rule_subject();
+        let verifier = access.principal().rule_subject();
         match self
             .links
             .verify(
@@ -950,21 +962,18 @@ impl Hub {
     }
 
     /// 1:N search of both partitions' indexes of one algorithm, by record, best first;
-    /// only records of systems the caller may read are answered.
+    /// only records the caller may read for the declared purpose are answered.
     #[tracing::instrument(name = "search_biometric", skip_all)]
     pub async fn search_biometric(
         &self,
         principal: &Principal,
         search: BiometricSearch,
     ) -> Result<BiometricSearchAnswer, HubError> {
-        let described = format!("biometric={}", search.algorithm);
-        let result = self.search_biometric_checked(principal, search).await;
-        self.audited(
+        self.guarded(
             principal,
-            "biometric_search",
-            "search_biometric",
-            described,
-            result,
+            Operation::BiometricSearch(search.purpose),
+            format!("biometric={}", search.algorithm),
+            |access| self.search_biometric_checked(access, search),
             |answer| format!("hits={}", answer.hits.len()),
         )
         .await
@@ -972,26 +981,25 @@ impl Hub {
 
     async fn search_biometric_checked(
         &self,
-        principal: &Principal,
+        access: Arc<Access>,
         search: BiometricSearch,
     ) -> Result<BiometricSearchAnswer, HubError> {
-        let access = self.access(principal).await?;
-        if SourceSystem::ALL
-            .iter()
-            .all(|s| access.readable_fields(*s).is_none())
-        {
+        let purpose = search.purpose;
+        let readable = |system: SourceSystem| access.readable_fields_for(purpose, system).is_some();
+        if !SourceSystem::ALL.into_iter().any(readable) {
             return Err(HubError::Forbidden);
         }
         let biometrics = self.biometrics()?;
         let (algorithm, probe) = self.decode_probe(&search.algorithm, &search.data, "")?;
+        self.check_capture(purpose, search.capture.as_ref(), "/capture")?;
         let limit = search.limit.unwrap_or(10).clamp(1, 100);
         // A partition none of whose systems the caller reads is not searched at all.
         let partitions: Vec<Partition> = [Partition::Civil, Partition::LawEnforcement]
             .into_iter()
             .filter(|partition| {
-                SourceSystem::ALL.iter().any(|system| {
-                    system.partition() == *partition && access.readable_fields(*system).is_some()
-                })
+                SourceSystem::ALL
+                    .into_iter()
+                    .any(|system| system.partition() == *partition && readable(system))
             })
             .collect();
         let hits = biometrics
@@ -1002,17 +1010,38 @@ impl Hub {
                 &partitions,
             )
             .await?;
-        let mut best: BTreeMap<RecordRef, f32> = BTreeMap::new();
-        for hit in hits
-            .into_iter()
-            .filter(|h| access.readable_fields(h.owner.record.system).is_some())
-        {
-            let entry = best.entry(hit.owner.record).or_insert(f32::MIN);
-            *entry = entry.max(hit.similarity);
+        let mut best: BTreeMap<RecordRef, (f32, Partition, i64)> = BTreeMap::new();
+        for hit in hits.into_iter().filter(|h| readable(h.owner.record.system)) {
+            let entry = best.entry(hit.owner.record).or_insert((
+                f32::MIN,
+                hit.partition,
+                hit.owner.record_id,
+            ));
+            entry.0 = entry.0.max(hit.similarity);
+        }
+        if purpose_needs_records(purpose) {
+            let mut admitted = BTreeSet::new();
+            for partition in &partitions {
+                let ids: Vec<i64> = best
+                    .values()
+                    .filter(|(_, p, _)| p == partition)
+                    .map(|(_, _, id)| *id)
+                    .collect();
+                let now = self.clock.now();
+                for stored in self.store_of(*partition).get_many_by_id(&ids).await? {
+                    if purpose_admits(purpose, &stored, now) {
+                        admitted.insert(RecordRef::new(
+                            stored.record.system,
+                            stored.record.source_id.clone(),
+                        ));
+                    }
+                }
+            }
+            best.retain(|record, _| admitted.contains(record));
         }
         let mut hits: Vec<BiometricHit> = best
             .into_iter()
-            .map(|(record, similarity)| BiometricHit {
+            .map(|(record, (similarity, _, _))| BiometricHit {
                 record,
                 similarity,
                 matched: similarity >= algorithm.match_threshold,

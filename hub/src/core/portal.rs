@@ -6,25 +6,33 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use connectors::{
     DocumentKind, IdentityRecord, Modality, NameForms, NameKind, PartialDate, Partition,
-    PersonName, RecordRef, Sex, SourceSystem, TravelDocument,
+    PersonName, RecordRef, Sex, SourceSystem, TextKind, TravelDocument,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{Hub, RecordView};
+use std::sync::Arc;
+
+use super::{Hub, LinkView, Operation, RecordView};
 pub use crate::access::Purpose;
 use crate::access::{Access, Answer, FieldGroup, Principal};
 use crate::error::HubError;
 use crate::matching::{BlockingKeys, DocumentAgreement, IdentityAgreement, compare_identity};
-use crate::store::{StoredLink, StoredRecord};
+use crate::store::StoredRecord;
 
 /// Records one system answers with at most.
 const RECORDS_PER_SYSTEM: usize = 20;
+/// Biometric probes one search takes at most (a face, ten fingers, two irises).
+const MAX_PROBES: usize = 13;
 /// Nearest neighbours fetched per probe template.
 const NEIGHBOURS_PER_PROBE: usize = 20;
 /// Police identity checks never concern children under this age (CIR Art. 20).
 const IDENTITY_CHECK_MINIMUM_AGE: i32 = 12;
+/// How far ahead of the hub's clock a capture's time may lie (the device's clock drifts).
+const CAPTURE_CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
+/// The refusal rule of a capture too old (or too far ahead) to count as live.
+pub const STALE_CAPTURE: &str = "stale_capture";
 
 /// Identity data to search by; any subset, but a name needs a date of birth.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -39,6 +47,19 @@ pub struct BiographicQuery {
     pub document_number: Option<String>,
 }
 
+/// When and where a probe was captured: an identity check searches only by live
+/// captures.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Capture {
+    /// RFC 3339; for an identity check within the hub's `max_capture_age_seconds` of now.
+    #[schema(example = "2026-12-07T09:30:00Z")]
+    pub captured_at: String,
+    /// The capturing device's id: 1-64 letters, digits and `.`, `_`, `-`, `:`.
+    #[schema(example = "DE-BPOL-MOBILE-0042")]
+    pub device: String,
+}
+
 /// A live capture to search by.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +69,28 @@ pub struct BiometricProbe {
     pub algorithm: String,
     /// base64 of little-endian float32 values, the algorithm's dimension.
     pub data: String,
+    /// Required for an identity check.
+    pub capture: Option<Capture>,
+}
+
+/// Why an identity check falls back to identity data (CIR Art. 20): recorded in the
+/// audit log; only then may it search by name, date of birth or document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// No usable capture could be taken.
+    BiometricsUnusable,
+    /// The biometric query was made and failed.
+    BiometricQueryFailed,
+}
+
+impl Fallback {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::BiometricsUnusable => "biometrics_unusable",
+            Self::BiometricQueryFailed => "biometric_query_failed",
+        }
+    }
 }
 
 /// A search across systems.
@@ -60,6 +103,12 @@ pub struct SearchRequest {
     pub biometric: Vec<BiometricProbe>,
     /// Systems to query; default: every system the caller may query.
     pub systems: Option<Vec<SourceSystem>>,
+    /// An identity check only: search by identity data instead of live biometrics, and why.
+    pub fallback: Option<Fallback>,
+    /// The national case reference: required for `serious_crime`, recorded in the audit
+    /// log. 1-64 letters, digits and `.`, `_`, `-`, `/`, `:`.
+    #[schema(example = "BKA-2026-0815")]
+    pub case_reference: Option<String>,
 }
 
 /// A matching record, with the fields and links the caller may see.
@@ -68,8 +117,8 @@ pub struct FoundRecord {
     pub record: RecordView,
     /// What matched: `identity`, `document`, `biometric:face`, …
     pub matched_on: Vec<String>,
-    /// The record's links the caller may see.
-    pub links: Vec<StoredLink>,
+    /// The record's links the caller may see, each as far as the caller may see it.
+    pub links: Vec<LinkView>,
 }
 
 /// A system's full answer.
@@ -147,7 +196,15 @@ impl SearchRequest {
             || "all".to_owned(),
             |s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
         );
-        format!("by={} systems={systems}", by.join("+"))
+        let mut described = format!("by={} systems={systems}", by.join("+"));
+        if let Some(fallback) = self.fallback {
+            described.push_str(&format!(" fallback={}", fallback.as_str()));
+        }
+        // Checked before it is logged: a reference that is not one is refused unlogged.
+        if let Some(case) = self.case_reference.as_deref().filter(|c| is_reference(c)) {
+            described.push_str(&format!(" case={case}"));
+        }
+        described
     }
 }
 
@@ -161,40 +218,74 @@ fn present(text: &Option<String>) -> Option<&str> {
     text.as_deref().map(str::trim).filter(|t| !t.is_empty())
 }
 
+/// A case reference or device id: short, and nothing but letters, digits and a few
+/// separators (it is logged as it is).
+fn is_reference(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':'))
+}
+
+/// One system to query, and how it answers the caller.
+struct Queried {
+    system: SourceSystem,
+    answer: Answer,
+}
+
 impl Hub {
-    /// Searches every system the caller may query (or those asked for) and answers each
-    /// as the policy says: records with permitted fields, a hit flag, or nothing.
+    /// Searches every system the caller may query for the declared purpose (or those asked
+    /// for) and answers each as the policy and the purpose say: records with permitted
+    /// fields, a hit flag, or nothing.
     #[tracing::instrument(name = "search", skip_all, fields(purpose = request.purpose.as_str()))]
     pub async fn search(
         &self,
         principal: &Principal,
         request: SearchRequest,
     ) -> Result<SearchAnswer, HubError> {
-        let described = request.describe();
-        let purpose = request.purpose.as_str();
-        let result = self.search_checked(principal, request).await;
-        self.audited(
-            principal,
-            purpose,
-            "search",
-            described,
-            result,
-            SearchAnswer::summary,
-        )
-        .await
+        let purpose = request.purpose;
+        let answer = self
+            .guarded(
+                principal,
+                Operation::Search(purpose),
+                request.describe(),
+                |access| self.search_checked(access, request),
+                SearchAnswer::summary,
+            )
+            .await?;
+        let by_hit_flags = answer
+            .results
+            .iter()
+            .any(|r| matches!(r, SystemAnswer::HitFlag(_)));
+        let hour = self.clock.now().unix_timestamp().div_euclid(3_600);
+        if by_hit_flags && self.budgets.hit_flag_search(principal, hour) {
+            // Someone runs list after list through hit flags: the supervisor should know.
+            self.metrics.misuse_alarm();
+            self.audit(
+                principal,
+                purpose.as_str(),
+                "misuse_alarm",
+                format!(
+                    "hit_flag_searches_per_hour>{}",
+                    self.settings.limits.hit_flag_alarm_per_hour
+                ),
+                "alarm".to_owned(),
+                Vec::new(),
+            )
+            .await?;
+        }
+        Ok(answer)
     }
 
     async fn search_checked(
         &self,
-        principal: &Principal,
+        access: Arc<Access>,
         request: SearchRequest,
     ) -> Result<SearchAnswer, HubError> {
-        let access = self.access(principal).await?;
-        // Purpose limitation: a principal searches only for the purposes its roles serve.
-        if !access.may_declare(request.purpose)
-            || SourceSystem::ALL
-                .iter()
-                .all(|s| access.answer(*s) == Answer::Nothing)
+        let purpose = request.purpose;
+        if SourceSystem::ALL
+            .iter()
+            .all(|s| access.answer_for(purpose, *s) == Answer::Nothing)
         {
             return Err(HubError::Forbidden);
         }
@@ -203,35 +294,41 @@ impl Hub {
             || SourceSystem::ALL.into_iter().collect(),
             |s| s.into_iter().collect(),
         );
-        let queried: Vec<(SourceSystem, Answer)> = SourceSystem::ALL
+        // Systems the caller may not query are never touched: not loaded, not compared.
+        let queried: Vec<Queried> = SourceSystem::ALL
             .into_iter()
             .filter(|s| asked.contains(s))
-            .map(|s| (s, access.answer(s)))
-            .filter(|(_, answer)| *answer != Answer::Nothing)
+            .map(|system| Queried {
+                system,
+                answer: access.answer_for(purpose, system),
+            })
+            .filter(|q| q.answer != Answer::Nothing)
             .collect();
-        let systems: BTreeSet<SourceSystem> = queried.iter().map(|(s, _)| *s).collect();
-        let now = self.clock.now();
-        let mut found = self.matches(&probe, &systems).await?;
-        if request.purpose == Purpose::IdentityCheck {
-            found.retain(|_, (stored, _)| {
-                !possibly_younger_than(stored, IDENTITY_CHECK_MINIMUM_AGE, now)
-            });
-        }
-        // Every system takes the same path whatever its answer: the records are found and
-        // ranked first, and only then reduced to what the caller may see.
+        let found = self.matches(&probe, &queried, purpose).await?;
+        let matched: BTreeSet<RecordRef> = found
+            .full
+            .values()
+            .map(|(stored, _)| {
+                RecordRef::new(stored.record.system, stored.record.source_id.clone())
+            })
+            .collect();
         let mut results = Vec::new();
-        for (system, answer) in queried {
-            let mut records: Vec<(&StoredRecord, &BTreeSet<String>)> = found
-                .values()
-                .filter(|(stored, _)| stored.record.system == system)
-                .map(|(stored, matched)| (stored, matched))
-                .collect();
-            records.sort_by_key(|(_, matched)| std::cmp::Reverse(matched.len()));
+        for Queried { system, answer } in queried {
             match answer {
                 Answer::Full(fields) => {
+                    let mut records: Vec<(&StoredRecord, &BTreeSet<String>)> = found
+                        .full
+                        .values()
+                        .filter(|(stored, _)| stored.record.system == system)
+                        .map(|(stored, matched)| (stored, matched))
+                        .collect();
+                    records.sort_by_key(|(_, matched)| std::cmp::Reverse(matched.len()));
                     let mut shown = Vec::new();
-                    for (stored, matched) in records.into_iter().take(RECORDS_PER_SYSTEM) {
-                        shown.push(self.found_record(&access, stored, matched, &fields).await?);
+                    for (stored, on) in records.into_iter().take(RECORDS_PER_SYSTEM) {
+                        shown.push(
+                            self.found_record(&access, purpose, stored, on, &fields, &matched)
+                                .await?,
+                        );
                     }
                     results.push(SystemAnswer::Records(SystemRecords {
                         system,
@@ -241,7 +338,7 @@ impl Hub {
                 }
                 Answer::HitFlag => results.push(SystemAnswer::HitFlag(HitFlag {
                     system,
-                    hit: !records.is_empty(),
+                    hit: found.flagged.contains(&system),
                 })),
                 Answer::Nothing => {}
             }
@@ -252,28 +349,128 @@ impl Hub {
     async fn found_record(
         &self,
         access: &Access,
+        purpose: Purpose,
         stored: &StoredRecord,
-        matched: &BTreeSet<String>,
+        on: &BTreeSet<String>,
         fields: &BTreeSet<FieldGroup>,
+        matched: &BTreeSet<RecordRef>,
     ) -> Result<FoundRecord, HubError> {
         let reference = RecordRef::new(stored.record.system, stored.record.source_id.clone());
-        let links = self
-            .links
-            .links_of(&reference)
-            .await?
-            .into_iter()
-            .filter(|link| access.can_see_link(link))
-            .collect();
+        // An identity check sees identity and document data only: a link is neither, and
+        // its other end may be a child no identity check may learn of.
+        let links = if purpose == Purpose::IdentityCheck {
+            Vec::new()
+        } else {
+            self.links
+                .links_of(&reference)
+                .await?
+                .iter()
+                .filter_map(|link| {
+                    let both_matched = link.records.iter().all(|r| matched.contains(r));
+                    let sight = access.sight_of(link, both_matched)?;
+                    Some(LinkView::new(link, sight))
+                })
+                .collect()
+        };
         Ok(FoundRecord {
             record: RecordView::new(stored, fields),
-            matched_on: matched.iter().cloned().collect(),
+            matched_on: on.iter().cloned().collect(),
             links,
         })
+    }
+
+    /// A probe's capture, checked for `purpose`: an identity check needs one, taken within
+    /// the hub's live window (a minute's clock skew allowed ahead of now).
+    pub(super) fn check_capture(
+        &self,
+        purpose: Purpose,
+        capture: Option<&Capture>,
+        at: &str,
+    ) -> Result<(), HubError> {
+        let Some(capture) = capture else {
+            return if purpose == Purpose::IdentityCheck {
+                Err(invalid(
+                    at,
+                    connectors::rule::REQUIRED,
+                    "an identity check searches by live biometrics: give captured_at and device",
+                ))
+            } else {
+                Ok(())
+            };
+        };
+        if !is_reference(&capture.device) {
+            return Err(invalid(
+                &format!("{at}/device"),
+                connectors::rule::WRONG_TYPE,
+                "1-64 letters, digits and . _ - / :",
+            ));
+        }
+        let captured_at = OffsetDateTime::parse(
+            &capture.captured_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|_| {
+            invalid(
+                &format!("{at}/captured_at"),
+                connectors::rule::INVALID_TIMESTAMP,
+                "expected an RFC 3339 timestamp",
+            )
+        })?;
+        if purpose == Purpose::IdentityCheck {
+            let now = self.clock.now();
+            let max_age = time::Duration::seconds(i64::from(
+                self.settings.identity_check.max_capture_age_seconds,
+            ));
+            if captured_at < now - max_age || captured_at > now + CAPTURE_CLOCK_SKEW {
+                return Err(invalid(
+                    &format!("{at}/captured_at"),
+                    STALE_CAPTURE,
+                    "an identity check searches by a capture taken just now",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the query and decodes its probes; every fault is named by its JSON pointer.
     fn probe(&self, request: &SearchRequest) -> Result<Probe, HubError> {
         let biographic = request.biographic.clone().unwrap_or_default();
+        // The bounds of the records searched: nothing longer is ever compared.
+        for (field, text, kind) in [
+            ("surname", &biographic.surname, TextKind::Name),
+            ("given_names", &biographic.given_names, TextKind::Name),
+            (
+                "document_number",
+                &biographic.document_number,
+                TextKind::DocumentNumber,
+            ),
+            ("nationality", &biographic.nationality, TextKind::Identifier),
+        ] {
+            if let Some((rule, message)) = text
+                .as_deref()
+                .and_then(|text| connectors::text_problem(text, kind))
+            {
+                return Err(invalid(&format!("/biographic/{field}"), rule, message));
+            }
+        }
+        if request.biometric.len() > MAX_PROBES {
+            return Err(invalid(
+                "/biometric",
+                connectors::rule::TOO_MANY,
+                format!("expected at most {MAX_PROBES} probes"),
+            ));
+        }
+        if request
+            .systems
+            .as_ref()
+            .is_some_and(|s| s.len() > SourceSystem::ALL.len())
+        {
+            return Err(invalid(
+                "/systems",
+                connectors::rule::TOO_MANY,
+                "expected each system at most once",
+            ));
+        }
         let surname = present(&biographic.surname);
         let document = present(&biographic.document_number);
         let date_of_birth = present(&biographic.date_of_birth)
@@ -294,15 +491,14 @@ impl Hub {
                 "a search by name needs a date of birth",
             ));
         }
-        if request.purpose == Purpose::IdentityCheck && request.biometric.is_empty() {
-            return Err(invalid(
-                "/biometric",
-                connectors::rule::REQUIRED,
-                "an identity check queries by live biometrics",
-            ));
-        }
+        self.check_purpose_rules(request, surname.is_some() || document.is_some())?;
         let mut templates = Vec::new();
         for (i, probe) in request.biometric.iter().enumerate() {
+            self.check_capture(
+                request.purpose,
+                probe.capture.as_ref(),
+                &format!("/biometric/{i}/capture"),
+            )?;
             let (algorithm, vector) =
                 self.decode_probe(&probe.algorithm, &probe.data, &format!("/biometric/{i}"))?;
             if algorithm.modality != probe.modality {
@@ -367,105 +563,255 @@ impl Hub {
         })
     }
 
-    /// Records of `systems` matching the probe, each with what matched.
+    /// What each purpose asks of a query: an identity check searches by live biometrics,
+    /// by identity data only as a declared fallback; serious crime names its case.
+    fn check_purpose_rules(
+        &self,
+        request: &SearchRequest,
+        by_identity: bool,
+    ) -> Result<(), HubError> {
+        let identity_check = request.purpose == Purpose::IdentityCheck;
+        match (identity_check, request.fallback) {
+            (false, Some(_)) => {
+                return Err(invalid(
+                    "/fallback",
+                    connectors::rule::UNEXPECTED,
+                    "only an identity check falls back to identity data",
+                ));
+            }
+            (true, None) if by_identity => {
+                return Err(invalid(
+                    "/biographic",
+                    connectors::rule::UNEXPECTED,
+                    "an identity check searches by live biometrics; identity data only with a declared fallback",
+                ));
+            }
+            (true, None) if request.biometric.is_empty() => {
+                return Err(invalid(
+                    "/biometric",
+                    connectors::rule::REQUIRED,
+                    "an identity check searches by live biometrics",
+                ));
+            }
+            (true, Some(_)) if !request.biometric.is_empty() => {
+                return Err(invalid(
+                    "/biometric",
+                    connectors::rule::UNEXPECTED,
+                    "a fallback searches by identity data instead of biometrics",
+                ));
+            }
+            _ => {}
+        }
+        match request.case_reference.as_deref() {
+            None if request.purpose == Purpose::SeriousCrime => Err(invalid(
+                "/case_reference",
+                connectors::rule::REQUIRED,
+                "a serious-crime search names its national case reference",
+            )),
+            Some(case) if !is_reference(case) => Err(invalid(
+                "/case_reference",
+                connectors::rule::WRONG_TYPE,
+                "1-64 letters, digits and . _ - / :",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records matching the probe in the queried systems: every match of a system that
+    /// answers in full, each with what matched, and the hit-flag systems that hold one.
     async fn matches(
         &self,
         probe: &Probe,
-        systems: &BTreeSet<SourceSystem>,
-    ) -> Result<BTreeMap<RecordRef, (StoredRecord, BTreeSet<String>)>, HubError> {
-        let mut found: BTreeMap<RecordRef, (StoredRecord, BTreeSet<String>)> = BTreeMap::new();
-        let partitions: Vec<Partition> = systems
+        queried: &[Queried],
+        purpose: Purpose,
+    ) -> Result<Found, HubError> {
+        let now = self.clock.now();
+        let mut found = Found::default();
+        let full: BTreeSet<SourceSystem> = queried
             .iter()
-            .map(|s| s.partition())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
+            .filter(|q| matches!(q.answer, Answer::Full(_)))
+            .map(|q| q.system)
             .collect();
+        let flagged: BTreeSet<SourceSystem> = queried
+            .iter()
+            .filter(|q| q.answer == Answer::HitFlag)
+            .map(|q| q.system)
+            .collect();
+        let partitions: BTreeSet<Partition> =
+            queried.iter().map(|q| q.system.partition()).collect();
         if let Some(identity) = &probe.identity {
             let keys = BlockingKeys::of(identity);
+            let matched_on = |stored: &StoredRecord| {
+                let comparison = compare_identity(identity, &stored.record);
+                let mut matched = BTreeSet::new();
+                if comparison.document == DocumentAgreement::Same {
+                    matched.insert("document".to_owned());
+                }
+                if probe.by_name && comparison.identity != IdentityAgreement::Different {
+                    matched.insert("identity".to_owned());
+                }
+                if !purpose_admits(purpose, stored, now) {
+                    matched.clear();
+                }
+                matched
+            };
             for partition in &partitions {
                 let store = self.store_of(*partition);
-                let candidates = store.candidates(&keys, None).await?;
-                for stored in store.get_many_by_id(&candidates).await? {
-                    if !systems.contains(&stored.record.system) {
-                        continue;
-                    }
-                    let comparison = compare_identity(identity, &stored.record);
-                    let mut matched = BTreeSet::new();
-                    if comparison.document == DocumentAgreement::Same {
-                        matched.insert("document".to_owned());
-                    }
-                    if probe.by_name && comparison.identity != IdentityAgreement::Different {
-                        matched.insert("identity".to_owned());
-                    }
+                let systems: Vec<SourceSystem> = full
+                    .iter()
+                    .chain(&flagged)
+                    .copied()
+                    .filter(|s| s.partition() == *partition)
+                    .collect();
+                let candidates = store.candidates(&keys, &systems).await?;
+                let full_ids: Vec<i64> = candidates
+                    .iter()
+                    .filter(|(_, system)| full.contains(system))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for stored in store.get_many_by_id(&full_ids).await? {
+                    let matched = matched_on(&stored);
                     if !matched.is_empty() {
-                        let reference =
-                            RecordRef::new(stored.record.system, stored.record.source_id.clone());
-                        found
-                            .entry(reference)
-                            .or_insert_with(|| (stored, BTreeSet::new()))
-                            .1
-                            .extend(matched);
+                        found.add(stored, matched);
+                    }
+                }
+                // A hit flag stops at its system's first match: one match or thirty cost
+                // the same, and nothing after it depends on the data.
+                for system in flagged.iter().filter(|s| s.partition() == *partition) {
+                    for (id, _) in candidates.iter().filter(|(_, s)| s == system) {
+                        let Some(stored) = store.get_by_id(*id).await? else {
+                            continue;
+                        };
+                        if !matched_on(&stored).is_empty() {
+                            found.flagged.insert(*system);
+                            break;
+                        }
                     }
                 }
             }
         }
         if !probe.templates.is_empty() {
-            let biometrics = self.biometrics()?;
-            // Records hit that the biographic search did not find: loaded together below.
-            let mut pending: BTreeMap<RecordRef, (Partition, i64, BTreeSet<String>)> =
-                BTreeMap::new();
-            // All templates at once: one blocking task per partition, and two fingers of
-            // one algorithm share a scan.
-            let found_each = biometrics
-                .search_each(
-                    probe
-                        .templates
-                        .iter()
-                        .map(|(_, algorithm, vector)| (algorithm.clone(), vector.clone()))
-                        .collect(),
-                    NEIGHBOURS_PER_PROBE,
-                    None,
-                    &partitions,
-                )
+            self.biometric_matches(probe, &full, &flagged, purpose, &mut found)
                 .await?;
-            for ((modality, algorithm, _), hits) in probe.templates.iter().zip(found_each) {
-                let threshold = self
-                    .settings
-                    .biometrics
-                    .get(algorithm)
-                    .map_or(f32::INFINITY, |a| a.match_threshold);
-                for hit in hits.into_iter().filter(|h| {
-                    h.similarity >= threshold && systems.contains(&h.owner.record.system)
-                }) {
-                    let matched = format!("biometric:{}", modality.as_str());
-                    if let Some(entry) = found.get_mut(&hit.owner.record) {
-                        entry.1.insert(matched);
-                        continue;
-                    }
-                    pending
-                        .entry(hit.owner.record)
-                        .or_insert_with(|| (hit.partition, hit.owner.record_id, BTreeSet::new()))
-                        .2
-                        .insert(matched);
-                }
-            }
-            for partition in &partitions {
-                let ids: Vec<i64> = pending
-                    .values()
-                    .filter(|(p, _, _)| p == partition)
-                    .map(|(_, id, _)| *id)
-                    .collect();
-                for stored in self.store_of(*partition).get_many_by_id(&ids).await? {
-                    let reference =
-                        RecordRef::new(stored.record.system, stored.record.source_id.clone());
-                    if let Some((_, _, matched)) = pending.remove(&reference) {
-                        found.insert(reference, (stored, matched));
-                    }
-                }
-            }
         }
         Ok(found)
     }
+
+    async fn biometric_matches(
+        &self,
+        probe: &Probe,
+        full: &BTreeSet<SourceSystem>,
+        flagged: &BTreeSet<SourceSystem>,
+        purpose: Purpose,
+        found: &mut Found,
+    ) -> Result<(), HubError> {
+        let biometrics = self.biometrics()?;
+        let partitions: Vec<Partition> = full
+            .iter()
+            .chain(flagged)
+            .map(|s| s.partition())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // Records hit that the biographic search did not find: loaded together below.
+        let mut pending: BTreeMap<RecordRef, (Partition, i64, BTreeSet<String>)> = BTreeMap::new();
+        // All templates at once: one blocking task per partition, and two fingers of one
+        // algorithm share a scan.
+        let found_each = biometrics
+            .search_each(
+                probe
+                    .templates
+                    .iter()
+                    .map(|(_, algorithm, vector)| (algorithm.clone(), vector.clone()))
+                    .collect(),
+                NEIGHBOURS_PER_PROBE,
+                None,
+                &partitions,
+            )
+            .await?;
+        for ((modality, algorithm, _), hits) in probe.templates.iter().zip(found_each) {
+            let threshold = self
+                .settings
+                .biometrics
+                .get(algorithm)
+                .map_or(f32::INFINITY, |a| a.match_threshold);
+            for hit in hits.into_iter().filter(|h| h.similarity >= threshold) {
+                let system = hit.owner.record.system;
+                if flagged.contains(&system) && !purpose_needs_records(purpose) {
+                    found.flagged.insert(system);
+                    continue;
+                }
+                if !full.contains(&system) && !flagged.contains(&system) {
+                    continue;
+                }
+                let matched = format!("biometric:{}", modality.as_str());
+                if let Some(entry) = found.full.get_mut(&hit.owner.record) {
+                    entry.1.insert(matched);
+                    continue;
+                }
+                pending
+                    .entry(hit.owner.record)
+                    .or_insert_with(|| (hit.partition, hit.owner.record_id, BTreeSet::new()))
+                    .2
+                    .insert(matched);
+            }
+        }
+        let now = self.clock.now();
+        for partition in &partitions {
+            let ids: Vec<i64> = pending
+                .values()
+                .filter(|(p, _, _)| p == partition)
+                .map(|(_, id, _)| *id)
+                .collect();
+            for stored in self.store_of(*partition).get_many_by_id(&ids).await? {
+                let reference =
+                    RecordRef::new(stored.record.system, stored.record.source_id.clone());
+                let Some((_, _, matched)) = pending.remove(&reference) else {
+                    continue;
+                };
+                if !purpose_admits(purpose, &stored, now) {
+                    continue;
+                }
+                if flagged.contains(&stored.record.system) {
+                    found.flagged.insert(stored.record.system);
+                } else {
+                    found.add(stored, matched);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a search found: every match of the systems answering in full, and the hit-flag
+/// systems holding at least one.
+#[derive(Default)]
+struct Found {
+    full: BTreeMap<RecordRef, (StoredRecord, BTreeSet<String>)>,
+    flagged: BTreeSet<SourceSystem>,
+}
+
+impl Found {
+    fn add(&mut self, stored: StoredRecord, matched: BTreeSet<String>) {
+        let reference = RecordRef::new(stored.record.system, stored.record.source_id.clone());
+        self.full
+            .entry(reference)
+            .or_insert_with(|| (stored, BTreeSet::new()))
+            .1
+            .extend(matched);
+    }
+}
+
+/// Whether `purpose`'s rules let the record be answered: never anyone who may be under 12
+/// to an identity check.
+pub(super) fn purpose_admits(purpose: Purpose, stored: &StoredRecord, now: OffsetDateTime) -> bool {
+    purpose != Purpose::IdentityCheck
+        || !possibly_younger_than(stored, IDENTITY_CHECK_MINIMUM_AGE, now)
+}
+
+/// Whether `purpose` must see a record before answering even a hit on it.
+pub(super) fn purpose_needs_records(purpose: Purpose) -> bool {
+    purpose == Purpose::IdentityCheck
 }
 
 /// Whether the person may be younger than `years` at `now`, given the precision of the

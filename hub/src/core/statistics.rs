@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::Hub;
-use crate::access::{HubDuty, Principal};
+use super::{Hub, Operation};
+use crate::access::Principal;
 use crate::error::HubError;
 use crate::matching::LinkColour;
 use suppression::{CountId, Table};
@@ -543,19 +543,11 @@ impl Hub {
     /// The day's anonymised counts per system, nationality, age band, hour stored, link
     /// colour and day made, and verification backlog; withheld as [`suppression`] rules.
     pub async fn statistics(&self, principal: &Principal) -> Result<Statistics, HubError> {
-        let result = async {
-            self.access(principal)
-                .await?
-                .require_duty(HubDuty::Statistics)?;
-            self.published_statistics().await
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "statistics",
-            "statistics",
+            Operation::Statistics,
             String::new(),
-            result,
+            |_| async move { self.published_statistics().await },
             |s| format!("rows={}", s.rows.len()),
         )
         .await
@@ -563,19 +555,11 @@ impl Hub {
 
     /// The console dashboard's figures: the published statistics.
     pub async fn dashboard(&self, principal: &Principal) -> Result<Dashboard, HubError> {
-        let result = async {
-            self.access(principal)
-                .await?
-                .require_duty(HubDuty::Statistics)?;
-            Ok(Dashboard::of(&self.published_statistics().await?))
-        }
-        .await;
-        self.audited(
+        self.guarded(
             principal,
-            "statistics",
-            "dashboard",
+            Operation::Dashboard,
             String::new(),
-            result,
+            |_| async move { Ok(Dashboard::of(&self.published_statistics().await?)) },
             |_| "shown".to_owned(),
         )
         .await
@@ -665,96 +649,91 @@ impl Hub {
 
     /// Completeness of stored records, validity of ingests, refusals and findings by rule.
     pub async fn data_quality(&self, principal: &Principal) -> Result<DataQuality, HubError> {
-        let result = async {
-            self.access(principal)
-                .await?
-                .require_duty(HubDuty::Statistics)?;
-            let mut systems: BTreeMap<SourceSystem, SystemQuality> = SourceSystem::ALL
-                .into_iter()
-                .map(|system| {
-                    (
-                        system,
-                        SystemQuality {
+        self.guarded(
+            principal,
+            Operation::DataQuality,
+            String::new(),
+            |_| async move {
+                let mut systems: BTreeMap<SourceSystem, SystemQuality> = SourceSystem::ALL
+                    .into_iter()
+                    .map(|system| {
+                        (
                             system,
-                            records: 0,
-                            completeness: BTreeMap::new(),
-                            accepted: 0,
-                            refused: 0,
-                            validity_rate: None,
-                            refused_by_rule: BTreeMap::new(),
-                            flagged_by_rule: BTreeMap::new(),
-                        },
-                    )
-                })
-                .collect();
-            for partition in [Partition::Civil, Partition::LawEnforcement] {
-                for completeness in self.store_of(partition).completeness().await? {
-                    let Some(quality) = completeness
-                        .system
+                            SystemQuality {
+                                system,
+                                records: 0,
+                                completeness: BTreeMap::new(),
+                                accepted: 0,
+                                refused: 0,
+                                validity_rate: None,
+                                refused_by_rule: BTreeMap::new(),
+                                flagged_by_rule: BTreeMap::new(),
+                            },
+                        )
+                    })
+                    .collect();
+                for partition in [Partition::Civil, Partition::LawEnforcement] {
+                    for completeness in self.store_of(partition).completeness().await? {
+                        let Some(quality) = completeness
+                            .system
+                            .parse()
+                            .ok()
+                            .and_then(|s: SourceSystem| systems.get_mut(&s))
+                        else {
+                            continue;
+                        };
+                        quality.records = completeness.records;
+                        for (part, present) in completeness.present {
+                            let share = present as f64 / completeness.records.max(1) as f64;
+                            quality.completeness.insert(part, share);
+                        }
+                    }
+                }
+                let mut issues = Vec::new();
+                for (system, kind, rule, count) in self.control.ingest_counts().await? {
+                    let Some(quality) = system
                         .parse()
                         .ok()
                         .and_then(|s: SourceSystem| systems.get_mut(&s))
                     else {
                         continue;
                     };
-                    quality.records = completeness.records;
-                    for (part, present) in completeness.present {
-                        let share = present as f64 / completeness.records.max(1) as f64;
-                        quality.completeness.insert(part, share);
+                    match kind.as_str() {
+                        ACCEPTED => quality.accepted += count,
+                        REFUSED => quality.refused += count,
+                        REFUSED_RULE => {
+                            quality.refused_by_rule.insert(rule.clone(), count);
+                            issues.push(QualityIssue {
+                                system: quality.system,
+                                kind: "refused".to_owned(),
+                                rule,
+                                count,
+                            });
+                        }
+                        FLAGGED => {
+                            quality.flagged_by_rule.insert(rule.clone(), count);
+                            issues.push(QualityIssue {
+                                system: quality.system,
+                                kind: "flagged".to_owned(),
+                                rule,
+                                count,
+                            });
+                        }
+                        _ => {}
                     }
                 }
-            }
-            let mut issues = Vec::new();
-            for (system, kind, rule, count) in self.control.ingest_counts().await? {
-                let Some(quality) = system
-                    .parse()
-                    .ok()
-                    .and_then(|s: SourceSystem| systems.get_mut(&s))
-                else {
-                    continue;
-                };
-                match kind.as_str() {
-                    ACCEPTED => quality.accepted += count,
-                    REFUSED => quality.refused += count,
-                    REFUSED_RULE => {
-                        quality.refused_by_rule.insert(rule.clone(), count);
-                        issues.push(QualityIssue {
-                            system: quality.system,
-                            kind: "refused".to_owned(),
-                            rule,
-                            count,
-                        });
-                    }
-                    FLAGGED => {
-                        quality.flagged_by_rule.insert(rule.clone(), count);
-                        issues.push(QualityIssue {
-                            system: quality.system,
-                            kind: "flagged".to_owned(),
-                            rule,
-                            count,
-                        });
-                    }
-                    _ => {}
+                for quality in systems.values_mut() {
+                    let seen = quality.accepted + quality.refused;
+                    quality.validity_rate =
+                        (seen > 0).then(|| quality.accepted as f64 / seen as f64);
                 }
-            }
-            for quality in systems.values_mut() {
-                let seen = quality.accepted + quality.refused;
-                quality.validity_rate = (seen > 0).then(|| quality.accepted as f64 / seen as f64);
-            }
-            issues.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule.cmp(&b.rule)));
-            issues.truncate(10);
-            Ok(DataQuality {
-                systems: systems.into_values().collect(),
-                top_issues: issues,
-            })
-        }
-        .await;
-        self.audited(
-            principal,
-            "statistics",
-            "data_quality",
-            String::new(),
-            result,
+                issues.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule.cmp(&b.rule)));
+                issues.truncate(10);
+                Ok(DataQuality {
+                    systems: systems.into_values().collect(),
+                    top_issues: issues,
+                })
+            },
             |q| format!("systems={}", q.systems.len()),
         )
         .await

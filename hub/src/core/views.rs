@@ -1,12 +1,16 @@
-//! Records as a caller may see them: only the field groups the policy grants.
+//! Records and links as a caller may see them: only the field groups the policy grants,
+//! and of a link only the side the caller reads.
 
 use std::collections::BTreeSet;
 
+use connectors::{RecordRef, SourceSystem};
 use serde::Serialize;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::access::FieldGroup;
-use crate::store::StoredRecord;
+use crate::access::{FieldGroup, LinkSight};
+use crate::matching::{LinkColour, LinkRule};
+use crate::store::{StoredLink, StoredRecord};
 
 /// A stored record with only the permitted field groups. `system`, `source_id`,
 /// `version`, `partition` and `stored_at` are always present; `fields` names the groups
@@ -71,5 +75,75 @@ impl RecordView {
                     .join("+")
             })
             .unwrap_or_default()
+    }
+}
+
+/// One end of a link as its viewer sees it: the record's id only where the viewer may
+/// read that record's system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LinkEnd {
+    pub system: SourceSystem,
+    /// Absent when the viewer may not read this side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
+}
+
+/// A link as a caller sees it. Whoever reads only one side learns of the other its
+/// system and the authority responsible for verifying the link — never its record id,
+/// the evidence, the verifier or the justification.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LinkView {
+    pub id: String,
+    pub colour: LinkColour,
+    pub rule: LinkRule,
+    pub records: [LinkEnd; 2],
+    /// The authority responsible for verifying the link.
+    pub authority: String,
+    /// Every piece of evidence with its score; only to who sees both sides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub evidence: Option<serde_json::Value>,
+    /// Yellow links only: when verification is due.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deadline: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+impl LinkView {
+    pub fn new(link: &StoredLink, sight: LinkSight) -> Self {
+        let shown = |side: usize| match sight {
+            LinkSight::Whole => true,
+            LinkSight::OneSide(seen) => seen == side,
+        };
+        let end = |side: usize| {
+            let record: &RecordRef = &link.records[side];
+            LinkEnd {
+                system: record.system,
+                source_id: shown(side).then(|| record.source_id.clone()),
+            }
+        };
+        Self {
+            id: link.id.clone(),
+            colour: link.colour,
+            rule: link.rule,
+            records: [end(0), end(1)],
+            authority: link.authority.clone(),
+            evidence: (sight == LinkSight::Whole).then(|| link.evidence.clone()),
+            deadline: link.deadline,
+            updated_at: link.updated_at,
+        }
+    }
+
+    /// The end that is not `record`.
+    pub fn other_than(&self, record: &RecordRef) -> &LinkEnd {
+        let [a, b] = &self.records;
+        if a.system == record.system && a.source_id.as_deref() == Some(&record.source_id) {
+            b
+        } else {
+            a
+        }
     }
 }

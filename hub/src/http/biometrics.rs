@@ -9,8 +9,9 @@ use super::extract::{Caller, JsonBody};
 use crate::core::{BiometricSearch, BiometricSearchAnswer, IndexStatus};
 use crate::error::{HubError, Problem};
 
-/// 1:N search: the records whose templates are nearest a probe, across both partitions;
-/// only records of systems the caller may read are answered.
+/// 1:N search for a declared purpose: the records whose templates are nearest a probe,
+/// across both partitions; only records the caller may read for that purpose are answered
+/// (an identity check needs a live capture and never answers anyone who may be under 12).
 #[utoipa::path(
     post,
     path = "/v1/biometrics/search",
@@ -20,8 +21,8 @@ use crate::error::{HubError, Problem};
         (status = 200, description = "Records best first, each with its best similarity", body = BiometricSearchAnswer),
         (status = 400, description = "Not a search document", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may read no system", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unregistered algorithm or unusable probe", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not declare the purpose, or reads no system for it", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unregistered algorithm, unusable probe, or no live capture for an identity check", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The indexes are still being built", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -108,6 +108,8 @@ impl FromRequest<AppState> for NativeBody {
                     HubError::PayloadTooLarge {
                         limit: state.max_body_bytes,
                     }
+                } else if timed_out(&rejection) {
+                    HubError::BodyTimeout
                 } else {
                     HubError::UnreadableBody
                 }
@@ -117,6 +119,19 @@ impl FromRequest<AppState> for NativeBody {
             bytes,
         })
     }
+}
+
+/// Whether reading the body failed because its deadline passed (the server's body read
+/// timeout), somewhere down the rejection's chain of causes.
+fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// A JSON request body whose rejections are problem documents naming what was wrong.
@@ -130,6 +145,7 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let axum::Json(value) = axum::Json::<T>::from_request(request, state)
             .await
             .map_err(|rejection| match rejection.status() {
+                _ if timed_out(&rejection) => HubError::BodyTimeout,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE => HubError::UnsupportedMediaType {
                     expected: "application/json",
                 },
@@ -141,5 +157,34 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 _ => HubError::InvalidBody("a field is missing, unknown or of the wrong type"),
             })?;
         Ok(Self(value))
+    }
+}
+
+/// `?purpose=…`: why the caller reads; the purpose's rules apply to the answer.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeclaredPurpose {
+    /// A purpose the caller may declare: border_check, visa_examination,
+    /// travel_authorisation, identity_check, serious_crime, alert_handling,
+    /// criminal_records, multiple_identity_verification or record_management.
+    pub purpose: crate::access::Purpose,
+}
+
+impl FromRequestParts<AppState> for DeclaredPurpose {
+    type Rejection = HubError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HubError> {
+        let axum::extract::Query(declared) =
+            axum::extract::Query::<Self>::from_request_parts(parts, state)
+                .await
+                // serde's messages can quote the offending value: say what is expected.
+                .map_err(|_| {
+                    HubError::InvalidQuery(
+                        "expected purpose, one of the purposes the caller may declare \
+                         (e.g. purpose=border_check)",
+                    )
+                })?;
+        Ok(declared)
     }
 }

@@ -58,16 +58,15 @@ impl From<LinkFilters> for LinkQuery {
             system: filters.system,
             authority: filters.authority,
             overdue: filters.overdue,
-            visible_to: None,
             limit: filters.limit.unwrap_or(50),
             offset: filters.offset.unwrap_or(0),
         }
     }
 }
 
-/// List the links the caller may see, oldest first, filtered and paged: red links of a
-/// system the caller reads, white and green links between two systems the caller reads,
-/// yellow links for which the caller is the responsible verifier.
+/// The caller's verification queue, oldest first, filtered and paged: the links whose
+/// responsible authority the caller acts for (any colour). Other links reach a caller only
+/// inside a record it may read.
 #[utoipa::path(
     get,
     path = "/v1/links",
@@ -77,6 +76,7 @@ impl From<LinkFilters> for LinkQuery {
         (status = 200, description = "One page of links", body = LinkPage),
         (status = 400, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller verifies no links", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(
@@ -97,7 +97,8 @@ pub async fn list(
     responses(
         (status = 200, description = "The identity confirmation file", body = ConfirmationFile),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such link, or one the caller may not see (the same answer)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller verifies no links", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such link, or one the caller does not verify (the same answer)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn read(

@@ -11,6 +11,7 @@ mod health;
 mod links;
 mod records;
 mod search;
+mod serve;
 mod statistics;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::access::TokenAuthority;
 use crate::core::Hub;
 use crate::error::{HubError, PROBLEM_JSON, Problem};
+pub use serve::serve;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]

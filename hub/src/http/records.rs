@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::extract::{Caller, NativeBody, RecordKey, System};
+use super::extract::{Caller, DeclaredPurpose, NativeBody, RecordKey, System};
 use crate::core::{IngestReport, RecordView};
 use crate::error::{HubError, Problem};
 use crate::store::UpsertOutcome;
@@ -68,22 +68,26 @@ pub async fn ingest(
     tag = "records",
     params(
         ("system" = String, Path, description = "ees, etias, vis, sis or ecris-tcn"),
-        ("source_id" = String, Path, description = "The record's id in its source system")
+        ("source_id" = String, Path, description = "The record's id in its source system"),
+        DeclaredPurpose
     ),
     responses(
-        (status = 200, description = "The stored record, with the field groups the caller may read", body = RecordView),
+        (status = 200, description = "The stored record, with the field groups the caller may read for the purpose", body = RecordView),
+        (status = 400, description = "No purpose, or not one the hub knows", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record or system, or one the caller may not read (the same answer)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not declare that purpose", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record or system, or one the caller may not read for the purpose (the same answer)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn read(
     State(state): State<AppState>,
     Caller(caller): Caller,
     key: RecordKey,
+    declared: DeclaredPurpose,
 ) -> Result<Json<RecordView>, HubError> {
     state
         .hub
-        .record(&caller, key.system, &key.source_id)
+        .record(&caller, declared.purpose, key.system, &key.source_id)
         .await
         .map(Json)
 }

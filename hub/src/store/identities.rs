@@ -39,6 +39,9 @@ pub enum UpsertRefusal {
     Stale { stored: i64 },
     /// The same version was stored with other content: a version number was reused.
     VersionReused { version: i64 },
+    /// The stored record belongs to another member state: only its own state's
+    /// connector changes it.
+    OtherOwner,
 }
 
 /// An applied upsert, with what the biometric index must follow.
@@ -192,15 +195,17 @@ impl IdentityStore {
         Ok((deleted.rows_affected() == 1).then_some(templates))
     }
 
-    /// Blocking: records of other systems sharing a name key and the birth year, or a
-    /// travel-document number, with the record the keys were taken from.
+    /// Records of `systems` sharing a blocking key with `keys`, with their system, in id
+    /// order. Only `systems` are read: a system left out costs the query nothing it
+    /// could tell apart (its rows are excluded by the query itself, not after it).
     pub async fn candidates(
         &self,
         keys: &BlockingKeys,
-        exclude: Option<SourceSystem>,
-    ) -> Result<Vec<i64>, sqlx::Error> {
-        // No stored record has the empty system name: excluding it excludes nothing.
-        let exclude = exclude.map_or("", SourceSystem::as_str);
+        systems: &[SourceSystem],
+    ) -> Result<Vec<(i64, SourceSystem)>, sqlx::Error> {
+        if systems.is_empty() {
+            return Ok(Vec::new());
+        }
         // Without a birth month the given-name block would be too wide to be worth it.
         let given_names: &[String] = if keys.birth_month.is_some() {
             &keys.given_names
@@ -208,16 +213,17 @@ impl IdentityStore {
             &[]
         };
         let by_name = !keys.surnames.is_empty() || !given_names.is_empty();
+        let in_systems = format!("r.system IN ({})", placeholders(1, systems.len()));
         // One statement for both blocks: a round trip costs more than the query here.
         let mut blocks = Vec::new();
-        let mut next = 2;
+        let mut next = systems.len() + 1;
         if by_name {
             let surnames_at = next + 2;
             let given_at = surnames_at + keys.surnames.len().max(1);
             // Each branch of the OR names every column of its block's index.
             blocks.push(format!(
-                "SELECT r.id FROM identity_names n JOIN identity_records r ON r.id = n.record_id \
-                 WHERE r.system <> $1 \
+                "SELECT r.id, r.system FROM identity_names n JOIN identity_records r ON r.id = n.record_id \
+                 WHERE {in_systems} \
                  AND ((n.surname_key IN ({}) AND n.birth_year = ${next}) \
                  OR (n.given_key IN ({}) AND n.birth_year = ${next} AND n.birth_month = ${}))",
                 placeholders(surnames_at, keys.surnames.len().max(1)),
@@ -228,8 +234,8 @@ impl IdentityStore {
         }
         if !keys.documents.is_empty() {
             blocks.push(format!(
-                "SELECT r.id FROM identity_records r JOIN travel_documents d ON d.record_id = r.id \
-                 WHERE r.system <> $1 AND d.number_normalised IN ({})",
+                "SELECT r.id, r.system FROM identity_records r JOIN travel_documents d ON d.record_id = r.id \
+                 WHERE {in_systems} AND d.number_normalised IN ({})",
                 placeholders(next, keys.documents.len())
             ));
         }
@@ -237,7 +243,10 @@ impl IdentityStore {
             return Ok(Vec::new());
         }
         let sql = format!("{} ORDER BY 1", blocks.join(" UNION "));
-        let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(exclude);
+        let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
+        for system in systems {
+            query = query.bind(system.as_str());
+        }
         if by_name {
             query = query
                 .bind(keys.birth_year)
@@ -255,7 +264,17 @@ impl IdentityStore {
         for number in &keys.documents {
             query = query.bind(number.as_str());
         }
-        query.fetch_all(&self.db.pool).await
+        query
+            .fetch_all(&self.db.pool)
+            .await?
+            .into_iter()
+            .map(|(id, system)| {
+                let system = system
+                    .parse()
+                    .map_err(|_| corrupt("identity_records.system"))?;
+                Ok((id, system))
+            })
+            .collect()
     }
 
     /// Every indexable template with the record it belongs to: what the biometric index
@@ -558,15 +577,18 @@ async fn upsert_in(
             removed_template_ids,
         }));
     }
-    let (record_id, stored, fingerprint): (i64, i64, String) = sqlx::query_as(
-        "SELECT id, version, fingerprint FROM identity_records \
-         WHERE system = $1 AND source_id = $2",
-    )
-    .bind(record.system.as_str())
-    .bind(record.source_id.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(if stored != record.version {
+    let (record_id, stored, fingerprint, owner): (i64, i64, String, Option<String>) =
+        sqlx::query_as(
+            "SELECT id, version, fingerprint, member_state FROM identity_records \
+             WHERE system = $1 AND source_id = $2",
+        )
+        .bind(record.system.as_str())
+        .bind(record.source_id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(if owner != record.member_state {
+        Err(UpsertRefusal::OtherOwner)
+    } else if stored != record.version {
         Err(UpsertRefusal::Stale { stored })
     } else if fingerprint != row.fingerprint() {
         Err(UpsertRefusal::VersionReused { version: stored })

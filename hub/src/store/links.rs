@@ -71,10 +71,17 @@ pub struct LinkQuery {
     pub authority: Option<String>,
     /// Only yellow links past their deadline (true) or not past it (false).
     pub overdue: Option<bool>,
-    /// Only the links this visibility admits; `None`: all (the hub's own use).
-    pub visible_to: Option<crate::access::LinkVisibility>,
     pub limit: i64,
     pub offset: i64,
+}
+
+/// The links one principal verifies, as the store selects its queue: those whose
+/// responsible authority the principal acts for, touching a system whose links it may
+/// verify. Listing links takes one: there is no "every link" value for a caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifierQueue {
+    pub verifiable: Vec<SourceSystem>,
+    pub authorities: Vec<String>,
 }
 
 /// Why a verification was not applied.
@@ -302,10 +309,30 @@ impl LinkStore {
         Ok(Some((link, history)))
     }
 
-    /// One page of links matching the filters, and how many match in all.
+    /// One page of a verifier's queue matching the filters, and how many match in all.
     pub async fn list(
         &self,
         query: &LinkQuery,
+        queue: &VerifierQueue,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<StoredLink>, i64), sqlx::Error> {
+        self.select(query, Some(queue), now).await
+    }
+
+    /// Every stored link: the hub's own checks (the bench's ground truth), never a
+    /// caller's answer.
+    pub async fn list_all(&self, now: OffsetDateTime) -> Result<Vec<StoredLink>, sqlx::Error> {
+        let query = LinkQuery {
+            limit: i64::MAX,
+            ..LinkQuery::default()
+        };
+        Ok(self.select(&query, None, now).await?.0)
+    }
+
+    async fn select(
+        &self,
+        query: &LinkQuery,
+        queue: Option<&VerifierQueue>,
         now: OffsetDateTime,
     ) -> Result<(Vec<StoredLink>, i64), sqlx::Error> {
         let mut conditions: Vec<String> = Vec::new();
@@ -330,7 +357,7 @@ impl LinkStore {
                 arg(authority.clone(), &mut texts)
             ));
         }
-        if let Some(visibility) = &query.visible_to {
+        if let Some(queue) = queue {
             let list = |values: Vec<String>, texts: &mut Vec<String>| -> String {
                 // An empty IN list is not SQL; the empty name matches no stored value.
                 let values = if values.is_empty() {
@@ -344,20 +371,18 @@ impl LinkStore {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let names = |systems: &[SourceSystem]| {
-                systems
+            let verifiable = list(
+                queue
+                    .verifiable
                     .iter()
                     .map(|s| s.as_str().to_owned())
-                    .collect::<Vec<_>>()
-            };
-            let readable = list(names(&visibility.readable), &mut texts);
-            let verifiable = list(names(&visibility.verifiable), &mut texts);
-            let authorities = list(visibility.authorities.clone(), &mut texts);
+                    .collect(),
+                &mut texts,
+            );
+            let authorities = list(queue.authorities.clone(), &mut texts);
             conditions.push(format!(
-                "((colour = 'yellow' AND authority IN ({authorities}) \
-                 AND (a_system IN ({verifiable}) OR b_system IN ({verifiable}))) \
-                 OR (colour = 'red' AND (a_system IN ({readable}) OR b_system IN ({readable}))) \
-                 OR (colour IN ('white', 'green') AND a_system IN ({readable}) AND b_system IN ({readable})))"
+                "authority IN ({authorities}) \
+                 AND (a_system IN ({verifiable}) OR b_system IN ({verifiable}))"
             ));
         }
         let now_param = format!("${}", texts.len() + 1);

@@ -16,7 +16,8 @@ pub use identities::{
     Upserted,
 };
 pub use links::{
-    HistoryEntry, LinkChange, LinkQuery, LinkStore, NewLink, StoredLink, VerifyRefusal,
+    HistoryEntry, LinkChange, LinkQuery, LinkStore, NewLink, StoredLink, VerifierQueue,
+    VerifyRefusal,
 };
 
 use std::sync::Arc;

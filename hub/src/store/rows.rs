@@ -32,12 +32,14 @@ pub const INSERT_RECORD: &str = "INSERT INTO identity_records (system, source_id
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
      ON CONFLICT (system, source_id) DO NOTHING RETURNING id";
 
-/// Applies only when the offered version is newer, so a stale writer changes nothing.
+/// Applies only when the offered version is newer, so a stale writer changes nothing, and
+/// only within the record's member state (the empty state stands for none: ETIAS's).
 pub const UPDATE_NEWER_RECORD: &str = "UPDATE identity_records SET version = $3, \
      member_state = $4, date_of_birth = $5, birth_year = $6, birth_month = $7, birth_day = $8, \
      birth_place = $9, birth_country = $10, sex = $11, nationalities = $12, attributes = $13, \
      findings = $14, stored_at = $15, fingerprint = $16, detected_version = 0 \
-     WHERE system = $1 AND source_id = $2 AND version < $3 RETURNING id";
+     WHERE system = $1 AND source_id = $2 AND version < $3 \
+     AND COALESCE(member_state, '') = COALESCE($4, '') RETURNING id";
 
 /// The scalar columns of `identity_records`, in binding order.
 pub struct RecordRow {

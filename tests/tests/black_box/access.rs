@@ -290,14 +290,35 @@ async fn every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_say
         let searches =
             expected.purpose.is_some() && (!expected.reads.is_empty() || !expected.hits.is_empty());
         let purpose = expected.purpose.unwrap_or("border_check");
+        // Connectors read back what they write; others read for the purpose they search for.
+        let read_purpose = if expected.writes.is_empty() {
+            purpose
+        } else {
+            "record_management"
+        };
+        let declares_read = !expected.writes.is_empty() || expected.purpose.is_some();
+        let verifier = [
+            "border_guard",
+            "visa_authority",
+            "etias_unit",
+            "sirene",
+            "ecris_central_authority",
+        ]
+        .contains(&role);
+        let capture = json!({"captured_at": OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("a timestamp"), "device": "MATRIX-1"});
 
         for (system, file, content_type) in EXAMPLES {
             let writes = expected.writes.contains(&system);
             let reads = expected.reads.contains(&system);
+            // A connector writes and manages only its own member state's records.
+            let owner = hub_tests::owner_of(system, fixture(file).as_bytes()).expect("fixture");
+            let owners_token = hub.token("matrix", &owner, &[role]);
             let replay = hub
                 .anonymous
                 .post(hub.url(&format!("/v1/systems/{system}/records")))
-                .bearer_auth(&token)
+                .bearer_auth(&owners_token)
                 .header("content-type", content_type)
                 .body(fixture(file))
                 .send()
@@ -315,21 +336,28 @@ async fn every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_say
             );
 
             let id = &source_ids[system];
-            let (status, body) = call(
-                Method::GET,
-                format!("/v1/systems/{system}/records/{id}"),
-                None,
-            )
-            .await;
+            let reader = if read_purpose == "record_management" {
+                &owners_token
+            } else {
+                &token
+            };
+            let (status, body) = hub
+                .call(
+                    Method::GET,
+                    &format!("/v1/systems/{system}/records/{id}?purpose={read_purpose}"),
+                    Some(reader),
+                    None,
+                )
+                .await;
             matrix.expect(
-                format!("{role} read {system}"),
+                format!("{role} read {system} for {read_purpose}"),
                 status,
-                200,
-                404,
-                reads,
+                if reads { 200 } else { 404 },
+                403,
+                declares_read,
                 &body,
             );
-            if !reads {
+            if declares_read && !reads {
                 matrix.check(
                     format!("{role} read {system}: denied exactly as a missing record"),
                     body["code"] == "record_not_found",
@@ -337,12 +365,14 @@ async fn every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_say
                 );
             }
 
-            let (status, body) = call(
-                Method::DELETE,
-                format!("/v1/systems/{system}/records/NO-SUCH-RECORD"),
-                None,
-            )
-            .await;
+            let (status, body) = hub
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/systems/{system}/records/NO-SUCH-RECORD"),
+                    Some(&owners_token),
+                    None,
+                )
+                .await;
             matrix.expect(
                 format!("{role} delete {system}"),
                 status,
@@ -355,9 +385,10 @@ async fn every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_say
             // An identity check queries by live biometrics: the fixtures' face.
             let query = if purpose == "identity_check" {
                 json!({"purpose": purpose, "systems": [system],
-                       "biometric": [{"modality": "face", "algorithm": face["algorithm"], "data": face["data"]}]})
+                       "biometric": [{"modality": "face", "algorithm": face["algorithm"], "data": face["data"],
+                                      "capture": capture}]})
             } else {
-                json!({"purpose": purpose, "systems": [system],
+                json!({"purpose": purpose, "systems": [system], "case_reference": "MATRIX-1",
                        "biographic": {"surname": "Müller", "date_of_birth": "1990-04-17"}})
             };
             let (status, body) = call(Method::POST, "/v1/search".to_owned(), Some(query)).await;
@@ -410,7 +441,7 @@ async fn every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_say
             );
         }
 
-        let serious_crime = json!({"purpose": "serious_crime",
+        let serious_crime = json!({"purpose": "serious_crime", "case_reference": "BKA-2026-0417",
                                    "biographic": {"surname": "Müller", "date_of_birth": "1990-04-17"}});
         let (status, body) = call(Method::POST, "/v1/search".to_owned(), Some(serious_crime)).await;
         let declares = expected.purpose == Some("serious_crime");
@@ -423,18 +454,21 @@ async fn every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_say
             &body,
         );
 
+        let mut biometric = face.clone();
+        biometric["purpose"] = json!(purpose);
+        biometric["capture"] = capture.clone();
         let (status, body) = call(
             Method::POST,
             "/v1/biometrics/search".to_owned(),
-            Some(face.clone()),
+            Some(biometric),
         )
         .await;
         matrix.expect(
-            format!("{role} biometric search"),
+            format!("{role} biometric search for {purpose}"),
             status,
             200,
             403,
-            !expected.reads.is_empty(),
+            expected.purpose.is_some() && !expected.reads.is_empty(),
             &body,
         );
         if status == 200 {
@@ -451,20 +485,24 @@ async fn every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_say
             );
         }
 
+        // The link list is the caller's verification queue: verifiers only, their own links.
         let (status, body) = call(Method::GET, "/v1/links?limit=500".to_owned(), None).await;
-        matrix.expect(format!("{role} list links"), status, 200, 200, true, &body);
+        matrix.expect(
+            format!("{role} list links"),
+            status,
+            200,
+            403,
+            verifier,
+            &body,
+        );
+        let authority = match role {
+            "border_guard" => "border_authority",
+            other => other,
+        };
         for link in body["links"].as_array().cloned().unwrap_or_default() {
-            let [a, b] = [0, 1].map(|i| {
-                expected
-                    .reads
-                    .contains(&link["records"][i]["system"].as_str().unwrap_or(""))
-            });
-            let visible = match link["colour"].as_str().unwrap_or("") {
-                "red" => a || b,
-                "white" | "green" => a && b,
-                _ => expected.verifies_sirene_se && link["authority"] == "sirene:SE",
-            };
-            matrix.check(format!("{role} sees link"), visible, &link);
+            let theirs = link["authority"] == authority
+                || link["authority"] == format!("{authority}:SE").as_str();
+            matrix.check(format!("{role} queue holds only its links"), theirs, &link);
         }
 
         let decision = json!({"colour": "yellow", "justification": "matrix"});
@@ -474,12 +512,19 @@ async fn every_role_endpoint_and_system_is_allowed_or_denied_as_the_baseline_say
             Some(decision),
         )
         .await;
+        let want = if expected.verifies_sirene_se {
+            422
+        } else if verifier {
+            404
+        } else {
+            403
+        };
         matrix.expect(
             format!("{role} verify yellow"),
             status,
-            422,
-            404,
-            expected.verifies_sirene_se,
+            want,
+            want,
+            true,
             &body,
         );
 
@@ -630,8 +675,7 @@ async fn a_hit_flag_answer_is_the_same_for_none_one_or_five_matches(backend: Bac
     let designated = hub.token("k.weber", "DE", &["le_designated"]);
     let mut bodies = Vec::new();
     for (matches, biographic) in &queries {
-        let query =
-            json!({"purpose": "serious_crime", "biographic": biographic, "systems": ["ees"]});
+        let query = json!({"purpose": "serious_crime", "case_reference": "BKA-2026-0417", "biographic": biographic, "systems": ["ees"]});
         // Ground truth: a caller with full access sees exactly that many records.
         let (status, full) = hub.post_json("/v1/search", &query).await;
         assert_eq!(status, 200);
@@ -694,6 +738,7 @@ async fn a_revocation_denies_the_very_next_request(backend: Backend) {
     let designated = hub.token("k.weber", "DE", &["le_designated"]);
     let query = json!({
         "purpose": "serious_crime",
+        "case_reference": "BKA-2026-0417",
         "biographic": {"surname": "Müller", "date_of_birth": "1990-04-17"},
         "systems": ["ees"],
     });
@@ -850,6 +895,7 @@ async fn a_granted_access_request_lapses_on_time(backend: Backend) {
     let designated = hub.token("k.weber", "DE", &["le_designated"]);
     let query = json!({
         "purpose": "serious_crime",
+        "case_reference": "BKA-2026-0417",
         "biographic": {"surname": "Müller", "date_of_birth": "1990-04-17"},
         "systems": ["ees"],
     });
@@ -862,7 +908,7 @@ async fn a_granted_access_request_lapses_on_time(backend: Backend) {
     let read = || async {
         hub.call(
             Method::GET,
-            "/v1/systems/ees/records/EES-DE-2026-000123",
+            "/v1/systems/ees/records/EES-DE-2026-000123?purpose=serious_crime",
             Some(&designated),
             None,
         )
@@ -965,7 +1011,9 @@ async fn audit_verify_names_the_first_altered_or_deleted_entry(backend: Backend)
         let response = hub.post_record(system, content_type, fixture(file)).await;
         assert_eq!(response.status(), 201);
         let (status, _) = hub
-            .get_json(&format!("/v1/systems/{system}/records/NOT-THERE"))
+            .get_json(&format!(
+                "/v1/systems/{system}/records/NOT-THERE?purpose=record_management"
+            ))
             .await;
         assert_eq!(status, 404);
     }

@@ -11,7 +11,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use connectors::{RecordRef, SourceSystem};
 use hub_tests::{
-    Backend, all_roles_token, authorized_client, fresh_postgres_database, on_both_backends,
+    Backend, READ_PURPOSE, all_roles_token, all_roles_token_of, authorized_client,
+    fresh_postgres_database, on_both_backends, owner_of,
 };
 use interop_hub::access::TokenAuthority;
 use interop_hub::generate::{GenerateOptions, Trait, Truth, base_vector, generate, new_capture};
@@ -75,6 +76,19 @@ impl Drop for Server {
     }
 }
 
+/// A settings file whose request budgets the check of every acknowledged record, read
+/// back one after another by one principal, does not meet.
+fn settings_without_budgets(dir: &std::path::Path) -> String {
+    let path = dir.join("hub.toml");
+    std::fs::write(
+        &path,
+        "[limits]\nper_second = 100000\nburst = 100000\n\
+         agency_per_second = 100000\nagency_burst = 100000\n",
+    )
+    .expect("settings file");
+    path.display().to_string()
+}
+
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("address").port()
@@ -96,6 +110,8 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
         format!("127.0.0.1:{port}"),
         "--data-dir".into(),
         dir.path().join("data").display().to_string(),
+        "--config".into(),
+        settings_without_budgets(dir.path()),
     ];
     if backend == Backend::Postgres {
         for (flag, role) in [
@@ -111,8 +127,10 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
     let mut server = Server::start(args, base.clone());
     server.wait_ready(&reqwest::Client::new()).await;
     // The hub made its signing key at start: sign with it as an operator would.
-    let tokens = TokenAuthority::load_or_create(&dir.path().join("data").join("token-signing.key"))
-        .expect("the hub's key");
+    let tokens = Arc::new(
+        TokenAuthority::load_or_create(&dir.path().join("data").join("token-signing.key"))
+            .expect("the hub's key"),
+    );
     let client = authorized_client(&all_roles_token(&tokens));
 
     // Import until well past the middle, acknowledging records as the hub answers.
@@ -123,11 +141,12 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
         .collect();
     let acknowledged: Arc<Mutex<Vec<RecordRef>>> = Arc::default();
     let importer = {
-        let (client, base, acknowledged, lines) = (
+        let (client, base, acknowledged, lines, tokens) = (
             client.clone(),
             base.clone(),
             Arc::clone(&acknowledged),
             lines.clone(),
+            Arc::clone(&tokens),
         );
         tokio::spawn(async move {
             for line in lines {
@@ -139,8 +158,11 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
                     Value::String(text) => text.clone(),
                     other => other.to_string(),
                 };
+                // Each record goes with its own member state's connector token.
+                let state = owner_of(system.as_str(), body.as_bytes()).expect("a valid record");
                 let response = client
                     .post(format!("{base}/v1/systems/{system}/records"))
+                    .bearer_auth(all_roles_token_of(&tokens, &state))
                     .header(
                         "content-type",
                         line["content_type"].as_str().unwrap_or_default(),
@@ -180,7 +202,7 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
     for record in &acknowledged {
         let read = client
             .get(format!(
-                "{base}/v1/systems/{}/records/{}",
+                "{base}/v1/systems/{}/records/{}?purpose={READ_PURPOSE}",
                 record.system, record.source_id
             ))
             .send()
@@ -221,7 +243,7 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
     for record in &acknowledged {
         let stored: Value = client
             .get(format!(
-                "{base}/v1/systems/{}/records/{}",
+                "{base}/v1/systems/{}/records/{}?purpose={READ_PURPOSE}",
                 record.system, record.source_id
             ))
             .send()
@@ -244,7 +266,7 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
         let bytes: Vec<u8> = probe.iter().flat_map(|v| v.to_le_bytes()).collect();
         let answer: Value = client
             .post(format!("{base}/v1/biometrics/search"))
-            .json(&json!({"algorithm": "acme-face-v3", "data": STANDARD.encode(bytes), "limit": 1}))
+            .json(&json!({"purpose": "border_check", "algorithm": "acme-face-v3", "data": STANDARD.encode(bytes), "limit": 1}))
             .send()
             .await
             .expect("answer")

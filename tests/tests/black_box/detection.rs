@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use connectors::{RecordRef, SourceSystem};
-use hub_tests::{Backend, TestHub, all_roles_token, on_both_backends};
+use hub_tests::{Backend, TestHub, on_both_backends};
 use interop_hub::generate::{
     GenerateOptions, Trait, Truth, base_vector, generate, new_capture, normalised_pair,
 };
@@ -23,42 +23,7 @@ const SEED: u64 = 20_261_127;
 /// Every link, read through the API. A yellow link is shown only to its responsible
 /// authority, so the links are listed as each authority of each member state in turn.
 async fn all_links(hub: &TestHub) -> Vec<Value> {
-    let mut tokens = vec![all_roles_token(&hub.tokens)];
-    for authority in hub
-        .query_strings(&hub.mid_url, "SELECT DISTINCT authority FROM links")
-        .await
-    {
-        let (name, state) = authority.split_once(':').unwrap_or((&authority, "SE"));
-        let role = match name {
-            "border_authority" => "border_guard",
-            other => other,
-        };
-        tokens.push(hub.token("verifier", state, &[role]));
-    }
-    let mut links: HashMap<String, Value> = HashMap::new();
-    for token in tokens {
-        let mut offset = 0;
-        loop {
-            let (status, page) = hub
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/v1/links?limit=500&offset={offset}"),
-                    Some(&token),
-                    None,
-                )
-                .await;
-            assert_eq!(status, 200, "{page}");
-            let batch = page["links"].as_array().expect("links").clone();
-            if batch.is_empty() {
-                break;
-            }
-            offset += batch.len();
-            for link in batch {
-                links.insert(link["id"].as_str().expect("id").to_owned(), link);
-            }
-        }
-    }
-    links.into_values().collect()
+    hub.all_links("").await
 }
 
 fn pair_of(link: &Value) -> (RecordRef, RecordRef) {
@@ -85,7 +50,7 @@ async fn a_generated_population_is_linked_with_known_accuracy(backend: Backend) 
         &ImportOptions {
             server: hub.base.clone(),
             concurrency: 4,
-            token: all_roles_token(&hub.tokens),
+            tokens: hub.connector_tokens(),
         },
     )
     .await
@@ -186,7 +151,7 @@ async fn a_generated_population_is_linked_with_known_accuracy(backend: Backend) 
         let answer: Value = hub
             .post_json(
                 "/v1/biometrics/search",
-                &json!({"algorithm": "acme-face-v3", "data": STANDARD.encode(bytes), "limit": 3}),
+                &json!({"purpose": "border_check", "algorithm": "acme-face-v3", "data": STANDARD.encode(bytes), "limit": 3}),
             )
             .await
             .1;

@@ -1,6 +1,6 @@
 //! `interop-hub import`: an NDJSON file pushed to a running hub, summarised.
 
-use hub_tests::{Backend, EXAMPLES, TestHub, all_roles_token, fixture, on_both_backends};
+use hub_tests::{Backend, EXAMPLES, TestHub, fixture, on_both_backends};
 use interop_hub::import::{ImportOptions, import};
 use serde_json::{Value, json};
 
@@ -39,7 +39,7 @@ async fn import_pushes_every_line_and_summarises(backend: Backend) {
     let options = ImportOptions {
         server: hub.base.clone(),
         concurrency: 2,
-        token: all_roles_token(&hub.tokens),
+        tokens: hub.connector_tokens(),
     };
     let summary = import(file.path(), &options).await.expect("import runs");
     assert_eq!(

@@ -83,7 +83,7 @@ async fn the_search_method_follows_the_setting_and_either_finds_the_mate(backend
         let (status, answer) = hub
             .post_json(
                 "/v1/biometrics/search",
-                &json!({"algorithm": "acme-face-v3", "data": STANDARD.encode(bytes), "limit": 3}),
+                &json!({"purpose": "border_check", "algorithm": "acme-face-v3", "data": STANDARD.encode(bytes), "limit": 3}),
             )
             .await;
         assert_eq!(status, 200, "{answer}");

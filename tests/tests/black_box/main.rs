@@ -11,5 +11,6 @@ mod indexes;
 mod links;
 mod records;
 mod refusals;
+mod sealed;
 mod statistics;
 mod traces;

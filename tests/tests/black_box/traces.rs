@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use hub_tests::{EXAMPLES, all_roles_token, authorized_client, fixture};
+use hub_tests::{
+    EXAMPLES, READ_PURPOSE, all_roles_token, all_roles_token_of, authorized_client, fixture,
+    owner_of,
+};
 use interop_hub::access::TokenAuthority;
 use serde_json::{Value, json};
 
@@ -90,8 +93,10 @@ async fn exported_spans_carry_no_personal_data() {
     .map(str::to_owned)
     .to_vec();
     for (system, file, content_type) in EXAMPLES {
+        let state = owner_of(system, fixture(file).as_bytes()).expect("a valid fixture");
         let answer: Value = client
             .post(format!("{base}/v1/systems/{system}/records"))
+            .bearer_auth(all_roles_token_of(&tokens, &state))
             .header("content-type", content_type)
             .body(fixture(file))
             .send()
@@ -105,7 +110,9 @@ async fn exported_spans_carry_no_personal_data() {
             .expect("id")
             .to_owned();
         let read = client
-            .get(format!("{base}/v1/systems/{system}/records/{id}"))
+            .get(format!(
+                "{base}/v1/systems/{system}/records/{id}?purpose={READ_PURPOSE}"
+            ))
             .send()
             .await
             .expect("hub answers");

@@ -19,7 +19,7 @@ use maud::Markup;
 use serde::Deserialize;
 
 use super::AppState;
-use crate::access::{Access, HubDuty, Principal, Role, RuleSpec};
+use crate::access::{Access, HubDuty, Principal, Purpose, Role, RuleSpec};
 use crate::core::{AccessRequestDecision, PolicyChange, Simulation, Verification};
 use crate::error::HubError;
 use crate::matching::LinkColour;
@@ -475,7 +475,12 @@ async fn link_page(
         records.push(
             state
                 .hub
-                .record(&session.principal, reference.system, &reference.source_id)
+                .record(
+                    &session.principal,
+                    Purpose::MultipleIdentityVerification,
+                    reference.system,
+                    &reference.source_id,
+                )
                 .await
                 .ok(),
         );

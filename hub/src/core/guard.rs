@@ -1,0 +1,237 @@
+//! The guarded operation: every call on the hub passes one gate — the caller's access
+//! under the policy in force, the declared purpose (may the caller declare it, and is it
+//! enabled), the caller's request budget — runs, and leaves one audit entry whatever its
+//! outcome. Operations and purposes are typed; the audit log's words come from here alone.
+
+use std::sync::Arc;
+
+use connectors::SourceSystem;
+
+use super::{Hub, outcome_of};
+use crate::access::{Access, HubDuty, Principal, Purpose};
+use crate::error::HubError;
+use crate::metrics::IngestStep;
+use crate::store::IngestCountKey;
+
+/// Everything a caller can ask of the hub, as the audit log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// The search portal.
+    Search(Purpose),
+    /// 1:N search of the shared biometric matching service.
+    BiometricSearch(Purpose),
+    ReadRecord(Purpose),
+    Ingest(SourceSystem),
+    Delete(SourceSystem),
+    /// The caller's verification queue.
+    ListLinks,
+    ReadLink,
+    Verify,
+    ListRules,
+    AddRule,
+    RemoveRule,
+    SimulatePolicy,
+    FileAccessRequest,
+    ListAccessRequests,
+    DecideAccessRequest,
+    ReadAudit,
+    Statistics,
+    Dashboard,
+    DataQuality,
+}
+
+/// What the gate checks before an operation runs; finer checks (per system, per link)
+/// are the operation's own.
+enum Gate {
+    /// The caller must be allowed to declare this purpose.
+    Purpose(Purpose),
+    /// The caller must write to this system (and so manage its records).
+    Write(SourceSystem),
+    Duty(HubDuty),
+    /// Decided inside the operation (an access request names its system in its body).
+    Inside,
+}
+
+impl Operation {
+    /// The action word of the audit entry.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Search(_) => "search",
+            Self::BiometricSearch(_) => "search_biometric",
+            Self::ReadRecord(_) => "read",
+            Self::Ingest(_) => "ingest",
+            Self::Delete(_) => "delete",
+            Self::ListLinks => "list_links",
+            Self::ReadLink => "read_link",
+            Self::Verify => "verify",
+            Self::ListRules => "policy_list",
+            Self::AddRule => "policy_add",
+            Self::RemoveRule => "policy_remove",
+            Self::SimulatePolicy => "policy_simulate",
+            Self::FileAccessRequest => "access_request",
+            Self::ListAccessRequests => "access_request_list",
+            Self::DecideAccessRequest => "access_request_decide",
+            Self::ReadAudit => "audit_read",
+            Self::Statistics => "statistics",
+            Self::Dashboard => "dashboard",
+            Self::DataQuality => "data_quality",
+        }
+    }
+
+    /// The purpose the audit entry records: the declared one where personal data leaves.
+    pub fn purpose(self) -> &'static str {
+        match self {
+            Self::Search(purpose) | Self::BiometricSearch(purpose) | Self::ReadRecord(purpose) => {
+                purpose.as_str()
+            }
+            Self::Ingest(_) | Self::Delete(_) => Purpose::RecordManagement.as_str(),
+            Self::ListLinks | Self::ReadLink | Self::Verify => {
+                Purpose::MultipleIdentityVerification.as_str()
+            }
+            Self::FileAccessRequest => Purpose::SeriousCrime.as_str(),
+            Self::ListRules
+            | Self::AddRule
+            | Self::RemoveRule
+            | Self::SimulatePolicy
+            | Self::ListAccessRequests
+            | Self::DecideAccessRequest => "administration",
+            Self::ReadAudit => "supervision",
+            Self::Statistics | Self::Dashboard | Self::DataQuality => "statistics",
+        }
+    }
+
+    /// Whether `purpose` is one this operation can serve: a source system manages its
+    /// records by reading them back, never by searching.
+    fn serves(self, purpose: Purpose) -> bool {
+        !matches!(
+            (self, purpose),
+            (
+                Self::Search(_) | Self::BiometricSearch(_),
+                Purpose::RecordManagement
+            )
+        )
+    }
+
+    /// Searches and reads: what a request budget limits (ingest is the connectors' bulk
+    /// work, and the link queue the verifiers' own).
+    fn hands_out_personal_data(self) -> bool {
+        matches!(
+            self,
+            Self::Search(_) | Self::BiometricSearch(_) | Self::ReadRecord(_)
+        )
+    }
+
+    fn gate(self) -> Gate {
+        match self {
+            Self::Search(purpose) | Self::BiometricSearch(purpose) | Self::ReadRecord(purpose) => {
+                Gate::Purpose(purpose)
+            }
+            Self::Ingest(system) | Self::Delete(system) => Gate::Write(system),
+            Self::ListLinks | Self::ReadLink | Self::Verify => {
+                Gate::Purpose(Purpose::MultipleIdentityVerification)
+            }
+            Self::ListRules | Self::AddRule | Self::RemoveRule | Self::SimulatePolicy => {
+                Gate::Duty(HubDuty::Administer)
+            }
+            // Requesters list their own, administrators all: decided inside.
+            Self::ListAccessRequests | Self::FileAccessRequest => Gate::Inside,
+            Self::DecideAccessRequest => Gate::Duty(HubDuty::Administer),
+            Self::ReadAudit => Gate::Duty(HubDuty::Audit),
+            Self::Statistics | Self::Dashboard | Self::DataQuality => {
+                Gate::Duty(HubDuty::Statistics)
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Runs `work` behind the gate and audits what came of it: `query` describes the
+    /// request (never its values), `describe` the answer; a refusal is logged by its code.
+    /// Nothing is answered that was not logged.
+    pub(super) async fn guarded<T, Work>(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+        query: String,
+        work: impl FnOnce(Arc<Access>) -> Work,
+        describe: impl FnOnce(&T) -> String,
+    ) -> Result<T, HubError>
+    where
+        Work: Future<Output = Result<T, HubError>>,
+    {
+        self.guarded_counting(principal, operation, query, work, describe, |_| Vec::new())
+            .await
+    }
+
+    /// As [`Hub::guarded`], with the data-quality counts `count` draws from the result
+    /// written in the audit entry's own transaction.
+    pub(super) async fn guarded_counting<T, Work>(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+        query: String,
+        work: impl FnOnce(Arc<Access>) -> Work,
+        describe: impl FnOnce(&T) -> String,
+        count: impl FnOnce(&Result<T, HubError>) -> Vec<IngestCountKey>,
+    ) -> Result<T, HubError>
+    where
+        Work: Future<Output = Result<T, HubError>>,
+    {
+        let result = match self.pass_gate(principal, operation).await {
+            Ok(access) => work(access).await,
+            Err(refused) => Err(refused),
+        };
+        let counts = count(&result);
+        let outcome = outcome_of(&result, describe);
+        let logged = self.audit(
+            principal,
+            operation.purpose(),
+            operation.action(),
+            query,
+            outcome,
+            counts,
+        );
+        if matches!(operation, Operation::Ingest(_)) {
+            self.timed(IngestStep::Audit, logged).await?;
+        } else {
+            logged.await?;
+        }
+        result
+    }
+
+    async fn pass_gate(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+    ) -> Result<Arc<Access>, HubError> {
+        let access = self.access(principal).await?;
+        match operation.gate() {
+            Gate::Purpose(purpose) => {
+                if !access.may_declare(purpose)
+                    || !self.purpose_enabled(principal, purpose)
+                    || !operation.serves(purpose)
+                {
+                    return Err(HubError::Forbidden);
+                }
+            }
+            Gate::Write(system) => access.require_write(system)?,
+            Gate::Duty(duty) => access.require_duty(duty)?,
+            Gate::Inside => {}
+        }
+        if operation.hands_out_personal_data() {
+            self.budgets.take(principal)?;
+        }
+        Ok(access)
+    }
+
+    /// Purposes a member state must enable by its own law: police identity checks
+    /// (CIR Art. 20) only for the states the settings list.
+    fn purpose_enabled(&self, principal: &Principal, purpose: Purpose) -> bool {
+        purpose != Purpose::IdentityCheck
+            || self
+                .settings
+                .identity_check
+                .member_states
+                .contains(&principal.member_state)
+    }
+}
