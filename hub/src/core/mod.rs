@@ -40,10 +40,10 @@ use crate::error::HubError;
 use crate::matching::{BlockingKeys, LinkColour, LinkRule};
 use crate::metrics::{HubMetrics, IngestStep, StepTotal};
 use crate::store::{
-    ControlStore, HistoryEntry, IdentityStore, IngestCountKey, LinkQuery, LinkStore, StoreError,
-    StoredLink, StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
+    ControlStore, GateFacts, HistoryEntry, IdentityStore, IngestCountKey, LinkQuery, LinkStore,
+    StoreError, StoredLink, StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
 };
-use portal::{purpose_admits, purpose_needs_records};
+use portal::{purpose_admits, purpose_admits_born, purpose_needs_records};
 
 impl From<UnknownSystem> for HubError {
     fn from(_: UnknownSystem) -> Self {
@@ -91,6 +91,14 @@ impl LinkSummary {
 /// ETIAS records carry none and belong to the central ETIAS connector, `EU`.
 pub fn responsible_state(record: &IdentityRecord) -> &str {
     record
+        .member_state
+        .as_deref()
+        .unwrap_or(CENTRAL_SYSTEM_STATE)
+}
+
+/// [`responsible_state`] of a record known by its gate facts.
+fn responsible_state_of(facts: &GateFacts) -> &str {
+    facts
         .member_state
         .as_deref()
         .unwrap_or(CENTRAL_SYSTEM_STATE)
@@ -753,12 +761,21 @@ impl Hub {
                 let fields = access
                     .readable_fields_for(purpose, system)
                     .ok_or(HubError::RecordNotFound)?;
-                let stored = self.stored_record(system, source_id).await?;
+                // Decided on one row before anything else is read: a record refused costs
+                // what a missing one does.
+                let facts = self
+                    .store(system)
+                    .gate_facts(system, source_id)
+                    .await?
+                    .ok_or(HubError::RecordNotFound)?;
                 let managed_elsewhere = purpose == Purpose::RecordManagement
-                    && responsible_state(&stored.record) != access.principal().member_state;
-                if managed_elsewhere || !purpose_admits(purpose, &stored, self.clock.now()) {
+                    && responsible_state_of(&facts) != access.principal().member_state;
+                if managed_elsewhere
+                    || !purpose_admits_born(purpose, facts.date_of_birth, self.clock.now())
+                {
                     return Err(HubError::RecordNotFound);
                 }
+                let stored = self.stored_record(system, source_id).await?;
                 Ok(RecordView::new(&stored, &fields))
             },
             |view| format!("full:{}", view.fields_summary()),
@@ -795,9 +812,10 @@ impl Hub {
         let _guard = self.lock(&reference).await;
         let store = self.store(system);
         // Another state's record is not the caller's to manage: answered as missing.
-        let owned = store.get(system, source_id).await?.is_some_and(|stored| {
-            responsible_state(&stored.record) == access.principal().member_state
-        });
+        let owned = store
+            .gate_facts(system, source_id)
+            .await?
+            .is_some_and(|facts| responsible_state_of(&facts) == access.principal().member_state);
         if !owned {
             return Err(HubError::RecordNotFound);
         }

@@ -659,27 +659,29 @@ impl Hub {
                 let store = self.store_of(*partition);
                 let systems: Vec<SourceSystem> = full
                     .iter()
-                    .chain(&flagged)
                     .copied()
                     .filter(|s| s.partition() == *partition)
                     .collect();
-                let candidates = store.candidates(&keys, &systems).await?;
-                let full_ids: Vec<i64> = candidates
-                    .iter()
-                    .filter(|(_, system)| full.contains(system))
-                    .map(|(id, _)| *id)
+                let ids: Vec<i64> = store
+                    .candidates(&keys, &systems)
+                    .await?
+                    .into_iter()
+                    .map(|(id, _)| id)
                     .collect();
-                for stored in store.get_many_by_id(&full_ids).await? {
+                for stored in store.get_many_by_id(&ids).await? {
                     let matched = matched_on(&stored);
                     if !matched.is_empty() {
                         found.add(stored, matched);
                     }
                 }
-                // A hit flag stops at its system's first match: one match or thirty cost
-                // the same, and nothing after it depends on the data.
+                // A hit flag stops at its system's first match, taking candidates one at a
+                // time: one match or thirty cost the same, and nothing after the first
+                // depends on the data.
                 for system in flagged.iter().filter(|s| s.partition() == *partition) {
-                    for (id, _) in candidates.iter().filter(|(_, s)| s == system) {
-                        let Some(stored) = store.get_by_id(*id).await? else {
+                    let mut skip = 0;
+                    while let Some(id) = store.nth_candidate(&keys, *system, skip).await? {
+                        skip += 1;
+                        let Some(stored) = store.get_by_id(id).await? else {
                             continue;
                         };
                         if !matched_on(&stored).is_empty() {
@@ -805,8 +807,17 @@ impl Found {
 /// Whether `purpose`'s rules let the record be answered: never anyone who may be under 12
 /// to an identity check.
 pub(super) fn purpose_admits(purpose: Purpose, stored: &StoredRecord, now: OffsetDateTime) -> bool {
+    purpose_admits_born(purpose, stored.record.date_of_birth, now)
+}
+
+/// As [`purpose_admits`], from the date of birth alone.
+pub(super) fn purpose_admits_born(
+    purpose: Purpose,
+    born: PartialDate,
+    now: OffsetDateTime,
+) -> bool {
     purpose != Purpose::IdentityCheck
-        || !possibly_younger_than(stored, IDENTITY_CHECK_MINIMUM_AGE, now)
+        || !possibly_younger_than(born, IDENTITY_CHECK_MINIMUM_AGE, now)
 }
 
 /// Whether `purpose` must see a record before answering even a hit on it.
@@ -816,8 +827,7 @@ pub(super) fn purpose_needs_records(purpose: Purpose) -> bool {
 
 /// Whether the person may be younger than `years` at `now`, given the precision of the
 /// date of birth (a year-only date counts the youngest the person could be).
-fn possibly_younger_than(stored: &StoredRecord, years: i32, now: OffsetDateTime) -> bool {
-    let born = stored.record.date_of_birth;
+fn possibly_younger_than(born: PartialDate, years: i32, now: OffsetDateTime) -> bool {
     let month = born.month.unwrap_or(12);
     let day = born.day.unwrap_or(31);
     let today = (now.year(), u8::from(now.month()), now.day());
@@ -830,38 +840,26 @@ fn possibly_younger_than(stored: &StoredRecord, years: i32, now: OffsetDateTime)
 mod tests {
     use super::*;
 
-    fn born(date: &str) -> StoredRecord {
-        let body = include_str!("../../../tests/fixtures/ees.json").replace("1990-04-17", date);
-        let accepted = connectors::parse(
-            SourceSystem::Ees,
-            body.as_bytes(),
-            &connectors::AlgorithmRegistry::default(),
-        )
-        .unwrap_or_else(|e| panic!("fixture: {e:?}"));
-        StoredRecord {
-            partition: connectors::Partition::Civil,
-            stored_at: OffsetDateTime::UNIX_EPOCH,
-            record: accepted.record,
-            findings: Vec::new(),
-        }
+    fn born(date: &str) -> PartialDate {
+        date.parse().unwrap_or_else(|_| panic!("a date: {date}"))
     }
 
     #[test]
     fn identity_checks_count_the_youngest_a_partial_date_allows() {
         let now = time::macros::datetime!(2026-11-27 12:00 UTC);
         assert!(
-            !possibly_younger_than(&born("2014-11-27"), 12, now),
+            !possibly_younger_than(born("2014-11-27"), 12, now),
             "12 today"
         );
         assert!(
-            possibly_younger_than(&born("2014-11-28"), 12, now),
+            possibly_younger_than(born("2014-11-28"), 12, now),
             "12 tomorrow"
         );
         assert!(
-            possibly_younger_than(&born("2014"), 12, now),
+            possibly_younger_than(born("2014"), 12, now),
             "maybe born in December"
         );
-        assert!(!possibly_younger_than(&born("2013"), 12, now));
-        assert!(possibly_younger_than(&born("2014-12"), 12, now));
+        assert!(!possibly_younger_than(born("2013"), 12, now));
+        assert!(possibly_younger_than(born("2014-12"), 12, now));
     }
 }

@@ -44,6 +44,14 @@ pub enum UpsertRefusal {
     OtherOwner,
 }
 
+/// What the purpose and ownership rules need of a record before it is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateFacts {
+    pub date_of_birth: connectors::PartialDate,
+    /// The responsible member state; none for ETIAS.
+    pub member_state: Option<String>,
+}
+
 /// An applied upsert, with what the biometric index must follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upserted {
@@ -151,6 +159,45 @@ impl IdentityStore {
         rows::load(&mut conn, rows::RecordKey::Source(system, source_id)).await
     }
 
+    /// What the purpose and ownership rules look at, in one query of one row: the date of
+    /// birth and the responsible member state. Asking costs the same whether the answer is
+    /// a record the caller may not see or none at all.
+    pub async fn gate_facts(
+        &self,
+        system: SourceSystem,
+        source_id: &str,
+    ) -> Result<Option<GateFacts>, sqlx::Error> {
+        // Exactly one row either way (empty for no record), and from the covering index
+        // alone: a row more or a table read less would tell the two apart (SQLite hands
+        // each row across to the async side, and would take the unique index and then
+        // read the table for a record that exists).
+        let sql = match self.db.backend() {
+            Backend::Sqlite => {
+                "SELECT r.date_of_birth, r.member_state FROM (SELECT 1) AS one \
+                 LEFT JOIN identity_records r INDEXED BY identity_records_gate \
+                 ON r.system = $1 AND r.source_id = $2"
+            }
+            Backend::Postgres => {
+                "SELECT r.date_of_birth, r.member_state FROM (SELECT 1) AS one \
+                 LEFT JOIN identity_records r ON r.system = $1 AND r.source_id = $2"
+            }
+        };
+        let (born, member_state): (Option<String>, Option<String>) = sqlx::query_as(sql)
+            .bind(system.as_str())
+            .bind(source_id)
+            .fetch_one(&self.db.pool)
+            .await?;
+        born.map(|born| {
+            Ok(GateFacts {
+                date_of_birth: born
+                    .parse()
+                    .map_err(|_| corrupt("identity_records.date_of_birth"))?,
+                member_state,
+            })
+        })
+        .transpose()
+    }
+
     pub async fn get_by_id(&self, record_id: i64) -> Result<Option<StoredRecord>, sqlx::Error> {
         let mut conn = self.db.pool.acquire().await?;
         rows::load(&mut conn, rows::RecordKey::Id(record_id)).await
@@ -195,6 +242,31 @@ impl IdentityStore {
         Ok((deleted.rows_affected() == 1).then_some(templates))
     }
 
+    /// The `skip`-th record of `system` sharing a blocking key with `keys`, if any: for a
+    /// hit flag, which stops at its first match. The blocks are read without sorting or
+    /// merging, so the database stops at the row asked for: a block of one and a block of
+    /// thirty cost the same up to it. A record in both blocks may come twice.
+    pub async fn nth_candidate(
+        &self,
+        keys: &BlockingKeys,
+        system: SourceSystem,
+        skip: usize,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let (sql, binds) = blocking_query(keys, &[system], "UNION ALL", "");
+        if sql.is_empty() {
+            return Ok(None);
+        }
+        let sql = format!("{sql} LIMIT 1 OFFSET {skip}");
+        let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
+        for bind in binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Number(number) => query.bind(number),
+            };
+        }
+        Ok(query.fetch_optional(&self.db.pool).await?.map(|(id, _)| id))
+    }
+
     /// Records of `systems` sharing a blocking key with `keys`, with their system, in id
     /// order. Only `systems` are read: a system left out costs the query nothing it
     /// could tell apart (its rows are excluded by the query itself, not after it).
@@ -203,66 +275,16 @@ impl IdentityStore {
         keys: &BlockingKeys,
         systems: &[SourceSystem],
     ) -> Result<Vec<(i64, SourceSystem)>, sqlx::Error> {
-        if systems.is_empty() {
+        let (sql, binds) = blocking_query(keys, systems, "UNION", " ORDER BY 1");
+        if sql.is_empty() {
             return Ok(Vec::new());
         }
-        // Without a birth month the given-name block would be too wide to be worth it.
-        let given_names: &[String] = if keys.birth_month.is_some() {
-            &keys.given_names
-        } else {
-            &[]
-        };
-        let by_name = !keys.surnames.is_empty() || !given_names.is_empty();
-        let in_systems = format!("r.system IN ({})", placeholders(1, systems.len()));
-        // One statement for both blocks: a round trip costs more than the query here.
-        let mut blocks = Vec::new();
-        let mut next = systems.len() + 1;
-        if by_name {
-            let surnames_at = next + 2;
-            let given_at = surnames_at + keys.surnames.len().max(1);
-            // Each branch of the OR names every column of its block's index.
-            blocks.push(format!(
-                "SELECT r.id, r.system FROM identity_names n JOIN identity_records r ON r.id = n.record_id \
-                 WHERE {in_systems} \
-                 AND ((n.surname_key IN ({}) AND n.birth_year = ${next}) \
-                 OR (n.given_key IN ({}) AND n.birth_year = ${next} AND n.birth_month = ${}))",
-                placeholders(surnames_at, keys.surnames.len().max(1)),
-                placeholders(given_at, given_names.len().max(1)),
-                next + 1,
-            ));
-            next = given_at + given_names.len().max(1);
-        }
-        if !keys.documents.is_empty() {
-            blocks.push(format!(
-                "SELECT r.id, r.system FROM identity_records r JOIN travel_documents d ON d.record_id = r.id \
-                 WHERE {in_systems} AND d.number_normalised IN ({})",
-                placeholders(next, keys.documents.len())
-            ));
-        }
-        if blocks.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!("{} ORDER BY 1", blocks.join(" UNION "));
         let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
-        for system in systems {
-            query = query.bind(system.as_str());
-        }
-        if by_name {
-            query = query
-                .bind(keys.birth_year)
-                .bind(keys.birth_month.unwrap_or(0));
-            // An empty IN list is not SQL: an empty key matches no stored (non-empty) key.
-            for list in [keys.surnames.as_slice(), given_names] {
-                if list.is_empty() {
-                    query = query.bind("");
-                }
-                for key in list {
-                    query = query.bind(key.as_str());
-                }
-            }
-        }
-        for number in &keys.documents {
-            query = query.bind(number.as_str());
+        for bind in binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Number(number) => query.bind(number),
+            };
         }
         query
             .fetch_all(&self.db.pool)
@@ -531,6 +553,81 @@ async fn upsert_together(
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// A value bound to a blocking query's placeholder.
+enum Bind {
+    Text(String),
+    Number(i64),
+}
+
+/// The blocking query for `keys` over `systems`: one branch per block (name keys with the
+/// birth year, or a travel-document number), joined by `union` and followed by `tail`, with
+/// the values to bind in order. Empty when no block applies.
+fn blocking_query(
+    keys: &BlockingKeys,
+    systems: &[SourceSystem],
+    union: &str,
+    tail: &str,
+) -> (String, Vec<Bind>) {
+    if systems.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    // Blocks carry their record's system, first in their indexes: rows of systems left
+    // out are never reached, and no block is joined to its record.
+    let in_systems =
+        |table: &str| format!("{table}.system IN ({})", placeholders(1, systems.len()));
+    let mut binds: Vec<Bind> = systems
+        .iter()
+        .map(|s| Bind::Text(s.as_str().to_owned()))
+        .collect();
+    let mut blocks = Vec::new();
+    // One SELECT per block, each naming every column of its index (an OR of the two name
+    // blocks let SQLite fall back to the system alone).
+    if !keys.surnames.is_empty() {
+        let at = binds.len() + 1;
+        blocks.push(format!(
+            "SELECT n.record_id, n.system FROM identity_names n \
+             WHERE {} AND n.surname_key IN ({}) AND n.birth_year = ${}",
+            in_systems("n"),
+            placeholders(at + 1, keys.surnames.len()),
+            at,
+        ));
+        binds.push(Bind::Number(keys.birth_year));
+        binds.extend(keys.surnames.iter().map(|key| Bind::Text(key.clone())));
+    }
+    // Without a birth month the given-name block would be too wide to be worth it.
+    let given_names = &keys.given_names;
+    if let (false, Some(month)) = (given_names.is_empty(), keys.birth_month) {
+        let at = binds.len() + 1;
+        blocks.push(format!(
+            "SELECT n.record_id, n.system FROM identity_names n \
+             WHERE {} AND n.given_key IN ({}) AND n.birth_year = ${} AND n.birth_month = ${}",
+            in_systems("n"),
+            placeholders(at + 2, given_names.len()),
+            at,
+            at + 1,
+        ));
+        binds.push(Bind::Number(keys.birth_year));
+        binds.push(Bind::Number(month));
+        binds.extend(given_names.iter().map(|key| Bind::Text(key.clone())));
+    }
+    if !keys.documents.is_empty() {
+        blocks.push(format!(
+            "SELECT d.record_id, d.system FROM travel_documents d \
+             WHERE {} AND d.number_normalised IN ({})",
+            in_systems("d"),
+            placeholders(binds.len() + 1, keys.documents.len())
+        ));
+        binds.extend(keys.documents.iter().map(|n| Bind::Text(n.clone())));
+    }
+    if blocks.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    (
+        format!("{}{tail}", blocks.join(&format!(" {union} "))),
+        binds,
+    )
 }
 
 async fn upsert_alone(db: &Database, accepted: &Accepted, now: OffsetDateTime) -> UpsertResult {

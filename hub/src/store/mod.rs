@@ -12,8 +12,8 @@ mod rows;
 
 pub use control::{AccessRequest, AuditAppender, ControlStore, IngestCountKey, NewRule, RuleRow};
 pub use identities::{
-    Completeness, IdentityStore, StoredRecord, TemplateOwner, UpsertOutcome, UpsertRefusal,
-    Upserted,
+    Completeness, GateFacts, IdentityStore, StoredRecord, TemplateOwner, UpsertOutcome,
+    UpsertRefusal, Upserted,
 };
 pub use links::{
     HistoryEntry, LinkChange, LinkQuery, LinkStore, NewLink, StoredLink, VerifierQueue,

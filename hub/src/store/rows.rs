@@ -157,8 +157,8 @@ pub async fn insert_children(
         sqlx::query(
             "INSERT INTO identity_names (record_id, ordinal, kind, surname, surname_folded, \
              surname_icao, surname_ascii, given_names, given_folded, given_icao, given_ascii, \
-             surname_key, given_key, birth_year, birth_month) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             surname_key, given_key, birth_year, birth_month, system) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(record_id)
         .bind(ordinal)
@@ -175,13 +175,14 @@ pub async fn insert_children(
         .bind(given_names_key(&name.given_names.icao))
         .bind(i64::from(record.date_of_birth.year))
         .bind(record.date_of_birth.month.map(i64::from))
+        .bind(record.system.as_str())
         .execute(&mut *conn)
         .await?;
     }
     for (ordinal, document) in (0_i64..).zip(&record.travel_documents) {
         sqlx::query(
             "INSERT INTO travel_documents (record_id, ordinal, kind, number, number_normalised, \
-             issuing_country, expiry) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             issuing_country, expiry, system) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(record_id)
         .bind(ordinal)
@@ -190,6 +191,7 @@ pub async fn insert_children(
         .bind(document.number_normalised.as_str())
         .bind(document.issuing_country.as_deref())
         .bind(document.expiry.as_deref())
+        .bind(record.system.as_str())
         .execute(&mut *conn)
         .await?;
     }
