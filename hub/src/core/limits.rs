@@ -16,9 +16,11 @@ use crate::access::Principal;
 use crate::config::LimitSettings;
 use crate::error::HubError;
 
-/// Principals whose hourly hit-flag counts are kept at once; beyond it the oldest hour's
-/// counts are dropped first.
+/// Principals whose hourly hit-flag counts are kept at once; beyond it the counts of
+/// earlier hours are dropped.
 const ALARM_COUNTS_LIMIT: usize = 100_000;
+/// Principals whose budgets are kept before those back at a full budget are forgotten.
+const BUDGET_KEYS_LIMIT: usize = 100_000;
 
 /// The hub's request budgets.
 pub struct Budgets {
@@ -70,7 +72,7 @@ impl Budgets {
             .check_key(&format!("{}/{}", principal.member_state, principal.agency))
             .map_err(refused)?;
         // Keys of principals idle long enough to be back at a full budget go.
-        if self.principals.len() > ALARM_COUNTS_LIMIT {
+        if self.principals.len() > BUDGET_KEYS_LIMIT {
             self.principals.retain_recent();
             self.agencies.retain_recent();
         }
