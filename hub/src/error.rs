@@ -78,13 +78,46 @@ impl From<sqlx::Error> for HubError {
     fn from(error: sqlx::Error) -> Self {
         match error {
             // The database is out of reach, not wrong: the client may retry.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::WorkerCrashed => {
                 tracing::warn!(error = %error, "database out of reach");
+                Self::Unavailable
+            }
+            sqlx::Error::Database(ref cause) if is_transient(cause.as_ref()) => {
+                tracing::warn!(error = %error, "database not available for now");
                 Self::Unavailable
             }
             other => Self::Storage(other),
         }
     }
+}
+
+/// A database error that says the server is restarting, overloaded, out of space or
+/// contended rather than that the statement is wrong: retrying later can succeed.
+fn is_transient(cause: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(postgres) = cause.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        let code = postgres.code();
+        // 08: connection exception; 53: insufficient resources (disk full, out of memory,
+        // too many connections); 57P01-57P03: shut down or starting up; 40001 and 40P01:
+        // serialisation failure and deadlock, retried whole.
+        return code.starts_with("08")
+            || code.starts_with("53")
+            || ["57P01", "57P02", "57P03", "40001", "40P01"].contains(&code);
+    }
+    if cause
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_some()
+    {
+        // The primary result code, under SQLite's extended ones: BUSY, LOCKED, IOERR,
+        // FULL, CANTOPEN.
+        return cause
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14));
+    }
+    false
 }
 
 impl From<Refusal> for HubError {
@@ -323,5 +356,71 @@ impl IntoResponse for HubError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, Executor};
+
+    use super::HubError;
+
+    #[tokio::test]
+    async fn a_locked_sqlite_database_is_unavailable_not_an_internal_error() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("t.sqlite").display()
+        );
+        let mut holder = sqlx::SqliteConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        holder
+            .execute("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut other = sqlx::SqliteConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        other
+            .execute("PRAGMA busy_timeout = 0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let locked = other
+            .execute("INSERT INTO t VALUES (2)")
+            .await
+            .expect_err("the write lock is held");
+        assert!(matches!(locked, sqlx::Error::Database(_)), "{locked}");
+        assert!(
+            matches!(HubError::from(locked), HubError::Unavailable),
+            "a locked database is a 503"
+        );
+        let wrong = other
+            .execute("SELECT nothing FROM nowhere")
+            .await
+            .expect_err("no such table");
+        assert!(matches!(HubError::from(wrong), HubError::Storage(_)));
+    }
+
+    #[tokio::test]
+    async fn a_terminated_postgres_session_is_unavailable_not_an_internal_error() {
+        let url = std::env::var("INTEROP_HUB_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let mut session = sqlx::PgConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is needed for this test ({url}): {e}"));
+        // What a fast restart does to every session: terminated by the administrator.
+        let terminated = session
+            .execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            .await
+            .expect_err("the session is terminated");
+        assert!(
+            matches!(terminated, sqlx::Error::Database(_)),
+            "the server says why: {terminated}"
+        );
+        assert!(
+            matches!(HubError::from(terminated), HubError::Unavailable),
+            "a terminated session is a 503"
+        );
     }
 }
