@@ -23,8 +23,9 @@ pub struct ImportOptions {
 enum Tokens<'a> {
     /// One token: every record goes with it.
     One(&'a str),
-    /// By member state: each record with its responsible state's token.
-    ByState(BTreeMap<String, &'a str>),
+    /// By member state: each record with its responsible state's token, the state read
+    /// by parsing the record as the hub will.
+    ByState(BTreeMap<String, &'a str>, connectors::AlgorithmRegistry),
 }
 
 impl<'a> Tokens<'a> {
@@ -41,19 +42,21 @@ impl<'a> Tokens<'a> {
                         anyhow::bail!("two tokens for member state {state}");
                     }
                 }
-                Ok(Self::ByState(by_state))
+                Ok(Self::ByState(
+                    by_state,
+                    connectors::AlgorithmRegistry::default(),
+                ))
             }
         }
     }
 
     /// The token for a record of `system`, or the member state nobody gave a token for.
     fn for_record(&self, system: connectors::SourceSystem, body: &str) -> Result<&'a str, String> {
-        let by_state = match self {
+        let (by_state, registry) = match self {
             Self::One(token) => return Ok(token),
-            Self::ByState(by_state) => by_state,
+            Self::ByState(by_state, registry) => (by_state, registry),
         };
-        let registry = connectors::AlgorithmRegistry::default();
-        let state = connectors::parse(system, body.as_bytes(), &registry).map_or_else(
+        let state = connectors::parse(system, body.as_bytes(), registry).map_or_else(
             // The hub refuses what does not parse whoever sends it.
             |_| None,
             |accepted| Some(crate::core::responsible_state(&accepted.record).to_owned()),

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -21,6 +22,8 @@ use crate::error::HubError;
 const ALARM_COUNTS_LIMIT: usize = 100_000;
 /// Principals whose budgets are kept before those back at a full budget are forgotten.
 const BUDGET_KEYS_LIMIT: usize = 100_000;
+/// Requests between two looks at how many budgets are kept.
+const PRUNE_EVERY: u64 = 4_096;
 
 /// The hub's request budgets.
 pub struct Budgets {
@@ -30,6 +33,9 @@ pub struct Budgets {
     alarm_after: u32,
     /// Per principal: the clock hour counted, and its searches answered with a hit flag.
     hit_flags: Mutex<HashMap<String, (i64, u32)>>,
+    /// Requests taken, so that the key count is looked at now and then, not per request
+    /// (it walks every shard of the map).
+    taken: AtomicU64,
 }
 
 impl std::fmt::Debug for Budgets {
@@ -53,11 +59,12 @@ impl Budgets {
             clock: DefaultClock::default(),
             alarm_after: settings.hit_flag_alarm_per_hour,
             hit_flags: Mutex::new(HashMap::new()),
+            taken: AtomicU64::new(0),
         }
     }
 
-    /// Takes one request from the principal's and its agency's budgets, or says how many
-    /// seconds to wait. A refused request takes nothing from the principal's budget.
+    /// Takes one request from the principal's and then its agency's budget, or says how
+    /// many seconds to wait. A request the principal's own budget refuses takes nothing.
     pub fn take(&self, principal: &Principal) -> Result<(), HubError> {
         let refused = |not_until: governor::NotUntil<_>| HubError::RateLimited {
             retry_after_seconds: not_until
@@ -72,7 +79,8 @@ impl Budgets {
             .check_key(&format!("{}/{}", principal.member_state, principal.agency))
             .map_err(refused)?;
         // Keys of principals idle long enough to be back at a full budget go.
-        if self.principals.len() > BUDGET_KEYS_LIMIT {
+        let taken = self.taken.fetch_add(1, Ordering::Relaxed);
+        if taken.is_multiple_of(PRUNE_EVERY) && self.principals.len() > BUDGET_KEYS_LIMIT {
             self.principals.retain_recent();
             self.agencies.retain_recent();
         }

@@ -40,8 +40,8 @@ use crate::error::HubError;
 use crate::matching::{BlockingKeys, LinkColour, LinkRule};
 use crate::metrics::{HubMetrics, IngestStep, StepTotal};
 use crate::store::{
-    ControlStore, GateFacts, HistoryEntry, IdentityStore, IngestCountKey, LinkQuery, LinkStore,
-    StoreError, StoredLink, StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
+    ControlStore, HistoryEntry, IdentityStore, IngestCountKey, LinkQuery, LinkStore, StoreError,
+    StoredLink, StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
 };
 use portal::{purpose_admits, purpose_admits_born, purpose_needs_records};
 
@@ -90,18 +90,13 @@ impl LinkSummary {
 /// state, ECRIS-TCN the convicting state (each connector reads it into `member_state`);
 /// ETIAS records carry none and belong to the central ETIAS connector, `EU`.
 pub fn responsible_state(record: &IdentityRecord) -> &str {
-    record
-        .member_state
-        .as_deref()
-        .unwrap_or(CENTRAL_SYSTEM_STATE)
+    state_responsible_for(record.member_state.as_deref())
 }
 
-/// [`responsible_state`] of a record known by its gate facts.
-fn responsible_state_of(facts: &GateFacts) -> &str {
-    facts
-        .member_state
-        .as_deref()
-        .unwrap_or(CENTRAL_SYSTEM_STATE)
+/// The responsible state of a record whose `member_state` is this (see
+/// [`responsible_state`]).
+fn state_responsible_for(member_state: Option<&str>) -> &str {
+    member_state.unwrap_or(CENTRAL_SYSTEM_STATE)
 }
 
 /// The member state of Union bodies and central systems in tokens.
@@ -769,7 +764,8 @@ impl Hub {
                     .await?
                     .ok_or(HubError::RecordNotFound)?;
                 let managed_elsewhere = purpose == Purpose::RecordManagement
-                    && responsible_state_of(&facts) != access.principal().member_state;
+                    && state_responsible_for(facts.member_state.as_deref())
+                        != access.principal().member_state;
                 if managed_elsewhere
                     || !purpose_admits_born(purpose, facts.date_of_birth, self.clock.now())
                 {
@@ -815,7 +811,10 @@ impl Hub {
         let owned = store
             .gate_facts(system, source_id)
             .await?
-            .is_some_and(|facts| responsible_state_of(&facts) == access.principal().member_state);
+            .is_some_and(|facts| {
+                state_responsible_for(facts.member_state.as_deref())
+                    == access.principal().member_state
+            });
         if !owned {
             return Err(HubError::RecordNotFound);
         }

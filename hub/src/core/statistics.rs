@@ -631,7 +631,7 @@ impl Hub {
                 .entry((colour, day.min(today)))
                 .or_default() += count;
         }
-        for (authority, open, _) in self.links.backlog_by_authority(now).await? {
+        for (authority, open) in self.links.backlog_by_authority().await? {
             counted.backlog_by_authority.insert(authority, open);
         }
         for (system, kind, _, count) in self.control.ingest_counts().await? {

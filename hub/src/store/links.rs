@@ -452,28 +452,14 @@ impl LinkStore {
             .collect()
     }
 
-    /// Yellow links per responsible authority: (authority, open, overdue).
-    pub async fn backlog_by_authority(
-        &self,
-        now: OffsetDateTime,
-    ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT authority, COUNT(*) AS open, \
-             SUM(CASE WHEN deadline < $1 THEN 1 ELSE 0 END) AS overdue \
+    /// Yellow links per responsible authority: (authority, open).
+    pub async fn backlog_by_authority(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT authority, COUNT(*) AS open \
              FROM links WHERE colour = 'yellow' GROUP BY authority ORDER BY authority",
         )
-        .bind(unix_millis(now))
         .fetch_all(&self.db.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("authority")?,
-                    r.try_get("open")?,
-                    r.try_get("overdue")?,
-                ))
-            })
-            .collect()
+        .await
     }
 
     /// Applies a verifier's decision, keeping the history.
