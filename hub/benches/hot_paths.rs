@@ -18,7 +18,7 @@ use interop_hub::biometrics::ann::{
 use interop_hub::clock::Clock;
 use interop_hub::generate::{Trait, base_vector, new_capture};
 use interop_hub::matching::{compare_biometrics, compare_identity};
-use interop_hub::store::ControlStore;
+use interop_hub::store::{ControlStore, PoolSettings};
 
 fn fixture(system: SourceSystem, file: &str) -> connectors::IdentityRecord {
     let path = format!("{}/../tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -430,7 +430,7 @@ fn sqlite_control_store() -> (tokio::runtime::Runtime, tempfile::TempDir, Contro
         dir.path().join("control.sqlite").display()
     );
     let store = runtime
-        .block_on(ControlStore::open(&url))
+        .block_on(ControlStore::open(&url, &PoolSettings::default()))
         .unwrap_or_else(|e| panic!("control store: {e}"));
     (runtime, dir, store)
 }

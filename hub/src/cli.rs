@@ -272,15 +272,20 @@ impl Command {
             Self::Migrate(args) => {
                 let config = args.into_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
                 std::fs::create_dir_all(&config.data_dir)?;
+                let pool = config.settings.database.pool();
                 for url in [config.civil_url(), config.law_enforcement_url()] {
-                    IdentityStore::open(&url).await?.database().close().await;
+                    IdentityStore::open(&url, &pool)
+                        .await?
+                        .database()
+                        .close()
+                        .await;
                 }
-                LinkStore::open(&config.mid_url())
+                LinkStore::open(&config.mid_url(), &pool)
                     .await?
                     .database()
                     .close()
                     .await;
-                ControlStore::open(&config.control_url())
+                ControlStore::open(&config.control_url(), &pool)
                     .await?
                     .database()
                     .close()
@@ -393,7 +398,9 @@ impl Command {
             }
             Self::Audit(AuditCommand::Verify(args)) => {
                 let config = args.into_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-                let store = ControlStore::open(&config.control_url()).await?;
+                let store =
+                    ControlStore::open(&config.control_url(), &config.settings.database.pool())
+                        .await?;
                 let verdict = crate::core::verify_audit_chain(&store).await;
                 store.database().close().await;
                 match verdict? {

@@ -47,6 +47,71 @@ pub struct Settings {
     pub limits: LimitSettings,
     #[serde(default)]
     pub server: ServerSettings,
+    #[serde(default)]
+    pub database: DatabaseSettings,
+}
+
+/// How the hub holds its databases, and what it needs of the disk under its data directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connections each of the four pools holds at most (PostgreSQL's `max_connections`
+    /// must cover four pools per hub process, and the operators' own sessions).
+    #[serde(default = "DatabaseSettings::default_max_connections")]
+    pub max_connections: u32,
+    /// Seconds a request waits for a connection before it is answered 503.
+    #[serde(default = "DatabaseSettings::default_acquire_timeout_seconds")]
+    pub acquire_timeout_seconds: u32,
+    /// Seconds one statement may run (on SQLite: may wait for another process's write
+    /// lock) before it is cancelled and its request answered 503.
+    #[serde(default = "DatabaseSettings::default_statement_timeout_seconds")]
+    pub statement_timeout_seconds: u32,
+    /// Free space the file system of the data directory (SQLite, the biometric indexes)
+    /// must keep, in MiB, for the hub to report ready.
+    #[serde(default = "DatabaseSettings::default_min_free_disk_mib")]
+    pub min_free_disk_mib: u64,
+}
+
+impl DatabaseSettings {
+    fn default_max_connections() -> u32 {
+        16
+    }
+
+    fn default_acquire_timeout_seconds() -> u32 {
+        3
+    }
+
+    fn default_statement_timeout_seconds() -> u32 {
+        5
+    }
+
+    fn default_min_free_disk_mib() -> u64 {
+        64
+    }
+
+    /// What each pool is opened with.
+    pub fn pool(&self) -> crate::store::PoolSettings {
+        crate::store::PoolSettings {
+            max_connections: self.max_connections,
+            acquire_timeout: std::time::Duration::from_secs(u64::from(
+                self.acquire_timeout_seconds,
+            )),
+            statement_timeout: std::time::Duration::from_secs(u64::from(
+                self.statement_timeout_seconds,
+            )),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: Self::default_max_connections(),
+            acquire_timeout_seconds: Self::default_acquire_timeout_seconds(),
+            statement_timeout_seconds: Self::default_statement_timeout_seconds(),
+            min_free_disk_mib: Self::default_min_free_disk_mib(),
+        }
+    }
 }
 
 /// What one client can hold of the server: a connection slot and the time to send a
@@ -251,6 +316,11 @@ pub struct DetectionSettings {
     /// probe.
     #[serde(default = "DetectionSettings::default_expansion_search")]
     pub expansion_search: usize,
+    /// Seconds between sweeps that finish the detection of records whose ingest stopped
+    /// after storing them (a database error, a lost connection): their links appear without
+    /// waiting for a replay or a restart.
+    #[serde(default = "DetectionSettings::default_sweep_interval_seconds")]
+    pub sweep_interval_seconds: u32,
 }
 
 impl DetectionSettings {
@@ -264,6 +334,10 @@ impl DetectionSettings {
 
     fn default_expansion_search() -> usize {
         usize::from(DETECTION_EXPANSION_SEARCH)
+    }
+
+    fn default_sweep_interval_seconds() -> u32 {
+        60
     }
 
     /// The ef the detector walks a graph at for a record with `templates` indexable
@@ -280,6 +354,7 @@ impl Default for DetectionSettings {
             verification_deadline_hours: Self::default_deadline_hours(),
             neighbours_per_template: Self::default_neighbours(),
             expansion_search: Self::default_expansion_search(),
+            sweep_interval_seconds: Self::default_sweep_interval_seconds(),
         }
     }
 }
@@ -357,6 +432,10 @@ impl Settings {
             "detection expansion_search must be 1-{MAX_DETECTION_EXPANSION}"
         );
         anyhow::ensure!(
+            (1..=86_400).contains(&detection.sweep_interval_seconds),
+            "detection sweep_interval_seconds must be 1-86400"
+        );
+        anyhow::ensure!(
             self.search.sketch_shortlist <= MAX_SKETCH_SHORTLIST,
             "search sketch_shortlist must be 0-{MAX_SKETCH_SHORTLIST}"
         );
@@ -401,6 +480,16 @@ impl Settings {
             (1..=1_000_000).contains(&server.max_connections),
             "server max_connections must be 1-1000000"
         );
+        let database = &self.database;
+        anyhow::ensure!(
+            (1..=1_000).contains(&database.max_connections),
+            "database max_connections must be 1-1000"
+        );
+        anyhow::ensure!(
+            (1..=600).contains(&database.acquire_timeout_seconds)
+                && (1..=3_600).contains(&database.statement_timeout_seconds),
+            "database acquire_timeout_seconds must be 1-600 and statement_timeout_seconds 1-3600"
+        );
         Ok(())
     }
 }
@@ -417,6 +506,7 @@ impl Default for Settings {
             identity_check: IdentityCheckSettings::default(),
             limits: LimitSettings::default(),
             server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
         }
     }
 }

@@ -38,6 +38,9 @@ pub enum HubError {
     VersionReused { version: i64 },
     #[error("a storage backend is not available")]
     Unavailable,
+    /// Not ready to serve, and why (names a database or a file system, never data).
+    #[error("{0}")]
+    OutOfService(String),
     #[error("the biometric indexes are still being built from the store; retry shortly")]
     NotReady,
     #[error("no such link")]
@@ -89,6 +92,11 @@ impl From<sqlx::Error> for HubError {
                 tracing::warn!(error = %error, "database not available for now");
                 Self::Unavailable
             }
+            // Not the client's doing either; an operator must restore the database.
+            ref damaged if crate::store::is_damage(damaged) => {
+                tracing::error!(error = %error, "a database is damaged: restore it from a backup");
+                Self::OutOfService("a database is damaged".to_owned())
+            }
             other => Self::Storage(other),
         }
     }
@@ -100,11 +108,12 @@ fn is_transient(cause: &dyn sqlx::error::DatabaseError) -> bool {
     if let Some(postgres) = cause.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         let code = postgres.code();
         // 08: connection exception; 53: insufficient resources (disk full, out of memory,
-        // too many connections); 57P01-57P03: shut down or starting up; 40001 and 40P01:
-        // serialisation failure and deadlock, retried whole.
+        // too many connections); 57014: cancelled by the statement timeout; 57P01-57P03:
+        // shut down or starting up; 40001 and 40P01: serialisation failure and deadlock,
+        // retried whole.
         return code.starts_with("08")
             || code.starts_with("53")
-            || ["57P01", "57P02", "57P03", "40001", "40P01"].contains(&code);
+            || ["57014", "57P01", "57P02", "57P03", "40001", "40P01"].contains(&code);
     }
     if cause
         .try_downcast_ref::<sqlx::sqlite::SqliteError>()
@@ -269,7 +278,7 @@ impl HubError {
             Self::InvalidBody(_) => {
                 Problem::new(S::BAD_REQUEST, "invalid_body", "Invalid body", detail)
             }
-            Self::Unavailable => Problem::new(
+            Self::Unavailable | Self::OutOfService(_) => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
@@ -349,7 +358,10 @@ impl IntoResponse for HubError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
         }
-        if matches!(self, Self::NotReady | Self::Unavailable) {
+        if matches!(
+            self,
+            Self::NotReady | Self::Unavailable | Self::OutOfService(_)
+        ) {
             // The indexes are being built from the store: connectors should come back soon.
             response
                 .headers_mut()

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::access::TokenAuthority;
 use crate::config::{HubConfig, ServerSettings};
 use crate::core::Hub;
+use crate::error::HubError;
 use crate::http::{AppState, router, serve};
 
 /// How often changed biometric indexes are written to disk. A crash in between loses
@@ -26,6 +27,7 @@ pub struct Application {
     max_body_bytes: usize,
     server: ServerSettings,
     index_dir: PathBuf,
+    sweep_interval_seconds: u32,
 }
 
 impl Application {
@@ -43,6 +45,7 @@ impl Application {
             max_body_bytes: config.settings.max_body_bytes,
             server: config.settings.server.clone(),
             index_dir: config.index_dir(),
+            sweep_interval_seconds: config.settings.detection.sweep_interval_seconds,
         })
     }
 
@@ -63,6 +66,10 @@ impl Application {
     ) -> std::io::Result<()> {
         let preparing = tokio::spawn(prepare(Arc::clone(&self.hub), self.index_dir.clone()));
         let saving = tokio::spawn(save_periodically(Arc::clone(&self.hub)));
+        let sweeping = tokio::spawn(sweep_detections(
+            Arc::clone(&self.hub),
+            Duration::from_secs(u64::from(self.sweep_interval_seconds)),
+        ));
         let state = AppState {
             hub: Arc::clone(&self.hub),
             tokens: Arc::clone(&self.tokens),
@@ -71,6 +78,7 @@ impl Application {
         let served = serve(self.listener, router(state), &self.server, shutdown).await;
         preparing.abort();
         saving.abort();
+        sweeping.abort();
         if let Err(e) = self.hub.save_indexes().await {
             tracing::error!(error = %e, "could not save the biometric indexes; start-up will mend them");
         }
@@ -106,6 +114,21 @@ async fn save_periodically(hub: Arc<Hub>) {
         ticks.tick().await;
         if let Err(e) = hub.save_indexes().await {
             tracing::error!(error = %e, "saving the biometric indexes failed");
+        }
+    }
+}
+
+/// Finishes, every `interval`, the detections that ingests stopped before finishing.
+async fn sweep_detections(hub: Arc<Hub>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match hub.finish_detections().await {
+            Ok(0) | Err(HubError::NotReady) => {}
+            Ok(finished) => tracing::info!(finished, "unfinished detections finished"),
+            Err(e) => tracing::warn!(error = %e, "sweeping unfinished detections failed"),
         }
     }
 }

@@ -1,6 +1,10 @@
 //! Black-box test support: a real hub on port 0, on a fresh SQLite directory or on fresh
 //! PostgreSQL databases, and the fixtures of every source system.
 
+mod cluster;
+
+pub use cluster::PostgresCluster;
+
 use std::path::PathBuf;
 
 use interop_hub::access::{Principal, TokenAuthority};
@@ -503,13 +507,21 @@ fn mint(
         .expect("token")
 }
 
-/// A new, empty PostgreSQL database; returns its URL.
+/// A new, empty PostgreSQL database on the machine's server; returns its URL.
 pub async fn fresh_postgres_database(role: &str) -> String {
-    let admin_url = postgres_admin_url();
+    fresh_postgres_database_on(&postgres_admin_url(), role).await
+}
+
+/// A new, empty PostgreSQL database on the server of `admin_url`; returns its URL.
+pub async fn fresh_postgres_database_on(admin_url: &str, role: &str) -> String {
+    let admin_url = admin_url.to_owned();
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
         .unwrap_or_else(|e| {
-            panic!("PostgreSQL is needed for the postgres tests ({admin_url}): {e}")
+            panic!(
+                "PostgreSQL is needed for the postgres tests ({admin_url}): {e}; \
+                 tests/run installs and starts it"
+            )
         });
     let name = format!("hubtest_{role}_{}", unique_suffix());
     admin
@@ -520,6 +532,14 @@ pub async fn fresh_postgres_database(role: &str) -> String {
         .rsplit_once('/')
         .expect("admin URL names a database");
     format!("{prefix}/{name}")
+}
+
+/// A port no one listens on at this moment.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 fn unique_suffix() -> String {

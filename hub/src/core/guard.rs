@@ -183,7 +183,7 @@ impl Hub {
         };
         let counts = count(&result);
         let outcome = outcome_of(&result, describe);
-        let logged = self.audit(
+        let queued = self.queue_audit(
             principal,
             operation.purpose(),
             operation.action(),
@@ -191,6 +191,17 @@ impl Hub {
             outcome,
             counts,
         );
+        if matches!(
+            result,
+            Err(HubError::Unavailable | HubError::OutOfService(_))
+        ) {
+            // A database out of reach: the answer hands nothing out, and waiting for the
+            // audit log, likely out of reach as well, would double the client's wait. The
+            // entry is still queued, and written if the log can take it.
+            queued.await?;
+            return result;
+        }
+        let logged = async { queued.await?.await.map_err(|_| HubError::Unavailable)? };
         if matches!(operation, Operation::Ingest(_)) {
             self.timed(IngestStep::Audit, logged).await?;
         } else {

@@ -230,7 +230,13 @@ pub struct Hub {
     detected_marks: BTreeMap<Partition, tokio::sync::mpsc::Sender<PendingMark>>,
     metrics: Arc<HubMetrics>,
     budgets: limits::Budgets,
+    /// Where the SQLite files and the index files live: readiness needs room there.
+    data_dir: std::path::PathBuf,
 }
+
+/// The longest `/readyz` waits for the databases' answers: a probe that hangs on a database
+/// out of reach would tell a load balancer nothing.
+const READINESS_DEADLINE: std::time::Duration = std::time::Duration::from_millis(800);
 
 impl Hub {
     /// Opens (and migrates) the stores. The biometric indexes come with [`Hub::prepare`].
@@ -239,15 +245,16 @@ impl Hub {
         config.settings.validate()?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        let control = ControlStore::open(&config.control_url()).await?;
+        let pool = config.settings.database.pool();
+        let control = ControlStore::open(&config.control_url(), &pool).await?;
         let metrics = Arc::new(HubMetrics::default());
         let audit_queue = spawn_audit_writer(control.clone(), Arc::clone(&metrics));
         let policy =
             PolicyEngine::open(control.clone(), config.clock.clone(), Arc::clone(&metrics))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot load the access policy: {e}"))?;
-        let civil = IdentityStore::open(&config.civil_url()).await?;
-        let law_enforcement = IdentityStore::open(&config.law_enforcement_url()).await?;
+        let civil = IdentityStore::open(&config.civil_url(), &pool).await?;
+        let law_enforcement = IdentityStore::open(&config.law_enforcement_url(), &pool).await?;
         let detected_marks = [
             (Partition::Civil, spawn_mark_writer(civil.clone())),
             (
@@ -260,7 +267,7 @@ impl Hub {
         Ok(Self {
             civil,
             law_enforcement,
-            links: LinkStore::open(&config.mid_url()).await?,
+            links: LinkStore::open(&config.mid_url(), &pool).await?,
             control,
             policy,
             settings: config.settings.clone(),
@@ -273,6 +280,7 @@ impl Hub {
             detected_marks,
             metrics,
             budgets: limits::Budgets::new(&config.settings.limits),
+            data_dir: config.data_dir.clone(),
         })
     }
 
@@ -310,9 +318,10 @@ impl Hub {
         self.policy.access(principal).await
     }
 
-    /// Appends to the audit log. Callers withhold their answer when this fails: nothing
-    /// is shared that was not logged.
-    async fn audit(
+    /// Queues an audit entry for the writer; the receiver says when it is written. Callers
+    /// withhold their answer until then, and when it fails: nothing is shared that was not
+    /// logged.
+    async fn queue_audit(
         &self,
         principal: &Principal,
         purpose: &str,
@@ -320,7 +329,7 @@ impl Hub {
         query: String,
         outcome: String,
         counts: Vec<IngestCountKey>,
-    ) -> Result<(), HubError> {
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<(), HubError>>, HubError> {
         let event = AuditEvent {
             subject: principal.subject.clone(),
             agency: principal.agency.clone(),
@@ -340,7 +349,7 @@ impl Hub {
             })
             .await
             .map_err(|_| HubError::Unavailable)?;
-        written.await.map_err(|_| HubError::Unavailable)?
+        Ok(written)
     }
 
     /// Brings every biometric index level with the store, then finishes detection for
@@ -353,22 +362,52 @@ impl Hub {
             |partition| self.store_of(partition).clone(),
         )
         .await?;
-        for partition in [Partition::Civil, Partition::LawEnforcement] {
-            let store = self.store_of(partition);
-            for record_id in store.undetected().await? {
-                if let Some(stored) = store.get_by_id(record_id).await? {
-                    let reference =
-                        RecordRef::new(stored.record.system, stored.record.source_id.clone());
-                    let _guard = self.lock(&reference).await;
-                    self.detect(&biometrics, &stored.record).await?;
-                    self.mark_detected(partition, record_id, stored.record.version)
-                        .await?;
-                }
-            }
-        }
+        self.finish_detections_with(&biometrics).await?;
         // Only now is the hub ready: every index complete, every record's links detected.
         let _ = self.biometrics.set(biometrics);
         Ok(())
+    }
+
+    /// Finishes the detection of every record whose ingest stopped after storing it (the
+    /// client was answered 503 and may never retry); answers how many it finished. Run
+    /// periodically once the hub is ready.
+    pub async fn finish_detections(&self) -> Result<usize, HubError> {
+        self.finish_detections_with(self.biometrics()?).await
+    }
+
+    async fn finish_detections_with(&self, biometrics: &Biometrics) -> Result<usize, HubError> {
+        let mut finished = 0;
+        for partition in [Partition::Civil, Partition::LawEnforcement] {
+            // Marks still queued would make finished records look unfinished.
+            self.marks_written(partition).await?;
+            let store = self.store_of(partition);
+            for record_id in store.undetected().await? {
+                let Some(found) = store.get_by_id(record_id).await? else {
+                    continue;
+                };
+                let reference = RecordRef::new(found.record.system, found.record.source_id);
+                let _guard = self.lock(&reference).await;
+                // Read again under the lock: an ingest or a delete may have run meanwhile.
+                let Some(stored) = store.get_by_id(record_id).await? else {
+                    continue;
+                };
+                let template_ids = store.template_ids(record_id).await?;
+                biometrics
+                    .add(
+                        partition,
+                        record_id,
+                        &reference,
+                        &stored.record.templates,
+                        &template_ids,
+                    )
+                    .await?;
+                self.detect(biometrics, &stored.record).await?;
+                self.mark_detected(partition, record_id, stored.record.version)
+                    .await?;
+                finished += 1;
+            }
+        }
+        Ok(finished)
     }
 
     /// Queues the record that detection finished for `record_id` at `version`; the
@@ -514,47 +553,50 @@ impl Hub {
                 UpsertRefusal::VersionReused { version } => HubError::VersionReused { version },
                 UpsertRefusal::OtherOwner => HubError::NotOwner,
             })?;
-        let (stored, links) = match upserted.outcome {
-            UpsertOutcome::Replayed => {
-                let stored = self
-                    .stored_record(system, &accepted.record.source_id)
+        // A replay of a version whose ingest stopped after storing it (the client was told
+        // to retry) finishes what that ingest began: the index, the links, the mark.
+        let links = if upserted.detection_pending {
+            self.timed(IngestStep::Index, async {
+                biometrics
+                    .remove(system.partition(), &upserted.removed_template_ids)
                     .await?;
-                (stored, self.links.links_of(&reference).await?)
-            }
-            UpsertOutcome::Created | UpsertOutcome::Updated => {
-                self.timed(IngestStep::Index, async {
-                    biometrics
-                        .remove(system.partition(), &upserted.removed_template_ids)
-                        .await?;
-                    biometrics
-                        .add(
-                            system.partition(),
-                            upserted.record_id,
-                            &reference,
-                            &accepted.record.templates,
-                            &upserted.template_ids,
-                        )
-                        .await
-                })
-                .await?;
-                let links = self.detect(biometrics, &accepted.record).await?;
-                self.timed(
-                    IngestStep::DetectionMark,
-                    self.mark_detected(
+                biometrics
+                    .add(
                         system.partition(),
                         upserted.record_id,
-                        accepted.record.version,
-                    ),
-                )
-                .await?;
-                let stored = StoredRecord {
-                    partition: system.partition(),
-                    stored_at: now,
-                    record: accepted.record,
-                    findings: accepted.findings,
-                };
-                (stored, links)
+                        &reference,
+                        &accepted.record.templates,
+                        &upserted.template_ids,
+                    )
+                    .await
+            })
+            .await?;
+            let links = self.detect(biometrics, &accepted.record).await?;
+            self.timed(
+                IngestStep::DetectionMark,
+                self.mark_detected(
+                    system.partition(),
+                    upserted.record_id,
+                    accepted.record.version,
+                ),
+            )
+            .await?;
+            links
+        } else {
+            self.links.links_of(&reference).await?
+        };
+        let stored = match upserted.outcome {
+            // The stored version's own time and findings, not this push's.
+            UpsertOutcome::Replayed => {
+                self.stored_record(system, &accepted.record.source_id)
+                    .await?
             }
+            UpsertOutcome::Created | UpsertOutcome::Updated => StoredRecord {
+                partition: system.partition(),
+                stored_at: now,
+                record: accepted.record,
+                findings: accepted.findings,
+            },
         };
         tracing::info!(system = %system, outcome = ?upserted.outcome, links = links.len(), "record ingested");
         // The connector learns only of the links its access lets it see, and of those
@@ -668,18 +710,25 @@ impl Hub {
         candidates: BTreeMap<Partition, BTreeSet<i64>>,
         now: OffsetDateTime,
     ) -> Result<Vec<StoredLink>, HubError> {
-        // Existing links are re-evaluated, never dropped for merely not being found again.
-        let existing = self.links.links_of(reference).await?;
+        // Existing links are re-evaluated, never dropped for merely not being found again;
+        // a link whose other record is gone (a delete that raced an earlier detection) goes.
+        let mut existing = self.links.links_of(reference).await?;
         let mut others: Vec<StoredRecord> = Vec::new();
+        let mut orphaned: Vec<String> = Vec::new();
         for link in &existing {
             let other = other_end(link, reference);
-            if let Some(stored) = self
+            match self
                 .store(other.system)
                 .get(other.system, &other.source_id)
                 .await?
             {
-                others.push(stored);
+                Some(stored) => others.push(stored),
+                None => orphaned.push(link.id.clone()),
             }
+        }
+        if !orphaned.is_empty() {
+            self.links.delete(&orphaned).await?;
+            existing.retain(|link| !orphaned.contains(&link.id));
         }
         for (partition, ids) in candidates {
             let ids: Vec<i64> = ids.into_iter().collect();
@@ -688,7 +737,7 @@ impl Hub {
 
         let mut evaluated: BTreeSet<RecordRef> = BTreeSet::new();
         let mut no_longer_linked: BTreeSet<RecordRef> = BTreeSet::new();
-        let mut links_written = false;
+        let mut written: Vec<(String, RecordRef)> = Vec::new();
         for other in others {
             let other_ref = RecordRef::new(other.record.system, other.record.source_id.clone());
             if other.record.system == record.system || !evaluated.insert(other_ref.clone()) {
@@ -702,8 +751,8 @@ impl Hub {
                 now,
             ) {
                 Some(link) => {
-                    let (_, change) = self.links.upsert_automatic(&link, now).await?;
-                    links_written = true;
+                    let (id, change) = self.links.upsert_automatic(&link, now).await?;
+                    written.push((id, other_ref));
                     self.metrics
                         .link_change(link.colour.as_str(), change.as_str());
                 }
@@ -717,13 +766,36 @@ impl Hub {
             .filter(|link| no_longer_linked.contains(other_end(link, reference)))
             .map(|link| link.id.clone())
             .collect();
-        if !links_written && stale.is_empty() {
+        if written.is_empty() && stale.is_empty() {
             // Most records have no candidate at all: what was read above is still the answer,
             // as of a moment earlier.
             return Ok(existing);
         }
         self.links.delete_unverified(&stale).await?;
+        self.drop_links_to_deleted(&written).await?;
         Ok(self.links.links_of(reference).await?)
+    }
+
+    /// Deletes each just-written link whose other record no longer exists. A delete of
+    /// that record removes its links after the record itself; a link written after that
+    /// removal was written after the record was gone, and is found gone here. Between the
+    /// two, no link outlives either of its records, whichever runs first.
+    async fn drop_links_to_deleted(&self, written: &[(String, RecordRef)]) -> Result<(), HubError> {
+        let mut gone = Vec::new();
+        for (id, other) in written {
+            let exists = self
+                .store(other.system)
+                .gate_facts(other.system, &other.source_id)
+                .await?
+                .is_some();
+            if !exists {
+                gone.push(id.clone());
+            }
+        }
+        if !gone.is_empty() {
+            self.links.delete(&gone).await?;
+        }
+        Ok(())
     }
 
     async fn stored_record(
@@ -825,21 +897,31 @@ impl Hub {
         if !store.mark_undetected(system, source_id).await? {
             return Err(HubError::RecordNotFound);
         }
-        let links: Vec<String> = self
-            .links
-            .links_of(&reference)
-            .await?
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        self.links.delete(&links).await?;
+        let mut links = self.delete_links_of(&reference).await?;
         let removed = store
             .delete(system, source_id)
             .await?
             .ok_or(HubError::RecordNotFound)?;
         biometrics.remove(system.partition(), &removed).await?;
-        tracing::info!(system = %system, links = links.len(), "record deleted");
+        // Again, now that the record is gone: a detection of another record that read it
+        // before it went may have linked it meanwhile (and one that links it from now on
+        // finds it gone and drops its link itself).
+        links += self.delete_links_of(&reference).await?;
+        tracing::info!(system = %system, links, "record deleted");
         Ok(())
+    }
+
+    /// Deletes every link of `record`, verified or not; answers how many.
+    async fn delete_links_of(&self, record: &RecordRef) -> Result<usize, HubError> {
+        let links: Vec<String> = self
+            .links
+            .links_of(record)
+            .await?
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        self.links.delete(&links).await?;
+        Ok(links.len())
     }
 
     /// The caller's verification queue: the links its authority verifies, filtered and
@@ -1151,19 +1233,55 @@ impl Hub {
         Ok(status)
     }
 
-    /// Ready when the biometric indexes are complete and every database answers.
+    /// Ready when the biometric indexes are complete, every database answers within
+    /// [`READINESS_DEADLINE`] and the data directory's file system has room; says which
+    /// of them is not.
     pub async fn ready(&self) -> Result<(), HubError> {
         self.biometrics()?;
-        for database in [
-            self.civil.database(),
-            self.law_enforcement.database(),
-            self.links.database(),
-            self.control.database(),
-        ] {
-            database.ping().await.map_err(|e| {
-                tracing::warn!(error = %e, "database not answering");
-                HubError::Unavailable
+        self.disk_has_room()?;
+        let databases = [
+            ("civil", self.civil.database()),
+            ("law-enforcement", self.law_enforcement.database()),
+            ("links", self.links.database()),
+            ("control", self.control.database()),
+        ];
+        let answers = tokio::time::timeout(
+            READINESS_DEADLINE,
+            futures::future::join_all(databases.iter().map(|(_, database)| database.ping())),
+        )
+        .await
+        .map_err(|_| {
+            tracing::warn!("a database did not answer the readiness probe in time");
+            HubError::OutOfService("a database does not answer in time".to_owned())
+        })?;
+        for ((name, _), answer) in databases.iter().zip(answers) {
+            answer.map_err(|e| {
+                tracing::warn!(database = name, error = %e, "database not answering");
+                HubError::OutOfService(format!("the {name} database does not answer"))
             })?;
+        }
+        Ok(())
+    }
+
+    /// The data directory's file system keeps the free space the settings ask for: a full
+    /// disk fails every write while reads still answer, and a load balancer should stop
+    /// sending traffic until an operator makes room.
+    fn disk_has_room(&self) -> Result<(), HubError> {
+        let minimum = self.settings.database.min_free_disk_mib;
+        let stats = rustix::fs::statvfs(&self.data_dir).map_err(|e| {
+            tracing::warn!(error = %e, "cannot read the data directory's free space");
+            HubError::OutOfService("the data directory cannot be read".to_owned())
+        })?;
+        let free_mib = stats.f_bavail.saturating_mul(stats.f_frsize) / (1024 * 1024);
+        if free_mib < minimum {
+            tracing::warn!(
+                free_mib,
+                minimum,
+                "the data directory's disk is nearly full"
+            );
+            return Err(HubError::OutOfService(format!(
+                "the data directory's file system has less than {minimum} MiB free"
+            )));
         }
         Ok(())
     }

@@ -10,7 +10,10 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{Database, Schema, StoreError, corrupt, from_unix_millis, placeholders, unix_millis};
+use super::{
+    Database, PoolSettings, Schema, StoreError, corrupt, from_unix_millis, placeholders,
+    unix_millis,
+};
 use crate::audit::{AuditEntry, AuditEvent, GENESIS_HASH, chain_hash};
 
 /// A casbin rule as stored: `p` (subject, system, action) or `g` (member, role, "").
@@ -90,9 +93,9 @@ pub struct ControlStore {
 }
 
 impl ControlStore {
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, pool: &PoolSettings) -> Result<Self, StoreError> {
         Ok(Self {
-            db: Database::open(url, Schema::Control).await?,
+            db: Database::open(url, Schema::Control, pool).await?,
         })
     }
 
@@ -652,7 +655,9 @@ mod tests {
             "sqlite://{}?mode=rwc",
             dir.path().join("control.sqlite").display()
         );
-        let store = ControlStore::open(&url).await.expect("open");
+        let store = ControlStore::open(&url, &PoolSettings::default())
+            .await
+            .expect("open");
         (dir, store)
     }
 

@@ -7,7 +7,9 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{Backend, Database, Schema, StoreError, corrupt, placeholders, rows, with_ids};
+use super::{
+    Backend, Database, PoolSettings, Schema, StoreError, corrupt, placeholders, rows, with_ids,
+};
 use crate::matching::BlockingKeys;
 
 /// What an upsert did.
@@ -57,10 +59,14 @@ pub struct GateFacts {
 pub struct Upserted {
     pub outcome: UpsertOutcome,
     pub record_id: i64,
-    /// Template ids in the order of the record's templates (empty for a replay).
+    /// Template ids in the order of the record's templates (empty for a replay whose
+    /// detection finished).
     pub template_ids: Vec<i64>,
     /// Ids of the templates the update replaced.
     pub removed_template_ids: Vec<i64>,
+    /// The stored version's templates may be missing from the index and its links are not
+    /// all written: a new version, or a replay of one whose ingest stopped after storing it.
+    pub detection_pending: bool,
 }
 
 /// A record as the repository holds it.
@@ -117,8 +123,8 @@ const UPSERT_BATCH: usize = 32;
 
 impl IdentityStore {
     /// Connects, brings the schema up to date and, on SQLite, starts the upsert writer.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let db = Database::open(url, Schema::Cir).await?;
+    pub async fn open(url: &str, pool: &PoolSettings) -> Result<Self, StoreError> {
+        let db = Database::open(url, Schema::Cir, pool).await?;
         // PostgreSQL locks rows, not the database: its upserts run side by side, and a batch
         // would only add lock cycles with the mark writer's statement.
         let upserts = (db.backend() == Backend::Sqlite).then(|| spawn_upsert_writer(db.clone()));
@@ -201,6 +207,12 @@ impl IdentityStore {
     pub async fn get_by_id(&self, record_id: i64) -> Result<Option<StoredRecord>, sqlx::Error> {
         let mut conn = self.db.pool.acquire().await?;
         rows::load(&mut conn, rows::RecordKey::Id(record_id)).await
+    }
+
+    /// A record's template ids, in the order of its templates.
+    pub async fn template_ids(&self, record_id: i64) -> Result<Vec<i64>, sqlx::Error> {
+        let mut conn = self.db.pool.acquire().await?;
+        rows::template_ids(&mut conn, record_id).await
     }
 
     /// The records with these ids that exist (in id order when `ids` is sorted), in four
@@ -657,6 +669,7 @@ async fn upsert_in(
             record_id,
             template_ids,
             removed_template_ids: vec![],
+            detection_pending: true,
         }));
     }
     let updated: Option<i64> = row
@@ -672,11 +685,12 @@ async fn upsert_in(
             record_id,
             template_ids,
             removed_template_ids,
+            detection_pending: true,
         }));
     }
-    let (record_id, stored, fingerprint, owner): (i64, i64, String, Option<String>) =
+    let (record_id, stored, fingerprint, owner, detected): (i64, i64, String, Option<String>, i64) =
         sqlx::query_as(
-            "SELECT id, version, fingerprint, member_state FROM identity_records \
+            "SELECT id, version, fingerprint, member_state, detected_version FROM identity_records \
              WHERE system = $1 AND source_id = $2",
         )
         .bind(record.system.as_str())
@@ -690,11 +704,18 @@ async fn upsert_in(
     } else if fingerprint != row.fingerprint() {
         Err(UpsertRefusal::VersionReused { version: stored })
     } else {
+        let detection_pending = detected < stored;
+        let template_ids = if detection_pending {
+            rows::template_ids(tx, record_id).await?
+        } else {
+            vec![]
+        };
         Ok(Upserted {
             outcome: UpsertOutcome::Replayed,
             record_id,
-            template_ids: vec![],
+            template_ids,
             removed_template_ids: vec![],
+            detection_pending,
         })
     })
 }
@@ -732,7 +753,12 @@ mod tests {
             "sqlite://{}?mode=rwc",
             dir.path().join("civil.sqlite").display()
         );
-        (dir, IdentityStore::open(&url).await.expect("open"))
+        (
+            dir,
+            IdentityStore::open(&url, &PoolSettings::default())
+                .await
+                .expect("open"),
+        )
     }
 
     /// Upserts queued while the write lock is held (the first waits for it alone, the five

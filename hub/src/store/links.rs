@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{Database, Schema, StoreError, corrupt, from_unix_millis, unix_millis};
+use super::{Database, PoolSettings, Schema, StoreError, corrupt, from_unix_millis, unix_millis};
 use crate::matching::{LinkColour, LinkRule};
 
 /// The detector's automatic outcome for one pair, to be stored.
@@ -118,9 +118,9 @@ pub struct LinkStore {
 }
 
 impl LinkStore {
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, pool: &PoolSettings) -> Result<Self, StoreError> {
         Ok(Self {
-            db: Database::open(url, Schema::Mid).await?,
+            db: Database::open(url, Schema::Mid, pool).await?,
         })
     }
 

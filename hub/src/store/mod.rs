@@ -21,9 +21,11 @@ pub use links::{
 };
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::{AnyPool, Executor};
 use time::OffsetDateTime;
 
@@ -83,6 +85,90 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The file or the server says its data is damaged: no retry mends it, an operator
+    /// restores the database from a backup.
+    #[error("the database {database} is damaged ({detail}); restore it from a backup")]
+    Damaged { database: String, detail: String },
+}
+
+/// Whether the database says its stored data is damaged (SQLite: CORRUPT, NOTADB;
+/// PostgreSQL: XX001 data corrupted, XX002 index corrupted), as opposed to unreachable.
+pub fn is_damage(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(cause) = error else {
+        return false;
+    };
+    if let Some(postgres) = cause.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return ["XX001", "XX002"].contains(&postgres.code());
+    }
+    cause
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_some()
+        && cause
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 11 | 26))
+}
+
+/// Where a database is, for an operator's message: a SQLite file's path, or a
+/// PostgreSQL server's host and database without credentials.
+fn location(url: &str) -> String {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        return path.split('?').next().unwrap_or(path).to_owned();
+    }
+    let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let without_credentials = without_scheme
+        .rsplit_once('@')
+        .map_or(without_scheme, |(_, rest)| rest);
+    without_credentials
+        .split('?')
+        .next()
+        .unwrap_or(without_credentials)
+        .to_owned()
+}
+
+impl StoreError {
+    /// This error, told as damage to the database at `url` where that is what it is.
+    fn located(self, url: &str) -> Self {
+        let cause = match &self {
+            Self::Database(error)
+            | Self::Migration(sqlx::migrate::MigrateError::Execute(error)) => error,
+            _ => return self,
+        };
+        if !is_damage(cause) {
+            return self;
+        }
+        let detail = match cause {
+            sqlx::Error::Database(database) => database.message().to_owned(),
+            other => other.to_string(),
+        };
+        Self::Damaged {
+            database: location(url),
+            detail,
+        }
+    }
+}
+
+/// How a pool treats its database: how many connections it holds, how long a request waits
+/// for one and how long one statement may run. Both waits are short by design: a database
+/// out of reach is answered as unavailable within seconds, never after a minute's hang.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout`; on SQLite the time a statement waits for another
+    /// process's write lock (`busy_timeout`).
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// A connection pool to one database, with its backend.
@@ -98,36 +184,60 @@ pub struct Database {
 }
 
 /// A write transaction, holding the database's write gate until it ends.
+///
+/// BEGIN, COMMIT and ROLLBACK are sent as plain statements rather than through sqlx's
+/// transaction type: sqlx counts a transaction depth per connection and leaves it raised
+/// when a COMMIT fails after SQLite has already rolled back by itself (a full disk, an I/O
+/// error), so that connection refused every later BEGIN until the process restarted. Here a
+/// connection whose transaction cannot be closed cleanly is closed instead of being pooled.
 #[derive(Debug)]
 pub(crate) struct WriteTransaction {
     /// `Some` until `commit` takes it, or `drop` rolls it back.
-    tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+    conn: Option<PoolConnection<sqlx::Any>>,
     gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTransaction {
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        match self.tx.take() {
-            Some(tx) => tx.commit().await,
-            None => Ok(()),
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let committed = conn.execute("COMMIT").await.map(|_| ());
+        if committed.is_err() {
+            roll_back(&mut conn).await;
         }
+        committed
+    }
+}
+
+/// Ends whatever transaction `conn` has open. A connection on which ROLLBACK fails is
+/// closed rather than handed to the next caller in an unknown state: SQLite answers it with
+/// an error when it has already rolled back by itself, and a PostgreSQL connection that
+/// fails it is usually broken; a fresh connection costs little on so rare a path.
+async fn roll_back(conn: &mut PoolConnection<sqlx::Any>) {
+    if conn.execute("ROLLBACK").await.is_err() {
+        conn.close_on_drop();
     }
 }
 
 /// An uncommitted transaction (an error, an early return, a cancelled request) is rolled
-/// back before the gate opens: sqlx only queues the ROLLBACK when a transaction is dropped,
-/// and the next writer would find the lock still held and meet the busy handler.
+/// back before the gate opens, so that the next writer does not find the lock still held.
 impl Drop for WriteTransaction {
     fn drop(&mut self) {
-        let (Some(tx), Ok(runtime)) = (self.tx.take(), tokio::runtime::Handle::try_current())
-        else {
+        let Some(mut conn) = self.conn.take() else {
             return;
         };
         let gate = self.gate.take();
-        runtime.spawn(async move {
-            let _ = tx.rollback().await;
-            drop(gate);
-        });
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    roll_back(&mut conn).await;
+                    drop(gate);
+                });
+            }
+            // No runtime to roll back on: the connection must not be pooled mid-transaction.
+            Err(_) => conn.close_on_drop(),
+        }
     }
 }
 
@@ -135,7 +245,7 @@ impl std::ops::Deref for WriteTransaction {
     type Target = sqlx::AnyConnection;
 
     fn deref(&self) -> &Self::Target {
-        self.tx
+        self.conn
             .as_deref()
             .expect("a write transaction is open until commit consumes it")
     }
@@ -143,7 +253,7 @@ impl std::ops::Deref for WriteTransaction {
 
 impl std::ops::DerefMut for WriteTransaction {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        self.tx
+        self.conn
             .as_deref_mut()
             .expect("a write transaction is open until commit consumes it")
     }
@@ -151,21 +261,34 @@ impl std::ops::DerefMut for WriteTransaction {
 
 impl Database {
     /// Connects and brings `schema` up to date.
-    pub async fn open(url: &str, schema: Schema) -> Result<Self, StoreError> {
-        let database = Self::connect(url).await?;
+    /// Connects and brings `schema` up to date; a damaged database is named in the error.
+    pub async fn open(url: &str, schema: Schema, pool: &PoolSettings) -> Result<Self, StoreError> {
+        let database = Self::connect(url, pool).await.map_err(|e| e.located(url))?;
         database
             .backend
             .migrator(schema)
             .run(&database.pool)
-            .await?;
+            .await
+            .map_err(|e| StoreError::from(e).located(url))?;
         Ok(database)
     }
 
-    async fn connect(url: &str) -> Result<Self, StoreError> {
+    async fn connect(url: &str, settings: &PoolSettings) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = Backend::from_url(url)?;
+        let timeout_millis = settings.statement_timeout.as_millis();
         let pool = AnyPoolOptions::new()
-            .max_connections(16)
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    let statement = match backend {
+                        Backend::Sqlite => format!("PRAGMA busy_timeout = {timeout_millis}"),
+                        Backend::Postgres => format!("SET statement_timeout = {timeout_millis}"),
+                    };
+                    conn.execute(statement.as_str()).await.map(|_| ())
+                })
+            })
             // A SQLite connection is a file handle in this process: it cannot go stale the
             // way a server's socket can, and the test would cost a round trip to its worker
             // thread on every acquire (about 40 % of a pooled read's time under ingest load:
@@ -195,11 +318,19 @@ impl Database {
     /// fails with "database is locked" instead.
     pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
         let gate = self.write_gate().await;
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let mut conn = self.pool.acquire().await?;
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
         };
-        Ok(WriteTransaction { tx: Some(tx), gate })
+        if let Err(error) = conn.execute(begin).await {
+            roll_back(&mut conn).await;
+            return Err(error);
+        }
+        Ok(WriteTransaction {
+            conn: Some(conn),
+            gate,
+        })
     }
 
     /// The write gate, for a single write statement outside a transaction; hold the guard

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use hub_tests::{Backend, TestHub, fixture};
+use hub_tests::{Backend, TestHub, fixture, free_port};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -28,18 +28,11 @@ impl Drop for Browser {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 async fn browser() -> Browser {
     assert!(
         std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists(),
         "the console tests need Debian's chromium and chromium-driver \
-         (apt-get install chromium chromium-driver; .ci/run installs them)"
+         (tests/run installs them: apt-get install chromium chromium-driver)"
     );
     let port = free_port();
     let driver = Command::new(CHROMEDRIVER)

@@ -3,7 +3,6 @@
 //! any stored person finds that person first.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,85 +13,14 @@ use hub_tests::{
     Backend, READ_PURPOSE, all_roles_token, all_roles_token_of, authorized_client,
     fresh_postgres_database, on_both_backends, owner_of,
 };
-use interop_hub::access::TokenAuthority;
 use interop_hub::generate::{GenerateOptions, Trait, Truth, base_vector, generate, new_capture};
 use serde_json::{Value, json};
+
+use crate::process::{HubProcess, assert_readable, settings_file, tokens_of};
 
 on_both_backends!(a_crash_mid_import_loses_no_acknowledged_record);
 
 const SEED: u64 = 99;
-
-struct Server {
-    args: Vec<String>,
-    base: String,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn start(args: Vec<String>, base: String) -> Self {
-        let mut server = Self {
-            args,
-            base,
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_hub-under-test"))
-            .args(&self.args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("hub process starts");
-        self.child = Some(child);
-    }
-
-    /// SIGKILL: no shutdown hook runs, nothing is flushed.
-    fn kill_9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill -9");
-            child.wait().expect("reap");
-        }
-    }
-
-    async fn wait_ready(&self, client: &reqwest::Client) {
-        for _ in 0..1200 {
-            let ready = client.get(format!("{}/readyz", self.base)).send().await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the hub did not become ready within 60 s");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
-}
-
-/// A settings file whose request budgets the check of every acknowledged record, read
-/// back one after another by one principal, does not meet.
-fn settings_without_budgets(dir: &std::path::Path) -> String {
-    let path = dir.join("hub.toml");
-    std::fs::write(
-        &path,
-        "[limits]\nper_second = 100000\nburst = 100000\n\
-         agency_per_second = 100000\nagency_burst = 100000\n",
-    )
-    .expect("settings file");
-    path.display().to_string()
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("address").port()
-}
 
 async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -102,17 +30,7 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
         out: dir.path().join("population"),
     })
     .expect("generate");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut args: Vec<String> = vec![
-        "serve".into(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--data-dir".into(),
-        dir.path().join("data").display().to_string(),
-        "--config".into(),
-        settings_without_budgets(dir.path()),
-    ];
+    let mut database_urls = Vec::new();
     if backend == Backend::Postgres {
         for (flag, role) in [
             ("--civil-database-url", "civil"),
@@ -120,17 +38,19 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
             ("--mid-database-url", "mid"),
             ("--control-database-url", "control"),
         ] {
-            args.push(flag.into());
-            args.push(fresh_postgres_database(role).await);
+            database_urls.push(flag.into());
+            database_urls.push(fresh_postgres_database(role).await);
         }
     }
-    let mut server = Server::start(args, base.clone());
+    let mut server = HubProcess::start(
+        &dir.path().join("data"),
+        &settings_file(dir.path(), ""),
+        database_urls,
+    );
+    let base = server.base.clone();
     server.wait_ready(&reqwest::Client::new()).await;
     // The hub made its signing key at start: sign with it as an operator would.
-    let tokens = Arc::new(
-        TokenAuthority::load_or_create(&dir.path().join("data").join("token-signing.key"))
-            .expect("the hub's key"),
-    );
+    let tokens = tokens_of(&dir.path().join("data"));
     let client = authorized_client(&all_roles_token(&tokens));
 
     // Import until well past the middle, acknowledging records as the hub answers.
@@ -199,21 +119,7 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
 
     server.spawn();
     server.wait_ready(&client).await;
-    for record in &acknowledged {
-        let read = client
-            .get(format!(
-                "{base}/v1/systems/{}/records/{}?purpose={READ_PURPOSE}",
-                record.system, record.source_id
-            ))
-            .send()
-            .await
-            .expect("answer");
-        assert_eq!(
-            read.status(),
-            200,
-            "acknowledged {record:?} survived the crash"
-        );
-    }
+    assert_readable(&client, &base, &acknowledged).await;
     let indexes: Value = client
         .get(format!("{base}/v1/biometrics/indexes"))
         .send()

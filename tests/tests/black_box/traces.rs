@@ -9,17 +9,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 use hub_tests::{
     EXAMPLES, READ_PURPOSE, all_roles_token, all_roles_token_of, authorized_client, fixture,
-    owner_of,
+    free_port, owner_of,
 };
 use interop_hub::access::TokenAuthority;
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// An OTLP/HTTP collector that keeps every body it is sent.
 async fn collector() -> (String, Arc<Mutex<Vec<Bytes>>>) {

@@ -1,0 +1,162 @@
+//! A hub in a process of its own, for what a process inside the test cannot show: a
+//! `kill -9`, a SIGTERM, a database or a disk that fails under a running hub.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use connectors::RecordRef;
+use hub_tests::{READ_PURPOSE, free_port};
+use interop_hub::access::TokenAuthority;
+
+/// A hub process started with `args`, restarted with the same on [`HubProcess::spawn`].
+pub struct HubProcess {
+    args: Vec<String>,
+    pub base: String,
+    child: Option<Child>,
+    /// The process's log (warnings and errors), shown when the test fails.
+    log: std::path::PathBuf,
+}
+
+impl HubProcess {
+    /// Serves on a free port, on `data_dir`, with the settings file `config`; `extra` adds
+    /// arguments (database URLs).
+    pub fn start(data_dir: &Path, config: &Path, extra: Vec<String>) -> Self {
+        let port = free_port();
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        args.extend(extra);
+        // Beside, not inside, the data directory: a test may fill that disk.
+        let log = std::env::temp_dir().join(format!("interop-hub-test-{port}.log"));
+        let mut server = Self {
+            args,
+            base: format!("http://127.0.0.1:{port}"),
+            child: None,
+            log,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("a log file for the hub process");
+        let child = Command::new(env!("CARGO_BIN_EXE_hub-under-test"))
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("hub process starts");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown hook runs, nothing is flushed.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM, then waits up to `patience` for the process to exit: whether it exited
+    /// successfully in time.
+    pub async fn terminate(&mut self, patience: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let signalled = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        let deadline = Instant::now() + patience;
+        while signalled && Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    pub async fn wait_ready(&self, client: &reqwest::Client) {
+        self.wait_ready_within(client, Duration::from_secs(60))
+            .await;
+    }
+
+    pub async fn wait_ready_within(&self, client: &reqwest::Client, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            let ready = client.get(format!("{}/readyz", self.base)).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the hub did not become ready within {patience:?}");
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        self.kill_9();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("the hub process's last log lines:\n{}", tail.join("\n"));
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A settings file in `dir`: request budgets no test meets, then `extra` TOML.
+pub fn settings_file(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("hub.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[limits]\nper_second = 100000\nburst = 100000\n\
+             agency_per_second = 100000\nagency_burst = 100000\n{extra}"
+        ),
+    )
+    .expect("settings file");
+    path
+}
+
+/// The signing key the hub process made in `data_dir` at start, to sign with as an
+/// operator would.
+pub fn tokens_of(data_dir: &Path) -> std::sync::Arc<TokenAuthority> {
+    std::sync::Arc::new(
+        TokenAuthority::load_or_create(&data_dir.join("token-signing.key")).expect("the hub's key"),
+    )
+}
+
+/// Every one of `records` reads back from the hub at `base`.
+pub async fn assert_readable(client: &reqwest::Client, base: &str, records: &[RecordRef]) {
+    assert!(!records.is_empty(), "records to read back");
+    for record in records {
+        let read = client
+            .get(format!(
+                "{base}/v1/systems/{}/records/{}?purpose={READ_PURPOSE}",
+                record.system, record.source_id
+            ))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(read.status(), 200, "acknowledged {record:?} is stored");
+    }
+}
