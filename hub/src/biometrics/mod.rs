@@ -330,6 +330,32 @@ impl Biometrics {
         .await
     }
 
+    /// Makes the index hold exactly `templates` (with their ids) for `record_id`: adds them,
+    /// and removes whatever else it holds of that record — templates an update replaced,
+    /// where the update stopped before taking them out. Scans the partition's owners, so
+    /// for recovery paths, not for every ingest.
+    pub async fn replace_record(
+        &self,
+        partition: Partition,
+        record_id: i64,
+        record: &connectors::RecordRef,
+        templates: &[connectors::BiometricTemplate],
+        template_ids: &[i64],
+    ) -> Result<(), BiometricsError> {
+        let stale: Vec<i64> = match self.owners.get(&partition) {
+            Some(owners) => read(owners)
+                .values()
+                .filter(|owner| owner.record_id == record_id)
+                .map(|owner| owner.template_id)
+                .filter(|id| !template_ids.contains(id))
+                .collect(),
+            None => Vec::new(),
+        };
+        self.remove(partition, &stale).await?;
+        self.add(partition, record_id, record, templates, template_ids)
+            .await
+    }
+
     /// Removes templates of a partition from every index that holds them.
     pub async fn remove(
         &self,

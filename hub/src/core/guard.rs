@@ -183,7 +183,7 @@ impl Hub {
         };
         let counts = count(&result);
         let outcome = outcome_of(&result, describe);
-        let queued = self.queue_audit(
+        let entry = self.audit_entry(
             principal,
             operation.purpose(),
             operation.action(),
@@ -196,12 +196,12 @@ impl Hub {
             Err(HubError::Unavailable | HubError::OutOfService(_))
         ) {
             // A database out of reach: the answer hands nothing out, and waiting for the
-            // audit log, likely out of reach as well, would double the client's wait. The
-            // entry is still queued, and written if the log can take it.
-            queued.await?;
+            // audit log, likely out of reach as well (or its queue full behind it), would
+            // add to the client's wait. The entry is written if the log can take it.
+            let _ = self.audit_queue.try_send(entry.0);
             return result;
         }
-        let logged = async { queued.await?.await.map_err(|_| HubError::Unavailable)? };
+        let logged = self.log_audit(entry);
         if matches!(operation, Operation::Ingest(_)) {
             self.timed(IngestStep::Audit, logged).await?;
         } else {

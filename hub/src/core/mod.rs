@@ -234,6 +234,9 @@ pub struct Hub {
     data_dir: std::path::PathBuf,
 }
 
+/// Says when an audit entry is written, or why it could not be.
+type AuditWritten = tokio::sync::oneshot::Receiver<Result<(), HubError>>;
+
 /// The longest `/readyz` waits for the databases' answers: a probe that hangs on a database
 /// out of reach would tell a load balancer nothing.
 const READINESS_DEADLINE: std::time::Duration = std::time::Duration::from_millis(800);
@@ -318,10 +321,22 @@ impl Hub {
         self.policy.access(principal).await
     }
 
-    /// Queues an audit entry for the writer; the receiver says when it is written. Callers
-    /// withhold their answer until then, and when it fails: nothing is shared that was not
-    /// logged.
-    async fn queue_audit(
+    /// Hands an audit entry (from [`Hub::audit_entry`]) to the writer and waits until it is
+    /// written. Callers withhold their answer until then, and when it fails: nothing is
+    /// shared that was not logged.
+    async fn log_audit(
+        &self,
+        (entry, written): (PendingAudit, AuditWritten),
+    ) -> Result<(), HubError> {
+        self.audit_queue
+            .send(entry)
+            .await
+            .map_err(|_| HubError::Unavailable)?;
+        written.await.map_err(|_| HubError::Unavailable)?
+    }
+
+    /// An audit entry for the writer, and the receiver that says when it is written.
+    fn audit_entry(
         &self,
         principal: &Principal,
         purpose: &str,
@@ -329,7 +344,7 @@ impl Hub {
         query: String,
         outcome: String,
         counts: Vec<IngestCountKey>,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<(), HubError>>, HubError> {
+    ) -> (PendingAudit, AuditWritten) {
         let event = AuditEvent {
             subject: principal.subject.clone(),
             agency: principal.agency.clone(),
@@ -340,16 +355,13 @@ impl Hub {
             outcome,
         };
         let (done, written) = tokio::sync::oneshot::channel();
-        self.audit_queue
-            .send(PendingAudit {
-                event,
-                at: self.clock.now(),
-                counts,
-                done,
-            })
-            .await
-            .map_err(|_| HubError::Unavailable)?;
-        Ok(written)
+        let entry = PendingAudit {
+            event,
+            at: self.clock.now(),
+            counts,
+            done,
+        };
+        (entry, written)
     }
 
     /// Brings every biometric index level with the store, then finishes detection for
@@ -375,39 +387,87 @@ impl Hub {
         self.finish_detections_with(self.biometrics()?).await
     }
 
+    /// Finishes the deletes that stopped half-way, then the detections; a record that fails
+    /// is logged and left for the next sweep, not allowed to hold up the others.
     async fn finish_detections_with(&self, biometrics: &Biometrics) -> Result<usize, HubError> {
+        for record in self.links.deletions().await? {
+            if let Err(e) = self.finish_deletion(&record).await {
+                tracing::warn!(system = %record.system, error = %e, "finishing a delete failed");
+            }
+        }
         let mut finished = 0;
         for partition in [Partition::Civil, Partition::LawEnforcement] {
             // Marks still queued would make finished records look unfinished.
             self.marks_written(partition).await?;
-            let store = self.store_of(partition);
-            for record_id in store.undetected().await? {
-                let Some(found) = store.get_by_id(record_id).await? else {
-                    continue;
-                };
-                let reference = RecordRef::new(found.record.system, found.record.source_id);
-                let _guard = self.lock(&reference).await;
-                // Read again under the lock: an ingest or a delete may have run meanwhile.
-                let Some(stored) = store.get_by_id(record_id).await? else {
-                    continue;
-                };
-                let template_ids = store.template_ids(record_id).await?;
-                biometrics
-                    .add(
-                        partition,
-                        record_id,
-                        &reference,
-                        &stored.record.templates,
-                        &template_ids,
-                    )
-                    .await?;
-                self.detect(biometrics, &stored.record).await?;
-                self.mark_detected(partition, record_id, stored.record.version)
-                    .await?;
-                finished += 1;
+            for record_id in self.store_of(partition).undetected().await? {
+                match self
+                    .finish_detection(biometrics, partition, record_id)
+                    .await
+                {
+                    Ok(true) => finished += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(partition = %partition.as_str(), error = %e, "finishing a detection failed");
+                    }
+                }
             }
         }
         Ok(finished)
+    }
+
+    /// Finishes a delete of `record` that stopped half-way: its links go if the record is
+    /// gone; if it is still there (the delete failed before removing it), the delete is
+    /// forgotten and the record's links are the detection's business (it is undetected).
+    async fn finish_deletion(&self, record: &RecordRef) -> Result<(), HubError> {
+        let _guard = self.lock(record).await;
+        // Under the lock: the delete may have been running, and finished meanwhile.
+        if !self.links.deletion_pending(record).await? {
+            return Ok(());
+        }
+        let exists = self
+            .store(record.system)
+            .gate_facts(record.system, &record.source_id)
+            .await?
+            .is_some();
+        if exists {
+            self.links.cancel_deletion(record).await?;
+        } else {
+            self.links.finish_deletion(record).await?;
+        }
+        Ok(())
+    }
+
+    /// Indexes and detects one undetected record; whether there was anything to do.
+    async fn finish_detection(
+        &self,
+        biometrics: &Biometrics,
+        partition: Partition,
+        record_id: i64,
+    ) -> Result<bool, HubError> {
+        let store = self.store_of(partition);
+        let Some(found) = store.get_by_id(record_id).await? else {
+            return Ok(false);
+        };
+        let reference = RecordRef::new(found.record.system, found.record.source_id);
+        let _guard = self.lock(&reference).await;
+        // Again under the lock: an ingest or a delete may have run meanwhile.
+        let Some(stored) = store.get_by_id(record_id).await? else {
+            return Ok(false);
+        };
+        let template_ids = store.template_ids(record_id).await?;
+        biometrics
+            .replace_record(
+                partition,
+                record_id,
+                &reference,
+                &stored.record.templates,
+                &template_ids,
+            )
+            .await?;
+        self.detect(biometrics, &stored.record).await?;
+        self.mark_detected(partition, record_id, stored.record.version)
+            .await?;
+        Ok(true)
     }
 
     /// Queues the record that detection finished for `record_id` at `version`; the
@@ -557,6 +617,19 @@ impl Hub {
         // to retry) finishes what that ingest began: the index, the links, the mark.
         let links = if upserted.detection_pending {
             self.timed(IngestStep::Index, async {
+                if upserted.outcome == UpsertOutcome::Replayed {
+                    // What the stopped ingest replaced may still be indexed; which templates
+                    // that were is known only to the index.
+                    return biometrics
+                        .replace_record(
+                            system.partition(),
+                            upserted.record_id,
+                            &reference,
+                            &accepted.record.templates,
+                            &upserted.template_ids,
+                        )
+                        .await;
+                }
                 biometrics
                     .remove(system.partition(), &upserted.removed_template_ids)
                     .await?;
@@ -897,7 +970,12 @@ impl Hub {
         if !store.mark_undetected(system, source_id).await? {
             return Err(HubError::RecordNotFound);
         }
-        let mut links = self.delete_links_of(&reference).await?;
+        // The delete is noted before anything goes, so that a stop half-way has start-up
+        // (or the sweep) finish removing the record's links.
+        let mut links = self
+            .links
+            .begin_deletion(&reference, self.clock.now())
+            .await?;
         let removed = store
             .delete(system, source_id)
             .await?
@@ -906,22 +984,9 @@ impl Hub {
         // Again, now that the record is gone: a detection of another record that read it
         // before it went may have linked it meanwhile (and one that links it from now on
         // finds it gone and drops its link itself).
-        links += self.delete_links_of(&reference).await?;
+        links += self.links.finish_deletion(&reference).await?;
         tracing::info!(system = %system, links, "record deleted");
         Ok(())
-    }
-
-    /// Deletes every link of `record`, verified or not; answers how many.
-    async fn delete_links_of(&self, record: &RecordRef) -> Result<usize, HubError> {
-        let links: Vec<String> = self
-            .links
-            .links_of(record)
-            .await?
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        self.links.delete(&links).await?;
-        Ok(links.len())
     }
 
     /// The caller's verification queue: the links its authority verifies, filtered and

@@ -261,20 +261,18 @@ impl Hub {
         if by_hit_flags && self.budgets.hit_flag_search(principal, hour) {
             // Someone runs list after list through hit flags: the supervisor should know.
             self.metrics.misuse_alarm();
-            let written = self
-                .queue_audit(
-                    principal,
-                    purpose.as_str(),
-                    "misuse_alarm",
-                    format!(
-                        "hit_flag_searches_per_hour>{}",
-                        self.settings.limits.hit_flag_alarm_per_hour
-                    ),
-                    "alarm".to_owned(),
-                    Vec::new(),
-                )
-                .await?;
-            written.await.map_err(|_| HubError::Unavailable)??;
+            self.log_audit(self.audit_entry(
+                principal,
+                purpose.as_str(),
+                "misuse_alarm",
+                format!(
+                    "hit_flag_searches_per_hour>{}",
+                    self.settings.limits.hit_flag_alarm_per_hour
+                ),
+                "alarm".to_owned(),
+                Vec::new(),
+            ))
+            .await?;
         }
         Ok(answer)
     }

@@ -174,7 +174,7 @@ impl ControlStore {
     }
 
     pub async fn insert_access_request(&self, request: &AccessRequest) -> Result<(), sqlx::Error> {
-        let _gate = self.db.write_gate().await;
+        let _gate = self.db.write_gate().await?;
         sqlx::query(&format!(
             "INSERT INTO access_requests ({REQUEST_COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
@@ -294,7 +294,7 @@ impl ControlStore {
         statistics: &str,
     ) -> Result<String, sqlx::Error> {
         {
-            let _gate = self.db.write_gate().await;
+            let _gate = self.db.write_gate().await?;
             sqlx::query(
                 "INSERT INTO statistics_snapshots (day, statistics) VALUES ($1, $2) \
                  ON CONFLICT (day) DO NOTHING",
@@ -392,7 +392,7 @@ impl AuditAppender {
             Some(tail) if counts.is_empty() && events.len() <= AUDIT_ROWS_PER_INSERT => {
                 let (rows, end) = chained(tail, events);
                 let sql = audit_insert_sql(rows.len());
-                let _gate = db.write_gate().await;
+                let _gate = db.write_gate().await?;
                 audit_insert(&sql, &rows).execute(&db.pool).await?;
                 end
             }

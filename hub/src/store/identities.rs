@@ -483,7 +483,7 @@ impl IdentityStore {
         system: SourceSystem,
         source_id: &str,
     ) -> Result<bool, sqlx::Error> {
-        let _gate = self.db.write_gate().await;
+        let _gate = self.db.write_gate().await?;
         let updated = sqlx::query(
             "UPDATE identity_records SET detected_version = 0 WHERE system = $1 AND source_id = $2",
         )
@@ -510,7 +510,7 @@ impl IdentityStore {
             .fold(sqlx::query(&sql), |query, (id, version)| {
                 query.bind(*id).bind(*version)
             });
-        let _gate = self.db.write_gate().await;
+        let _gate = self.db.write_gate().await?;
         query.execute(&self.db.pool).await.map(|_| ())
     }
 }
@@ -777,7 +777,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         applied(&store, ees("first", 1, "FIRST"), now).await;
 
-        let gate = store.db.write_gate().await;
+        let gate = store.db.write_gate().await.expect("the gate");
         let mut waiting = Vec::new();
         for (i, source_id) in ["a", "b", "poison", "c", "first", "d"].iter().enumerate() {
             let store = store.clone();

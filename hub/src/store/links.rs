@@ -136,6 +136,22 @@ impl LinkStore {
         link: &NewLink,
         now: OffsetDateTime,
     ) -> Result<(String, LinkChange), sqlx::Error> {
+        // On PostgreSQL a delete can commit between the insert that met the pair's link and
+        // the read of it: the read finds nothing, and the insert is tried again.
+        let mut attempts = 0;
+        loop {
+            match self.upsert_automatic_once(link, now).await {
+                Err(sqlx::Error::RowNotFound) if attempts < 3 => attempts += 1,
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn upsert_automatic_once(
+        &self,
+        link: &NewLink,
+        now: OffsetDateTime,
+    ) -> Result<(String, LinkChange), sqlx::Error> {
         let (a, b) = if link.a <= link.b {
             (&link.a, &link.b)
         } else {
@@ -247,6 +263,75 @@ impl LinkStore {
     /// decided stays.
     pub async fn delete_unverified(&self, ids: &[String]) -> Result<(), sqlx::Error> {
         self.delete_where(ids, "AND verified_at IS NULL").await
+    }
+
+    /// Notes that `record` is being deleted (see [`LinkStore::deletions`]) and removes its
+    /// links, decided or not, in one transaction; answers how many links went.
+    pub async fn begin_deletion(
+        &self,
+        record: &RecordRef,
+        now: OffsetDateTime,
+    ) -> Result<u64, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO record_deletions (system, source_id, started_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (system, source_id) DO NOTHING",
+        )
+        .bind(record.system.as_str())
+        .bind(record.source_id.as_str())
+        .bind(unix_millis(now))
+        .execute(&mut *tx)
+        .await?;
+        let removed = delete_links_of(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Removes every link of the deleted `record` again (a detection of another record may
+    /// have linked it meanwhile) and the note that it is being deleted, in one transaction;
+    /// answers how many links went.
+    pub async fn finish_deletion(&self, record: &RecordRef) -> Result<u64, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let removed = delete_links_of(&mut tx, record).await?;
+        forget_deletion(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Drops the note that `record` is being deleted, leaving its links: for a record
+    /// whose delete stopped before the record was removed.
+    pub async fn cancel_deletion(&self, record: &RecordRef) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        forget_deletion(&mut tx, record).await?;
+        tx.commit().await
+    }
+
+    /// Whether a delete of `record` began and has not finished.
+    pub async fn deletion_pending(&self, record: &RecordRef) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT started_at FROM record_deletions WHERE system = $1 AND source_id = $2",
+        )
+        .bind(record.system.as_str())
+        .bind(record.source_id.as_str())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// Records whose delete began and did not finish (the process stopped in between).
+    pub async fn deletions(&self) -> Result<Vec<RecordRef>, sqlx::Error> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT system, source_id FROM record_deletions ORDER BY started_at")
+                .fetch_all(&self.db.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(system, source_id)| {
+                let system = system
+                    .parse()
+                    .map_err(|_| corrupt("record_deletions.system"))?;
+                Ok(RecordRef::new(system, source_id))
+            })
+            .collect()
     }
 
     /// Deletes links by id, decided or not: for links whose record is gone.
@@ -583,4 +668,33 @@ fn link_from_row(row: &AnyRow) -> Result<StoredLink, sqlx::Error> {
         updated_at: from_unix_millis(row.try_get("updated_at")?)
             .ok_or_else(|| corrupt("updated_at"))?,
     })
+}
+
+/// Deletes every link of `record` inside `tx`; answers how many.
+async fn delete_links_of(
+    tx: &mut sqlx::AnyConnection,
+    record: &RecordRef,
+) -> Result<u64, sqlx::Error> {
+    // The history goes by ON DELETE CASCADE, in the same statement as its link.
+    Ok(sqlx::query(
+        "DELETE FROM links WHERE (a_system = $1 AND a_source_id = $2) \
+         OR (b_system = $1 AND b_source_id = $2)",
+    )
+    .bind(record.system.as_str())
+    .bind(record.source_id.as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+async fn forget_deletion(
+    tx: &mut sqlx::AnyConnection,
+    record: &RecordRef,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM record_deletions WHERE system = $1 AND source_id = $2")
+        .bind(record.system.as_str())
+        .bind(record.source_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
 }

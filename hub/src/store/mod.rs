@@ -181,7 +181,14 @@ pub struct Database {
     /// in order and without sleeping. `None` for PostgreSQL, whose writers do not exclude
     /// each other.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// How long a caller waits for a connection (or for the write gate).
+    acquire_timeout: Duration,
+    /// One connection for the readiness probe, apart from the pool.
+    probe: AnyPool,
 }
+
+/// How long the readiness probe waits for its connection.
+const PROBE_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A write transaction, holding the database's write gate until it ends.
 ///
@@ -189,54 +196,66 @@ pub struct Database {
 /// transaction type: sqlx counts a transaction depth per connection and leaves it raised
 /// when a COMMIT fails after SQLite has already rolled back by itself (a full disk, an I/O
 /// error), so that connection refused every later BEGIN until the process restarted. Here a
-/// connection whose transaction cannot be closed cleanly is closed instead of being pooled.
+/// connection whose transaction cannot be closed cleanly is closed instead of being pooled,
+/// and so is one whose BEGIN or COMMIT was cut off (a request dropped mid-statement).
 #[derive(Debug)]
 pub(crate) struct WriteTransaction {
-    /// `Some` until `commit` takes it, or `drop` rolls it back.
+    /// `Some` until `commit` succeeds; a drop before that rolls back.
     conn: Option<PoolConnection<sqlx::Any>>,
+    /// Where the transaction stands, for a drop to know what the connection holds.
+    stage: Stage,
     gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// BEGIN sent, its answer not yet read.
+    Beginning,
+    Open,
+    /// COMMIT sent, its answer not yet read.
+    Committing,
 }
 
 impl WriteTransaction {
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let Some(mut conn) = self.conn.take() else {
+        let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
+        self.stage = Stage::Committing;
         let committed = conn.execute("COMMIT").await.map(|_| ());
-        if committed.is_err() {
-            roll_back(&mut conn).await;
+        match committed {
+            // Committed: the connection goes back to the pool as it is.
+            Ok(()) => drop(self.conn.take()),
+            // Not committed: the drop rolls back.
+            Err(_) => self.stage = Stage::Open,
         }
         committed
     }
 }
 
-/// Ends whatever transaction `conn` has open. A connection on which ROLLBACK fails is
-/// closed rather than handed to the next caller in an unknown state: SQLite answers it with
-/// an error when it has already rolled back by itself, and a PostgreSQL connection that
-/// fails it is usually broken; a fresh connection costs little on so rare a path.
-async fn roll_back(conn: &mut PoolConnection<sqlx::Any>) {
-    if conn.execute("ROLLBACK").await.is_err() {
-        conn.close_on_drop();
-    }
-}
-
 /// An uncommitted transaction (an error, an early return, a cancelled request) is rolled
 /// back before the gate opens, so that the next writer does not find the lock still held.
+/// A ROLLBACK that fails (SQLite answers so when it has rolled back by itself), or a COMMIT
+/// whose answer never came, leaves the connection in a state nobody knows: it is closed
+/// rather than handed to the next caller mid-transaction. A BEGIN whose answer never came
+/// is rolled back like an open transaction.
 impl Drop for WriteTransaction {
     fn drop(&mut self) {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
+        if self.stage == Stage::Committing {
+            conn.close_on_drop();
+            return;
+        }
         let gate = self.gate.take();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    roll_back(&mut conn).await;
-                    drop(gate);
-                });
-            }
-            // No runtime to roll back on: the connection must not be pooled mid-transaction.
-            Err(_) => conn.close_on_drop(),
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if conn.execute("ROLLBACK").await.is_err() {
+                    conn.close_on_drop();
+                }
+                drop(gate);
+            });
         }
     }
 }
@@ -264,13 +283,22 @@ impl Database {
     /// Connects and brings `schema` up to date; a damaged database is named in the error.
     pub async fn open(url: &str, schema: Schema, pool: &PoolSettings) -> Result<Self, StoreError> {
         let database = Self::connect(url, pool).await.map_err(|e| e.located(url))?;
-        database
-            .backend
-            .migrator(schema)
-            .run(&database.pool)
-            .await
-            .map_err(|e| StoreError::from(e).located(url))?;
+        database.migrate(schema).await.map_err(|e| e.located(url))?;
         Ok(database)
+    }
+
+    /// Brings `schema` up to date on a connection without the statement timeout: a
+    /// migration may rewrite a large table, and on PostgreSQL it waits for another hub's
+    /// migration (an advisory lock) rather than run beside it. The connection is closed
+    /// afterwards rather than pooled without its timeout.
+    async fn migrate(&self, schema: Schema) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        conn.close_on_drop();
+        if self.backend == Backend::Postgres {
+            conn.execute("SET statement_timeout = 0").await?;
+        }
+        self.backend.migrator(schema).run(&mut *conn).await?;
+        Ok(())
     }
 
     async fn connect(url: &str, settings: &PoolSettings) -> Result<Self, StoreError> {
@@ -302,10 +330,16 @@ impl Database {
         }
         let write_gate =
             (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let probe = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(PROBE_ACQUIRE_TIMEOUT)
+            .connect_lazy(url)?;
         Ok(Self {
             pool,
             backend,
             write_gate,
+            acquire_timeout: settings.acquire_timeout,
+            probe,
         })
     }
 
@@ -317,37 +351,59 @@ impl Database {
     /// transaction that reads first and writes later cannot wait for a concurrent writer and
     /// fails with "database is locked" instead.
     pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
-        let gate = self.write_gate().await;
-        let mut conn = self.pool.acquire().await?;
+        let gate = self.write_gate().await?;
+        let conn = self.pool.acquire().await?;
+        let mut tx = WriteTransaction {
+            conn: Some(conn),
+            stage: Stage::Beginning,
+            gate,
+        };
         let begin = match self.backend {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
-        if let Err(error) = conn.execute(begin).await {
-            roll_back(&mut conn).await;
-            return Err(error);
+        let Some(conn) = tx.conn.as_mut() else {
+            return Err(sqlx::Error::PoolClosed);
+        };
+        match conn.execute(begin).await {
+            Ok(_) => {
+                tx.stage = Stage::Open;
+                Ok(tx)
+            }
+            Err(error) => {
+                // No transaction began (SQLite busy, a broken connection): nothing to roll
+                // back, and the connection goes back to the pool as it is (a broken one fails
+                // the pool's test before its next use).
+                drop(tx.conn.take());
+                Err(error)
+            }
         }
-        Ok(WriteTransaction {
-            conn: Some(conn),
-            gate,
-        })
     }
 
     /// The write gate, for a single write statement outside a transaction; hold the guard
-    /// until the statement is done.
-    pub(crate) async fn write_gate(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match &self.write_gate {
-            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
-            None => None,
-        }
+    /// until the statement is done. Waiting for it counts as waiting for a connection: it
+    /// gives up after the pool's acquire timeout.
+    pub(crate) async fn write_gate(
+        &self,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, sqlx::Error> {
+        let Some(gate) = &self.write_gate else {
+            return Ok(None);
+        };
+        tokio::time::timeout(self.acquire_timeout, Arc::clone(gate).lock_owned())
+            .await
+            .map(Some)
+            .map_err(|_| sqlx::Error::PoolTimedOut)
     }
 
+    /// Asks the database for an answer over a connection of its own, so that a busy pool
+    /// does not read as an unreachable database.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        self.pool.execute("SELECT 1").await.map(|_| ())
+        self.probe.execute("SELECT 1").await.map(|_| ())
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.probe.close().await;
     }
 }
 

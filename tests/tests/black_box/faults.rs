@@ -16,6 +16,7 @@ on_both_backends!(
     a_replay_finishes_the_detection_a_failed_push_left_unfinished,
     the_sweep_finishes_an_unfinished_detection_without_a_replay,
     no_link_outlives_its_records_when_deletes_race_re_ingests,
+    the_sweep_finishes_a_delete_that_stopped_half_way,
 );
 
 /// What the scenarios set: a locked table gives up after a second, and the sweep runs every
@@ -123,13 +124,33 @@ async fn a_replay_finishes_the_detection_a_failed_push_left_unfinished(backend: 
     assert_eq!(links.len(), 1, "the replay linked the record: {replay:#}");
     assert_eq!(links[0]["other"]["system"], "ees", "{replay:#}");
     assert_eq!(hub.all_links("").await.len(), 1);
-    // Finished means marked: a second replay has nothing left to do and says the same.
-    let again = report_of(&hub, "sis", sis_of_the_ees_person()).await;
-    assert_eq!(
-        again["links"].as_array().map(Vec::len),
-        Some(1),
-        "{again:#}"
-    );
+    // Finished means marked: neither a sweep nor a restart detects it again.
+    assert_detected(&hub, "SIS-IT-2026-000077").await;
+}
+
+/// Waits until the law-enforcement record `source_id` is marked detected at its version
+/// (marks are written together, shortly after the answer).
+async fn assert_detected(hub: &TestHub, source_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let marked = hub
+            .query_strings(
+                &hub.law_enforcement_url,
+                &format!(
+                    "SELECT CAST(version - detected_version AS TEXT) FROM identity_records \
+                     WHERE source_id = '{source_id}'"
+                ),
+            )
+            .await;
+        if marked == ["0"] {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{source_id} not marked detected: {marked:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn the_sweep_finishes_an_unfinished_detection_without_a_replay(backend: Backend) {
@@ -146,6 +167,7 @@ async fn the_sweep_finishes_an_unfinished_detection_without_a_replay(backend: Ba
                 .filter_map(|end| end["system"].as_str())
                 .collect();
             assert_eq!(ends, ["ees", "sis"], "{links:#?}");
+            assert_detected(&hub, "SIS-IT-2026-000077").await;
             break;
         }
         assert!(
@@ -233,7 +255,7 @@ async fn no_link_outlives_its_records_when_deletes_race_re_ingests(backend: Back
     // Every pair at once, sixteen in flight: the SIS alert deleted while the EES file is
     // re-ingested at version 2, whose detection reads the alert as a candidate.
     let sis_owner = hub.token("connector", "SE", &["connector:sis"]);
-    let outcomes: Vec<(u16, u16)> = futures::stream::iter(0..PAIRS)
+    let outcomes: Vec<(u16, u16, bool)> = futures::stream::iter(0..PAIRS)
         .map(|i| {
             let hub = &hub;
             let sis_owner = &sis_owner;
@@ -243,15 +265,26 @@ async fn no_link_outlives_its_records_when_deletes_race_re_ingests(backend: Back
                 let delete = hub.call(reqwest::Method::DELETE, &path, Some(sis_owner), None);
                 let reingest = hub.post_record("ees", "application/json", ees);
                 let ((deleted, _), updated) = tokio::join!(delete, reingest);
-                (deleted, updated.status().as_u16())
+                let status = updated.status().as_u16();
+                let report: Value = updated.json().await.unwrap_or_default();
+                let linked = report["links"].as_array().is_some_and(|l| !l.is_empty());
+                (deleted, status, linked)
             }
         })
         .buffer_unordered(16)
         .collect()
         .await;
     assert!(
-        outcomes.iter().all(|outcome| *outcome == (204, 200)),
+        outcomes
+            .iter()
+            .all(|(deleted, updated, _)| (*deleted, *updated) == (204, 200)),
         "every delete and every update acknowledged: {outcomes:?}"
+    );
+    // Both orders happened: some updates still found the alert and linked it.
+    let linked = outcomes.iter().filter(|(_, _, linked)| *linked).count();
+    assert!(
+        (1..PAIRS).contains(&linked),
+        "{linked} of {PAIRS} updates linked the alert: the race did not run both ways"
     );
     let links = hub.all_links("").await;
     let orphans: Vec<&Value> = links
@@ -336,4 +369,56 @@ async fn a_damaged_database_file_is_named_at_start_up() {
         "the error names the damaged file and what to do: {message}"
     );
     assert!(message.contains("backup"), "{message}");
+}
+
+async fn the_sweep_finishes_a_delete_that_stopped_half_way(backend: Backend) {
+    let hub = TestHub::spawn_with(backend, quick_faults).await;
+    hub.post_examples().await;
+    assert_eq!(hub.all_links("").await.len(), 10);
+    // As a process that died mid-delete leaves things: the SIS alert noted as being
+    // deleted and gone, its links still there; and the EES file noted, but still there
+    // (its delete died before removing it).
+    let noted = |system: &str, source_id: &str| {
+        format!(
+            "INSERT INTO record_deletions (system, source_id, started_at) \
+             VALUES ('{system}', '{source_id}', 0)"
+        )
+    };
+    hub.execute(&hub.mid_url, &noted("sis", "SIS-IT-2026-000077"))
+        .await;
+    hub.execute(&hub.mid_url, &noted("ees", "EES-DE-2026-000123"))
+        .await;
+    assert_eq!(
+        hub.execute(
+            &hub.law_enforcement_url,
+            "DELETE FROM identity_records WHERE source_id = 'SIS-IT-2026-000077'",
+        )
+        .await,
+        1
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pending = hub
+            .query_strings(&hub.mid_url, "SELECT source_id FROM record_deletions")
+            .await;
+        let links = hub.all_links("").await;
+        let to_sis = links
+            .iter()
+            .filter(|link| {
+                link["records"]
+                    .as_array()
+                    .is_some_and(|ends| ends.iter().any(|end| end["system"] == "sis"))
+            })
+            .count();
+        if pending.is_empty() && to_sis == 0 {
+            // The EES file is still there, and so are its links to the other three.
+            assert_eq!(links.len(), 6, "{links:#?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sweep did not finish the deletes: {pending:?}, {to_sis} links to SIS"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
