@@ -7,6 +7,8 @@ use connectors::{FieldError, Refusal};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::store::Fault;
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Every way a request to the hub can fail.
@@ -79,54 +81,20 @@ pub enum HubError {
 
 impl From<sqlx::Error> for HubError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
+        match crate::store::fault_of(&error) {
             // The database is out of reach, not wrong: the client may retry.
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::WorkerCrashed => {
-                tracing::warn!(error = %error, "database out of reach");
-                Self::Unavailable
-            }
-            sqlx::Error::Database(ref cause) if is_transient(cause.as_ref()) => {
+            Some(Fault::Unreachable) => {
                 tracing::warn!(error = %error, "database not available for now");
                 Self::Unavailable
             }
             // Not the client's doing either; an operator must restore the database.
-            ref damaged if crate::store::is_damage(damaged) => {
+            Some(Fault::Damaged) => {
                 tracing::error!(error = %error, "a database is damaged: restore it from a backup");
                 Self::OutOfService("a database is damaged".to_owned())
             }
-            other => Self::Storage(other),
+            None => Self::Storage(error),
         }
     }
-}
-
-/// A database error that says the server is restarting, overloaded, out of space or
-/// contended rather than that the statement is wrong: retrying later can succeed.
-fn is_transient(cause: &dyn sqlx::error::DatabaseError) -> bool {
-    if let Some(postgres) = cause.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-        let code = postgres.code();
-        // 08: connection exception; 53: insufficient resources (disk full, out of memory,
-        // too many connections); 57014: cancelled by the statement timeout; 57P01-57P03:
-        // shut down or starting up; 40001 and 40P01: serialisation failure and deadlock,
-        // retried whole.
-        return code.starts_with("08")
-            || code.starts_with("53")
-            || ["57014", "57P01", "57P02", "57P03", "40001", "40P01"].contains(&code);
-    }
-    if cause
-        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
-        .is_some()
-    {
-        // The primary result code, under SQLite's extended ones: BUSY, LOCKED, IOERR,
-        // FULL, CANTOPEN.
-        return cause
-            .code()
-            .and_then(|code| code.parse::<i64>().ok())
-            .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14));
-    }
-    false
 }
 
 impl From<Refusal> for HubError {

@@ -91,22 +91,53 @@ pub enum StoreError {
     Damaged { database: String, detail: String },
 }
 
-/// Whether the database says its stored data is damaged (SQLite: CORRUPT, NOTADB;
-/// PostgreSQL: XX001 data corrupted, XX002 index corrupted), as opposed to unreachable.
-pub fn is_damage(error: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(cause) = error else {
-        return false;
+/// What a database error says of the database rather than of the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Out of reach, restarting, overloaded, out of space or contended: retrying later can
+    /// succeed.
+    Unreachable,
+    /// Its stored data is damaged: no retry mends it, an operator restores a backup.
+    Damaged,
+}
+
+/// The fault `error` reports, if it reports one: `None` for an error of the statement
+/// itself (a constraint, a type, a missing row).
+pub fn fault_of(error: &sqlx::Error) -> Option<Fault> {
+    let cause = match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => return Some(Fault::Unreachable),
+        sqlx::Error::Database(cause) => cause,
+        _ => return None,
     };
     if let Some(postgres) = cause.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-        return ["XX001", "XX002"].contains(&postgres.code());
+        let code = postgres.code();
+        // 08: connection exception; 53: insufficient resources (disk full, out of memory,
+        // too many connections); 57014: cancelled by the statement timeout; 57P01-57P03:
+        // shut down or starting up; 40001 and 40P01: serialisation failure and deadlock,
+        // retried whole. XX001 and XX002: data and index corrupted.
+        return if code.starts_with("08")
+            || code.starts_with("53")
+            || ["57014", "57P01", "57P02", "57P03", "40001", "40P01"].contains(&code)
+        {
+            Some(Fault::Unreachable)
+        } else if ["XX001", "XX002"].contains(&code) {
+            Some(Fault::Damaged)
+        } else {
+            None
+        };
     }
-    cause
-        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
-        .is_some()
-        && cause
-            .code()
-            .and_then(|code| code.parse::<i64>().ok())
-            .is_some_and(|code| matches!(code & 0xff, 11 | 26))
+    cause.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    // The primary result code, under SQLite's extended ones.
+    match cause.code()?.parse::<i64>().ok()? & 0xff {
+        // BUSY, LOCKED, IOERR, FULL, CANTOPEN.
+        5 | 6 | 10 | 13 | 14 => Some(Fault::Unreachable),
+        // CORRUPT, NOTADB.
+        11 | 26 => Some(Fault::Damaged),
+        _ => None,
+    }
 }
 
 /// Where a database is, for an operator's message: a SQLite file's path, or a
@@ -135,7 +166,7 @@ impl StoreError {
             | Self::Migration(sqlx::migrate::MigrateError::Execute(error)) => error,
             _ => return self,
         };
-        if !is_damage(cause) {
+        if fault_of(cause) != Some(Fault::Damaged) {
             return self;
         }
         let detail = match cause {

@@ -11,12 +11,14 @@ use base64::engine::general_purpose::STANDARD;
 use connectors::{RecordRef, SourceSystem};
 use hub_tests::{
     Backend, READ_PURPOSE, all_roles_token, all_roles_token_of, authorized_client,
-    fresh_postgres_database, on_both_backends, owner_of,
+    on_both_backends, owner_of, postgres_admin_url,
 };
 use interop_hub::generate::{GenerateOptions, Trait, Truth, base_vector, generate, new_capture};
 use serde_json::{Value, json};
 
-use crate::process::{HubProcess, assert_readable, settings_file, tokens_of};
+use crate::process::{
+    HubProcess, assert_readable, postgres_database_flags, settings_file, tokens_of,
+};
 
 on_both_backends!(a_crash_mid_import_loses_no_acknowledged_record);
 
@@ -30,18 +32,10 @@ async fn a_crash_mid_import_loses_no_acknowledged_record(backend: Backend) {
         out: dir.path().join("population"),
     })
     .expect("generate");
-    let mut database_urls = Vec::new();
-    if backend == Backend::Postgres {
-        for (flag, role) in [
-            ("--civil-database-url", "civil"),
-            ("--law-enforcement-database-url", "le"),
-            ("--mid-database-url", "mid"),
-            ("--control-database-url", "control"),
-        ] {
-            database_urls.push(flag.into());
-            database_urls.push(fresh_postgres_database(role).await);
-        }
-    }
+    let database_urls = match backend {
+        Backend::Postgres => postgres_database_flags(&postgres_admin_url()).await,
+        Backend::Sqlite => Vec::new(),
+    };
     let mut server = HubProcess::start(
         &dir.path().join("data"),
         &settings_file(dir.path(), ""),

@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 
 use connectors::RecordRef;
 use hub_tests::{
-    PostgresCluster, READ_PURPOSE, all_roles_token, all_roles_token_of, authorized_client,
-    fresh_postgres_database_on, owner_of,
+    PostgresCluster, READ_PURPOSE, all_roles_token, all_roles_token_of, authorized_client, owner_of,
 };
 use interop_hub::access::TokenAuthority;
 use interop_hub::generate::{GenerateOptions, generate};
 use serde_json::Value;
 
-use crate::process::{HubProcess, assert_readable, settings_file, tokens_of};
+use crate::process::{
+    HubProcess, assert_readable, postgres_database_flags, settings_file, tokens_of,
+};
 
 /// What the hubs under fault are set to: a request waits two seconds at most for a
 /// connection, a statement runs two seconds at most.
@@ -257,16 +258,7 @@ async fn on_blocking(work: impl FnOnce() + Send + 'static) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_and_stopped_under_load() {
     let cluster = Arc::new(PostgresCluster::start());
-    let mut database_urls = Vec::new();
-    for (flag, role) in [
-        ("--civil-database-url", "civil"),
-        ("--law-enforcement-database-url", "le"),
-        ("--mid-database-url", "mid"),
-        ("--control-database-url", "control"),
-    ] {
-        database_urls.push(flag.to_owned());
-        database_urls.push(fresh_postgres_database_on(&cluster.url("postgres"), role).await);
-    }
+    let database_urls = postgres_database_flags(&cluster.url("postgres")).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let server = HubProcess::start(&data, &settings_file(dir.path(), TIMEOUTS), database_urls);

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use connectors::RecordRef;
-use hub_tests::{READ_PURPOSE, free_port};
+use hub_tests::{READ_PURPOSE, free_port, fresh_postgres_database_on};
 use interop_hub::access::TokenAuthority;
 
 /// A hub process started with `args`, restarted with the same on [`HubProcess::spawn`].
@@ -159,4 +159,20 @@ pub async fn assert_readable(client: &reqwest::Client, base: &str, records: &[Re
             .expect("answer");
         assert_eq!(read.status(), 200, "acknowledged {record:?} is stored");
     }
+}
+
+/// The command-line flags that put a hub's four databases on fresh PostgreSQL databases of
+/// the server at `admin_url`.
+pub async fn postgres_database_flags(admin_url: &str) -> Vec<String> {
+    let mut flags = Vec::new();
+    for (flag, role) in [
+        ("--civil-database-url", "civil"),
+        ("--law-enforcement-database-url", "le"),
+        ("--mid-database-url", "mid"),
+        ("--control-database-url", "control"),
+    ] {
+        flags.push(flag.to_owned());
+        flags.push(fresh_postgres_database_on(admin_url, role).await);
+    }
+    flags
 }
