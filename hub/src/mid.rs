@@ -21,7 +21,7 @@ pub struct LinkEvidence {
     pub biometric_scores: Vec<BiometricScore>,
 }
 
-/// The authority that verifies a link (DESIGN.md): a SIS alert's SIRENE bureau whenever an
+/// The authority that verifies a link (docs/RULES.md#who-verifies-a-link): a SIS alert's SIRENE bureau whenever an
 /// alert is involved, otherwise the authority of the system whose record made the link.
 pub fn responsible_authority(trigger: &IdentityRecord, other: &IdentityRecord) -> String {
     let sis = [trigger, other]

@@ -8,7 +8,7 @@
 //! cosine on AVX2 as three single-accumulator FMA chains (`a·b`, `a·a`, `b·b`; and `f32` through
 //! `f64`), so every step waits for the previous one's latency. The hub stores unit vectors, so
 //! cosine distance is `1 − a·b`; four independent accumulators keep both FMA ports busy.
-//! `cargo bench -p interop-hub --bench hot_paths -- distance` measures the difference.
+//! `cargo bench -p interop-hub-cli --bench hot_paths -- distance` measures the difference.
 //!
 //! Why `i8` is quantised here and not by usearch: usearch casts `f32` to `i8` as `x · 127`,
 //! which suits components near ±1; a 512-d unit vector's components are near ±0.04, so they
@@ -18,8 +18,8 @@
 //! similarities and compares them with match thresholds. [`quantize_i8`] scales each vector
 //! by its own largest component instead, and cosine, which ignores length, needs no scale
 //! stored beside it. On a CPU with VNNI (AVX-512 or AVX) usearch's own `i8` cosine computes
-//! it: there it searched 1.18–1.26× faster than an earlier AVX2 kernel of ours (widening to
-//! 16 bits, three `madd` chains; dropped, never committed). Without VNNI, usearch's AVX2
+//! it: there it beat an earlier AVX2 kernel of ours (widening to 16 bits, three `madd`
+//! chains; dropped, never committed). Without VNNI, usearch's AVX2
 //! kernel widens each byte to 16 bits before multiplying, because `maddubs` (unsigned ×
 //! signed bytes) goes wrong on −128; the quantised vectors never hold −128, so the kernel
 //! here multiplies bytes directly, 32 at a time (`interop-hub bench` compares it with
@@ -188,7 +188,7 @@ const GATHER_BLOCK: usize = 64;
 /// Few members fall within a shortlist's cutoff, so a block of distances is looked into only
 /// when its count within the limit is not zero: a sum of compares, which the compiler
 /// vectorises (a minimum of unsigned values is not on baseline x86-64), instead of a branch
-/// per member. `cargo bench -p interop-hub --bench hot_paths -- sketch/gather` compares it
+/// per member. `cargo bench -p interop-hub-cli --bench hot_paths -- sketch/gather` compares it
 /// with [`gather_within_filtered`].
 pub fn gather_within(distances: &[u32], limit: u32, first: usize, out: &mut Vec<(u32, usize)>) {
     let blocks = distances.chunks_exact(GATHER_BLOCK);
@@ -364,9 +364,8 @@ fn scalar_hamming_distances(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
 
 /// The scan at the sketch lengths of common templates as loops of a length known at compile
 /// time: unrolled, a 192-bit finger sketch is three loads, xors and counts with no loop of
-/// its own. On an AVX2 EPYC (`cargo bench -p interop-hub --bench hot_paths -- sketch/`,
-/// session 14): 200k 192-bit sketches 574 → 286 µs, 100k 512-bit 362 → 337 µs; by arithmetic,
-/// both scans then read their sketches at 17–19 GB/s.
+/// its own, and the scans run at memory speed (`cargo bench -p interop-hub-cli --bench
+/// hot_paths -- sketch/`; figures in bench/README.md).
 #[inline(always)]
 fn hamming_distances_portable(probe: &[u64], sketches: &[u64], out: &mut [u32]) {
     match probe.len() {
@@ -753,8 +752,7 @@ mod x86_avx512_popcnt {
     /// of their 24 words: the probe, tiled to the same 24 words, xors all three, and each
     /// member's three counts are gathered into its own lane by permutes. One masked register
     /// per member, as the general loop loads them, made this length slower than the scalar
-    /// loop (on a Zen 4 EPYC: 404 µs against 247 for 200k, `cargo bench -p interop-hub
-    /// --bench hot_paths -- sketch/`).
+    /// loop (`cargo bench -p interop-hub-cli --bench hot_paths -- sketch/`).
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     unsafe fn hamming_distances_3(probe: &[u64; 3], sketches: &[u64], out: &mut [u32]) {
         const SPAN: usize = 3 * WORDS;

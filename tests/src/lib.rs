@@ -80,8 +80,6 @@ pub struct TestHub {
     pub mid_url: String,
     pub control_url: String,
     pub data_dir: PathBuf,
-    /// The running hub's core, for checks behind the API (index contents).
-    pub core: std::sync::Arc<interop_hub::core::Hub>,
     config: HubConfig,
     _data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -125,7 +123,6 @@ impl TestHub {
         let app = Application::build(config.clone())
             .await
             .expect("hub starts");
-        let core = app.hub();
         let address = app.local_addr().expect("bound address");
         let tokens = std::sync::Arc::new(
             TokenAuthority::load_or_create(&config.signing_key_path()).expect("the hub's key"),
@@ -145,7 +142,6 @@ impl TestHub {
             mid_url: config.mid_url(),
             control_url: config.control_url(),
             data_dir: data_dir.path().to_path_buf(),
-            core,
             config,
             _data_dir: data_dir,
             shutdown: Some(shutdown),
@@ -272,6 +268,21 @@ impl TestHub {
             response.status().as_u16(),
             response.json().await.unwrap_or_default(),
         )
+    }
+
+    /// Templates in the index of `algorithm` in `partition`, as `GET /v1/biometrics/indexes`
+    /// reports them.
+    pub async fn indexed(&self, partition: connectors::Partition, algorithm: &str) -> u64 {
+        let (status, indexes) = self.get_json("/v1/biometrics/indexes").await;
+        assert_eq!(status, 200, "index state: {indexes}");
+        let partition = serde_json::to_value(partition).expect("a partition serialises");
+        indexes
+            .as_array()
+            .expect("a list of indexes")
+            .iter()
+            .find(|index| index["partition"] == partition && index["algorithm"] == algorithm)
+            .and_then(|index| index["indexed"].as_u64())
+            .unwrap_or_else(|| panic!("no index of {algorithm} in {partition}: {indexes}"))
     }
 
     /// POSTs `body` as JSON to `path`: the status and the JSON answer.

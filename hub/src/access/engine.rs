@@ -386,7 +386,7 @@ impl PolicySnapshot {
     }
 }
 
-/// The verifying authority a role acts as (DESIGN: who verifies which system's links),
+/// The verifying authority a role acts as (docs/RULES.md#who-verifies-a-link),
 /// as `crate::mid::responsible_authority` names it.
 fn authority_of(role: &str) -> Option<&'static str> {
     match role {

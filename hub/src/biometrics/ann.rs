@@ -12,8 +12,8 @@
 //!   `threads + 1` slots: searches pass a counting semaphore of `threads` permits, and the one
 //!   writer (below) has the last slot to itself, so the pool can never run dry.
 //! - concurrent `add`s leave some nodes stored but unreachable by any search (upstream issue
-//!   #735, unfixed in 2.26.6; measured on 2,400 × 64-d: up to 2 % of exact self-queries miss
-//!   with 2–16 inserting threads, none with one inserter and 8 searchers). A missed template is
+//!   #735, unfixed in 2.26.6; reproduced here with several inserting threads, never with one
+//!   inserter beside searchers: bench/README.md). A missed template is
 //!   a missed identity fraud, so all mutations (add, replace, remove) go through one writer
 //!   mutex; searches run alongside it.
 //! - `reserve` (growing, resizing the slot pool) must not overlap any other call: it runs under
@@ -161,8 +161,8 @@ pub struct IndexSettings {
     pub threads: Option<usize>,
     /// Searches scan every member's sign sketch and re-rank this many nearest by Hamming
     /// distance (more when tied) with the index's cosine, instead of walking the graph; 0 walks the graph. Two captures of one trait stand far nearer
-    /// each other than strangers do, so the true mate is in a short shortlist (`interop-hub
-    /// bench`: recall 1.000 at 100k from a shortlist of 1); the scan is linear in the
+    /// each other than strangers do, so the true mate is in a short shortlist (the bench's
+    /// shortlist curve measures the recall); the scan is linear in the
     /// members but reads one bit per dimension, and needs no graph to reach the mate.
     #[serde(default)]
     pub shortlist: usize,

@@ -94,23 +94,21 @@ pub fn settings_for(algorithm: &connectors::Algorithm, tuning: IndexTuning) -> I
     IndexSettings {
         dimension: algorithm.dimension,
         // A quarter of f32's vector memory, and the fastest storage at the same genuine-mate
-        // recall on both CPUs measured (`interop-hub bench`, quantisation table): 1.48× the
-        // bare f16 index's qps at 20k and 1.74× at 100k with AVX-512 VNNI (usearch's kernel),
-        // 1.54× and 1.70× with AVX2 only (the hub's kernel). Quantised per vector, not by
-        // usearch's coarser cast (`kernels::quantize_i8`).
+        // recall on every CPU measured (`interop-hub bench`, quantisation table; figures in
+        // bench/README.md). Quantised per vector, not by usearch's coarser cast
+        // (`kernels::quantize_i8`).
         quantization: Quantization::I8,
-        // A missed mate is a missed identity fraud. At 100k records (`interop-hub bench
-        // --templates 100000`, the hub's trade-off curves): 512-d faces came first for 97.9 %
-        // of probes at ef 128 and 99.8 % at ef 256; 192-d fingers (two per record in one
-        // index) for 98.2 % at ef 128 and 99.9 % at ef 256.
+        // A missed mate is a missed identity fraud: 256 is where the hub's trade-off curves
+        // (`interop-hub bench`) reach the recall target for faces and fingers, and 128 falls
+        // short (bench/README.md).
         expansion_search: match algorithm.modality {
             connectors::Modality::Face => FACE_EXPANSION_SEARCH,
             connectors::Modality::Finger => FINGER_EXPANSION_SEARCH,
             connectors::Modality::Iris => IndexSettings::DEFAULT_EXPANSION,
         },
         // 1:N searches, the portal's and the detector's, scan the sign sketches instead of
-        // walking the graph (at 20k the detector's six ef-64 walks per record took 4.8 ms of
-        // an ingest, the scans 2.9: `interop-hub bench`, ingest steps).
+        // walking the graph: cheaper per ingest than the detector's graph walks
+        // (`interop-hub bench`, ingest steps).
         shortlist: tuning.sketch_shortlist,
         expansion_add: tuning.expansion_add,
         ..IndexSettings::default()
@@ -125,10 +123,10 @@ pub const SKETCH_SHORTLIST: usize = 64;
 /// setting `index.expansion_add` says otherwise.
 pub const EXPANSION_ADD: usize = IndexSettings::DEFAULT_EXPANSION;
 
-/// The same, into a graph no search walks (sketch searches, the default): inserts about 7×
-/// as fast as at 128 (bare adds/s at 20k, `interop-hub bench --expansion-add 16` against
-/// `--expansion-add 128`, session 14). Walked, such a graph finds too few mates (the hub's at 100k: 96.6 % at ef 512), so
-/// an index that comes to walk it is rebuilt at start.
+/// The same, into a graph no search walks (sketch searches, the default): inserting at 16
+/// is several times faster than at 128, and no search reads the graph. Walked, such a graph
+/// finds too few mates, so an index that comes to walk it is rebuilt at start
+/// (bench/README.md).
 pub const SCANNED_EXPANSION_ADD: usize = 16;
 
 /// HNSW's search expansion for face indexes: used only while the index's shortlist is 0

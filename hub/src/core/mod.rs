@@ -33,6 +33,7 @@ use utoipa::ToSchema;
 
 use crate::access::{Access, HubDuty, PolicyEngine, Principal};
 use crate::audit::AuditEvent;
+use crate::batch::{BatchWriter, Batcher};
 use crate::biometrics::{Biometrics, BiometricsError};
 use crate::clock::Clock;
 use crate::config::{HubConfig, Settings};
@@ -40,8 +41,8 @@ use crate::error::HubError;
 use crate::matching::{BlockingKeys, LinkColour, LinkRule};
 use crate::metrics::{HubMetrics, IngestStep, StepTotal};
 use crate::store::{
-    ControlStore, HistoryEntry, IdentityStore, IngestCountKey, LinkQuery, LinkStore, StoreError,
-    StoredLink, StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
+    AuditAppender, ControlStore, HistoryEntry, IdentityStore, IngestCountKey, LinkQuery, LinkStore,
+    StoreError, StoredLink, StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
 };
 use portal::{purpose_admits, purpose_admits_born, purpose_needs_records};
 
@@ -205,9 +206,8 @@ pub struct IndexStatus {
     pub graph_expansion_add: usize,
 }
 
-/// Stripes of the per-record lock: enough that unrelated records rarely wait on each other
-/// (with 64, sixteen ingests in flight waited 5.5 ms each on average for another record's
-/// stripe: an instrumented build of `interop-hub bench`, 20k, session 8).
+/// Stripes of the per-record lock: enough that unrelated records rarely wait on each other's
+/// stripe with many ingests in flight (fewer stripes made ingests wait: bench/README.md).
 const RECORD_LOCK_STRIPES: usize = 1024;
 
 /// The running hub: one store per partition, the links, and the biometric indexes once
@@ -225,9 +225,9 @@ pub struct Hub {
     record_locks: Vec<tokio::sync::Mutex<()>>,
     /// Audit entries are chained, so one task appends them: whatever queued up while it
     /// wrote goes into the next transaction together (group commit).
-    audit_queue: tokio::sync::mpsc::Sender<PendingAudit>,
+    audit_queue: Batcher<PendingAudit>,
     /// Per partition, like the audit log: marks of finished detections, written together.
-    detected_marks: BTreeMap<Partition, tokio::sync::mpsc::Sender<PendingMark>>,
+    detected_marks: BTreeMap<Partition, Batcher<PendingMark>>,
     metrics: Arc<HubMetrics>,
     budgets: limits::Budgets,
     /// Where the SQLite files and the index files live: readiness needs room there.
@@ -251,7 +251,10 @@ impl Hub {
         let pool = config.settings.database.pool();
         let control = ControlStore::open(&config.control_url(), &pool).await?;
         let metrics = Arc::new(HubMetrics::default());
-        let audit_queue = spawn_audit_writer(control.clone(), Arc::clone(&metrics));
+        let audit_queue = Batcher::spawn(AuditWriter {
+            appender: control.audit_appender(),
+            metrics: Arc::clone(&metrics),
+        });
         let policy =
             PolicyEngine::open(control.clone(), config.clock.clone(), Arc::clone(&metrics))
                 .await
@@ -259,10 +262,17 @@ impl Hub {
         let civil = IdentityStore::open(&config.civil_url(), &pool).await?;
         let law_enforcement = IdentityStore::open(&config.law_enforcement_url(), &pool).await?;
         let detected_marks = [
-            (Partition::Civil, spawn_mark_writer(civil.clone())),
+            (
+                Partition::Civil,
+                Batcher::spawn(MarkWriter {
+                    store: civil.clone(),
+                }),
+            ),
             (
                 Partition::LawEnforcement,
-                spawn_mark_writer(law_enforcement.clone()),
+                Batcher::spawn(MarkWriter {
+                    store: law_enforcement.clone(),
+                }),
             ),
         ]
         .into_iter()
@@ -496,10 +506,7 @@ impl Hub {
         written.await.map_err(|_| HubError::Unavailable)
     }
 
-    fn mark_queue(
-        &self,
-        partition: Partition,
-    ) -> Result<&tokio::sync::mpsc::Sender<PendingMark>, HubError> {
+    fn mark_queue(&self, partition: Partition) -> Result<&Batcher<PendingMark>, HubError> {
         self.detected_marks
             .get(&partition)
             .ok_or(HubError::Unavailable)
@@ -1030,12 +1037,6 @@ impl Hub {
         .await
     }
 
-    /// Every stored link, unfiltered and unaudited: the bench's check against its ground
-    /// truth, never a caller's view.
-    pub(crate) async fn all_links(&self) -> Result<Vec<StoredLink>, HubError> {
-        Ok(self.links.list_all(self.clock.now()).await?)
-    }
-
     /// A link's identity confirmation file, for its responsible authority; any other
     /// caller is answered as if the link did not exist.
     pub async fn link(
@@ -1408,109 +1409,91 @@ enum PendingMark {
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
-/// Marks one statement takes at most.
-const MARK_BATCH: usize = 128;
-
-/// How long the mark writer gathers marks before it writes them: what a crash can make
-/// start-up detect again, against write-lock time taken from ingests (written at once,
-/// marks took a write per one or two records).
-const MARK_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
-
 /// One partition's writer of detection marks: a mark is a write of its own, and each
 /// write holds SQLite's single write lock through a commit, so the writer gathers marks for
-/// up to `MARK_LINGER` (less when a barrier waits) and writes them in one statement.
-fn spawn_mark_writer(store: IdentityStore) -> tokio::sync::mpsc::Sender<PendingMark> {
-    let (queue, mut pending) = tokio::sync::mpsc::channel::<PendingMark>(4 * MARK_BATCH);
-    tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(MARK_BATCH);
-        while pending.recv_many(&mut batch, MARK_BATCH).await > 0 {
-            // Marks are many and small, and each write holds the write lock the ingests need:
-            // gather more for a while, unless someone waits for them.
-            let gathering_until = tokio::time::Instant::now() + MARK_LINGER;
-            while batch.len() < MARK_BATCH
-                && !batch.iter().any(|m| matches!(m, PendingMark::Barrier(_)))
-            {
-                let room = MARK_BATCH - batch.len();
-                match tokio::time::timeout_at(gathering_until, pending.recv_many(&mut batch, room))
-                    .await
-                {
-                    Ok(received) if received > 0 => {}
-                    _ => break,
-                }
-            }
-            let mut marks = Vec::with_capacity(batch.len());
-            let mut barriers = Vec::new();
-            for pending in batch.drain(..) {
-                match pending {
-                    PendingMark::Detected { record_id, version } => {
-                        marks.push((record_id, version));
-                    }
-                    PendingMark::Barrier(done) => barriers.push(done),
-                }
-            }
-            if let Err(e) = store.mark_detected_many(&marks).await {
-                // Unmarked records are detected again at the next start: nothing is lost.
-                tracing::error!(error = %e, marks = marks.len(), "detection marks not written");
-            }
-            for done in barriers {
-                let _ = done.send(());
+/// a while (less when a barrier waits) and writes them in one statement. The linger bounds
+/// what a crash can make start-up detect again.
+#[derive(Debug)]
+struct MarkWriter {
+    store: IdentityStore,
+}
+
+impl BatchWriter for MarkWriter {
+    type Job = PendingMark;
+    const MAX_BATCH: usize = 128;
+    const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
+    fn urgent(&self, job: &PendingMark) -> bool {
+        matches!(job, PendingMark::Barrier(_))
+    }
+
+    async fn write(&mut self, batch: Vec<PendingMark>) {
+        let mut marks = Vec::with_capacity(batch.len());
+        let mut barriers = Vec::new();
+        for pending in batch {
+            match pending {
+                PendingMark::Detected { record_id, version } => marks.push((record_id, version)),
+                PendingMark::Barrier(done) => barriers.push(done),
             }
         }
-    });
-    queue
+        if let Err(e) = self.store.mark_detected_many(&marks).await {
+            // Unmarked records are detected again at the next start: nothing is lost.
+            tracing::error!(error = %e, marks = marks.len(), "detection marks not written");
+        }
+        for done in barriers {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// Neighbours a 1:N search asks each partition's index for, per record wanted: several
 /// templates of one record can hit (two fingers).
 pub const NEIGHBOURS_PER_WANTED_RECORD: usize = 4;
 
-/// Entries one audit append takes at most.
-const AUDIT_BATCH: usize = 256;
-
 /// The single appender of the audit chain: takes what is queued, appends it all or none
 /// (`AuditAppender`), then answers every waiter.
-fn spawn_audit_writer(
-    control: ControlStore,
+#[derive(Debug)]
+struct AuditWriter {
+    appender: AuditAppender,
     metrics: Arc<HubMetrics>,
-) -> tokio::sync::mpsc::Sender<PendingAudit> {
-    let (queue, mut pending) = tokio::sync::mpsc::channel::<PendingAudit>(4 * AUDIT_BATCH);
-    tokio::spawn(async move {
-        let mut appender = control.audit_appender();
-        let mut batch = Vec::with_capacity(AUDIT_BATCH);
-        while pending.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
-            let mut entries = Vec::with_capacity(batch.len());
-            let mut counts: BTreeMap<IngestCountKey, i64> = BTreeMap::new();
-            let mut waiters = Vec::with_capacity(batch.len());
-            for pending in batch.drain(..) {
-                entries.push((pending.event, pending.at));
-                for key in pending.counts {
-                    *counts.entry(key).or_default() += 1;
-                }
-                waiters.push(pending.done);
+}
+
+impl BatchWriter for AuditWriter {
+    type Job = PendingAudit;
+    const MAX_BATCH: usize = 256;
+
+    async fn write(&mut self, batch: Vec<PendingAudit>) {
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut counts: BTreeMap<IngestCountKey, i64> = BTreeMap::new();
+        let mut waiters = Vec::with_capacity(batch.len());
+        for pending in batch {
+            entries.push((pending.event, pending.at));
+            for key in pending.counts {
+                *counts.entry(key).or_default() += 1;
             }
-            let written = match appender.append(&entries, &counts).await {
-                Ok(()) => {
-                    for _ in &entries {
-                        metrics.audit_entry();
-                    }
-                    true
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, entries = entries.len(), "audit entries not written");
-                    false
-                }
-            };
-            for done in waiters {
-                // Not written: the answer is withheld and the caller may retry.
-                let _ = done.send(if written {
-                    Ok(())
-                } else {
-                    Err(HubError::Unavailable)
-                });
-            }
+            waiters.push(pending.done);
         }
-    });
-    queue
+        let written = match self.appender.append(&entries, &counts).await {
+            Ok(()) => {
+                for _ in &entries {
+                    self.metrics.audit_entry();
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = entries.len(), "audit entries not written");
+                false
+            }
+        };
+        for done in waiters {
+            // Not written: the answer is withheld and the caller may retry.
+            let _ = done.send(if written {
+                Ok(())
+            } else {
+                Err(HubError::Unavailable)
+            });
+        }
+    }
 }
 
 /// What an ingest adds to the data-quality counts: (kind, rule) pairs. Refusals that say

@@ -9,8 +9,9 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::{Caller, JsonBody};
+use super::responses::{BadRequest, Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable};
 use crate::core::{AccessRequestDecision, AccessRequestFiling};
-use crate::error::{HubError, Problem};
+use crate::error::HubError;
 use crate::store::AccessRequest;
 
 /// Filter of `GET /v1/access-requests`.
@@ -31,10 +32,10 @@ pub struct RequestFilter {
     request_body = AccessRequestFiling,
     responses(
         (status = 201, description = "Filed", body = AccessRequest),
-        (status = 400, description = "Not a filing document", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not request access to this system", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Case reference or justification missing", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unprocessable,
     )
 )]
 pub async fn file(
@@ -57,8 +58,8 @@ pub async fn file(
     params(RequestFilter),
     responses(
         (status = 200, description = "The requests", body = Vec<AccessRequest>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Neither administrator nor requester", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
     )
 )]
 pub async fn list(
@@ -83,11 +84,11 @@ pub async fn list(
     request_body = AccessRequestDecision,
     responses(
         (status = 200, description = "Decided", body = AccessRequest),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such request", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Decided already", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "No reason, or hours out of range", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Conflict,
+        Unprocessable,
     )
 )]
 pub async fn decide(

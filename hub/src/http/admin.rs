@@ -9,9 +9,10 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::{Caller, JsonBody};
+use super::responses::{BadRequest, Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable};
 use crate::access::PolicyRule;
 use crate::core::{PolicyChange, Simulation, SimulationAnswer};
-use crate::error::{HubError, Problem};
+use crate::error::HubError;
 
 /// Why a rule is removed.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -29,8 +30,8 @@ pub struct RemovalReason {
     tag = "admin",
     responses(
         (status = 200, description = "The rules, oldest first", body = Vec<PolicyRule>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Administrators only", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
     )
 )]
 pub async fn list(
@@ -49,11 +50,11 @@ pub async fn list(
     request_body = PolicyChange,
     responses(
         (status = 201, description = "Added and in force", body = PolicyRule),
-        (status = 400, description = "Not a rule document", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The rule exists already", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A part of the rule is not in the vocabulary, or no reason", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Conflict,
+        Unprocessable,
     )
 )]
 pub async fn add(
@@ -76,10 +77,10 @@ pub async fn add(
     params(("id" = i64, Path, description = "The rule's id"), RemovalReason),
     responses(
         (status = 200, description = "Removed; the rule as it was", body = PolicyRule),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "No reason", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Unprocessable,
     )
 )]
 pub async fn remove(
@@ -105,9 +106,9 @@ pub async fn remove(
     request_body = Simulation,
     responses(
         (status = 200, description = "What the principal would get", body = SimulationAnswer),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A malformed principal or rule", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
+        Unprocessable,
     )
 )]
 pub async fn simulate(

@@ -7,8 +7,9 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::Caller;
+use super::responses::{Forbidden, Unauthenticated};
 use crate::core::AuditPage;
-use crate::error::{HubError, Problem};
+use crate::error::HubError;
 
 /// Paging of `GET /v1/audit`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -30,8 +31,8 @@ pub struct AuditPaging {
     params(AuditPaging),
     responses(
         (status = 200, description = "One page of entries", body = AuditPage),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Supervisors only", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
     )
 )]
 pub async fn log(

@@ -6,8 +6,9 @@ use axum::extract::State;
 
 use super::AppState;
 use super::extract::{Caller, JsonBody};
+use super::responses::{BadRequest, Forbidden, Unauthenticated, Unavailable, Unprocessable};
 use crate::core::{BiometricSearch, BiometricSearchAnswer, IndexStatus};
-use crate::error::{HubError, Problem};
+use crate::error::HubError;
 
 /// 1:N search for a declared purpose: the records whose templates are nearest a probe,
 /// across both partitions; only records the caller may read for that purpose are answered
@@ -19,11 +20,11 @@ use crate::error::{HubError, Problem};
     request_body = BiometricSearch,
     responses(
         (status = 200, description = "Records best first, each with its best similarity", body = BiometricSearchAnswer),
-        (status = 400, description = "Not a search document", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not declare the purpose, or reads no system for it", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unregistered algorithm, unusable probe, or no live capture for an identity check", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The indexes are still being built", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unprocessable,
+        Unavailable,
     )
 )]
 pub async fn search(
@@ -45,9 +46,9 @@ pub async fn search(
     tag = "biometrics",
     responses(
         (status = 200, description = "One entry per partition and algorithm", body = Vec<IndexStatus>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Operators (the operate duty) only", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The indexes are still being built", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
     )
 )]
 pub async fn indexes(

@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::Caller;
-use crate::error::{HubError, Problem};
+use super::responses::{Forbidden, Unauthenticated, Unavailable};
+use crate::error::HubError;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -27,7 +28,7 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "A backend is not available", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HubError> {
     state
@@ -43,8 +44,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HubEr
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "The Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The operate duty only", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
     ))]
 pub async fn metrics(
     State(state): State<AppState>,

@@ -10,8 +10,9 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::{Caller, JsonBody};
+use super::responses::{BadRequest, Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable};
 use crate::core::{ConfirmationFile, LinkPage, Verification};
-use crate::error::{HubError, Problem};
+use crate::error::HubError;
 use crate::matching::LinkColour;
 use crate::store::LinkQuery;
 
@@ -74,9 +75,9 @@ impl From<LinkFilters> for LinkQuery {
     params(LinkFilters),
     responses(
         (status = 200, description = "One page of links", body = LinkPage),
-        (status = 400, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller verifies no links", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
     )
 )]
 pub async fn list(
@@ -96,9 +97,9 @@ pub async fn list(
     params(("id" = String, Path, description = "The link's id")),
     responses(
         (status = 200, description = "The identity confirmation file", body = ConfirmationFile),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller verifies no links", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such link, or one the caller does not verify (the same answer)", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
+        NotFound,
     )
 )]
 pub async fn read(
@@ -120,12 +121,12 @@ pub async fn read(
     request_body = Verification,
     responses(
         (status = 200, description = "Decided: the updated identity confirmation file", body = ConfirmationFile),
-        (status = 400, description = "Not a decision document", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not the link's responsible authority", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such link, or one the caller may not see", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The link already has that colour", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "No justification, or not a verifier's colour", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Conflict,
+        Unprocessable,
     )
 )]
 pub async fn verify(

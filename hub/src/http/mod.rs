@@ -10,6 +10,7 @@ mod extract;
 mod health;
 mod links;
 mod records;
+mod responses;
 mod search;
 mod serve;
 mod statistics;
@@ -213,7 +214,7 @@ mod tests {
         assert!(
             committed == super::openapi_json(),
             "openapi/openapi.json has drifted from the code: regenerate it with \
-             `cargo run -p interop-hub -- openapi > openapi/openapi.json`"
+             `cargo run -p interop-hub-cli -- openapi > openapi/openapi.json`"
         );
     }
 }

@@ -7,8 +7,12 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::extract::{Caller, DeclaredPurpose, NativeBody, RecordKey, System};
+use super::responses::{
+    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthenticated, Unavailable,
+    Unprocessable, UnsupportedMediaType,
+};
 use crate::core::{IngestReport, RecordView};
-use crate::error::{HubError, Problem};
+use crate::error::HubError;
 use crate::store::UpsertOutcome;
 
 impl IntoResponse for IngestReport {
@@ -38,15 +42,15 @@ impl IntoResponse for IngestReport {
     responses(
         (status = 201, description = "Created", body = IngestReport),
         (status = 200, description = "Replayed or updated", body = IngestReport),
-        (status = 400, description = "Not a well-formed record", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not write to this system", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown system", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Older than the stored version, or the stored version with other content", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not the system's media type", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Field rules broken; every field listed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Indexes still being built, or a database out of reach", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Conflict,
+        TooLarge,
+        UnsupportedMediaType,
+        Unprocessable,
+        Unavailable,
     )
 )]
 pub async fn ingest(
@@ -73,10 +77,10 @@ pub async fn ingest(
     ),
     responses(
         (status = 200, description = "The stored record, with the field groups the caller may read for the purpose", body = RecordView),
-        (status = 400, description = "No purpose, or not one the hub knows", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not declare that purpose", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record or system, or one the caller may not read for the purpose (the same answer)", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
     )
 )]
 pub async fn read(
@@ -103,10 +107,10 @@ pub async fn read(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not write to this system", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record or system", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Indexes still being built, or a database out of reach", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Unavailable,
     )
 )]
 pub async fn delete(

@@ -5,8 +5,9 @@ use axum::extract::State;
 
 use super::AppState;
 use super::extract::{Caller, JsonBody};
+use super::responses::{BadRequest, Forbidden, Unauthenticated, Unavailable, Unprocessable};
 use crate::core::{SearchAnswer, SearchRequest};
-use crate::error::{HubError, Problem};
+use crate::error::HubError;
 
 /// Search all systems at once by identity data and/or live biometrics. Each system the
 /// caller may query answers with records (only the permitted field groups, only the links
@@ -19,11 +20,11 @@ use crate::error::{HubError, Problem};
     request_body = SearchRequest,
     responses(
         (status = 200, description = "One entry per system queried", body = SearchAnswer),
-        (status = 400, description = "Not a search document", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may query no system", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Nothing to search by, a name without a date of birth, an identity check without biometrics, or an unusable probe", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The indexes are still being built", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unprocessable,
+        Unavailable,
     )
 )]
 pub async fn search(

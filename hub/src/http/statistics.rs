@@ -9,8 +9,9 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::Caller;
+use super::responses::{BadRequest, Forbidden, Unauthenticated};
 use crate::core::{DataQuality, Statistics};
-use crate::error::{HubError, Problem};
+use crate::error::HubError;
 
 /// Output format of `GET /v1/stats`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -36,9 +37,9 @@ pub struct StatsFormat {
     responses(
         (status = 200, description = "The counts", body = Statistics, content_type = "application/json"),
         (status = 200, description = "The counts as CSV: category,system,key,period,count", body = String, content_type = "text/csv"),
-        (status = 400, description = "Unknown format", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The statistics duty only", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
     )
 )]
 pub async fn stats(
@@ -79,8 +80,8 @@ pub async fn stats(
     tag = "statistics",
     responses(
         (status = 200, description = "The report", body = DataQuality),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The statistics duty only", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
     )
 )]
 pub async fn data_quality(

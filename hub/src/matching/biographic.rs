@@ -133,7 +133,7 @@ pub enum DocumentAgreement {
     Absent,
 }
 
-/// The identity-data verdict of DESIGN.md's rules.
+/// The identity-data verdict (docs/RULES.md#identity-data-verdicts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentityAgreement {

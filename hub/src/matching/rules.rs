@@ -1,4 +1,4 @@
-//! Biometric comparison of two records and DESIGN.md's link rules: which colour, if any, a
+//! Biometric comparison of two records and the link rules (docs/RULES.md#link-colours): which colour, if any, a
 //! pair of records from different systems gets.
 
 use connectors::{AlgorithmRegistry, BiometricTemplate, IdentityRecord, Modality};
@@ -38,7 +38,7 @@ impl LinkColour {
     }
 }
 
-/// Which of DESIGN.md's rules made a link.
+/// Which link rule (docs/RULES.md#link-colours) made a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkRule {
@@ -179,7 +179,7 @@ pub struct LinkDecision {
     pub rule: LinkRule,
 }
 
-/// DESIGN.md's rules. Green and red are never automatic: only a verifier sets them.
+/// The link rules of docs/RULES.md#link-colours. Green and red are never automatic: only a verifier sets them.
 pub fn decide(
     identity: &IdentityComparison,
     biometrics: BiometricAgreement,
@@ -230,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn the_rules_of_design_md() {
+    fn the_link_colour_rules() {
         use BiometricAgreement as B;
         use DocumentAgreement as D;
         use IdentityAgreement as I;

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::{
     Backend, Database, PoolSettings, Schema, StoreError, corrupt, placeholders, rows, with_ids,
 };
+use crate::batch::{BatchWriter, Batcher};
 use crate::matching::BlockingKeys;
 
 /// What an upsert did.
@@ -105,7 +106,7 @@ pub struct IdentityStore {
     db: Database,
     /// On SQLite, upserts go through one writer, which applies whatever queued up meanwhile
     /// in one transaction (group commit); on PostgreSQL each runs its own transaction.
-    upserts: Option<tokio::sync::mpsc::Sender<PendingUpsert>>,
+    upserts: Option<Batcher<PendingUpsert>>,
 }
 
 type UpsertResult = Result<Result<Upserted, UpsertRefusal>, sqlx::Error>;
@@ -118,16 +119,14 @@ struct PendingUpsert {
     done: tokio::sync::oneshot::Sender<UpsertResult>,
 }
 
-/// Upserts one transaction takes at most.
-const UPSERT_BATCH: usize = 32;
-
 impl IdentityStore {
     /// Connects, brings the schema up to date and, on SQLite, starts the upsert writer.
     pub async fn open(url: &str, pool: &PoolSettings) -> Result<Self, StoreError> {
         let db = Database::open(url, Schema::Cir, pool).await?;
         // PostgreSQL locks rows, not the database: its upserts run side by side, and a batch
         // would only add lock cycles with the mark writer's statement.
-        let upserts = (db.backend() == Backend::Sqlite).then(|| spawn_upsert_writer(db.clone()));
+        let upserts = (db.backend() == Backend::Sqlite)
+            .then(|| Batcher::spawn(UpsertWriter { db: db.clone() }));
         Ok(Self { db, upserts })
     }
 
@@ -517,41 +516,43 @@ impl IdentityStore {
 
 /// A SQLite partition's single upserter: takes what is queued and applies it in one
 /// transaction (every write holds the one write lock through its commit, so a transaction
-/// per record left ingests queueing for it: timed with an instrumented build of
-/// `interop-hub bench`, session 8). When a batch fails, each of its records is tried again
-/// alone, so that one record's error is its own.
-fn spawn_upsert_writer(db: Database) -> tokio::sync::mpsc::Sender<PendingUpsert> {
-    let (queue, mut pending) = tokio::sync::mpsc::channel::<PendingUpsert>(4 * UPSERT_BATCH);
-    tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(UPSERT_BATCH);
-        while pending.recv_many(&mut batch, UPSERT_BATCH).await > 0 {
-            // A caller that went away (a cancelled request) wants nothing stored.
-            batch.retain(|job: &PendingUpsert| !job.done.is_closed());
-            let together = if batch.len() > 1 {
-                upsert_together(&db, &batch).await.ok()
-            } else {
-                None
-            };
-            let results = match together {
-                Some(results) => results,
-                None => {
-                    let mut results = Vec::with_capacity(batch.len());
-                    for job in &batch {
-                        results.push(if job.done.is_closed() {
-                            Err(sqlx::Error::PoolClosed)
-                        } else {
-                            upsert_alone(&db, &job.accepted, job.now).await
-                        });
-                    }
-                    results
+/// per record left ingests queueing for it). When a batch fails, each of its records is
+/// tried again alone, so that one record's error is its own.
+#[derive(Debug)]
+struct UpsertWriter {
+    db: Database,
+}
+
+impl BatchWriter for UpsertWriter {
+    type Job = PendingUpsert;
+    const MAX_BATCH: usize = 32;
+
+    async fn write(&mut self, mut batch: Vec<PendingUpsert>) {
+        // A caller that went away (a cancelled request) wants nothing stored.
+        batch.retain(|job| !job.done.is_closed());
+        let together = if batch.len() > 1 {
+            upsert_together(&self.db, &batch).await.ok()
+        } else {
+            None
+        };
+        let results = match together {
+            Some(results) => results,
+            None => {
+                let mut results = Vec::with_capacity(batch.len());
+                for job in &batch {
+                    results.push(if job.done.is_closed() {
+                        Err(sqlx::Error::PoolClosed)
+                    } else {
+                        upsert_alone(&self.db, &job.accepted, job.now).await
+                    });
                 }
-            };
-            for (job, result) in batch.drain(..).zip(results) {
-                let _ = job.done.send(result);
+                results
             }
+        };
+        for (job, result) in batch.into_iter().zip(results) {
+            let _ = job.done.send(result);
         }
-    });
-    queue
+    }
 }
 
 async fn upsert_together(

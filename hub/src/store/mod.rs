@@ -350,8 +350,8 @@ impl Database {
             })
             // A SQLite connection is a file handle in this process: it cannot go stale the
             // way a server's socket can, and the test would cost a round trip to its worker
-            // thread on every acquire (about 40 % of a pooled read's time under ingest load:
-            // an instrumented build of `interop-hub bench` at 20k, session 8).
+            // thread on every acquire, a large share of a pooled read under ingest load
+            // (bench/README.md).
             .test_before_acquire(backend != Backend::Sqlite)
             .connect(url)
             .await?;

@@ -5,5 +5,5 @@ use clap::Parser as _;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    interop_hub::cli::Cli::parse().run().await
+    interop_hub_cli::cli::Cli::parse().run().await
 }

@@ -13,7 +13,9 @@ use hub_tests::{
     Backend, READ_PURPOSE, all_roles_token, all_roles_token_of, authorized_client,
     on_both_backends, owner_of, postgres_admin_url,
 };
-use interop_hub::generate::{GenerateOptions, Trait, Truth, base_vector, generate, new_capture};
+use interop_hub_cli::generate::{
+    GenerateOptions, Trait, Truth, base_vector, generate, new_capture,
+};
 use serde_json::{Value, json};
 
 use crate::process::{

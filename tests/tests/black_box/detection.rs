@@ -8,10 +8,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use connectors::{RecordRef, SourceSystem};
 use hub_tests::{Backend, TestHub, on_both_backends};
-use interop_hub::generate::{
+use interop_hub_cli::generate::{
     GenerateOptions, Trait, Truth, base_vector, generate, new_capture, normalised_pair,
 };
-use interop_hub::import::{ImportOptions, import};
+use interop_hub_cli::import::{ImportOptions, import};
 use serde_json::{Value, json};
 
 on_both_backends!(a_generated_population_is_linked_with_known_accuracy);

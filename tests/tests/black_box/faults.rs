@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use futures::StreamExt as _;
 use hub_tests::{Backend, TestHub, fixture, on_both_backends};
-use interop_hub::generate::{Trait, base_vector};
+use interop_hub_cli::generate::{Trait, base_vector};
 use serde_json::{Value, json};
 use sqlx::{Connection as _, Executor as _};
 

@@ -1,7 +1,7 @@
 //! `interop-hub import`: an NDJSON file pushed to a running hub, summarised.
 
 use hub_tests::{Backend, EXAMPLES, TestHub, fixture, on_both_backends};
-use interop_hub::import::{ImportOptions, import};
+use interop_hub_cli::import::{ImportOptions, import};
 use serde_json::{Value, json};
 
 on_both_backends!(import_pushes_every_line_and_summarises);

@@ -302,8 +302,10 @@ async fn verification_refuses_what_it_must(backend: Backend) {
 async fn deleting_a_record_removes_its_templates_and_links(backend: Backend) {
     let hub = TestHub::spawn(backend).await;
     ingest_examples(&hub).await;
-    let indexes = hub.core.biometric_indexes().expect("ready");
-    assert_eq!(indexes.len(Partition::LawEnforcement, "acme-face-v3"), 2);
+    assert_eq!(
+        hub.indexed(Partition::LawEnforcement, "acme-face-v3").await,
+        2
+    );
     let deleted = hub
         .client
         .delete(hub.url("/v1/systems/sis/records/SIS-IT-2026-000077"))
@@ -312,12 +314,13 @@ async fn deleting_a_record_removes_its_templates_and_links(backend: Backend) {
         .expect("answer");
     assert_eq!(deleted.status(), 204);
     assert_eq!(
-        indexes.len(Partition::LawEnforcement, "acme-face-v3"),
+        hub.indexed(Partition::LawEnforcement, "acme-face-v3").await,
         1,
         "the SIS face left the index"
     );
     assert_eq!(
-        indexes.len(Partition::LawEnforcement, "acme-finger-v2"),
+        hub.indexed(Partition::LawEnforcement, "acme-finger-v2")
+            .await,
         2,
         "so did its two fingers"
     );
@@ -342,9 +345,8 @@ async fn low_quality_templates_stay_out_of_the_index(backend: Backend) {
         answer["indexed_templates"], 2,
         "the face of quality 49 is stored but not indexed"
     );
-    let indexes = hub.core.biometric_indexes().expect("ready");
-    assert_eq!(indexes.len(Partition::Civil, "acme-face-v3"), 0);
-    assert_eq!(indexes.len(Partition::Civil, "acme-finger-v2"), 2);
+    assert_eq!(hub.indexed(Partition::Civil, "acme-face-v3").await, 0);
+    assert_eq!(hub.indexed(Partition::Civil, "acme-finger-v2").await, 2);
     assert_eq!(hub.count_rows("biometric_templates").await, 3);
     hub.stop().await;
 }

@@ -14,7 +14,7 @@ use hub_tests::{
     PostgresCluster, READ_PURPOSE, all_roles_token, all_roles_token_of, authorized_client, owner_of,
 };
 use interop_hub::access::TokenAuthority;
-use interop_hub::generate::{GenerateOptions, generate};
+use interop_hub_cli::generate::{GenerateOptions, generate};
 use serde_json::Value;
 
 use crate::process::{

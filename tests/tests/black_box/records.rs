@@ -116,14 +116,15 @@ async fn newer_version_replaces_and_older_version_conflicts(backend: Backend) {
         "children replaced, not doubled"
     );
 
-    let indexes = hub.core.biometric_indexes().expect("ready");
     assert_eq!(
-        indexes.len(connectors::Partition::Civil, "acme-face-v3"),
+        hub.indexed(connectors::Partition::Civil, "acme-face-v3")
+            .await,
         1,
         "the old face left the index"
     );
     assert_eq!(
-        indexes.len(connectors::Partition::Civil, "acme-finger-v2"),
+        hub.indexed(connectors::Partition::Civil, "acme-finger-v2")
+            .await,
         2
     );
 

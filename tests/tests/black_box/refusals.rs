@@ -1,4 +1,4 @@
-//! Every refusal rule of SOURCE-FORMATS.md: the status, the problem document naming the
+//! Every refusal rule of docs/SOURCE-FORMATS.md#refusal-rules: the status, the problem document naming the
 //! field, and nothing of the refused record stored.
 
 use base64::Engine as _;

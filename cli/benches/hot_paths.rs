@@ -4,7 +4,7 @@
 //! finger sketches, the distance kernel (and a bare search with usearch's own kernel and
 //! with the hub's), the biometric comparison of a record pair, one audit append to SQLite,
 //! and the access decision (made afresh, and from the per-policy-version memo).
-//! Run with `cargo bench -p interop-hub --bench hot_paths`.
+//! Run with `cargo bench -p interop-hub-cli --bench hot_paths`.
 
 use std::hint::black_box;
 
@@ -16,9 +16,9 @@ use interop_hub::biometrics::ann::{
     AnnIndex, IndexSettings, MIN_FIRST_STAGE_CANDIDATES, PREFIX_WORDS, Quantization,
 };
 use interop_hub::clock::Clock;
-use interop_hub::generate::{Trait, base_vector, new_capture};
 use interop_hub::matching::{compare_biometrics, compare_identity};
 use interop_hub::store::{ControlStore, PoolSettings};
+use interop_hub_cli::generate::{Trait, base_vector, new_capture};
 
 fn fixture(system: SourceSystem, file: &str) -> connectors::IdentityRecord {
     let path = format!("{}/../tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));

@@ -15,13 +15,14 @@ use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::access::{Principal, Purpose, TokenAuthority};
-use crate::biometrics::ann::{IndexSettings, Quantization};
-use crate::biometrics::{IndexTuning, settings_for};
-use crate::config::HubConfig;
-use crate::core::{BiometricSearch, Hub, NEIGHBOURS_PER_WANTED_RECORD};
 use crate::generate::{Trait, base_vector, new_capture};
-use crate::http::AppState;
+use interop_hub::access::{Principal, Purpose, TokenAuthority};
+use interop_hub::biometrics::ann::{IndexSettings, Quantization};
+use interop_hub::biometrics::{IndexTuning, settings_for};
+use interop_hub::config::HubConfig;
+use interop_hub::core::{BiometricSearch, Hub, NEIGHBOURS_PER_WANTED_RECORD};
+use interop_hub::http::AppState;
+use interop_hub::store::LinkStore;
 
 const FACE: &str = "acme-face-v3";
 const FINGER: &str = "acme-finger-v2";
@@ -523,12 +524,12 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     config.settings.search.sketch_shortlist = options.sketch_shortlist;
     // One bench principal makes thousands of searches a second: the budgets meant for
     // officers would measure the limiter, not the search.
-    config.settings.limits = crate::config::LimitSettings {
+    config.settings.limits = interop_hub::config::LimitSettings {
         per_second: u32::MAX,
         burst: u32::MAX,
         agency_per_second: u32::MAX,
         agency_burst: u32::MAX,
-        ..crate::config::LimitSettings::default()
+        ..interop_hub::config::LimitSettings::default()
     };
     config.settings.validate()?;
     let tuning = config.settings.index_tuning();
@@ -546,7 +547,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             BENCH_STATE,
             ["connector:ees", "connector:sis", "border_guard"]
                 .iter()
-                .map(|r| r.parse::<crate::access::Role>())
+                .map(|r| r.parse::<interop_hub::access::Role>())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e: &str| anyhow::anyhow!(e))?,
         )
@@ -619,7 +620,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             .or_default()
             .push(source_id(*system, i));
     }
-    let detection = detection_against_truth(&hub, &records).await?;
+    let detection = detection_against_truth(&config, &records).await?;
 
     let searching = HubProbing {
         hub: &hub,
@@ -864,7 +865,7 @@ struct DetectionRun {
 /// Every link the detector stored, compared with the known second appearances: how many
 /// were linked to their first, and how many links join two different persons.
 async fn detection_against_truth(
-    hub: &Hub,
+    config: &HubConfig,
     records: &[(SourceSystem, usize, String)],
 ) -> anyhow::Result<DetectionRun> {
     let person_of: std::collections::HashMap<String, usize> = records
@@ -874,7 +875,12 @@ async fn detection_against_truth(
         .collect();
     let mut linked_persons = std::collections::HashSet::new();
     let mut false_links = 0;
-    for link in hub.all_links().await? {
+    // Straight from the links database, unfiltered: the bench's check against its ground
+    // truth, never a caller's view.
+    let links = LinkStore::open(&config.mid_url(), &config.settings.database.pool()).await?;
+    let stored = links.list_all(time::OffsetDateTime::now_utc()).await;
+    links.database().close().await;
+    for link in stored? {
         let [a, b] = &link.records;
         match (person_of.get(&a.source_id), person_of.get(&b.source_id)) {
             (Some(a), Some(b)) if a == b => {
@@ -1035,14 +1041,14 @@ async fn portal_over_http(
     let state = AppState {
         hub: Arc::clone(hub),
         tokens: Arc::clone(tokens),
-        max_body_bytes: crate::config::Settings::default().max_body_bytes,
+        max_body_bytes: interop_hub::config::Settings::default().max_body_bytes,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        crate::http::serve(
+        interop_hub::http::serve(
             listener,
-            crate::http::router(state),
-            &crate::config::ServerSettings::default(),
+            interop_hub::http::router(state),
+            &interop_hub::config::ServerSettings::default(),
             async {
                 let _ = stopped.await;
             },
@@ -1152,7 +1158,7 @@ struct BareRun {
 fn hub_settings(
     algorithm: &str,
     tuning: IndexTuning,
-) -> anyhow::Result<crate::biometrics::ann::IndexSettings> {
+) -> anyhow::Result<interop_hub::biometrics::ann::IndexSettings> {
     connectors::AlgorithmRegistry::default()
         .get(algorithm)
         .map(|algorithm| settings_for(algorithm, tuning))
@@ -1909,7 +1915,9 @@ mod tests {
         let names: std::collections::HashSet<String> = (0..20_000).map(synthetic_surname).collect();
         assert_eq!(names.len(), 20_000);
         let given_keys: std::collections::HashSet<String> = (0..GIVEN_NAMES)
-            .map(|k| crate::matching::given_names_key(&synthetic_given_name(k).to_uppercase()))
+            .map(|k| {
+                interop_hub::matching::given_names_key(&synthetic_given_name(k).to_uppercase())
+            })
             .collect();
         assert_eq!(
             given_keys.len(),

@@ -36,7 +36,7 @@ impl<'a> Tokens<'a> {
             many => {
                 let mut by_state = BTreeMap::new();
                 for (i, token) in many.iter().enumerate() {
-                    let state = crate::access::unverified_member_state(token)
+                    let state = interop_hub::access::unverified_member_state(token)
                         .ok_or_else(|| anyhow::anyhow!("token {} is not a hub token", i + 1))?;
                     if by_state.insert(state.clone(), token.as_str()).is_some() {
                         anyhow::bail!("two tokens for member state {state}");
@@ -59,7 +59,7 @@ impl<'a> Tokens<'a> {
         let state = connectors::parse(system, body.as_bytes(), registry).map_or_else(
             // The hub refuses what does not parse whoever sends it.
             |_| None,
-            |accepted| Some(crate::core::responsible_state(&accepted.record).to_owned()),
+            |accepted| Some(interop_hub::core::responsible_state(&accepted.record).to_owned()),
         );
         match state {
             Some(state) => by_state.get(&state).copied().ok_or(state),

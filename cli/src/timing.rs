@@ -12,11 +12,11 @@ use rand::{RngExt as _, SeedableRng as _};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::access::{Principal, TokenAuthority};
 use crate::bench::{Progress, native_record};
-use crate::config::HubConfig;
-use crate::core::Hub;
-use crate::http::AppState;
+use interop_hub::access::{Principal, TokenAuthority};
+use interop_hub::config::HubConfig;
+use interop_hub::core::Hub;
+use interop_hub::http::AppState;
 
 /// Fewest requests per class: below this the 99% interval is too wide to tell 20 µs.
 pub const MIN_REQUESTS: usize = 5_000;
@@ -343,7 +343,7 @@ pub async fn run(options: &TimingOptions) -> anyhow::Result<TimingReport> {
     let mut config = HubConfig::embedded(data_dir.path());
     config.settings.identity_check.member_states = vec![STATE.to_owned()];
     // Thousands of requests from one principal: budgets would measure the limiter.
-    config.settings.limits = crate::config::LimitSettings {
+    config.settings.limits = interop_hub::config::LimitSettings {
         per_second: u32::MAX,
         burst: u32::MAX,
         agency_per_second: u32::MAX,
@@ -370,9 +370,9 @@ pub async fn run(options: &TimingOptions) -> anyhow::Result<TimingReport> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server_settings = config.settings.server.clone();
     let server = tokio::spawn(async move {
-        crate::http::serve(
+        interop_hub::http::serve(
             listener,
-            crate::http::router(state),
+            interop_hub::http::router(state),
             &server_settings,
             async {
                 let _ = stopped.await;

@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bench::BenchOptions;
-use crate::config::{HubConfig, Settings};
 use crate::generate::{GenerateOptions, generate_with_progress};
 use crate::import::{ImportOptions, import};
-use crate::startup::{Application, shutdown_signal};
-use crate::store::{ControlStore, IdentityStore, LinkStore};
 use indicatif::{ProgressBar, ProgressStyle};
+use interop_hub::config::{HubConfig, Settings};
+use interop_hub::startup::{Application, shutdown_signal};
+use interop_hub::store::{ControlStore, IdentityStore, LinkStore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,12 +68,12 @@ struct TokenArgs {
     /// etias_unit, sirene, ecris_central_authority, police, le_designated, europol,
     /// supervisor, admin — or one an administrator made.
     #[arg(long = "role", required = true)]
-    roles: Vec<crate::access::Role>,
+    roles: Vec<interop_hub::access::Role>,
     /// Who within the agency; default: the operating-system user.
     #[arg(long)]
     subject: Option<String>,
     /// How long the token lives: 30m, 8h, 7d.
-    #[arg(long, default_value = "8h", value_parser = crate::access::parse_ttl)]
+    #[arg(long, default_value = "8h", value_parser = interop_hub::access::parse_ttl)]
     ttl: time::Duration,
     #[command(flatten)]
     store: StoreArgs,
@@ -102,7 +102,7 @@ struct StoreArgs {
     /// Access rules, access requests and the audit log; default: a SQLite file in the data directory.
     #[arg(long, env = "INTEROP_HUB_CONTROL_DATABASE_URL")]
     control_database_url: Option<String>,
-    /// TOML settings file (body limit, biometric algorithm registry, minimum qualities).
+    /// TOML settings file: every section and its defaults are in the README (Configuration).
     #[arg(long, env = "INTEROP_HUB_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -197,13 +197,13 @@ struct BenchArgs {
     /// HNSW's ef for the bare ingest's searches, and the hub's setting
     /// `detection.expansion_search` (used where an index walks its graph; the hub's scan
     /// their sketches unless `--sketch-shortlist` is 0).
-    #[arg(long, default_value_t = crate::config::DETECTION_EXPANSION_SEARCH, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::config::MAX_DETECTION_EXPANSION)))]
+    #[arg(long, default_value_t = interop_hub::config::DETECTION_EXPANSION_SEARCH, value_parser = clap::value_parser!(u16).range(1..=i64::from(interop_hub::config::MAX_DETECTION_EXPANSION)))]
     detection_expansion: u16,
     /// HNSW's candidate list while inserting, in the hub's indexes (the setting
     /// `index.expansion_add`) and the bare ones; default: each index's for how it is
     /// searched (the hub's scan sketches: 16, or with `--sketch-shortlist 0` walk their
     /// graphs: 128; the bare ones walk their graphs: 128).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::config::MAX_EXPANSION_ADD as i64))]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=interop_hub::config::MAX_EXPANSION_ADD as i64))]
     expansion_add: Option<u16>,
     /// Also write the face vectors and probes, with their persons, into this directory (raw
     /// little-endian files, see `bench/README.md`) for other libraries' baselines.
@@ -220,7 +220,7 @@ struct BenchArgs {
     /// The hub's setting `search.sketch_shortlist`: members a sketch search re-ranks; 0
     /// makes every hub search and the detector walk the graphs instead (which are then
     /// built at ef_add 128 unless `--expansion-add` says otherwise).
-    #[arg(long, default_value_t = crate::biometrics::SKETCH_SHORTLIST as u16, value_parser = clap::value_parser!(u16).range(0..=crate::config::MAX_SKETCH_SHORTLIST as i64))]
+    #[arg(long, default_value_t = interop_hub::biometrics::SKETCH_SHORTLIST as u16, value_parser = clap::value_parser!(u16).range(0..=interop_hub::config::MAX_SKETCH_SHORTLIST as i64))]
     sketch_shortlist: u16,
 }
 
@@ -238,14 +238,14 @@ impl StoreArgs {
             mid_database_url: self.mid_database_url,
             control_database_url: self.control_database_url,
             settings,
-            clock: crate::clock::Clock::System,
+            clock: interop_hub::clock::Clock::System,
         })
     }
 }
 
 impl Cli {
     pub async fn run(self) -> ExitCode {
-        let telemetry = crate::telemetry::init();
+        let telemetry = interop_hub::telemetry::init();
         let command = self.command.unwrap_or(Command::Serve(self.serve));
         let code = match command.run().await {
             Ok(code) => code,
@@ -364,7 +364,7 @@ impl Command {
                 Ok(ExitCode::SUCCESS)
             }
             Self::Openapi => {
-                print!("{}", crate::http::openapi_json());
+                print!("{}", interop_hub::http::openapi_json());
                 Ok(ExitCode::SUCCESS)
             }
             Self::Token(args) => {
@@ -375,15 +375,16 @@ impl Command {
                     .subject
                     .or_else(|| std::env::var("USER").ok())
                     .unwrap_or_else(|| "operator".to_owned());
-                let principal = crate::access::Principal::new(
+                let principal = interop_hub::access::Principal::new(
                     subject,
                     args.agency,
                     args.member_state,
                     args.roles,
                 )
                 .map_err(|e| anyhow::anyhow!(e))?;
-                let authority =
-                    crate::access::TokenAuthority::load_or_create(&config.signing_key_path())?;
+                let authority = interop_hub::access::TokenAuthority::load_or_create(
+                    &config.signing_key_path(),
+                )?;
                 let now = time::OffsetDateTime::now_utc();
                 let token = authority.mint(&principal, now, args.ttl)?;
                 eprintln!(
@@ -401,7 +402,7 @@ impl Command {
                 let store =
                     ControlStore::open(&config.control_url(), &config.settings.database.pool())
                         .await?;
-                let verdict = crate::core::verify_audit_chain(&store).await;
+                let verdict = interop_hub::core::verify_audit_chain(&store).await;
                 store.database().close().await;
                 match verdict? {
                     Ok(entries) => {

@@ -1,0 +1,60 @@
+//! The refusals a route can answer with, each an RFC 9457 problem document, described once
+//! and listed by name in the routes' OpenAPI annotations.
+#![expect(
+    dead_code,
+    reason = "each type is an OpenAPI description; responses are built from `HubError`"
+)]
+
+use utoipa::IntoResponses;
+
+use crate::error::Problem;
+
+/// Not a well-formed document (record, search, rule, decision, filter), or a missing or
+/// unknown purpose.
+#[derive(Debug, IntoResponses)]
+#[response(status = 400, content_type = "application/problem+json")]
+pub struct BadRequest(Problem);
+
+/// No valid bearer token.
+#[derive(Debug, IntoResponses)]
+#[response(status = 401, content_type = "application/problem+json")]
+pub struct Unauthenticated(Problem);
+
+/// The caller's roles do not allow this operation, this system or the declared purpose.
+#[derive(Debug, IntoResponses)]
+#[response(status = 403, content_type = "application/problem+json")]
+pub struct Forbidden(Problem);
+
+/// No such resource, or one the caller may not see for the declared purpose: the two get
+/// the same answer.
+#[derive(Debug, IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+pub struct NotFound(Problem);
+
+/// At odds with what the hub holds: an older or different version of a record, a link
+/// already of that colour, a request decided already, a rule that exists.
+#[derive(Debug, IntoResponses)]
+#[response(status = 409, content_type = "application/problem+json")]
+pub struct Conflict(Problem);
+
+/// The body is larger than the hub accepts.
+#[derive(Debug, IntoResponses)]
+#[response(status = 413, content_type = "application/problem+json")]
+pub struct TooLarge(Problem);
+
+/// Not the system's media type.
+#[derive(Debug, IntoResponses)]
+#[response(status = 415, content_type = "application/problem+json")]
+pub struct UnsupportedMediaType(Problem);
+
+/// Well-formed, but a rule of its content is broken (every offending field of a record is
+/// listed): a missing reason or justification, an unusable probe, a value out of range.
+#[derive(Debug, IntoResponses)]
+#[response(status = 422, content_type = "application/problem+json")]
+pub struct Unprocessable(Problem);
+
+/// A database or the indexes are not available (still being built, out of reach, out of
+/// service); retry after `Retry-After`.
+#[derive(Debug, IntoResponses)]
+#[response(status = 503, content_type = "application/problem+json")]
+pub struct Unavailable(Problem);
