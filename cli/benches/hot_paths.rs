@@ -394,7 +394,7 @@ fn distance(c: &mut Criterion) {
 /// scale, one single-statement read through the same pool.
 fn audit(c: &mut Criterion) {
     let (runtime, _dir, store) = sqlite_control_store();
-    let event = interop_hub::audit::AuditEvent {
+    let event = interop_hub::store::AuditEvent {
         subject: "bench".into(),
         agency: "BENCH".into(),
         member_state: "SE".into(),

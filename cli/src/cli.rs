@@ -402,7 +402,7 @@ impl Command {
                 let store =
                     ControlStore::open(&config.control_url(), &config.settings.database.pool())
                         .await?;
-                let verdict = interop_hub::core::verify_audit_chain(&store).await;
+                let verdict = store.verify_audit_chain().await;
                 store.database().close().await;
                 match verdict? {
                     Ok(entries) => {

@@ -3,7 +3,6 @@
 //! generate, bench) live in the `interop-hub-cli` crate.
 
 pub mod access;
-pub mod audit;
 pub mod batch;
 pub mod biometrics;
 pub mod clock;

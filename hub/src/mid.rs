@@ -7,10 +7,9 @@ use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
 use crate::matching::{
-    BiometricAgreement, BiometricScore, IdentityComparison, LinkColour, LinkDecision,
+    BiometricAgreement, BiometricScore, IdentityComparison, LinkColour, LinkDecision, LinkRule,
     compare_biometrics, compare_identity, decide,
 };
-use crate::store::NewLink;
 
 /// Everything the detector weighed for a pair: the identity confirmation file's evidence.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -42,6 +41,20 @@ pub fn responsible_authority(trigger: &IdentityRecord, other: &IdentityRecord) -
     }
 }
 
+/// The detector's automatic outcome for one pair: the link to store, with what it weighed.
+#[derive(Debug, Clone)]
+pub struct DetectedLink {
+    /// The record whose ingest made the link.
+    pub a: RecordRef,
+    pub b: RecordRef,
+    pub colour: LinkColour,
+    pub rule: LinkRule,
+    pub evidence: LinkEvidence,
+    pub authority: String,
+    /// Yellow links only: when verification is due.
+    pub deadline: Option<OffsetDateTime>,
+}
+
 /// The link a new (or updated) record makes with a record of another system, if any.
 pub fn evaluate(
     trigger: &IdentityRecord,
@@ -49,7 +62,7 @@ pub fn evaluate(
     registry: &AlgorithmRegistry,
     deadline_hours: u32,
     now: OffsetDateTime,
-) -> Option<NewLink> {
+) -> Option<DetectedLink> {
     let identity = compare_identity(trigger, other);
     let (biometrics, biometric_scores) = compare_biometrics(trigger, other, registry);
     let LinkDecision { colour, rule } = decide(&identity, biometrics)?;
@@ -58,12 +71,12 @@ pub fn evaluate(
         biometrics,
         biometric_scores,
     };
-    Some(NewLink {
+    Some(DetectedLink {
         a: RecordRef::new(trigger.system, trigger.source_id.clone()),
         b: RecordRef::new(other.system, other.source_id.clone()),
         colour,
         rule,
-        evidence: serde_json::to_value(&evidence).unwrap_or_default(),
+        evidence,
         authority: responsible_authority(trigger, other),
         deadline: (colour == LinkColour::Yellow)
             .then(|| now + Duration::hours(i64::from(deadline_hours))),

@@ -6,14 +6,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{Hub, Operation};
+use super::{AccessRequestView, AuditEntryView, Hub, Operation};
 use crate::access::{
     Answer, HubDuty, PolicyRule, Principal, ProposedChanges, RuleSpec, checked_principal,
     full_access_rules,
 };
-use crate::audit::{AuditEntry, ChainBreak, ChainVerifier};
 use crate::error::HubError;
-use crate::store::{AccessRequest, ControlStore};
+use crate::store::AccessRequest;
 
 /// Longest a grant may last.
 const MAX_GRANT_HOURS: u32 = 24 * 30;
@@ -111,7 +110,7 @@ pub struct AccessRequestDecision {
 /// One page of the audit log.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
+    pub entries: Vec<AuditEntryView>,
     /// Pass as `after` for the next page; absent at the end.
     pub next_after: Option<i64>,
 }
@@ -237,7 +236,7 @@ impl Hub {
         &self,
         principal: &Principal,
         filing: AccessRequestFiling,
-    ) -> Result<AccessRequest, HubError> {
+    ) -> Result<AccessRequestView, HubError> {
         let described = format!("kind={} system={}", filing.kind.as_str(), filing.system);
         self.guarded(
             principal,
@@ -268,9 +267,9 @@ impl Hub {
                     grant_expires_at: None,
                 };
                 self.control.insert_access_request(&row).await?;
-                Ok(row)
+                Ok(row.into())
             },
-            |r| format!("status={}", r.status),
+            |r: &AccessRequestView| format!("status={}", r.status),
         )
         .await
     }
@@ -280,7 +279,7 @@ impl Hub {
         &self,
         principal: &Principal,
         status: Option<&str>,
-    ) -> Result<Vec<AccessRequest>, HubError> {
+    ) -> Result<Vec<AccessRequestView>, HubError> {
         self.guarded(
             principal,
             Operation::ListAccessRequests,
@@ -299,6 +298,7 @@ impl Hub {
                     .filter(|r| {
                         all || (r.subject == principal.subject && r.agency == principal.agency)
                     })
+                    .map(AccessRequestView::from)
                     .collect::<Vec<_>>())
             },
             |requests| format!("requests={}", requests.len()),
@@ -312,7 +312,7 @@ impl Hub {
         principal: &Principal,
         id: &str,
         decision: AccessRequestDecision,
-    ) -> Result<AccessRequest, HubError> {
+    ) -> Result<AccessRequestView, HubError> {
         self.guarded(
             principal,
             Operation::DecideAccessRequest,
@@ -357,9 +357,9 @@ impl Hub {
                 if !self.policy.decide_request(&row, &grant, principal).await? {
                     return Err(HubError::AccessRequestDecided);
                 }
-                Ok(row)
+                Ok(row.into())
             },
-            |r| format!("status={}", r.status),
+            |r: &AccessRequestView| format!("status={}", r.status),
         )
         .await
     }
@@ -382,7 +382,7 @@ impl Hub {
                     .then(|| entries.last().map(|e| e.seq))
                     .flatten();
                 Ok(AuditPage {
-                    entries,
+                    entries: entries.into_iter().map(AuditEntryView::from).collect(),
                     next_after,
                 })
             },
@@ -412,24 +412,4 @@ fn rule_text(rule: &RuleSpec) -> String {
         } => format!("p:{subject},{system},{action}"),
         RuleSpec::Assignment { member, role } => format!("g:{member},{role}"),
     }
-}
-
-/// Walks the whole audit log: the number of entries when the chain holds, or the first
-/// place it breaks.
-pub async fn verify_audit_chain(store: &ControlStore) -> Result<Result<u64, ChainBreak>, HubError> {
-    let mut verifier = ChainVerifier::default();
-    let mut after = 0;
-    loop {
-        let entries = store.audit_entries(after, AUDIT_PAGE).await?;
-        for entry in &entries {
-            if let Err(broken) = verifier.check(entry) {
-                return Ok(Err(broken));
-            }
-        }
-        match entries.last() {
-            Some(last) => after = last.seq,
-            None => break,
-        }
-    }
-    Ok(verifier.finish(store.audit_head().await?))
 }

@@ -10,7 +10,7 @@ mod views;
 
 pub use administration::{
     AccessRequestDecision, AccessRequestFiling, AccessRequestKind, AuditPage, PolicyChange,
-    Simulation, SimulationAnswer, SystemDecision, verify_audit_chain,
+    Simulation, SimulationAnswer, SystemDecision,
 };
 pub use guard::Operation;
 pub use portal::{
@@ -19,7 +19,10 @@ pub use portal::{
 };
 pub use statistics::Shown;
 pub use statistics::{Dashboard, DataQuality, QualityIssue, StatRow, Statistics, SystemQuality};
-pub use views::{LinkEnd, LinkView, RecordView};
+pub use views::{
+    AccessRequestView, AuditEntryView, IngestOutcome, LinkDetails, LinkEnd, LinkEvent, LinkFilter,
+    LinkView, RecordDetails, RecordView,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -32,7 +35,6 @@ use tokio::sync::OnceCell;
 use utoipa::ToSchema;
 
 use crate::access::{Access, HubDuty, PolicyEngine, Principal};
-use crate::audit::AuditEvent;
 use crate::batch::{BatchWriter, Batcher};
 use crate::biometrics::{Biometrics, BiometricsError};
 use crate::clock::Clock;
@@ -41,8 +43,8 @@ use crate::error::HubError;
 use crate::matching::{BlockingKeys, LinkColour, LinkRule};
 use crate::metrics::{HubMetrics, IngestStep, StepTotal};
 use crate::store::{
-    AuditAppender, ControlStore, HistoryEntry, IdentityStore, IngestCountKey, LinkQuery, LinkStore,
-    StoreError, StoredLink, StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
+    AuditAppender, AuditEvent, ControlStore, IdentityStore, IngestCountKey, LinkQuery, LinkStore,
+    NewLink, StoreError, StoredLink, StoredRecord, UpsertOutcome, UpsertRefusal, VerifyRefusal,
 };
 use portal::{purpose_admits, purpose_admits_born, purpose_needs_records};
 
@@ -112,30 +114,30 @@ fn other_end<'a>(link: &'a StoredLink, record: &RecordRef) -> &'a RecordRef {
 /// What an ingest did, with the record as now stored and its links.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct IngestReport {
-    pub outcome: UpsertOutcome,
+    pub outcome: IngestOutcome,
     /// The record's links to records of other systems after this ingest.
     pub links: Vec<LinkSummary>,
     /// How many of the record's templates are in the biometric index; the others are
     /// below their minimum quality (see `findings`).
     pub indexed_templates: usize,
     #[serde(flatten)]
-    pub stored: StoredRecord,
+    pub stored: RecordDetails,
 }
 
 /// A link's identity confirmation file.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConfirmationFile {
     #[serde(flatten)]
-    pub link: StoredLink,
+    pub link: LinkDetails,
     /// Yellow and past its deadline.
     pub overdue: bool,
-    pub history: Vec<HistoryEntry>,
+    pub history: Vec<LinkEvent>,
 }
 
 /// One page of links.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LinkPage {
-    pub links: Vec<StoredLink>,
+    pub links: Vec<LinkDetails>,
     /// Links matching the filters, over all pages.
     pub total: i64,
     pub limit: i64,
@@ -698,10 +700,10 @@ impl Hub {
             .filter(|t| t.indexable)
             .count();
         Ok(IngestReport {
-            outcome: upserted.outcome,
+            outcome: upserted.outcome.into(),
             links,
             indexed_templates,
-            stored,
+            stored: stored.into(),
         })
     }
 
@@ -830,7 +832,8 @@ impl Hub {
                 self.settings.detection.verification_deadline_hours,
                 now,
             ) {
-                Some(link) => {
+                Some(detected) => {
+                    let link = stored_link(detected)?;
                     let (id, change) = self.links.upsert_automatic(&link, now).await?;
                     written.push((id, other_ref));
                     self.metrics
@@ -1001,8 +1004,9 @@ impl Hub {
     pub async fn links(
         &self,
         principal: &Principal,
-        query: LinkQuery,
+        filter: LinkFilter,
     ) -> Result<LinkPage, HubError> {
+        let query = LinkQuery::from(filter);
         let described = format!(
             "colour={} system={} overdue={}",
             query.colour.map_or("any", LinkColour::as_str),
@@ -1016,17 +1020,12 @@ impl Hub {
             Operation::ListLinks,
             described,
             |access| async move {
-                let query = LinkQuery {
-                    limit: query.limit.clamp(1, 500),
-                    offset: query.offset.max(0),
-                    ..query
-                };
                 let (links, total) = self
                     .links
                     .list(&query, &access.verifier_queue(), self.clock.now())
                     .await?;
                 Ok(LinkPage {
-                    links,
+                    links: links.into_iter().map(LinkDetails::from).collect(),
                     total,
                     limit: query.limit,
                     offset: query.offset,
@@ -1062,9 +1061,9 @@ impl Hub {
         let overdue = link.colour == LinkColour::Yellow
             && link.deadline.is_some_and(|d| d < self.clock.now());
         Ok(ConfirmationFile {
-            link,
+            link: link.into(),
             overdue,
-            history,
+            history: history.into_iter().map(LinkEvent::from).collect(),
         })
     }
 
@@ -1382,6 +1381,22 @@ impl Hub {
     }
 }
 
+/// The storage row of a link the detector made; its evidence as the JSON the confirmation
+/// file shows.
+fn stored_link(detected: crate::mid::DetectedLink) -> Result<NewLink, HubError> {
+    let evidence = serde_json::to_value(&detected.evidence)
+        .map_err(|e| HubError::Internal(format!("link evidence does not serialise: {e}")))?;
+    Ok(NewLink {
+        a: detected.a,
+        b: detected.b,
+        colour: detected.colour,
+        rule: detected.rule,
+        evidence,
+        authority: detected.authority,
+        deadline: detected.deadline,
+    })
+}
+
 /// What the audit log records of a result: `describe`'s words, or the refusal's code.
 fn outcome_of<T>(result: &Result<T, HubError>, describe: impl FnOnce(&T) -> String) -> String {
     match result {
@@ -1510,7 +1525,7 @@ fn ingest_counts(result: &Result<IngestReport, HubError>) -> Vec<(&'static str, 
         counts
     };
     match result {
-        Ok(report) if report.outcome == UpsertOutcome::Replayed => Vec::new(),
+        Ok(report) if report.outcome == IngestOutcome::Replayed => Vec::new(),
         Ok(report) => {
             let mut counts = vec![(statistics::ACCEPTED, String::new())];
             counts.extend(

@@ -3,14 +3,17 @@
 
 use std::collections::BTreeSet;
 
-use connectors::{RecordRef, SourceSystem};
+use connectors::{IdentityRecord, Partition, QualityFinding, RecordRef, SourceSystem};
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::access::{FieldGroup, LinkSight};
 use crate::matching::{LinkColour, LinkRule};
-use crate::store::{StoredLink, StoredRecord};
+use crate::store::{
+    AccessRequest, AuditEntry, AuditEvent, HistoryEntry, LinkQuery, StoredLink, StoredRecord,
+    UpsertOutcome,
+};
 
 /// A stored record with only the permitted field groups. `system`, `source_id`,
 /// `version`, `partition` and `stored_at` are always present; `fields` names the groups
@@ -144,6 +147,263 @@ impl LinkView {
             b
         } else {
             a
+        }
+    }
+}
+
+/// An audit entry as supervisors read it: its place in the chain, what was recorded and the
+/// hashes that hold it there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
+pub struct AuditEntryView {
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    pub subject: String,
+    pub agency: String,
+    pub member_state: String,
+    /// The purpose the caller declared, or the kind of duty (`ingest`, `administration`).
+    pub purpose: String,
+    /// What was done: `search`, `read`, `ingest`, `delete`, `verify`, `policy_add`, …
+    pub action: String,
+    /// The kind of query: systems, kinds of data searched by — never the values.
+    pub query: String,
+    /// The kind of result: per system full / hit flag / refused, counts, status.
+    pub outcome: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl From<AuditEntry> for AuditEntryView {
+    fn from(entry: AuditEntry) -> Self {
+        let AuditEvent {
+            subject,
+            agency,
+            member_state,
+            purpose,
+            action,
+            query,
+            outcome,
+        } = entry.event;
+        Self {
+            seq: entry.seq,
+            at: entry.at,
+            subject,
+            agency,
+            member_state,
+            purpose,
+            action,
+            query,
+            outcome,
+            prev_hash: entry.prev_hash,
+            hash: entry.hash,
+        }
+    }
+}
+
+/// What an ingest did to the stored record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = UpsertOutcome)]
+pub enum IngestOutcome {
+    /// First version of this record.
+    Created,
+    /// The same version was already stored; nothing changed.
+    Replayed,
+    /// A newer version replaced the stored one.
+    Updated,
+}
+
+impl IngestOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Replayed => "replayed",
+            Self::Updated => "updated",
+        }
+    }
+}
+
+impl From<UpsertOutcome> for IngestOutcome {
+    fn from(outcome: UpsertOutcome) -> Self {
+        match outcome {
+            UpsertOutcome::Created => Self::Created,
+            UpsertOutcome::Replayed => Self::Replayed,
+            UpsertOutcome::Updated => Self::Updated,
+        }
+    }
+}
+
+/// A record as the repository holds it, whole: what its own connector reads back.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = StoredRecord)]
+pub struct RecordDetails {
+    pub partition: Partition,
+    /// When this version was stored (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub stored_at: OffsetDateTime,
+    pub record: IdentityRecord,
+    /// Non-blocking data-quality findings raised when this version was ingested.
+    pub findings: Vec<QualityFinding>,
+}
+
+impl From<StoredRecord> for RecordDetails {
+    fn from(stored: StoredRecord) -> Self {
+        Self {
+            partition: stored.partition,
+            stored_at: stored.stored_at,
+            record: stored.record,
+            findings: stored.findings,
+        }
+    }
+}
+
+/// A link whole, as its responsible authority reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = StoredLink)]
+pub struct LinkDetails {
+    pub id: String,
+    /// The two records, in a fixed order.
+    pub records: [RecordRef; 2],
+    pub colour: LinkColour,
+    pub rule: LinkRule,
+    /// Every piece of evidence with its score: identity comparison and biometric scores.
+    #[schema(value_type = Object)]
+    pub evidence: serde_json::Value,
+    /// The authority responsible for verifying the link.
+    pub authority: String,
+    /// Yellow links only: when verification is due.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deadline: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<StoredLink> for LinkDetails {
+    fn from(link: StoredLink) -> Self {
+        Self {
+            id: link.id,
+            records: link.records,
+            colour: link.colour,
+            rule: link.rule,
+            evidence: link.evidence,
+            authority: link.authority,
+            deadline: link.deadline,
+            created_at: link.created_at,
+            updated_at: link.updated_at,
+        }
+    }
+}
+
+/// One event in a link's life.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = HistoryEntry)]
+pub struct LinkEvent {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    /// `mid` for the detector, otherwise the verifier.
+    pub actor: String,
+    /// `detected`, `redetected` or `verified`.
+    pub event: String,
+    pub colour_before: Option<LinkColour>,
+    pub colour_after: LinkColour,
+    pub justification: Option<String>,
+}
+
+impl From<HistoryEntry> for LinkEvent {
+    fn from(entry: HistoryEntry) -> Self {
+        Self {
+            at: entry.at,
+            actor: entry.actor,
+            event: entry.event,
+            colour_before: entry.colour_before,
+            colour_after: entry.colour_after,
+            justification: entry.justification,
+        }
+    }
+}
+
+/// An access request (or a recorded decision not to file one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = AccessRequest)]
+pub struct AccessRequestView {
+    pub id: String,
+    /// `request` or `no_request`.
+    pub kind: String,
+    /// pending, granted, refused, or recorded (`no_request`).
+    pub status: String,
+    pub subject: String,
+    pub agency: String,
+    pub member_state: String,
+    pub system: String,
+    pub case_reference: String,
+    pub justification: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub decided_at: Option<OffsetDateTime>,
+    pub decided_by: Option<String>,
+    pub decision_reason: Option<String>,
+    /// A grant's full access lapses by itself at this instant.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub grant_expires_at: Option<OffsetDateTime>,
+}
+
+impl From<AccessRequest> for AccessRequestView {
+    fn from(request: AccessRequest) -> Self {
+        Self {
+            id: request.id,
+            kind: request.kind,
+            status: request.status,
+            subject: request.subject,
+            agency: request.agency,
+            member_state: request.member_state,
+            system: request.system,
+            case_reference: request.case_reference,
+            justification: request.justification,
+            created_at: request.created_at,
+            decided_at: request.decided_at,
+            decided_by: request.decided_by,
+            decision_reason: request.decision_reason,
+            grant_expires_at: request.grant_expires_at,
+        }
+    }
+}
+
+/// Which of the caller's queue to list: filters and page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkFilter {
+    pub colour: Option<LinkColour>,
+    pub system: Option<SourceSystem>,
+    pub authority: Option<String>,
+    /// Only yellow links past their deadline (true) or not past it (false).
+    pub overdue: Option<bool>,
+    /// Page size, clamped to 1–500.
+    pub limit: i64,
+    /// Links to skip.
+    pub offset: i64,
+}
+
+impl From<LinkFilter> for LinkQuery {
+    fn from(filter: LinkFilter) -> Self {
+        Self {
+            colour: filter.colour,
+            system: filter.system,
+            authority: filter.authority,
+            overdue: filter.overdue,
+            limit: filter.limit.clamp(1, 500),
+            offset: filter.offset.max(0),
         }
     }
 }

@@ -10,9 +10,8 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::extract::{Caller, JsonBody};
 use super::responses::{BadRequest, Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable};
-use crate::core::{AccessRequestDecision, AccessRequestFiling};
+use crate::core::{AccessRequestDecision, AccessRequestFiling, AccessRequestView};
 use crate::error::HubError;
-use crate::store::AccessRequest;
 
 /// Filter of `GET /v1/access-requests`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -31,7 +30,7 @@ pub struct RequestFilter {
     tag = "access",
     request_body = AccessRequestFiling,
     responses(
-        (status = 201, description = "Filed", body = AccessRequest),
+        (status = 201, description = "Filed", body = AccessRequestView),
         BadRequest,
         Unauthenticated,
         Forbidden,
@@ -42,7 +41,7 @@ pub async fn file(
     State(state): State<AppState>,
     Caller(caller): Caller,
     filing: JsonBody<AccessRequestFiling>,
-) -> Result<(StatusCode, Json<AccessRequest>), HubError> {
+) -> Result<(StatusCode, Json<AccessRequestView>), HubError> {
     state
         .hub
         .file_access_request(&caller, filing.0)
@@ -57,7 +56,7 @@ pub async fn file(
     tag = "access",
     params(RequestFilter),
     responses(
-        (status = 200, description = "The requests", body = Vec<AccessRequest>),
+        (status = 200, description = "The requests", body = Vec<AccessRequestView>),
         Unauthenticated,
         Forbidden,
     )
@@ -66,7 +65,7 @@ pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(filter): Query<RequestFilter>,
-) -> Result<Json<Vec<AccessRequest>>, HubError> {
+) -> Result<Json<Vec<AccessRequestView>>, HubError> {
     state
         .hub
         .access_requests(&caller, filter.status.as_deref())
@@ -83,7 +82,7 @@ pub async fn list(
     params(("id" = String, Path, description = "The request's id")),
     request_body = AccessRequestDecision,
     responses(
-        (status = 200, description = "Decided", body = AccessRequest),
+        (status = 200, description = "Decided", body = AccessRequestView),
         Unauthenticated,
         Forbidden,
         NotFound,
@@ -96,7 +95,7 @@ pub async fn decide(
     Caller(caller): Caller,
     Path(id): Path<String>,
     decision: JsonBody<AccessRequestDecision>,
-) -> Result<Json<AccessRequest>, HubError> {
+) -> Result<Json<AccessRequestView>, HubError> {
     state
         .hub
         .decide_access_request(&caller, &id, decision.0)

@@ -11,10 +11,9 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::extract::{Caller, JsonBody};
 use super::responses::{BadRequest, Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable};
-use crate::core::{ConfirmationFile, LinkPage, Verification};
+use crate::core::{ConfirmationFile, LinkFilter, LinkPage, Verification};
 use crate::error::HubError;
 use crate::matching::LinkColour;
-use crate::store::LinkQuery;
 
 /// Filters and paging of `GET /v1/links`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -52,7 +51,7 @@ impl FromRequestParts<AppState> for LinkFilters {
     }
 }
 
-impl From<LinkFilters> for LinkQuery {
+impl From<LinkFilters> for LinkFilter {
     fn from(filters: LinkFilters) -> Self {
         Self {
             colour: filters.colour,

@@ -11,15 +11,14 @@ use super::responses::{
     BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthenticated, Unavailable,
     Unprocessable, UnsupportedMediaType,
 };
-use crate::core::{IngestReport, RecordView};
+use crate::core::{IngestOutcome, IngestReport, RecordView};
 use crate::error::HubError;
-use crate::store::UpsertOutcome;
 
 impl IntoResponse for IngestReport {
     fn into_response(self) -> Response {
         let status = match self.outcome {
-            UpsertOutcome::Created => StatusCode::CREATED,
-            UpsertOutcome::Replayed | UpsertOutcome::Updated => StatusCode::OK,
+            IngestOutcome::Created => StatusCode::CREATED,
+            IngestOutcome::Replayed | IngestOutcome::Updated => StatusCode::OK,
         };
         (status, Json(self)).into_response()
     }

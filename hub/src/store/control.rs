@@ -8,13 +8,14 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
+use super::audit_chain::{
+    AuditEntry, AuditEvent, ChainBreak, ChainVerifier, GENESIS_HASH, chain_hash,
+};
 use super::{
     Database, PoolSettings, Schema, StoreError, corrupt, from_unix_millis, placeholders,
     unix_millis,
 };
-use crate::audit::{AuditEntry, AuditEvent, GENESIS_HASH, chain_hash};
 
 /// A casbin rule as stored: `p` (subject, system, action) or `g` (member, role, "").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub struct NewRule {
 }
 
 /// An access request (or a recorded decision not to file one) as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccessRequest {
     pub id: String,
     /// `request` or `no_request`.
@@ -57,16 +58,13 @@ pub struct AccessRequest {
     pub case_reference: String,
     pub justification: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub decided_at: Option<OffsetDateTime>,
     pub decided_by: Option<String>,
     pub decision_reason: Option<String>,
     /// A grant's full access lapses by itself at this instant.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub grant_expires_at: Option<OffsetDateTime>,
 }
 
@@ -333,6 +331,28 @@ impl ControlStore {
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(audit_from_row).collect()
+    }
+
+    /// Walks the whole audit log: the number of entries when the chain holds, or the first
+    /// place it breaks.
+    pub async fn verify_audit_chain(&self) -> Result<Result<u64, ChainBreak>, sqlx::Error> {
+        /// Entries read at a time.
+        const PAGE: i64 = 1_000;
+        let mut verifier = ChainVerifier::default();
+        let mut after = 0;
+        loop {
+            let entries = self.audit_entries(after, PAGE).await?;
+            for entry in &entries {
+                if let Err(broken) = verifier.check(entry) {
+                    return Ok(Err(broken));
+                }
+            }
+            match entries.last() {
+                Some(last) => after = last.seq,
+                None => break,
+            }
+        }
+        Ok(verifier.finish(self.audit_head().await?))
     }
 
     /// The last entry's sequence number and hash, as recorded at its append.
@@ -634,7 +654,6 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::verify_audit_chain;
 
     fn event(n: usize) -> AuditEvent {
         AuditEvent {
@@ -685,7 +704,7 @@ mod tests {
             assert_eq!(entry.event, event(n));
         }
         assert_eq!(
-            verify_audit_chain(&store).await.expect("walk").ok(),
+            store.verify_audit_chain().await.expect("walk").ok(),
             Some(153)
         );
     }
@@ -713,7 +732,7 @@ mod tests {
             ["hits=0", "hits=1", "hits=2", "hits=3", "hits=4", "hits=5"]
         );
         assert_eq!(
-            verify_audit_chain(&store).await.expect("walk").ok(),
+            store.verify_audit_chain().await.expect("walk").ok(),
             Some(6)
         );
         let last = entries.last().expect("entries");
@@ -753,6 +772,6 @@ mod tests {
             .map(|e| e.seq)
             .collect();
         assert_eq!(seqs, [1, 2, 4]);
-        assert!(verify_audit_chain(&store).await.expect("walk").is_err());
+        assert!(store.verify_audit_chain().await.expect("walk").is_err());
     }
 }

@@ -5,7 +5,6 @@ use connectors::{Accepted, IdentityRecord, Partition, QualityFinding, RecordRef,
 use serde::Serialize;
 use sqlx::Row;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use super::{
     Backend, Database, PoolSettings, Schema, StoreError, corrupt, placeholders, rows, with_ids,
@@ -14,7 +13,7 @@ use crate::batch::{BatchWriter, Batcher};
 use crate::matching::BlockingKeys;
 
 /// What an upsert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpsertOutcome {
     /// First version of this record.
@@ -71,12 +70,11 @@ pub struct Upserted {
 }
 
 /// A record as the repository holds it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredRecord {
     pub partition: Partition,
     /// When this version was stored (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub stored_at: OffsetDateTime,
     pub record: IdentityRecord,
     /// Non-blocking data-quality findings raised when this version was ingested.

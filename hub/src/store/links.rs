@@ -6,7 +6,6 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use super::{Database, PoolSettings, Schema, StoreError, corrupt, from_unix_millis, unix_millis};
 use crate::matching::{LinkColour, LinkRule};
@@ -24,10 +23,9 @@ pub struct NewLink {
 }
 
 /// One event in a link's life.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
     /// `mid` for the detector, otherwise the verifier.
     pub actor: String,
@@ -39,7 +37,7 @@ pub struct HistoryEntry {
 }
 
 /// A link as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredLink {
     pub id: String,
     /// The two records, in a fixed order.
@@ -47,19 +45,15 @@ pub struct StoredLink {
     pub colour: LinkColour,
     pub rule: LinkRule,
     /// Every piece of evidence with its score: identity comparison and biometric scores.
-    #[schema(value_type = Object)]
     pub evidence: serde_json::Value,
     /// The authority responsible for verifying the link.
     pub authority: String,
     /// Yellow links only: when verification is due.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub deadline: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 

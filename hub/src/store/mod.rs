@@ -5,11 +5,13 @@
 //! chosen by URL; they differ only in connection set-up and in their twin migrations under
 //! `migrations/`. Every query is written once, in the SQL both accept.
 
+pub mod audit_chain;
 mod control;
 mod identities;
 mod links;
 mod rows;
 
+pub use audit_chain::{AuditEntry, AuditEvent, ChainBreak};
 pub use control::{AccessRequest, AuditAppender, ControlStore, IngestCountKey, NewRule, RuleRow};
 pub use identities::{
     Completeness, GateFacts, IdentityStore, StoredRecord, TemplateOwner, UpsertOutcome,

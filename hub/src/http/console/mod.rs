@@ -20,10 +20,9 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::access::{Access, HubDuty, Principal, Purpose, Role, RuleSpec};
-use crate::core::{AccessRequestDecision, PolicyChange, Simulation, Verification};
+use crate::core::{AccessRequestDecision, LinkFilter, PolicyChange, Simulation, Verification};
 use crate::error::HubError;
 use crate::matching::LinkColour;
-use crate::store::LinkQuery;
 use pages::{Section, SimulationQuery};
 
 const COOKIE: &str = "hub_session";
@@ -442,10 +441,10 @@ async fn decide_request(
 }
 
 async fn queue(State(state): State<AppState>, session: Session) -> Response {
-    let query = LinkQuery {
+    let query = LinkFilter {
         colour: Some(LinkColour::Yellow),
         limit: 500,
-        ..LinkQuery::default()
+        ..LinkFilter::default()
     };
     match state.hub.links(&session.principal, query).await {
         Ok(page_of_links) => page(
@@ -485,7 +484,9 @@ async fn link_page(
                 .ok(),
         );
     }
-    let may_decide = session.access.may_verify(&file.link);
+    let may_decide = session
+        .access
+        .may_verify_between(&file.link.authority, &file.link.records);
     page(
         &session,
         "Identity confirmation file",

@@ -6,8 +6,10 @@ use serde_json::Value;
 
 use super::charts::{bars, fill_of, shown, stacked_columns};
 use crate::access::{Access, HubDuty, PolicyRule, Principal, RuleSpec};
-use crate::core::{ConfirmationFile, Dashboard, RecordView, Shown, SimulationAnswer};
-use crate::store::{AccessRequest, StoredLink};
+use crate::core::{
+    AccessRequestView, ConfirmationFile, Dashboard, LinkDetails, RecordView, Shown,
+    SimulationAnswer,
+};
 
 /// Where a page sits in the navigation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +189,7 @@ fn rule_cells(rule: &RuleSpec) -> Markup {
 
 pub fn access(
     rules: &[PolicyRule],
-    pending: &[AccessRequest],
+    pending: &[AccessRequestView],
     simulation: Option<(&SimulationQuery, &SimulationAnswer)>,
 ) -> Markup {
     html! {
@@ -281,7 +283,7 @@ pub struct SimulationQuery {
     pub roles: String,
 }
 
-pub fn queue(links: &[StoredLink], now: time::OffsetDateTime) -> Markup {
+pub fn queue(links: &[LinkDetails], now: time::OffsetDateTime) -> Markup {
     html! {
         @if links.is_empty() { p id="empty-queue" { "No yellow links await your authority." } }
         @else {

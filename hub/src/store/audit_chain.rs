@@ -6,13 +6,12 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 /// The hash the first entry chains to.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One thing to record, before it has a place in the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEvent {
     pub subject: String,
     pub agency: String,
@@ -28,11 +27,10 @@ pub struct AuditEvent {
 }
 
 /// An entry as stored: its place in the chain and the hashes that hold it there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
     pub seq: i64,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
     #[serde(flatten)]
     pub event: AuditEvent,
