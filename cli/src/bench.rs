@@ -72,7 +72,7 @@ pub struct BenchReport {
     pub templates: usize,
     pub queries: usize,
     pub threads: usize,
-    /// Records per second through `Hub::ingest` (parse, store, index, detect).
+    /// Records per second through `Records::ingest` (parse, store, index, detect).
     pub ingest_records_per_s: f64,
     /// Ingest's index work alone on bare usearch indexes with the hub's settings: each
     /// record's three templates inserted into its partition's indexes and searched in both
@@ -81,7 +81,7 @@ pub struct BenchReport {
     pub ingest_records_per_s_bare: f64,
     /// The hub's ingest over the bare indexes': what the hub adds to ingest's index work.
     pub ingest_hub_to_bare_ratio: f64,
-    /// Mean time from handing a record to `Hub::ingest` to its answer, `ingest_in_flight`
+    /// Mean time from handing a record to `Records::ingest` to its answer, `ingest_in_flight`
     /// records in flight.
     pub ingest_mean_ms: f64,
     /// Where that time went: each step's mean per record (waiting included; steps a record
@@ -215,7 +215,7 @@ pub struct ConnectivityPoint {
     pub curve: Vec<CurvePoint>,
 }
 
-/// One step of `Hub::ingest` and its mean time per record.
+/// One step of `Records::ingest` and its mean time per record.
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestStepTiming {
     pub step: &'static str,
@@ -537,7 +537,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let bare_tuning = IndexTuning::new(0, options.expansion_add);
     let tokens = Arc::new(TokenAuthority::load_or_create(&config.signing_key_path())?);
     let hub = Arc::new(Hub::open(&config).await?);
-    hub.prepare(&config.index_dir()).await?;
+    hub.records.prepare(&config.index_dir()).await?;
     // Through the same access checks and audit log as any caller: a connector of both
     // systems (of the state that owns every bench record) that also reads them.
     let caller = Arc::new(
@@ -579,6 +579,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             let (system, _, body) = &records[i];
             let began = Instant::now();
             let result = hub
+                .records
                 .ingest(&caller, *system, Some("application/json"), body.as_bytes())
                 .await;
             (result, began.elapsed())
@@ -597,6 +598,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     bar.finish();
     // Only the bench's ingests have run on this hub so far.
     let ingest_steps: Vec<IngestStepTiming> = hub
+        .records
         .ingest_step_totals()
         .into_iter()
         .map(|total| IngestStepTiming {
@@ -685,6 +687,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             .await?,
     );
     let biometrics = hub
+        .operations
         .biometric_indexes()
         .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
     let index_alone_seconds = {
@@ -767,14 +770,14 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     )
     .await?;
 
-    hub.save_indexes().await?;
-    hub.close().await;
+    hub.operations.save_indexes().await?;
+    hub.operations.close().await;
     drop(hub);
     let started = Instant::now();
     let reopened = Hub::open(&config).await?;
-    reopened.prepare(&config.index_dir()).await?;
+    reopened.records.prepare(&config.index_dir()).await?;
     let ready_after_restart_s = started.elapsed().as_secs_f64();
-    reopened.close().await;
+    reopened.operations.close().await;
 
     let qps = |seconds: f64| queries as f64 / seconds.max(f64::EPSILON);
     let share = |first: usize| first as f64 / queries as f64;
@@ -918,7 +921,7 @@ struct HubProbing<'a> {
 }
 
 impl HubProbing<'_> {
-    /// Every probe through `Hub::search_biometric`, `in_flight` at once: seconds taken, probes
+    /// Every probe through `Portal::search_biometric`, `in_flight` at once: seconds taken, probes
     /// whose true mate came first, and each search's latency, sorted.
     async fn searches(
         &self,
@@ -941,6 +944,7 @@ impl HubProbing<'_> {
             async move {
                 let began = Instant::now();
                 let answer = hub
+                    .portal
                     .search_biometric(
                         &caller,
                         BiometricSearch {
@@ -994,6 +998,7 @@ impl HubProbing<'_> {
     ) -> anyhow::Result<Vec<CurvePoint>> {
         let biometrics = self
             .hub
+            .operations
             .biometric_indexes()
             .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
         let own = hub_settings(algorithm, self.tuning)?;

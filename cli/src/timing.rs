@@ -151,7 +151,8 @@ fn ecris_record(id: &str, surname: &str, born: &str) -> String {
 /// Loads the records every pair needs beside a generated background population.
 async fn populate(hub: &Hub, connector: &Principal) -> anyhow::Result<()> {
     let ingest = |system: connectors::SourceSystem, content_type: &'static str, body: String| async move {
-        hub.ingest(connector, system, Some(content_type), body.as_bytes())
+        hub.records
+            .ingest(connector, system, Some(content_type), body.as_bytes())
             .await
             .map(|_| ())
             .map_err(|e| anyhow::anyhow!("timing bench ingest: {e}"))
@@ -353,7 +354,7 @@ pub async fn run(options: &TimingOptions) -> anyhow::Result<TimingReport> {
     config.settings.validate()?;
     let tokens = Arc::new(TokenAuthority::load_or_create(&config.signing_key_path())?);
     let hub = Arc::new(Hub::open(&config).await?);
-    hub.prepare(&config.index_dir()).await?;
+    hub.records.prepare(&config.index_dir()).await?;
     let connector = principal(
         "timing-connector",
         &["connector:ees", "connector:sis", "connector:ecris-tcn"],
@@ -426,7 +427,7 @@ pub async fn run(options: &TimingOptions) -> anyhow::Result<TimingReport> {
     }
     let _ = stop.send(());
     server.await??;
-    hub.close().await;
+    hub.operations.close().await;
     Ok(report)
 }
 

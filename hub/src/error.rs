@@ -1,15 +1,10 @@
-//! The hub's one error type, and its exhaustive mapping to RFC 9457 problem documents.
-//! Details never carry record content: values may be personal data.
+//! The services' one error type, each failure with a stable code; `http::problem` maps
+//! it to RFC 9457 problem documents. Details never carry record content: values may be
+//! personal data.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use connectors::{FieldError, Refusal};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::store::Fault;
-
-pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Every way a request to the hub can fail.
 #[derive(Debug, thiserror::Error)]
@@ -106,236 +101,41 @@ impl From<Refusal> for HubError {
     }
 }
 
-/// An RFC 9457 problem document.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Problem {
-    /// A URI naming the problem type; stable, one per `code`.
-    #[serde(rename = "type")]
-    pub problem_type: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    /// Stable machine-readable code.
-    pub code: String,
-    /// Every offending field of a refused record.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-    /// On a version conflict: the version the hub holds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stored_version: Option<i64>,
-}
-
-impl Problem {
-    pub fn new(status: StatusCode, code: &str, title: &str, detail: impl Into<String>) -> Self {
-        Self {
-            problem_type: format!("urn:interop-hub:problem:{code}"),
-            title: title.to_owned(),
-            status: status.as_u16(),
-            detail: detail.into(),
-            code: code.to_owned(),
-            errors: Vec::new(),
-            stored_version: None,
-        }
-    }
-
-    /// A problem for a bare status with no more to say (the fallback for framework errors).
-    pub fn for_status(status: StatusCode) -> Self {
-        let reason = status.canonical_reason().unwrap_or("Error");
-        let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
-        Self::new(status, &code, reason, reason)
-    }
-
-    pub fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-}
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = self.status_code();
-        let mut response = (status, axum::Json(self)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        response
-    }
-}
-
 impl HubError {
-    pub fn to_problem(&self) -> Problem {
-        use StatusCode as S;
-        let detail = self.to_string();
+    /// The stable machine-readable code of the failure: the problem document's `code`, the
+    /// audit log's refusal and the metrics' outcome label.
+    pub fn code(&self) -> &'static str {
         match self {
-            Self::UnknownSystem => Problem::new(
-                S::NOT_FOUND,
-                "unknown_system",
-                "Unknown source system",
-                detail,
-            ),
-            Self::RecordNotFound => {
-                Problem::new(S::NOT_FOUND, "record_not_found", "Record not found", detail)
-            }
-            Self::RouteNotFound => Problem::new(S::NOT_FOUND, "not_found", "Not found", detail),
-            Self::MethodNotAllowed => Problem::new(
-                S::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method not allowed",
-                detail,
-            ),
-            Self::UnsupportedMediaType { .. } => Problem::new(
-                S::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type",
-                detail,
-            ),
-            Self::PayloadTooLarge { .. } => Problem::new(
-                S::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload too large",
-                detail,
-            ),
-            Self::UnreadableBody => {
-                Problem::new(S::BAD_REQUEST, "unreadable_body", "Unreadable body", detail)
-            }
-            Self::Malformed { .. } => Problem::new(
-                S::BAD_REQUEST,
-                "malformed_record",
-                "Malformed record",
-                detail,
-            ),
-            Self::Invalid { errors } => Problem {
-                errors: errors.clone(),
-                ..Problem::new(
-                    S::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    "The record was refused",
-                    detail,
-                )
-            },
-            Self::VersionReused { version } => Problem {
-                stored_version: Some(*version),
-                ..Problem::new(S::CONFLICT, "version_reused", "Version reused", detail)
-            },
-            Self::VersionConflict { stored, .. } => Problem {
-                stored_version: Some(*stored),
-                ..Problem::new(
-                    S::CONFLICT,
-                    "version_conflict",
-                    "Older version refused",
-                    detail,
-                )
-            },
-            Self::NotReady => {
-                Problem::new(S::SERVICE_UNAVAILABLE, "not_ready", "Not ready", detail)
-            }
-            Self::LinkNotFound => {
-                Problem::new(S::NOT_FOUND, "link_not_found", "Link not found", detail)
-            }
-            Self::InvalidDecision(_) => Problem::new(
-                S::UNPROCESSABLE_ENTITY,
-                "invalid_decision",
-                "Decision refused",
-                detail,
-            ),
-            Self::AlreadyDecided => {
-                Problem::new(S::CONFLICT, "already_decided", "Already decided", detail)
-            }
-            Self::InvalidQuery(_) => {
-                Problem::new(S::BAD_REQUEST, "invalid_query", "Invalid query", detail)
-            }
-            Self::InvalidBody(_) => {
-                Problem::new(S::BAD_REQUEST, "invalid_body", "Invalid body", detail)
-            }
-            Self::Unavailable | Self::OutOfService(_) => Problem::new(
-                S::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Service unavailable",
-                detail,
-            ),
-            Self::Unauthenticated(_) => Problem::new(
-                S::UNAUTHORIZED,
-                "unauthenticated",
-                "Authentication required",
-                detail,
-            ),
-            Self::Forbidden => Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", detail),
-            Self::NotOwner => Problem::new(S::FORBIDDEN, "not_owner", "Not the owner", detail),
-            Self::BodyTimeout => Problem::new(
-                S::REQUEST_TIMEOUT,
-                "request_timeout",
-                "Request timeout",
-                detail,
-            ),
-            Self::RateLimited { .. } => Problem::new(
-                S::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Too many requests",
-                detail,
-            ),
-            Self::RuleExists => Problem::new(S::CONFLICT, "rule_exists", "Rule exists", detail),
-            Self::RuleNotFound => {
-                Problem::new(S::NOT_FOUND, "rule_not_found", "Rule not found", detail)
-            }
-            Self::AccessRequestNotFound => Problem::new(
-                S::NOT_FOUND,
-                "access_request_not_found",
-                "Access request not found",
-                detail,
-            ),
-            Self::AccessRequestDecided => Problem::new(
-                S::CONFLICT,
-                "access_request_decided",
-                "Access request decided",
-                detail,
-            ),
-            Self::InvalidRequest(_) => Problem::new(
-                S::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                "Request refused",
-                detail,
-            ),
-            Self::Storage(_) | Self::Internal(_) => Problem::new(
-                S::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "Internal error",
-                "internal error",
-            ),
+            Self::UnknownSystem => "unknown_system",
+            Self::RecordNotFound => "record_not_found",
+            Self::RouteNotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnreadableBody => "unreadable_body",
+            Self::Malformed { .. } => "malformed_record",
+            Self::Invalid { .. } => "validation_failed",
+            Self::VersionReused { .. } => "version_reused",
+            Self::VersionConflict { .. } => "version_conflict",
+            Self::NotReady => "not_ready",
+            Self::LinkNotFound => "link_not_found",
+            Self::InvalidDecision(_) => "invalid_decision",
+            Self::AlreadyDecided => "already_decided",
+            Self::InvalidQuery(_) => "invalid_query",
+            Self::InvalidBody(_) => "invalid_body",
+            Self::Unavailable | Self::OutOfService(_) => "unavailable",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::NotOwner => "not_owner",
+            Self::BodyTimeout => "request_timeout",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::RuleExists => "rule_exists",
+            Self::RuleNotFound => "rule_not_found",
+            Self::AccessRequestNotFound => "access_request_not_found",
+            Self::AccessRequestDecided => "access_request_decided",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::Storage(_) | Self::Internal(_) => "internal_error",
         }
-    }
-}
-
-impl IntoResponse for HubError {
-    fn into_response(self) -> Response {
-        match &self {
-            // The cause goes to the operator's log, not to the client.
-            Self::Storage(cause) => tracing::error!(error = %cause, "storage failure"),
-            Self::Internal(cause) => tracing::error!(error = %cause, "internal failure"),
-            _ => {}
-        }
-        let mut response = self.to_problem().into_response();
-        if matches!(self, Self::Unauthenticated(_)) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if let Self::RateLimited {
-            retry_after_seconds,
-        } = &self
-        {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
-        }
-        if matches!(
-            self,
-            Self::NotReady | Self::Unavailable | Self::OutOfService(_)
-        ) {
-            // The indexes are being built from the store: connectors should come back soon.
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        response
     }
 }
 

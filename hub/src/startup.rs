@@ -53,10 +53,6 @@ impl Application {
         self.listener.local_addr()
     }
 
-    pub fn hub(&self) -> Arc<Hub> {
-        Arc::clone(&self.hub)
-    }
-
     /// Serves at once — `/readyz` answers 503 until the biometric indexes are level with
     /// the store — until `shutdown` completes; then lets in-flight requests finish and
     /// saves the indexes.
@@ -79,10 +75,10 @@ impl Application {
         preparing.abort();
         saving.abort();
         sweeping.abort();
-        if let Err(e) = self.hub.save_indexes().await {
+        if let Err(e) = self.hub.operations.save_indexes().await {
             tracing::error!(error = %e, "could not save the biometric indexes; start-up will mend them");
         }
-        self.hub.close().await;
+        self.hub.operations.close().await;
         served
     }
 }
@@ -91,7 +87,7 @@ impl Application {
 async fn prepare(hub: Arc<Hub>, index_dir: PathBuf) {
     let started = std::time::Instant::now();
     loop {
-        match hub.prepare(&index_dir).await {
+        match hub.records.prepare(&index_dir).await {
             Ok(()) => {
                 tracing::info!(
                     seconds = started.elapsed().as_secs_f64(),
@@ -112,7 +108,7 @@ async fn save_periodically(hub: Arc<Hub>) {
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        if let Err(e) = hub.save_indexes().await {
+        if let Err(e) = hub.operations.save_indexes().await {
             tracing::error!(error = %e, "saving the biometric indexes failed");
         }
     }
@@ -125,7 +121,7 @@ async fn sweep_detections(hub: Arc<Hub>, interval: Duration) {
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        match hub.finish_detections().await {
+        match hub.records.finish_detections().await {
             Ok(0) | Err(HubError::NotReady) => {}
             Ok(finished) => tracing::info!(finished, "unfinished detections finished"),
             Err(e) => tracing::warn!(error = %e, "sweeping unfinished detections failed"),

@@ -1,7 +1,8 @@
 //! The service library's layers and which way their dependencies point, checked over its
 //! sources: the domain (matching, the detector's rules) reaches neither storage nor HTTP;
 //! storage reaches no access control, audit service, core service or HTTP, and derives no
-//! public schema; HTTP reaches no storage row. A path in a comment does not count; a path
+//! public schema; the services (core, access, the indexes, the error type) reach no HTTP;
+//! HTTP reaches no storage row. A path in a comment does not count; a path
 //! in code, `use` or not, does.
 
 use std::fmt;
@@ -44,6 +45,17 @@ const LAYERS: &[Layer] = &[
             "axum::",
             "utoipa::",
             "ToSchema",
+        ],
+    },
+    Layer {
+        name: "service",
+        modules: &["core", "access", "biometrics", "error", "batch"],
+        forbidden: &[
+            "crate::http",
+            "crate::startup",
+            "axum::",
+            "hyper::",
+            "tower_http::",
         ],
     },
     Layer {
@@ -181,6 +193,10 @@ fn each_wrong_import_is_named_with_its_place() {
         ),
         ("store/mod.rs", "use crate::core::Hub;\n"),
         ("http/records.rs", "use crate::store::UpsertOutcome;\n"),
+        (
+            "core/records.rs",
+            "impl axum::response::IntoResponse for X {}\n",
+        ),
     ]);
     let found: Vec<(String, usize, &str)> = violations(src.path())
         .into_iter()
@@ -198,6 +214,7 @@ fn each_wrong_import_is_named_with_its_place() {
             ("store/links.rs".to_owned(), 2, "utoipa::"),
             ("store/links.rs".to_owned(), 2, "ToSchema"),
             ("store/mod.rs".to_owned(), 1, "crate::core"),
+            ("core/records.rs".to_owned(), 1, "axum::"),
             ("http/records.rs".to_owned(), 1, "crate::store"),
         ]
     );

@@ -376,7 +376,7 @@ impl RuleSpec {
 }
 
 /// Parses the baseline policy file: `p, subject, system, action` and `g, member, role`.
-pub fn parse_policy_csv(text: &str) -> Result<Vec<CheckedRule>, String> {
+pub(super) fn parse_policy_csv(text: &str) -> Result<Vec<CheckedRule>, String> {
     let mut rules = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -6,13 +6,17 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{AccessRequestView, AuditEntryView, Hub, Operation};
+use std::sync::Arc;
+
+use super::guard::{Gate, Operation};
+use super::{AccessRequestView, AuditEntryView};
 use crate::access::{
-    Answer, HubDuty, PolicyRule, Principal, ProposedChanges, RuleSpec, checked_principal,
-    full_access_rules,
+    Answer, HubDuty, PolicyEngine, PolicyRule, Principal, ProposedChanges, RuleSpec,
+    checked_principal, full_access_rules,
 };
+use crate::clock::Clock;
 use crate::error::HubError;
-use crate::store::AccessRequest;
+use crate::store::{AccessRequest, ControlStore};
 
 /// Longest a grant may last.
 const MAX_GRANT_HOURS: u32 = 24 * 30;
@@ -125,16 +129,27 @@ fn required_text(text: &str, field: &'static str) -> Result<String, HubError> {
     Ok(text.to_owned())
 }
 
-impl Hub {
+/// The administration service: access rules changed in real time (simulated first), access
+/// requests and their grants, and the audit log for supervisors.
+#[derive(Debug)]
+pub struct Administration {
+    pub(super) gate: Arc<Gate>,
+    pub(super) policy: Arc<PolicyEngine>,
+    pub(super) control: ControlStore,
+    pub(super) clock: Clock,
+}
+
+impl Administration {
     pub async fn policy_rules(&self, principal: &Principal) -> Result<Vec<PolicyRule>, HubError> {
-        self.guarded(
-            principal,
-            Operation::ListRules,
-            String::new(),
-            |_| async move { self.policy.rules().await },
-            |rules| format!("rules={}", rules.len()),
-        )
-        .await
+        self.gate
+            .guarded(
+                principal,
+                Operation::ListRules,
+                String::new(),
+                |_| async move { self.policy.rules().await },
+                |rules| format!("rules={}", rules.len()),
+            )
+            .await
     }
 
     /// Adds a rule; it applies to the very next request.
@@ -144,28 +159,29 @@ impl Hub {
         change: PolicyChange,
     ) -> Result<PolicyRule, HubError> {
         let described = format!("{} why={}", rule_text(&change.rule), brief(&change.reason));
-        self.guarded(
-            principal,
-            Operation::AddRule,
-            described,
-            |_| async move {
-                let rule = change
-                    .rule
-                    .check()
-                    .map_err(|m| HubError::InvalidRequest(m.to_owned()))?;
-                let reason = required_text(&change.reason, "reason")?;
-                if change.expires_at.is_some_and(|at| at <= self.clock.now()) {
-                    return Err(HubError::InvalidRequest(
-                        "expires_at: must lie in the future".to_owned(),
-                    ));
-                }
-                self.policy
-                    .add(&rule, change.expires_at, principal, &reason)
-                    .await
-            },
-            |rule| format!("rule={}", rule.id),
-        )
-        .await
+        self.gate
+            .guarded(
+                principal,
+                Operation::AddRule,
+                described,
+                |_| async move {
+                    let rule = change
+                        .rule
+                        .check()
+                        .map_err(|m| HubError::InvalidRequest(m.to_owned()))?;
+                    let reason = required_text(&change.reason, "reason")?;
+                    if change.expires_at.is_some_and(|at| at <= self.clock.now()) {
+                        return Err(HubError::InvalidRequest(
+                            "expires_at: must lie in the future".to_owned(),
+                        ));
+                    }
+                    self.policy
+                        .add(&rule, change.expires_at, principal, &reason)
+                        .await
+                },
+                |rule| format!("rule={}", rule.id),
+            )
+            .await
     }
 
     /// Removes a rule; the very next request is decided without it.
@@ -175,17 +191,18 @@ impl Hub {
         id: i64,
         reason: &str,
     ) -> Result<PolicyRule, HubError> {
-        self.guarded(
-            principal,
-            Operation::RemoveRule,
-            format!("rule={id} why={}", brief(reason)),
-            |_| async move {
-                required_text(reason, "reason")?;
-                self.policy.remove(id).await
-            },
-            |rule| format!("removed:{}", rule_text(&rule.rule)),
-        )
-        .await
+        self.gate
+            .guarded(
+                principal,
+                Operation::RemoveRule,
+                format!("rule={id} why={}", brief(reason)),
+                |_| async move {
+                    required_text(reason, "reason")?;
+                    self.policy.remove(id).await
+                },
+                |rule| format!("removed:{}", rule_text(&rule.rule)),
+            )
+            .await
     }
 
     /// What a principal would be answered, under the current rules with proposed changes.
@@ -194,41 +211,42 @@ impl Hub {
         principal: &Principal,
         simulation: Simulation,
     ) -> Result<SimulationAnswer, HubError> {
-        self.guarded(
-            principal,
-            Operation::SimulatePolicy,
-            String::new(),
-            |_| async move {
-                let subject = checked_principal(simulation.principal)?;
-                let add = simulation
-                    .add
-                    .iter()
-                    .map(|rule| {
-                        rule.check()
-                            .map_err(|m| HubError::InvalidRequest(m.to_owned()))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let proposed = ProposedChanges {
-                    add,
-                    remove: simulation.remove,
-                };
-                let access = self.policy.simulate(&subject, &proposed).await?;
-                let asked = simulation
-                    .systems
-                    .unwrap_or_else(|| SourceSystem::ALL.to_vec());
-                let search = SourceSystem::ALL
-                    .into_iter()
-                    .filter(|s| asked.contains(s))
-                    .map(|system| SystemDecision {
-                        system,
-                        answer: access.answer(system),
-                    })
-                    .collect();
-                Ok(SimulationAnswer { search, access })
-            },
-            |_| "simulated".to_owned(),
-        )
-        .await
+        self.gate
+            .guarded(
+                principal,
+                Operation::SimulatePolicy,
+                String::new(),
+                |_| async move {
+                    let subject = checked_principal(simulation.principal)?;
+                    let add = simulation
+                        .add
+                        .iter()
+                        .map(|rule| {
+                            rule.check()
+                                .map_err(|m| HubError::InvalidRequest(m.to_owned()))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let proposed = ProposedChanges {
+                        add,
+                        remove: simulation.remove,
+                    };
+                    let access = self.policy.simulate(&subject, &proposed).await?;
+                    let asked = simulation
+                        .systems
+                        .unwrap_or_else(|| SourceSystem::ALL.to_vec());
+                    let search = SourceSystem::ALL
+                        .into_iter()
+                        .filter(|s| asked.contains(s))
+                        .map(|system| SystemDecision {
+                            system,
+                            answer: access.answer(system),
+                        })
+                        .collect();
+                    Ok(SimulationAnswer { search, access })
+                },
+                |_| "simulated".to_owned(),
+            )
+            .await
     }
 
     /// Files a full-access request after a hit flag, or records why none is filed.
@@ -238,40 +256,41 @@ impl Hub {
         filing: AccessRequestFiling,
     ) -> Result<AccessRequestView, HubError> {
         let described = format!("kind={} system={}", filing.kind.as_str(), filing.system);
-        self.guarded(
-            principal,
-            Operation::FileAccessRequest,
-            described,
-            |access| async move {
-                if !access.rights(filing.system).request_access {
-                    return Err(HubError::Forbidden);
-                }
-                let row = AccessRequest {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    kind: filing.kind.as_str().to_owned(),
-                    status: match filing.kind {
-                        AccessRequestKind::Request => "pending",
-                        AccessRequestKind::NoRequest => "recorded",
+        self.gate
+            .guarded(
+                principal,
+                Operation::FileAccessRequest,
+                described,
+                |access| async move {
+                    if !access.rights(filing.system).request_access {
+                        return Err(HubError::Forbidden);
                     }
-                    .to_owned(),
-                    subject: principal.subject.clone(),
-                    agency: principal.agency.clone(),
-                    member_state: principal.member_state.clone(),
-                    system: filing.system.as_str().to_owned(),
-                    case_reference: required_text(&filing.case_reference, "case_reference")?,
-                    justification: required_text(&filing.justification, "justification")?,
-                    created_at: self.clock.now(),
-                    decided_at: None,
-                    decided_by: None,
-                    decision_reason: None,
-                    grant_expires_at: None,
-                };
-                self.control.insert_access_request(&row).await?;
-                Ok(row.into())
-            },
-            |r: &AccessRequestView| format!("status={}", r.status),
-        )
-        .await
+                    let row = AccessRequest {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        kind: filing.kind.as_str().to_owned(),
+                        status: match filing.kind {
+                            AccessRequestKind::Request => "pending",
+                            AccessRequestKind::NoRequest => "recorded",
+                        }
+                        .to_owned(),
+                        subject: principal.subject.clone(),
+                        agency: principal.agency.clone(),
+                        member_state: principal.member_state.clone(),
+                        system: filing.system.as_str().to_owned(),
+                        case_reference: required_text(&filing.case_reference, "case_reference")?,
+                        justification: required_text(&filing.justification, "justification")?,
+                        created_at: self.clock.now(),
+                        decided_at: None,
+                        decided_by: None,
+                        decision_reason: None,
+                        grant_expires_at: None,
+                    };
+                    self.control.insert_access_request(&row).await?;
+                    Ok(row.into())
+                },
+                |r: &AccessRequestView| format!("status={}", r.status),
+            )
+            .await
     }
 
     /// Administrators see every request; a requester sees their own.
@@ -280,30 +299,31 @@ impl Hub {
         principal: &Principal,
         status: Option<&str>,
     ) -> Result<Vec<AccessRequestView>, HubError> {
-        self.guarded(
-            principal,
-            Operation::ListAccessRequests,
-            format!("status={}", status.unwrap_or("any")),
-            |access| async move {
-                let all = access.has_duty(HubDuty::Administer);
-                let may_request = SourceSystem::ALL
-                    .iter()
-                    .any(|s| access.rights(*s).request_access);
-                if !all && !may_request {
-                    return Err(HubError::Forbidden);
-                }
-                let rows = self.control.access_requests(status).await?;
-                Ok(rows
-                    .into_iter()
-                    .filter(|r| {
-                        all || (r.subject == principal.subject && r.agency == principal.agency)
-                    })
-                    .map(AccessRequestView::from)
-                    .collect::<Vec<_>>())
-            },
-            |requests| format!("requests={}", requests.len()),
-        )
-        .await
+        self.gate
+            .guarded(
+                principal,
+                Operation::ListAccessRequests,
+                format!("status={}", status.unwrap_or("any")),
+                |access| async move {
+                    let all = access.has_duty(HubDuty::Administer);
+                    let may_request = SourceSystem::ALL
+                        .iter()
+                        .any(|s| access.rights(*s).request_access);
+                    if !all && !may_request {
+                        return Err(HubError::Forbidden);
+                    }
+                    let rows = self.control.access_requests(status).await?;
+                    Ok(rows
+                        .into_iter()
+                        .filter(|r| {
+                            all || (r.subject == principal.subject && r.agency == principal.agency)
+                        })
+                        .map(AccessRequestView::from)
+                        .collect::<Vec<_>>())
+                },
+                |requests| format!("requests={}", requests.len()),
+            )
+            .await
     }
 
     /// Grants (time-boxed, applying at once) or refuses a pending request.
@@ -313,55 +333,55 @@ impl Hub {
         id: &str,
         decision: AccessRequestDecision,
     ) -> Result<AccessRequestView, HubError> {
-        self.guarded(
-            principal,
-            Operation::DecideAccessRequest,
-            format!("grant={}", decision.grant),
-            |_| async move {
-                let reason = required_text(&decision.reason, "reason")?;
-                let hours = decision.hours.unwrap_or(24);
-                if !(1..=MAX_GRANT_HOURS).contains(&hours) {
-                    return Err(HubError::InvalidRequest(format!(
-                        "hours: 1-{MAX_GRANT_HOURS}"
-                    )));
-                }
-                let mut row = self
-                    .control
-                    .access_request(id)
-                    .await?
-                    .ok_or(HubError::AccessRequestNotFound)?;
-                if row.status != "pending" {
-                    return Err(HubError::AccessRequestDecided);
-                }
-                let now = self.clock.now();
-                row.status = if decision.grant { "granted" } else { "refused" }.to_owned();
-                row.decided_at = Some(now);
-                row.decided_by = Some(principal.rule_subject());
-                row.decision_reason = Some(reason);
-                let mut grant = Vec::new();
-                if decision.grant {
-                    row.grant_expires_at = Some(now + time::Duration::hours(i64::from(hours)));
-                    let system: SourceSystem = row
-                        .system
-                        .parse()
-                        .map_err(|_| HubError::Internal("stored request names no system".into()))?;
-                    let requester = Principal::new(
-                        row.subject.clone(),
-                        row.agency.clone(),
-                        row.member_state.clone(),
-                        Vec::new(),
-                    )
-                    .map_err(|e| HubError::Internal(format!("stored requester: {e}")))?;
-                    grant = full_access_rules(&requester, system);
-                }
-                if !self.policy.decide_request(&row, &grant, principal).await? {
-                    return Err(HubError::AccessRequestDecided);
-                }
-                Ok(row.into())
-            },
-            |r: &AccessRequestView| format!("status={}", r.status),
-        )
-        .await
+        self.gate
+            .guarded(
+                principal,
+                Operation::DecideAccessRequest,
+                format!("grant={}", decision.grant),
+                |_| async move {
+                    let reason = required_text(&decision.reason, "reason")?;
+                    let hours = decision.hours.unwrap_or(24);
+                    if !(1..=MAX_GRANT_HOURS).contains(&hours) {
+                        return Err(HubError::InvalidRequest(format!(
+                            "hours: 1-{MAX_GRANT_HOURS}"
+                        )));
+                    }
+                    let mut row = self
+                        .control
+                        .access_request(id)
+                        .await?
+                        .ok_or(HubError::AccessRequestNotFound)?;
+                    if row.status != "pending" {
+                        return Err(HubError::AccessRequestDecided);
+                    }
+                    let now = self.clock.now();
+                    row.status = if decision.grant { "granted" } else { "refused" }.to_owned();
+                    row.decided_at = Some(now);
+                    row.decided_by = Some(principal.rule_subject());
+                    row.decision_reason = Some(reason);
+                    let mut grant = Vec::new();
+                    if decision.grant {
+                        row.grant_expires_at = Some(now + time::Duration::hours(i64::from(hours)));
+                        let system: SourceSystem = row.system.parse().map_err(|_| {
+                            HubError::Internal("stored request names no system".into())
+                        })?;
+                        let requester = Principal::new(
+                            row.subject.clone(),
+                            row.agency.clone(),
+                            row.member_state.clone(),
+                            Vec::new(),
+                        )
+                        .map_err(|e| HubError::Internal(format!("stored requester: {e}")))?;
+                        grant = full_access_rules(&requester, system);
+                    }
+                    if !self.policy.decide_request(&row, &grant, principal).await? {
+                        return Err(HubError::AccessRequestDecided);
+                    }
+                    Ok(row.into())
+                },
+                |r: &AccessRequestView| format!("status={}", r.status),
+            )
+            .await
     }
 
     /// A page of the audit log, for supervisors.
@@ -372,23 +392,25 @@ impl Hub {
         limit: i64,
     ) -> Result<AuditPage, HubError> {
         let limit = limit.clamp(1, AUDIT_PAGE);
-        self.guarded(
-            principal,
-            Operation::ReadAudit,
-            format!("after={after} limit={limit}"),
-            |_| async move {
-                let entries = self.control.audit_entries(after.max(0), limit).await?;
-                let next_after = (entries.len() == usize::try_from(limit).unwrap_or(usize::MAX))
+        self.gate
+            .guarded(
+                principal,
+                Operation::ReadAudit,
+                format!("after={after} limit={limit}"),
+                |_| async move {
+                    let entries = self.control.audit_entries(after.max(0), limit).await?;
+                    let next_after = (entries.len()
+                        == usize::try_from(limit).unwrap_or(usize::MAX))
                     .then(|| entries.last().map(|e| e.seq))
                     .flatten();
-                Ok(AuditPage {
-                    entries: entries.into_iter().map(AuditEntryView::from).collect(),
-                    next_after,
-                })
-            },
-            |page| format!("entries={}", page.entries.len()),
-        )
-        .await
+                    Ok(AuditPage {
+                        entries: entries.into_iter().map(AuditEntryView::from).collect(),
+                        next_after,
+                    })
+                },
+                |page| format!("entries={}", page.entries.len()),
+            )
+            .await
     }
 }
 

@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use connectors::SourceSystem;
 
-use super::{Hub, outcome_of};
-use crate::access::{Access, HubDuty, Principal, Purpose};
+use super::audit_log::{self, AuditLog};
+use super::limits::Budgets;
+use super::{outcome_of, timed};
+use crate::access::{Access, HubDuty, PolicyEngine, Principal, Purpose};
+use crate::config::Settings;
 use crate::error::HubError;
-use crate::metrics::IngestStep;
+use crate::metrics::{HubMetrics, IngestStep};
 use crate::store::IngestCountKey;
 
 /// Everything a caller can ask of the hub, as the audit log names it.
@@ -42,7 +45,7 @@ pub enum Operation {
 
 /// What the gate checks before an operation runs; finer checks (per system, per link)
 /// are the operation's own.
-enum Gate {
+enum Check {
     /// The caller must be allowed to declare this purpose.
     Purpose(Purpose),
     /// The caller must write to this system (and so manage its records).
@@ -121,34 +124,73 @@ impl Operation {
         )
     }
 
-    fn gate(self) -> Gate {
+    fn check(self) -> Check {
         match self {
             Self::Search(purpose) | Self::BiometricSearch(purpose) | Self::ReadRecord(purpose) => {
-                Gate::Purpose(purpose)
+                Check::Purpose(purpose)
             }
-            Self::Ingest(system) | Self::Delete(system) => Gate::Write(system),
+            Self::Ingest(system) | Self::Delete(system) => Check::Write(system),
             Self::ListLinks | Self::ReadLink | Self::Verify => {
-                Gate::Purpose(Purpose::MultipleIdentityVerification)
+                Check::Purpose(Purpose::MultipleIdentityVerification)
             }
             Self::ListRules | Self::AddRule | Self::RemoveRule | Self::SimulatePolicy => {
-                Gate::Duty(HubDuty::Administer)
+                Check::Duty(HubDuty::Administer)
             }
             // Requesters list their own, administrators all: decided inside.
-            Self::ListAccessRequests | Self::FileAccessRequest => Gate::Inside,
-            Self::DecideAccessRequest => Gate::Duty(HubDuty::Administer),
-            Self::ReadAudit => Gate::Duty(HubDuty::Audit),
+            Self::ListAccessRequests | Self::FileAccessRequest => Check::Inside,
+            Self::DecideAccessRequest => Check::Duty(HubDuty::Administer),
+            Self::ReadAudit => Check::Duty(HubDuty::Audit),
             Self::Statistics | Self::Dashboard | Self::DataQuality => {
-                Gate::Duty(HubDuty::Statistics)
+                Check::Duty(HubDuty::Statistics)
             }
         }
     }
 }
 
-impl Hub {
+/// The gate every operation passes, and the audit log every operation leaves its entry in.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    policy: Arc<PolicyEngine>,
+    budgets: Budgets,
+    audit: AuditLog,
+    /// Member states whose law enables police identity checks.
+    identity_check_states: Vec<String>,
+    metrics: Arc<HubMetrics>,
+}
+
+impl Gate {
+    pub(crate) fn new(
+        policy: Arc<PolicyEngine>,
+        settings: &Settings,
+        audit: AuditLog,
+        metrics: Arc<HubMetrics>,
+    ) -> Self {
+        Self {
+            policy,
+            budgets: Budgets::new(&settings.limits),
+            audit,
+            identity_check_states: settings.identity_check.member_states.clone(),
+            metrics,
+        }
+    }
+
+    /// What `principal` may do under the policy in force at this very moment.
+    pub(crate) async fn access(&self, principal: &Principal) -> Result<Arc<Access>, HubError> {
+        self.policy.access(principal).await
+    }
+
+    pub(crate) fn budgets(&self) -> &Budgets {
+        &self.budgets
+    }
+
+    pub(crate) fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
     /// Runs `work` behind the gate and audits what came of it: `query` describes the
     /// request (never its values), `describe` the answer; a refusal is logged by its code.
     /// Nothing is answered that was not logged.
-    pub(super) async fn guarded<T, Work>(
+    pub(crate) async fn guarded<T, Work>(
         &self,
         principal: &Principal,
         operation: Operation,
@@ -163,9 +205,9 @@ impl Hub {
             .await
     }
 
-    /// As [`Hub::guarded`], with the data-quality counts `count` draws from the result
+    /// As [`Gate::guarded`], with the data-quality counts `count` draws from the result
     /// written in the audit entry's own transaction.
-    pub(super) async fn guarded_counting<T, Work>(
+    pub(crate) async fn guarded_counting<T, Work>(
         &self,
         principal: &Principal,
         operation: Operation,
@@ -183,14 +225,14 @@ impl Hub {
         };
         let counts = count(&result);
         let outcome = outcome_of(&result, describe);
-        let entry = self.audit_entry(
+        let entry = self.audit.entry(audit_log::Record {
             principal,
-            operation.purpose(),
-            operation.action(),
+            purpose: operation.purpose(),
+            action: operation.action(),
             query,
             outcome,
             counts,
-        );
+        });
         if matches!(
             result,
             Err(HubError::Unavailable | HubError::OutOfService(_))
@@ -198,12 +240,12 @@ impl Hub {
             // A database out of reach: the answer hands nothing out, and waiting for the
             // audit log, likely out of reach as well (or its queue full behind it), would
             // add to the client's wait. The entry is written if the log can take it.
-            let _ = self.audit_queue.try_send(entry.0);
+            self.audit.write_if_room(entry);
             return result;
         }
-        let logged = self.log_audit(entry);
+        let logged = self.audit.write(entry);
         if matches!(operation, Operation::Ingest(_)) {
-            self.timed(IngestStep::Audit, logged).await?;
+            timed(&self.metrics, IngestStep::Audit, logged).await?;
         } else {
             logged.await?;
         }
@@ -216,8 +258,8 @@ impl Hub {
         operation: Operation,
     ) -> Result<Arc<Access>, HubError> {
         let access = self.access(principal).await?;
-        match operation.gate() {
-            Gate::Purpose(purpose) => {
+        match operation.check() {
+            Check::Purpose(purpose) => {
                 if !access.may_declare(purpose)
                     || !self.purpose_enabled(principal, purpose)
                     || !operation.serves(purpose)
@@ -225,9 +267,9 @@ impl Hub {
                     return Err(HubError::Forbidden);
                 }
             }
-            Gate::Write(system) => access.require_write(system)?,
-            Gate::Duty(duty) => access.require_duty(duty)?,
-            Gate::Inside => {}
+            Check::Write(system) => access.require_write(system)?,
+            Check::Duty(duty) => access.require_duty(duty)?,
+            Check::Inside => {}
         }
         if operation.hands_out_personal_data() {
             self.budgets.take(principal)?;
@@ -239,10 +281,6 @@ impl Hub {
     /// (CIR Art. 20) only for the states the settings list.
     fn purpose_enabled(&self, principal: &Principal, purpose: Purpose) -> bool {
         purpose != Purpose::IdentityCheck
-            || self
-                .settings
-                .identity_check
-                .member_states
-                .contains(&principal.member_state)
+            || self.identity_check_states.contains(&principal.member_state)
     }
 }

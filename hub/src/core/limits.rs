@@ -26,7 +26,7 @@ const BUDGET_KEYS_LIMIT: usize = 100_000;
 const PRUNE_EVERY: u64 = 4_096;
 
 /// The hub's request budgets.
-pub struct Budgets {
+pub(crate) struct Budgets {
     principals: DefaultKeyedRateLimiter<String>,
     agencies: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
@@ -52,7 +52,7 @@ fn quota(per_second: u32, burst: u32) -> Quota {
 }
 
 impl Budgets {
-    pub fn new(settings: &LimitSettings) -> Self {
+    pub(crate) fn new(settings: &LimitSettings) -> Self {
         Self {
             principals: RateLimiter::keyed(quota(settings.per_second, settings.burst)),
             agencies: RateLimiter::keyed(quota(settings.agency_per_second, settings.agency_burst)),
@@ -65,7 +65,7 @@ impl Budgets {
 
     /// Takes one request from the principal's and then its agency's budget, or says how
     /// many seconds to wait. A request the principal's own budget refuses takes nothing.
-    pub fn take(&self, principal: &Principal) -> Result<(), HubError> {
+    pub(crate) fn take(&self, principal: &Principal) -> Result<(), HubError> {
         let refused = |not_until: governor::NotUntil<_>| HubError::RateLimited {
             retry_after_seconds: not_until
                 .wait_time_from(self.clock.now())
@@ -90,7 +90,7 @@ impl Budgets {
     /// Counts a search the principal had answered with a hit flag in `hour` (hours since
     /// the epoch): true exactly once per principal and hour, when the count passes the
     /// alarm threshold.
-    pub fn hit_flag_search(&self, principal: &Principal, hour: i64) -> bool {
+    pub(crate) fn hit_flag_search(&self, principal: &Principal, hour: i64) -> bool {
         let mut counts = self
             .hit_flags
             .lock()

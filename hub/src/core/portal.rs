@@ -14,12 +14,52 @@ use utoipa::ToSchema;
 
 use std::sync::Arc;
 
-use super::{Hub, LinkView, Operation, RecordView};
+use super::audit_log;
+use super::guard::{Gate, Operation};
+use super::parts::{Indexes, Partitions};
+use super::{LinkView, RecordView};
 pub use crate::access::Purpose;
 use crate::access::{Access, Answer, FieldGroup, Principal};
+use crate::clock::Clock;
+use crate::config::Settings;
 use crate::error::HubError;
 use crate::matching::{BlockingKeys, DocumentAgreement, IdentityAgreement, compare_identity};
+use crate::metrics::HubMetrics;
+use crate::store::LinkStore;
 use crate::store::StoredRecord;
+
+/// A 1:N search: one probe template against every index of its algorithm.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BiometricSearch {
+    /// Why the caller searches; the purpose's rules apply to the answer.
+    pub purpose: Purpose,
+    /// When and by which device the probe was captured: required for an identity check,
+    /// which searches by live biometrics only.
+    pub capture: Option<Capture>,
+    /// A registered algorithm id; the probe is compared with that algorithm's templates only.
+    pub algorithm: String,
+    /// The probe: base64 of little-endian float32 values, the algorithm's dimension.
+    pub data: String,
+    /// Records to return at most, 1–100 (default 10).
+    pub limit: Option<usize>,
+}
+
+/// A record found by a 1:N search.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct BiometricHit {
+    pub record: RecordRef,
+    /// The best similarity (1 − cosine distance) among the record's templates.
+    pub similarity: f32,
+    /// At or above the algorithm's match threshold.
+    pub matched: bool,
+}
+
+/// The records a 1:N search found, best first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BiometricSearchAnswer {
+    pub hits: Vec<BiometricHit>,
+}
 
 /// Records one system answers with at most.
 const RECORDS_PER_SYSTEM: usize = 20;
@@ -32,7 +72,7 @@ const IDENTITY_CHECK_MINIMUM_AGE: i32 = 12;
 /// How far ahead of the hub's clock a capture's time may lie (the device's clock drifts).
 const CAPTURE_CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
 /// The refusal rule of a capture too old (or too far ahead) to count as live.
-pub const STALE_CAPTURE: &str = "stale_capture";
+pub(super) const STALE_CAPTURE: &str = "stale_capture";
 
 /// Identity data to search by; any subset, but a name needs a date of birth.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -233,7 +273,25 @@ struct Queried {
     answer: Answer,
 }
 
-impl Hub {
+/// Neighbours a 1:N search asks each partition's index for, per record wanted: several
+/// templates of one record can hit (two fingers).
+pub const NEIGHBOURS_PER_WANTED_RECORD: usize = 4;
+
+/// The search portal and the shared biometric matching service's 1:N search: one query
+/// across every system the caller may query, each answered as the policy and the purpose
+/// say.
+#[derive(Debug)]
+pub struct Portal {
+    pub(super) gate: Arc<Gate>,
+    pub(super) stores: Arc<Partitions>,
+    pub(super) links: LinkStore,
+    pub(super) indexes: Arc<Indexes>,
+    pub(super) settings: Arc<Settings>,
+    pub(super) clock: Clock,
+    pub(super) metrics: Arc<HubMetrics>,
+}
+
+impl Portal {
     /// Searches every system the caller may query for the declared purpose (or those asked
     /// for) and answers each as the policy and the purpose say: records with permitted
     /// fields, a hit flag, or nothing.
@@ -245,6 +303,7 @@ impl Hub {
     ) -> Result<SearchAnswer, HubError> {
         let purpose = request.purpose;
         let answer = self
+            .gate
             .guarded(
                 principal,
                 Operation::Search(purpose),
@@ -258,21 +317,23 @@ impl Hub {
             .iter()
             .any(|r| matches!(r, SystemAnswer::HitFlag(_)));
         let hour = self.clock.now().unix_timestamp().div_euclid(3_600);
-        if by_hit_flags && self.budgets.hit_flag_search(principal, hour) {
+        if by_hit_flags && self.gate.budgets().hit_flag_search(principal, hour) {
             // Someone runs list after list through hit flags: the supervisor should know.
             self.metrics.misuse_alarm();
-            self.log_audit(self.audit_entry(
-                principal,
-                purpose.as_str(),
-                "misuse_alarm",
-                format!(
-                    "hit_flag_searches_per_hour>{}",
-                    self.settings.limits.hit_flag_alarm_per_hour
-                ),
-                "alarm".to_owned(),
-                Vec::new(),
-            ))
-            .await?;
+            let audit = self.gate.audit();
+            audit
+                .write(audit.entry(audit_log::Record {
+                    principal,
+                    purpose: purpose.as_str(),
+                    action: "misuse_alarm",
+                    query: format!(
+                        "hit_flag_searches_per_hour>{}",
+                        self.settings.limits.hit_flag_alarm_per_hour
+                    ),
+                    outcome: "alarm".to_owned(),
+                    counts: Vec::new(),
+                }))
+                .await?;
         }
         Ok(answer)
     }
@@ -656,7 +717,7 @@ impl Hub {
                 matched
             };
             for partition in &partitions {
-                let store = self.store_of(*partition);
+                let store = self.stores.of(*partition);
                 let systems: Vec<SourceSystem> = full
                     .iter()
                     .copied()
@@ -707,7 +768,7 @@ impl Hub {
         purpose: Purpose,
         found: &mut Found,
     ) -> Result<(), HubError> {
-        let biometrics = self.biometrics()?;
+        let biometrics = self.indexes.ready()?;
         let partitions: Vec<Partition> = full
             .iter()
             .chain(flagged)
@@ -765,7 +826,7 @@ impl Hub {
                 .filter(|(p, _, _)| p == partition)
                 .map(|(_, id, _)| *id)
                 .collect();
-            for stored in self.store_of(*partition).get_many_by_id(&ids).await? {
+            for stored in self.stores.of(*partition).get_many_by_id(&ids).await? {
                 let reference =
                     RecordRef::new(stored.record.system, stored.record.source_id.clone());
                 let Some((_, _, matched)) = pending.remove(&reference) else {
@@ -782,6 +843,143 @@ impl Hub {
             }
         }
         Ok(())
+    }
+
+    /// 1:N search of both partitions' indexes of one algorithm, by record, best first;
+    /// only records the caller may read for the declared purpose are answered.
+    #[tracing::instrument(name = "search_biometric", skip_all)]
+    pub async fn search_biometric(
+        &self,
+        principal: &Principal,
+        search: BiometricSearch,
+    ) -> Result<BiometricSearchAnswer, HubError> {
+        self.gate
+            .guarded(
+                principal,
+                Operation::BiometricSearch(search.purpose),
+                format!("biometric={}", search.algorithm),
+                |access| self.search_biometric_checked(access, search),
+                |answer| format!("hits={}", answer.hits.len()),
+            )
+            .await
+    }
+
+    async fn search_biometric_checked(
+        &self,
+        access: Arc<Access>,
+        search: BiometricSearch,
+    ) -> Result<BiometricSearchAnswer, HubError> {
+        let purpose = search.purpose;
+        let readable = |system: SourceSystem| access.readable_fields_for(purpose, system).is_some();
+        if !SourceSystem::ALL.into_iter().any(readable) {
+            return Err(HubError::Forbidden);
+        }
+        let biometrics = self.indexes.ready()?;
+        let (algorithm, probe) = self.decode_probe(&search.algorithm, &search.data, "")?;
+        self.check_capture(purpose, search.capture.as_ref(), "/capture")?;
+        let limit = search.limit.unwrap_or(10).clamp(1, 100);
+        // A partition none of whose systems the caller reads is not searched at all.
+        let partitions: Vec<Partition> = [Partition::Civil, Partition::LawEnforcement]
+            .into_iter()
+            .filter(|partition| {
+                SourceSystem::ALL
+                    .into_iter()
+                    .any(|system| system.partition() == *partition && readable(system))
+            })
+            .collect();
+        let hits = biometrics
+            .search(
+                &algorithm.id,
+                &probe,
+                limit * NEIGHBOURS_PER_WANTED_RECORD,
+                &partitions,
+            )
+            .await?;
+        let mut best: BTreeMap<RecordRef, (f32, Partition, i64)> = BTreeMap::new();
+        for hit in hits.into_iter().filter(|h| readable(h.owner.record.system)) {
+            let entry = best.entry(hit.owner.record).or_insert((
+                f32::MIN,
+                hit.partition,
+                hit.owner.record_id,
+            ));
+            entry.0 = entry.0.max(hit.similarity);
+        }
+        if purpose_needs_records(purpose) {
+            let mut admitted = BTreeSet::new();
+            for partition in &partitions {
+                let ids: Vec<i64> = best
+                    .values()
+                    .filter(|(_, p, _)| p == partition)
+                    .map(|(_, _, id)| *id)
+                    .collect();
+                let now = self.clock.now();
+                for stored in self.stores.of(*partition).get_many_by_id(&ids).await? {
+                    if purpose_admits(purpose, &stored, now) {
+                        admitted.insert(RecordRef::new(
+                            stored.record.system,
+                            stored.record.source_id.clone(),
+                        ));
+                    }
+                }
+            }
+            best.retain(|record, _| admitted.contains(record));
+        }
+        let mut hits: Vec<BiometricHit> = best
+            .into_iter()
+            .map(|(record, (similarity, _, _))| BiometricHit {
+                record,
+                similarity,
+                matched: similarity >= algorithm.match_threshold,
+            })
+            .collect();
+        hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        hits.truncate(limit);
+        Ok(BiometricSearchAnswer { hits })
+    }
+
+    /// A probe checked against its algorithm: registered, the right dimension, finite and
+    /// non-zero. Faults are named by JSON pointers under `at`.
+    fn decode_probe(
+        &self,
+        algorithm: &str,
+        data: &str,
+        at: &str,
+    ) -> Result<(&connectors::Algorithm, Vec<f32>), HubError> {
+        let invalid = |field: &str, rule: &'static str, message: String| HubError::Invalid {
+            errors: vec![connectors::FieldError::new(
+                format!("{at}/{field}"),
+                rule,
+                message,
+            )],
+        };
+        let algorithm = self.settings.biometrics.get(algorithm).ok_or_else(|| {
+            invalid(
+                "algorithm",
+                connectors::rule::UNREGISTERED_ALGORITHM,
+                "expected an algorithm id registered in the hub's configuration".into(),
+            )
+        })?;
+        let probe = connectors::vector_base64::decode(data).ok_or_else(|| {
+            invalid(
+                "data",
+                connectors::rule::INVALID_BASE64,
+                "expected base64 of little-endian float32 values".into(),
+            )
+        })?;
+        if probe.len() != algorithm.dimension {
+            return Err(invalid(
+                "data",
+                connectors::rule::WRONG_DIMENSION,
+                format!(
+                    "expected {} float32 values for this algorithm",
+                    algorithm.dimension
+                ),
+            ));
+        }
+        if let Some((rule, message)) = connectors::vector_values_problem(&probe) {
+            return Err(invalid("data", rule, message.into()));
+        }
+        Ok((algorithm, probe))
     }
 }
 

@@ -11,14 +11,19 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{Hub, Operation};
+use std::sync::Arc;
+
+use super::guard::{Gate, Operation};
+use super::parts::Partitions;
 use crate::access::Principal;
+use crate::clock::Clock;
 use crate::error::HubError;
 use crate::matching::LinkColour;
+use crate::store::{ControlStore, LinkStore};
 use suppression::{CountId, Table};
 
 /// Counts from 1 to this minus one are never published, nor counts that would give one away.
-pub const SUPPRESSED_BELOW: i64 = 10;
+pub(super) const SUPPRESSED_BELOW: i64 = 10;
 const AGE_BANDS: [(i32, i32, &str); 7] = [
     (0, 11, "0-11"),
     (12, 17, "12-17"),
@@ -40,7 +45,7 @@ const LINK_DAYS: i64 = 14;
 const STORED_HOURS: i64 = 24;
 /// The period of a windowed count that holds everything before the window: with it the
 /// window adds up to its total, and the sum is protected like any other.
-pub const EARLIER: &str = "earlier";
+pub(super) const EARLIER: &str = "earlier";
 const SECONDS_PER_HOUR: i64 = 3_600;
 const SECONDS_PER_DAY: i64 = 86_400;
 
@@ -539,30 +544,43 @@ pub(super) const REFUSED: &str = "refused";
 pub(super) const REFUSED_RULE: &str = "refused_rule";
 pub(super) const FLAGGED: &str = "flagged";
 
-impl Hub {
+/// The statistics service: anonymised counts, the dashboard drawn from them, and the
+/// data-quality report.
+#[derive(Debug)]
+pub struct StatisticsService {
+    pub(super) gate: Arc<Gate>,
+    pub(super) stores: Arc<Partitions>,
+    pub(super) links: LinkStore,
+    pub(super) control: ControlStore,
+    pub(super) clock: Clock,
+}
+
+impl StatisticsService {
     /// The day's anonymised counts per system, nationality, age band, hour stored, link
     /// colour and day made, and verification backlog; withheld as [`suppression`] rules.
     pub async fn statistics(&self, principal: &Principal) -> Result<Statistics, HubError> {
-        self.guarded(
-            principal,
-            Operation::Statistics,
-            String::new(),
-            |_| async move { self.published_statistics().await },
-            |s| format!("rows={}", s.rows.len()),
-        )
-        .await
+        self.gate
+            .guarded(
+                principal,
+                Operation::Statistics,
+                String::new(),
+                |_| async move { self.published_statistics().await },
+                |s| format!("rows={}", s.rows.len()),
+            )
+            .await
     }
 
     /// The console dashboard's figures: the published statistics.
     pub async fn dashboard(&self, principal: &Principal) -> Result<Dashboard, HubError> {
-        self.guarded(
-            principal,
-            Operation::Dashboard,
-            String::new(),
-            |_| async move { Ok(Dashboard::of(&self.published_statistics().await?)) },
-            |_| "shown".to_owned(),
-        )
-        .await
+        self.gate
+            .guarded(
+                principal,
+                Operation::Dashboard,
+                String::new(),
+                |_| async move { Ok(Dashboard::of(&self.published_statistics().await?)) },
+                |_| "shown".to_owned(),
+            )
+            .await
     }
 
     /// The statistics of the current UTC day: the snapshot kept for it, or one taken now
@@ -588,7 +606,7 @@ impl Hub {
         let this_hour = now.unix_timestamp().div_euclid(SECONDS_PER_HOUR);
         let first_hour = this_hour - STORED_HOURS + 1;
         for partition in [Partition::Civil, Partition::LawEnforcement] {
-            let store = self.store_of(partition);
+            let store = self.stores.of(partition);
             for (system, year, count) in store.counts_by_birth_year().await? {
                 let Ok(system) = system.parse::<SourceSystem>() else {
                     continue;
@@ -649,94 +667,95 @@ impl Hub {
 
     /// Completeness of stored records, validity of ingests, refusals and findings by rule.
     pub async fn data_quality(&self, principal: &Principal) -> Result<DataQuality, HubError> {
-        self.guarded(
-            principal,
-            Operation::DataQuality,
-            String::new(),
-            |_| async move {
-                let mut systems: BTreeMap<SourceSystem, SystemQuality> = SourceSystem::ALL
-                    .into_iter()
-                    .map(|system| {
-                        (
-                            system,
-                            SystemQuality {
+        self.gate
+            .guarded(
+                principal,
+                Operation::DataQuality,
+                String::new(),
+                |_| async move {
+                    let mut systems: BTreeMap<SourceSystem, SystemQuality> = SourceSystem::ALL
+                        .into_iter()
+                        .map(|system| {
+                            (
                                 system,
-                                records: 0,
-                                completeness: BTreeMap::new(),
-                                accepted: 0,
-                                refused: 0,
-                                validity_rate: None,
-                                refused_by_rule: BTreeMap::new(),
-                                flagged_by_rule: BTreeMap::new(),
-                            },
-                        )
-                    })
-                    .collect();
-                for partition in [Partition::Civil, Partition::LawEnforcement] {
-                    for completeness in self.store_of(partition).completeness().await? {
-                        let Some(quality) = completeness
-                            .system
+                                SystemQuality {
+                                    system,
+                                    records: 0,
+                                    completeness: BTreeMap::new(),
+                                    accepted: 0,
+                                    refused: 0,
+                                    validity_rate: None,
+                                    refused_by_rule: BTreeMap::new(),
+                                    flagged_by_rule: BTreeMap::new(),
+                                },
+                            )
+                        })
+                        .collect();
+                    for partition in [Partition::Civil, Partition::LawEnforcement] {
+                        for completeness in self.stores.of(partition).completeness().await? {
+                            let Some(quality) = completeness
+                                .system
+                                .parse()
+                                .ok()
+                                .and_then(|s: SourceSystem| systems.get_mut(&s))
+                            else {
+                                continue;
+                            };
+                            quality.records = completeness.records;
+                            for (part, present) in completeness.present {
+                                let share = present as f64 / completeness.records.max(1) as f64;
+                                quality.completeness.insert(part, share);
+                            }
+                        }
+                    }
+                    let mut issues = Vec::new();
+                    for (system, kind, rule, count) in self.control.ingest_counts().await? {
+                        let Some(quality) = system
                             .parse()
                             .ok()
                             .and_then(|s: SourceSystem| systems.get_mut(&s))
                         else {
                             continue;
                         };
-                        quality.records = completeness.records;
-                        for (part, present) in completeness.present {
-                            let share = present as f64 / completeness.records.max(1) as f64;
-                            quality.completeness.insert(part, share);
+                        match kind.as_str() {
+                            ACCEPTED => quality.accepted += count,
+                            REFUSED => quality.refused += count,
+                            REFUSED_RULE => {
+                                quality.refused_by_rule.insert(rule.clone(), count);
+                                issues.push(QualityIssue {
+                                    system: quality.system,
+                                    kind: "refused".to_owned(),
+                                    rule,
+                                    count,
+                                });
+                            }
+                            FLAGGED => {
+                                quality.flagged_by_rule.insert(rule.clone(), count);
+                                issues.push(QualityIssue {
+                                    system: quality.system,
+                                    kind: "flagged".to_owned(),
+                                    rule,
+                                    count,
+                                });
+                            }
+                            _ => {}
                         }
                     }
-                }
-                let mut issues = Vec::new();
-                for (system, kind, rule, count) in self.control.ingest_counts().await? {
-                    let Some(quality) = system
-                        .parse()
-                        .ok()
-                        .and_then(|s: SourceSystem| systems.get_mut(&s))
-                    else {
-                        continue;
-                    };
-                    match kind.as_str() {
-                        ACCEPTED => quality.accepted += count,
-                        REFUSED => quality.refused += count,
-                        REFUSED_RULE => {
-                            quality.refused_by_rule.insert(rule.clone(), count);
-                            issues.push(QualityIssue {
-                                system: quality.system,
-                                kind: "refused".to_owned(),
-                                rule,
-                                count,
-                            });
-                        }
-                        FLAGGED => {
-                            quality.flagged_by_rule.insert(rule.clone(), count);
-                            issues.push(QualityIssue {
-                                system: quality.system,
-                                kind: "flagged".to_owned(),
-                                rule,
-                                count,
-                            });
-                        }
-                        _ => {}
+                    for quality in systems.values_mut() {
+                        let seen = quality.accepted + quality.refused;
+                        quality.validity_rate =
+                            (seen > 0).then(|| quality.accepted as f64 / seen as f64);
                     }
-                }
-                for quality in systems.values_mut() {
-                    let seen = quality.accepted + quality.refused;
-                    quality.validity_rate =
-                        (seen > 0).then(|| quality.accepted as f64 / seen as f64);
-                }
-                issues.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule.cmp(&b.rule)));
-                issues.truncate(10);
-                Ok(DataQuality {
-                    systems: systems.into_values().collect(),
-                    top_issues: issues,
-                })
-            },
-            |q| format!("systems={}", q.systems.len()),
-        )
-        .await
+                    issues.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule.cmp(&b.rule)));
+                    issues.truncate(10);
+                    Ok(DataQuality {
+                        systems: systems.into_values().collect(),
+                        top_issues: issues,
+                    })
+                },
+                |q| format!("systems={}", q.systems.len()),
+            )
+            .await
     }
 }
 

@@ -17,7 +17,7 @@ use crate::error::HubError;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct RequestFilter {
+pub(super) struct RequestFilter {
     /// pending, granted, refused or recorded.
     status: Option<String>,
 }
@@ -37,13 +37,14 @@ pub struct RequestFilter {
         Unprocessable,
     )
 )]
-pub async fn file(
+pub(super) async fn file(
     State(state): State<AppState>,
     Caller(caller): Caller,
     filing: JsonBody<AccessRequestFiling>,
 ) -> Result<(StatusCode, Json<AccessRequestView>), HubError> {
     state
         .hub
+        .administration
         .file_access_request(&caller, filing.0)
         .await
         .map(|request| (StatusCode::CREATED, Json(request)))
@@ -61,13 +62,14 @@ pub async fn file(
         Forbidden,
     )
 )]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(filter): Query<RequestFilter>,
 ) -> Result<Json<Vec<AccessRequestView>>, HubError> {
     state
         .hub
+        .administration
         .access_requests(&caller, filter.status.as_deref())
         .await
         .map(Json)
@@ -90,7 +92,7 @@ pub async fn list(
         Unprocessable,
     )
 )]
-pub async fn decide(
+pub(super) async fn decide(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -98,6 +100,7 @@ pub async fn decide(
 ) -> Result<Json<AccessRequestView>, HubError> {
     state
         .hub
+        .administration
         .decide_access_request(&caller, &id, decision.0)
         .await
         .map(Json)

@@ -18,7 +18,7 @@ use crate::error::HubError;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct RemovalReason {
+pub(super) struct RemovalReason {
     /// Required: kept in the audit log.
     reason: Option<String>,
 }
@@ -34,11 +34,16 @@ pub struct RemovalReason {
         Forbidden,
     )
 )]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Vec<PolicyRule>>, HubError> {
-    state.hub.policy_rules(&caller).await.map(Json)
+    state
+        .hub
+        .administration
+        .policy_rules(&caller)
+        .await
+        .map(Json)
 }
 
 /// Add a permission or a role assignment, optionally time-boxed. It applies to the very
@@ -57,13 +62,14 @@ pub async fn list(
         Unprocessable,
     )
 )]
-pub async fn add(
+pub(super) async fn add(
     State(state): State<AppState>,
     Caller(caller): Caller,
     change: JsonBody<PolicyChange>,
 ) -> Result<(StatusCode, Json<PolicyRule>), HubError> {
     state
         .hub
+        .administration
         .add_policy_rule(&caller, change.0)
         .await
         .map(|rule| (StatusCode::CREATED, Json(rule)))
@@ -83,7 +89,7 @@ pub async fn add(
         Unprocessable,
     )
 )]
-pub async fn remove(
+pub(super) async fn remove(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<i64>,
@@ -91,6 +97,7 @@ pub async fn remove(
 ) -> Result<Json<PolicyRule>, HubError> {
     state
         .hub
+        .administration
         .remove_policy_rule(&caller, id, query.reason.as_deref().unwrap_or(""))
         .await
         .map(Json)
@@ -111,10 +118,15 @@ pub async fn remove(
         Unprocessable,
     )
 )]
-pub async fn simulate(
+pub(super) async fn simulate(
     State(state): State<AppState>,
     Caller(caller): Caller,
     simulation: JsonBody<Simulation>,
 ) -> Result<Json<SimulationAnswer>, HubError> {
-    state.hub.simulate(&caller, simulation.0).await.map(Json)
+    state
+        .hub
+        .administration
+        .simulate(&caller, simulation.0)
+        .await
+        .map(Json)
 }

@@ -15,7 +15,7 @@ use crate::error::HubError;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct AuditPaging {
+pub(super) struct AuditPaging {
     /// Entries after this sequence number (default 0: from the start).
     after: Option<i64>,
     /// Page size, 1–1000 (default 100).
@@ -35,13 +35,14 @@ pub struct AuditPaging {
         Forbidden,
     )
 )]
-pub async fn log(
+pub(super) async fn log(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(paging): Query<AuditPaging>,
 ) -> Result<Json<AuditPage>, HubError> {
     state
         .hub
+        .administration
         .audit_log(
             &caller,
             paging.after.unwrap_or(0),

@@ -27,13 +27,14 @@ use crate::error::HubError;
         Unavailable,
     )
 )]
-pub async fn search(
+pub(super) async fn search(
     State(state): State<AppState>,
     Caller(caller): Caller,
     search: JsonBody<BiometricSearch>,
 ) -> Result<Json<BiometricSearchAnswer>, HubError> {
     state
         .hub
+        .portal
         .search_biometric(&caller, search.0)
         .await
         .map(Json)
@@ -51,9 +52,9 @@ pub async fn search(
         Unavailable,
     )
 )]
-pub async fn indexes(
+pub(super) async fn indexes(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Vec<IndexStatus>>, HubError> {
-    state.hub.index_status(&caller).await.map(Json)
+    state.hub.operations.index_status(&caller).await.map(Json)
 }

@@ -15,7 +15,7 @@ use crate::error::HubError;
 
 /// The authenticated caller: a bearer token the hub signed, not expired.
 #[derive(Debug)]
-pub struct Caller(pub Principal);
+pub(super) struct Caller(pub Principal);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = HubError;
@@ -52,7 +52,7 @@ async fn path_params(
 
 /// `{system}` in the path.
 #[derive(Debug)]
-pub struct System(pub SourceSystem);
+pub(super) struct System(pub SourceSystem);
 
 impl FromRequestParts<AppState> for System {
     type Rejection = HubError;
@@ -66,7 +66,7 @@ impl FromRequestParts<AppState> for System {
 
 /// `{system}/records/{source_id}` in the path.
 #[derive(Debug)]
-pub struct RecordKey {
+pub(super) struct RecordKey {
     pub system: SourceSystem,
     pub source_id: String,
 }
@@ -87,7 +87,7 @@ impl FromRequestParts<AppState> for RecordKey {
 
 /// A native record body with the media type it was sent as.
 #[derive(Debug)]
-pub struct NativeBody {
+pub(super) struct NativeBody {
     pub content_type: Option<String>,
     pub bytes: Bytes,
 }
@@ -136,7 +136,7 @@ fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
 
 /// A JSON request body whose rejections are problem documents naming what was wrong.
 #[derive(Debug)]
-pub struct JsonBody<T>(pub T);
+pub(super) struct JsonBody<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = HubError;
@@ -164,7 +164,7 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct DeclaredPurpose {
+pub(super) struct DeclaredPurpose {
     /// A purpose the caller may declare: border_check, visa_examination,
     /// travel_authorisation, identity_check, serious_crime, alert_handling,
     /// criminal_records, multiple_identity_verification or record_management.

@@ -13,14 +13,14 @@ use super::responses::{Forbidden, Unauthenticated, Unavailable};
 use crate::error::HubError;
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
+pub(super) struct Health {
     pub status: &'static str,
 }
 
 /// The process is up and serving.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "Alive", body = Health)))]
-pub async fn healthz() -> Json<Health> {
+pub(super) async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
@@ -30,9 +30,10 @@ pub async fn healthz() -> Json<Health> {
         (status = 200, description = "Ready", body = Health),
         Unavailable,
     ))]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HubError> {
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HubError> {
     state
         .hub
+        .operations
         .ready()
         .await
         .map(|()| Json(Health { status: "ready" }))
@@ -47,11 +48,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HubEr
         Unauthenticated,
         Forbidden,
     ))]
-pub async fn metrics(
+pub(super) async fn metrics(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<impl IntoResponse, HubError> {
-    let text = state.hub.metrics_text(&caller).await?;
+    let text = state.hub.operations.metrics_text(&caller).await?;
     Ok((
         [(
             header::CONTENT_TYPE,

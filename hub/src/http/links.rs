@@ -79,12 +79,17 @@ impl From<LinkFilters> for LinkFilter {
         Forbidden,
     )
 )]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     filters: LinkFilters,
 ) -> Result<Json<LinkPage>, HubError> {
-    state.hub.links(&caller, filters.into()).await.map(Json)
+    state
+        .hub
+        .links
+        .queue(&caller, filters.into())
+        .await
+        .map(Json)
 }
 
 /// A link's identity confirmation file: both records, colour, evidence and scores, the rule
@@ -101,12 +106,12 @@ pub async fn list(
         NotFound,
     )
 )]
-pub async fn read(
+pub(super) async fn read(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ConfirmationFile>, HubError> {
-    state.hub.link(&caller, &id).await.map(Json)
+    state.hub.links.file(&caller, &id).await.map(Json)
 }
 
 /// Decide a link as its responsible authority: white (same person, legitimately), green
@@ -128,11 +133,16 @@ pub async fn read(
         Unprocessable,
     )
 )]
-pub async fn verify(
+pub(super) async fn verify(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
     decision: JsonBody<Verification>,
 ) -> Result<Json<ConfirmationFile>, HubError> {
-    state.hub.verify(&caller, &id, decision.0).await.map(Json)
+    state
+        .hub
+        .links
+        .verify(&caller, &id, decision.0)
+        .await
+        .map(Json)
 }

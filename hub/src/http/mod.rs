@@ -9,6 +9,7 @@ mod console;
 mod extract;
 mod health;
 mod links;
+mod problem;
 mod records;
 mod responses;
 mod search;
@@ -31,7 +32,8 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::access::TokenAuthority;
 use crate::core::Hub;
-use crate::error::{HubError, PROBLEM_JSON, Problem};
+use crate::error::HubError;
+pub use problem::{PROBLEM_JSON, Problem};
 pub use serve::serve;
 
 /// What every handler can reach.
@@ -170,7 +172,7 @@ async fn count_requests(
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    state.hub.metrics().http(
+    state.hub.operations.metrics().http(
         &method,
         &route,
         response.status().as_u16(),

@@ -52,7 +52,7 @@ impl IntoResponse for IngestReport {
         Unavailable,
     )
 )]
-pub async fn ingest(
+pub(super) async fn ingest(
     State(state): State<AppState>,
     Caller(caller): Caller,
     System(system): System,
@@ -60,6 +60,7 @@ pub async fn ingest(
 ) -> Result<IngestReport, HubError> {
     state
         .hub
+        .records
         .ingest(&caller, system, body.content_type.as_deref(), &body.bytes)
         .await
 }
@@ -82,7 +83,7 @@ pub async fn ingest(
         NotFound,
     )
 )]
-pub async fn read(
+pub(super) async fn read(
     State(state): State<AppState>,
     Caller(caller): Caller,
     key: RecordKey,
@@ -90,6 +91,7 @@ pub async fn read(
 ) -> Result<Json<RecordView>, HubError> {
     state
         .hub
+        .records
         .record(&caller, declared.purpose, key.system, &key.source_id)
         .await
         .map(Json)
@@ -112,13 +114,14 @@ pub async fn read(
         Unavailable,
     )
 )]
-pub async fn delete(
+pub(super) async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
     key: RecordKey,
 ) -> Result<StatusCode, HubError> {
     state
         .hub
+        .records
         .delete(&caller, key.system, &key.source_id)
         .await
         .map(|()| StatusCode::NO_CONTENT)

@@ -7,54 +7,54 @@
 
 use utoipa::IntoResponses;
 
-use crate::error::Problem;
+use super::problem::Problem;
 
 /// Not a well-formed document (record, search, rule, decision, filter), or a missing or
 /// unknown purpose.
 #[derive(Debug, IntoResponses)]
 #[response(status = 400, content_type = "application/problem+json")]
-pub struct BadRequest(Problem);
+pub(super) struct BadRequest(Problem);
 
 /// No valid bearer token.
 #[derive(Debug, IntoResponses)]
 #[response(status = 401, content_type = "application/problem+json")]
-pub struct Unauthenticated(Problem);
+pub(super) struct Unauthenticated(Problem);
 
 /// The caller's roles do not allow this operation, this system or the declared purpose.
 #[derive(Debug, IntoResponses)]
 #[response(status = 403, content_type = "application/problem+json")]
-pub struct Forbidden(Problem);
+pub(super) struct Forbidden(Problem);
 
 /// No such resource, or one the caller may not see for the declared purpose: the two get
 /// the same answer.
 #[derive(Debug, IntoResponses)]
 #[response(status = 404, content_type = "application/problem+json")]
-pub struct NotFound(Problem);
+pub(super) struct NotFound(Problem);
 
 /// At odds with what the hub holds: an older or different version of a record, a link
 /// already of that colour, a request decided already, a rule that exists.
 #[derive(Debug, IntoResponses)]
 #[response(status = 409, content_type = "application/problem+json")]
-pub struct Conflict(Problem);
+pub(super) struct Conflict(Problem);
 
 /// The body is larger than the hub accepts.
 #[derive(Debug, IntoResponses)]
 #[response(status = 413, content_type = "application/problem+json")]
-pub struct TooLarge(Problem);
+pub(super) struct TooLarge(Problem);
 
 /// Not the system's media type.
 #[derive(Debug, IntoResponses)]
 #[response(status = 415, content_type = "application/problem+json")]
-pub struct UnsupportedMediaType(Problem);
+pub(super) struct UnsupportedMediaType(Problem);
 
 /// Well-formed, but a rule of its content is broken (every offending field of a record is
 /// listed): a missing reason or justification, an unusable probe, a value out of range.
 #[derive(Debug, IntoResponses)]
 #[response(status = 422, content_type = "application/problem+json")]
-pub struct Unprocessable(Problem);
+pub(super) struct Unprocessable(Problem);
 
 /// A database or the indexes are not available (still being built, out of reach, out of
 /// service); retry after `Retry-After`.
 #[derive(Debug, IntoResponses)]
 #[response(status = 503, content_type = "application/problem+json")]
-pub struct Unavailable(Problem);
+pub(super) struct Unavailable(Problem);

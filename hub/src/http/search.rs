@@ -27,10 +27,10 @@ use crate::error::HubError;
         Unavailable,
     )
 )]
-pub async fn search(
+pub(super) async fn search(
     State(state): State<AppState>,
     Caller(caller): Caller,
     request: JsonBody<SearchRequest>,
 ) -> Result<Json<SearchAnswer>, HubError> {
-    state.hub.search(&caller, request.0).await.map(Json)
+    state.hub.portal.search(&caller, request.0).await.map(Json)
 }

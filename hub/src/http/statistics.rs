@@ -17,7 +17,7 @@ use crate::error::HubError;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct StatsFormat {
+pub(super) struct StatsFormat {
     /// `json` (default) or `csv`; `Accept: text/csv` also asks for CSV.
     format: Option<String>,
 }
@@ -42,7 +42,7 @@ pub struct StatsFormat {
         Forbidden,
     )
 )]
-pub async fn stats(
+pub(super) async fn stats(
     State(state): State<AppState>,
     Caller(caller): Caller,
     headers: HeaderMap,
@@ -57,7 +57,7 @@ pub async fn stats(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|accept| accept.contains("text/csv")),
     };
-    let statistics = state.hub.statistics(&caller).await?;
+    let statistics = state.hub.statistics.statistics(&caller).await?;
     Ok(if wants_csv {
         (
             [(
@@ -84,9 +84,9 @@ pub async fn stats(
         Forbidden,
     )
 )]
-pub async fn data_quality(
+pub(super) async fn data_quality(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<DataQuality>, HubError> {
-    state.hub.data_quality(&caller).await.map(Json)
+    state.hub.statistics.data_quality(&caller).await.map(Json)
 }

@@ -156,7 +156,7 @@ fn indexable<'r>(record: &'r IdentityRecord, algorithm: &str) -> Vec<&'r Biometr
 }
 
 /// Accumulated in f64: large finite f32 values would overflow an f32 sum of squares.
-pub fn cosine_similarity(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn cosine_similarity(a: &[f32], b: &[f32]) -> f32 {
     let (mut dot, mut norm_a, mut norm_b) = (0.0_f64, 0.0_f64, 0.0_f64);
     for (x, y) in a.iter().zip(b) {
         let (x, y) = (f64::from(*x), f64::from(*y));

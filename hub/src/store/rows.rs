@@ -17,7 +17,7 @@ use crate::matching::{given_names_key, surname_key};
 
 /// How a record is looked up.
 #[derive(Debug, Clone, Copy)]
-pub enum RecordKey<'a> {
+pub(super) enum RecordKey<'a> {
     Source(SourceSystem, &'a str),
     Id(i64),
 }
@@ -26,7 +26,7 @@ const RECORD_COLUMNS: &str = "system, source_id, version, member_state, date_of_
      birth_month, birth_day, birth_place, birth_country, sex, nationalities, attributes, findings, \
      stored_at, fingerprint";
 
-pub const INSERT_RECORD: &str = "INSERT INTO identity_records (system, source_id, version, \
+pub(super) const INSERT_RECORD: &str = "INSERT INTO identity_records (system, source_id, version, \
      member_state, date_of_birth, birth_year, birth_month, birth_day, birth_place, birth_country, \
      sex, nationalities, attributes, findings, stored_at, fingerprint) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
@@ -34,7 +34,7 @@ pub const INSERT_RECORD: &str = "INSERT INTO identity_records (system, source_id
 
 /// Applies only when the offered version is newer, so a stale writer changes nothing, and
 /// only within the record's member state (the empty state stands for none: ETIAS's).
-pub const UPDATE_NEWER_RECORD: &str = "UPDATE identity_records SET version = $3, \
+pub(super) const UPDATE_NEWER_RECORD: &str = "UPDATE identity_records SET version = $3, \
      member_state = $4, date_of_birth = $5, birth_year = $6, birth_month = $7, birth_day = $8, \
      birth_place = $9, birth_country = $10, sex = $11, nationalities = $12, attributes = $13, \
      findings = $14, stored_at = $15, fingerprint = $16, detected_version = 0 \
@@ -42,7 +42,7 @@ pub const UPDATE_NEWER_RECORD: &str = "UPDATE identity_records SET version = $3,
      AND COALESCE(member_state, '') = COALESCE($4, '') RETURNING id";
 
 /// The scalar columns of `identity_records`, in binding order.
-pub struct RecordRow {
+pub(super) struct RecordRow {
     system: &'static str,
     source_id: String,
     version: i64,
@@ -62,7 +62,7 @@ pub struct RecordRow {
 }
 
 impl RecordRow {
-    pub fn from_accepted(accepted: &Accepted, now: OffsetDateTime) -> Self {
+    pub(super) fn from_accepted(accepted: &Accepted, now: OffsetDateTime) -> Self {
         let record = &accepted.record;
         let dob = record.date_of_birth;
         let place = record.place_of_birth.as_ref();
@@ -86,7 +86,7 @@ impl RecordRow {
         }
     }
 
-    pub fn bind_all<'q, O>(
+    pub(super) fn bind_all<'q, O>(
         &'q self,
         query: QueryScalar<'q, Any, O, AnyArguments<'q>>,
     ) -> QueryScalar<'q, Any, O, AnyArguments<'q>> {
@@ -109,14 +109,14 @@ impl RecordRow {
             .bind(self.fingerprint.as_str())
     }
 
-    pub fn fingerprint(&self) -> &str {
+    pub(super) fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
 }
 
 /// SHA-256 of the record as mapped, hex: equal for the same content however it was
 /// formatted on the wire.
-pub fn fingerprint(record: &IdentityRecord) -> String {
+pub(super) fn fingerprint(record: &IdentityRecord) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(json_text(record).as_bytes());
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
@@ -127,7 +127,10 @@ fn json_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
-pub async fn delete_children(conn: &mut AnyConnection, record_id: i64) -> Result<(), sqlx::Error> {
+pub(super) async fn delete_children(
+    conn: &mut AnyConnection,
+    record_id: i64,
+) -> Result<(), sqlx::Error> {
     for table in ["identity_names", "travel_documents", "biometric_templates"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE record_id = $1"))
             .bind(record_id)
@@ -137,7 +140,7 @@ pub async fn delete_children(conn: &mut AnyConnection, record_id: i64) -> Result
     Ok(())
 }
 
-pub async fn template_ids(
+pub(super) async fn template_ids(
     conn: &mut AnyConnection,
     record_id: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
@@ -148,7 +151,7 @@ pub async fn template_ids(
 }
 
 /// Inserts names, documents and templates; returns the templates' ids in record order.
-pub async fn insert_children(
+pub(super) async fn insert_children(
     conn: &mut AnyConnection,
     record_id: i64,
     record: &IdentityRecord,
@@ -250,7 +253,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 }
 
 /// Reads back one record, or `None` when there is none under `key`.
-pub async fn load(
+pub(super) async fn load(
     conn: &mut AnyConnection,
     key: RecordKey<'_>,
 ) -> Result<Option<StoredRecord>, sqlx::Error> {
@@ -276,7 +279,7 @@ pub async fn load(
 /// Reads back the records with these ids that exist (in id order when `ids` is sorted):
 /// four queries however many there are (the detector loads every candidate of a partition
 /// at once).
-pub async fn load_many(
+pub(super) async fn load_many(
     conn: &mut AnyConnection,
     ids: &[i64],
 ) -> Result<Vec<StoredRecord>, sqlx::Error> {

@@ -341,9 +341,9 @@ async fn a_damaged_database_file_is_named_at_start_up() {
     let app = interop_hub::startup::Application::build(config.clone())
         .await
         .expect("a fresh hub starts");
-    // Closed: SQLite folds its log into the file, which is all there is to damage.
-    app.hub().close().await;
-    drop(app);
+    // Stopped: the hub closes its databases, and SQLite folds its log into the file,
+    // which is all there is to damage.
+    app.run_until(async {}).await.expect("a clean stop");
     let civil = config.civil_url();
     let file = civil
         .trim_start_matches("sqlite:")

@@ -10,7 +10,7 @@ use hub_tests::{READ_PURPOSE, free_port, fresh_postgres_database_on};
 use interop_hub::access::TokenAuthority;
 
 /// A hub process started with `args`, restarted with the same on [`HubProcess::spawn`].
-pub struct HubProcess {
+pub(crate) struct HubProcess {
     args: Vec<String>,
     pub base: String,
     child: Option<Child>,
@@ -21,7 +21,7 @@ pub struct HubProcess {
 impl HubProcess {
     /// Serves on a free port, on `data_dir`, with the settings file `config`; `extra` adds
     /// arguments (database URLs).
-    pub fn start(data_dir: &Path, config: &Path, extra: Vec<String>) -> Self {
+    pub(crate) fn start(data_dir: &Path, config: &Path, extra: Vec<String>) -> Self {
         let port = free_port();
         let mut args: Vec<String> = vec![
             "serve".into(),
@@ -45,7 +45,7 @@ impl HubProcess {
         server
     }
 
-    pub fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -63,7 +63,7 @@ impl HubProcess {
     }
 
     /// SIGKILL: no shutdown hook runs, nothing is flushed.
-    pub fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().expect("kill -9");
             child.wait().expect("reap");
@@ -72,7 +72,7 @@ impl HubProcess {
 
     /// SIGTERM, then waits up to `patience` for the process to exit: whether it exited
     /// successfully in time.
-    pub async fn terminate(&mut self, patience: Duration) -> bool {
+    pub(crate) async fn terminate(&mut self, patience: Duration) -> bool {
         let Some(mut child) = self.child.take() else {
             return false;
         };
@@ -92,12 +92,12 @@ impl HubProcess {
         false
     }
 
-    pub async fn wait_ready(&self, client: &reqwest::Client) {
+    pub(crate) async fn wait_ready(&self, client: &reqwest::Client) {
         self.wait_ready_within(client, Duration::from_secs(60))
             .await;
     }
 
-    pub async fn wait_ready_within(&self, client: &reqwest::Client, patience: Duration) {
+    pub(crate) async fn wait_ready_within(&self, client: &reqwest::Client, patience: Duration) {
         let deadline = Instant::now() + patience;
         while Instant::now() < deadline {
             let ready = client.get(format!("{}/readyz", self.base)).send().await;
@@ -124,7 +124,7 @@ impl Drop for HubProcess {
 }
 
 /// A settings file in `dir`: request budgets no test meets, then `extra` TOML.
-pub fn settings_file(dir: &Path, extra: &str) -> std::path::PathBuf {
+pub(crate) fn settings_file(dir: &Path, extra: &str) -> std::path::PathBuf {
     let path = dir.join("hub.toml");
     std::fs::write(
         &path,
@@ -139,14 +139,14 @@ pub fn settings_file(dir: &Path, extra: &str) -> std::path::PathBuf {
 
 /// The signing key the hub process made in `data_dir` at start, to sign with as an
 /// operator would.
-pub fn tokens_of(data_dir: &Path) -> std::sync::Arc<TokenAuthority> {
+pub(crate) fn tokens_of(data_dir: &Path) -> std::sync::Arc<TokenAuthority> {
     std::sync::Arc::new(
         TokenAuthority::load_or_create(&data_dir.join("token-signing.key")).expect("the hub's key"),
     )
 }
 
 /// Every one of `records` reads back from the hub at `base`.
-pub async fn assert_readable(client: &reqwest::Client, base: &str, records: &[RecordRef]) {
+pub(crate) async fn assert_readable(client: &reqwest::Client, base: &str, records: &[RecordRef]) {
     assert!(!records.is_empty(), "records to read back");
     for record in records {
         let read = client
@@ -163,7 +163,7 @@ pub async fn assert_readable(client: &reqwest::Client, base: &str, records: &[Re
 
 /// The command-line flags that put a hub's four databases on fresh PostgreSQL databases of
 /// the server at `admin_url`.
-pub async fn postgres_database_flags(admin_url: &str) -> Vec<String> {
+pub(crate) async fn postgres_database_flags(admin_url: &str) -> Vec<String> {
     let mut flags = Vec::new();
     for (flag, role) in [
         ("--civil-database-url", "civil"),

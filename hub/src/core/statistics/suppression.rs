@@ -25,11 +25,11 @@
 //! of them: no withheld count can be computed from the shown ones.
 
 /// A count's position in the publication.
-pub type CountId = usize;
+pub(super) type CountId = usize;
 
 /// A total and the counts that add up to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Table {
+pub(super) struct Table {
     pub total: CountId,
     pub parts: Vec<CountId>,
 }
@@ -37,10 +37,14 @@ pub struct Table {
 /// The tables do not nest, so the rule's guarantee does not hold: nothing is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the statistics' tables do not nest")]
-pub struct NotNested;
+pub(super) struct NotNested;
 
 /// Which of `counts` to withhold (true) under the rule above, for threshold `below`.
-pub fn withheld(counts: &[i64], tables: &[Table], below: i64) -> Result<Vec<bool>, NotNested> {
+pub(super) fn withheld(
+    counts: &[i64],
+    tables: &[Table],
+    below: i64,
+) -> Result<Vec<bool>, NotNested> {
     let depths = nesting_depths(counts.len(), tables)?;
     // Innermost tables first: a complement found there also settles the tables above,
     // whereas one chosen above could leave an inner table needing another.
@@ -240,7 +244,7 @@ pub(super) mod audit {
 
     /// The withheld counts that some combination of the tables' sums pins down, given
     /// every shown count.
-    pub fn determined(withheld: &[bool], tables: &[Table]) -> Vec<CountId> {
+    pub(crate) fn determined(withheld: &[bool], tables: &[Table]) -> Vec<CountId> {
         let unknowns: Vec<CountId> = (0..withheld.len()).filter(|&c| withheld[c]).collect();
         let column = |count: CountId| unknowns.iter().position(|&u| u == count);
         let zero = Fraction(0, 1);
@@ -305,7 +309,7 @@ pub(super) mod audit {
 
     /// Every breakdown of `count` (itself, or through one of its tables), as lists of
     /// counts: enumerated, not optimised, to check the rule's search.
-    pub fn breakdowns(count: CountId, tables: &[Table]) -> Vec<Vec<CountId>> {
+    pub(crate) fn breakdowns(count: CountId, tables: &[Table]) -> Vec<Vec<CountId>> {
         let mut all = vec![vec![count]];
         for table in tables.iter().filter(|t| t.total == count) {
             all.extend(breakdowns_through(table, tables));
@@ -313,7 +317,7 @@ pub(super) mod audit {
         all
     }
 
-    pub fn breakdowns_through(table: &Table, tables: &[Table]) -> Vec<Vec<CountId>> {
+    pub(crate) fn breakdowns_through(table: &Table, tables: &[Table]) -> Vec<Vec<CountId>> {
         table.parts.iter().fold(vec![Vec::new()], |sofar, &part| {
             let options = breakdowns(part, tables);
             sofar

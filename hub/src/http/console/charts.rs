@@ -11,7 +11,7 @@ const GAP: f64 = 8.0;
 const LABEL: f64 = 150.0;
 
 /// The colour a link colour is drawn in.
-pub fn fill_of(colour: &str) -> &'static str {
+pub(super) fn fill_of(colour: &str) -> &'static str {
     match colour {
         "white" => "#d9d9d9",
         "yellow" => "#e6b800",
@@ -23,7 +23,7 @@ pub fn fill_of(colour: &str) -> &'static str {
 
 /// Horizontal bars, one per published count, with the count written beside each; a
 /// withheld count gets no bar and reads `withheld` (`<10`).
-pub fn bars(
+pub(super) fn bars(
     title: &str,
     items: &[Shown],
     withheld: &str,
@@ -57,7 +57,7 @@ pub fn bars(
 
 /// Columns over a series of buckets, each column stacked from its published counts; a
 /// withheld count adds nothing to its column's height.
-pub fn stacked_columns(
+pub(super) fn stacked_columns(
     title: &str,
     buckets: &[(String, Vec<Shown>)],
     withheld: &str,
@@ -100,6 +100,6 @@ pub fn stacked_columns(
 }
 
 /// A published count as written: the number, or `withheld` when it is withheld.
-pub fn shown(count: Option<i64>, withheld: &str) -> String {
+pub(super) fn shown(count: Option<i64>, withheld: &str) -> String {
     count.map_or_else(|| withheld.to_owned(), |c| c.to_string())
 }

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use maud::Markup;
 use serde::Deserialize;
 
-use super::AppState;
+use super::{AppState, Problem};
 use crate::access::{Access, HubDuty, Principal, Purpose, Role, RuleSpec};
 use crate::core::{AccessRequestDecision, LinkFilter, PolicyChange, Simulation, Verification};
 use crate::error::HubError;
@@ -29,7 +29,7 @@ const COOKIE: &str = "hub_session";
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
      script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/console", get(home))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
@@ -131,7 +131,7 @@ fn session_token(headers: &HeaderMap) -> Option<String> {
 }
 
 fn error_page(error: HubError) -> Response {
-    let problem = error.to_problem();
+    let problem = Problem::from(&error);
     let page = pages::layout(
         &problem.title,
         None,
@@ -248,7 +248,7 @@ async fn home(State(state): State<AppState>, session: Session) -> Response {
         )
         .into_response();
     }
-    match state.hub.dashboard(&session.principal).await {
+    match state.hub.statistics.dashboard(&session.principal).await {
         Ok(dashboard) => page(
             &session,
             "Dashboard",
@@ -285,9 +285,14 @@ async fn access_page(
         roles: params.roles.clone().unwrap_or_default(),
     });
     let result = async {
-        let rules = state.hub.policy_rules(&session.principal).await?;
+        let rules = state
+            .hub
+            .administration
+            .policy_rules(&session.principal)
+            .await?;
         let pending = state
             .hub
+            .administration
             .access_requests(&session.principal, Some("pending"))
             .await?;
         let simulation = match &simulate {
@@ -312,7 +317,13 @@ async fn access_page(
                     add: Vec::new(),
                     remove: Vec::new(),
                 };
-                Some(state.hub.simulate(&session.principal, simulation).await?)
+                Some(
+                    state
+                        .hub
+                        .administration
+                        .simulate(&session.principal, simulation)
+                        .await?,
+                )
             }
             None => None,
         };
@@ -382,7 +393,12 @@ async fn add_rule(
         reason: form.reason,
         expires_at,
     };
-    match state.hub.add_policy_rule(&session.principal, change).await {
+    match state
+        .hub
+        .administration
+        .add_policy_rule(&session.principal, change)
+        .await
+    {
         Ok(_) => Redirect::to("/console/access?done=added").into_response(),
         Err(error) => error_page(error),
     }
@@ -401,6 +417,7 @@ async fn revoke_rule(
 ) -> Response {
     match state
         .hub
+        .administration
         .remove_policy_rule(&session.principal, id, &form.reason)
         .await
     {
@@ -429,6 +446,7 @@ async fn decide_request(
     };
     match state
         .hub
+        .administration
         .decide_access_request(&session.principal, &id, decision)
         .await
     {
@@ -446,7 +464,7 @@ async fn queue(State(state): State<AppState>, session: Session) -> Response {
         limit: 500,
         ..LinkFilter::default()
     };
-    match state.hub.links(&session.principal, query).await {
+    match state.hub.links.queue(&session.principal, query).await {
         Ok(page_of_links) => page(
             &session,
             "Verification queue",
@@ -464,7 +482,7 @@ async fn link_page(
     Path(id): Path<String>,
     Query(done): Query<Done>,
 ) -> Response {
-    let file = match state.hub.link(&session.principal, &id).await {
+    let file = match state.hub.links.file(&session.principal, &id).await {
         Ok(file) => file,
         Err(error) => return error_page(error),
     };
@@ -474,6 +492,7 @@ async fn link_page(
         records.push(
             state
                 .hub
+                .records
                 .record(
                     &session.principal,
                     Purpose::MultipleIdentityVerification,
@@ -517,7 +536,12 @@ async fn decide_link(
         colour: form.colour,
         justification: form.justification,
     };
-    match state.hub.verify(&session.principal, &id, decision).await {
+    match state
+        .hub
+        .links
+        .verify(&session.principal, &id, decision)
+        .await
+    {
         Ok(_) => Redirect::to(&format!("/console/verification/{id}?done=decided")).into_response(),
         Err(error) => error_page(error),
     }

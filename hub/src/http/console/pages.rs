@@ -13,14 +13,14 @@ use crate::core::{
 
 /// Where a page sits in the navigation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Section {
+pub(super) enum Section {
     Dashboard,
     Access,
     Verification,
 }
 
 /// The sections a principal may open: each is shown only to those its data is for.
-pub fn sections(access: &Access) -> Vec<(Section, &'static str, &'static str)> {
+pub(super) fn sections(access: &Access) -> Vec<(Section, &'static str, &'static str)> {
     let mut sections = Vec::new();
     if access.has_duty(HubDuty::Statistics) {
         sections.push((Section::Dashboard, "/console", "Dashboard"));
@@ -38,7 +38,7 @@ pub fn sections(access: &Access) -> Vec<(Section, &'static str, &'static str)> {
     sections
 }
 
-pub fn layout(
+pub(super) fn layout(
     title: &str,
     principal: Option<&Principal>,
     nav: &[(Section, &'static str, &'static str)],
@@ -85,7 +85,7 @@ pub fn layout(
     }
 }
 
-pub fn sign_in(problem: Option<&str>) -> Markup {
+pub(super) fn sign_in(problem: Option<&str>) -> Markup {
     layout(
         "Sign in",
         None,
@@ -102,7 +102,7 @@ pub fn sign_in(problem: Option<&str>) -> Markup {
     )
 }
 
-pub fn home(nav: &[(Section, &'static str, &'static str)]) -> Markup {
+pub(super) fn home(nav: &[(Section, &'static str, &'static str)]) -> Markup {
     html! {
         @if nav.is_empty() {
             p { "Your roles open no console page: the console serves administrators, supervisors and verifiers." }
@@ -112,7 +112,7 @@ pub fn home(nav: &[(Section, &'static str, &'static str)]) -> Markup {
     }
 }
 
-pub fn dashboard(d: &Dashboard) -> Markup {
+pub(super) fn dashboard(d: &Dashboard) -> Markup {
     let withheld = format!("<{}", d.suppressed_below);
     let neutral = |_: &str| "#4a6fa5";
     let hours: Vec<(String, Vec<Shown>)> = d
@@ -187,7 +187,7 @@ fn rule_cells(rule: &RuleSpec) -> Markup {
     }
 }
 
-pub fn access(
+pub(super) fn access(
     rules: &[PolicyRule],
     pending: &[AccessRequestView],
     simulation: Option<(&SimulationQuery, &SimulationAnswer)>,
@@ -276,14 +276,14 @@ pub fn access(
 
 /// The simulator's form fields, echoed back.
 #[derive(Debug, Clone)]
-pub struct SimulationQuery {
+pub(super) struct SimulationQuery {
     pub subject: String,
     pub agency: String,
     pub member_state: String,
     pub roles: String,
 }
 
-pub fn queue(links: &[LinkDetails], now: time::OffsetDateTime) -> Markup {
+pub(super) fn queue(links: &[LinkDetails], now: time::OffsetDateTime) -> Markup {
     html! {
         @if links.is_empty() { p id="empty-queue" { "No yellow links await your authority." } }
         @else {
@@ -341,7 +341,7 @@ fn record_panel(title: &str, view: Option<&RecordView>) -> Markup {
     }
 }
 
-pub fn link_file(
+pub(super) fn link_file(
     file: &ConfirmationFile,
     records: [Option<&RecordView>; 2],
     may_decide: bool,
@@ -411,7 +411,7 @@ pub fn link_file(
     }
 }
 
-pub const STYLESHEET: &str = r#"
+pub(super) const STYLESHEET: &str = r#"
 body { font-family: system-ui, sans-serif; margin: 0; color: #222; background: #f6f7f9; }
 header { display: flex; gap: 1.5rem; align-items: center; padding: .6rem 1.2rem; background: #1f3a5f; color: #fff; }
 header a { color: #dfe8f5; margin-right: 1rem; text-decoration: none; }
