@@ -71,8 +71,9 @@ impl<J: Send + 'static> Batcher<J> {
                         }
                     }
                 }
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(W::MAX_BATCH));
-                writer.write(full).await;
+                // The gathering buffer keeps its room for the next batch; the batch handed
+                // over is as long as what came.
+                writer.write(batch.drain(..).collect()).await;
             }
         });
         Self { queue }

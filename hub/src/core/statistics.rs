@@ -19,7 +19,7 @@ use crate::access::Principal;
 use crate::clock::Clock;
 use crate::error::HubError;
 use crate::matching::LinkColour;
-use crate::store::{ControlStore, LinkStore};
+use crate::store::{ControlStore, IngestCount, LinkStore};
 use suppression::{CountId, Table};
 
 /// Counts from 1 to this minus one are never published, nor counts that would give one away.
@@ -652,11 +652,12 @@ impl StatisticsService {
         for (authority, open) in self.links.backlog_by_authority().await? {
             counted.backlog_by_authority.insert(authority, open);
         }
-        for (system, kind, _, count) in self.control.ingest_counts().await? {
-            let Ok(system) = system.parse::<SourceSystem>() else {
+        for counted_ingests in self.control.ingest_counts().await? {
+            let Ok(system) = counted_ingests.system.parse::<SourceSystem>() else {
                 continue;
             };
-            match kind.as_str() {
+            let count = counted_ingests.count;
+            match counted_ingests.kind.as_str() {
                 REFUSED => *counted.refused.entry(system).or_default() += count,
                 FLAGGED => *counted.flagged.entry(system).or_default() += count,
                 _ => {}
@@ -709,7 +710,13 @@ impl StatisticsService {
                         }
                     }
                     let mut issues = Vec::new();
-                    for (system, kind, rule, count) in self.control.ingest_counts().await? {
+                    for IngestCount {
+                        system,
+                        kind,
+                        rule,
+                        count,
+                    } in self.control.ingest_counts().await?
+                    {
                         let Some(quality) = system
                             .parse()
                             .ok()

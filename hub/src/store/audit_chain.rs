@@ -82,17 +82,35 @@ pub enum ChainBreak {
     BeyondHead { seq: i64, head: i64 },
 }
 
+/// Where the chain ends: the last entry's sequence number and hash (0 and the genesis hash
+/// for an empty chain).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ChainEnd {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl ChainEnd {
+    /// The end of an empty chain.
+    pub fn genesis() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS_HASH.to_owned(),
+        }
+    }
+}
+
 /// Walks the chain page by page, checking each entry against its predecessor.
 #[derive(Debug)]
 pub struct ChainVerifier {
-    previous: (i64, String),
+    previous: ChainEnd,
     checked: u64,
 }
 
 impl Default for ChainVerifier {
     fn default() -> Self {
         Self {
-            previous: (0, GENESIS_HASH.to_owned()),
+            previous: ChainEnd::genesis(),
             checked: 0,
         }
     }
@@ -101,7 +119,10 @@ impl Default for ChainVerifier {
 impl ChainVerifier {
     /// Checks the next entry in sequence order.
     pub fn check(&mut self, entry: &AuditEntry) -> Result<(), ChainBreak> {
-        let (previous_seq, previous_hash) = &self.previous;
+        let ChainEnd {
+            seq: previous_seq,
+            hash: previous_hash,
+        } = &self.previous;
         if entry.seq != previous_seq + 1 {
             return Err(ChainBreak::Gap {
                 seq: previous_seq + 1,
@@ -118,27 +139,26 @@ impl ChainVerifier {
                 previous: *previous_seq,
             });
         }
-        self.previous = (entry.seq, entry.hash.clone());
+        self.previous = ChainEnd {
+            seq: entry.seq,
+            hash: entry.hash.clone(),
+        };
         self.checked += 1;
         Ok(())
     }
 
     /// After the last entry: the chain must end where the recorded head says.
-    pub fn finish(&self, head: Option<(i64, String)>) -> Result<u64, ChainBreak> {
-        let (last_seq, last_hash) = &self.previous;
+    pub fn finish(&self, head: Option<ChainEnd>) -> Result<u64, ChainBreak> {
+        let last = &self.previous;
         match head {
-            None if *last_seq == 0 => Ok(self.checked),
+            None if last.seq == 0 => Ok(self.checked),
             None => Err(ChainBreak::BeyondHead { seq: 1, head: 0 }),
-            Some((head_seq, _)) if head_seq > *last_seq => {
-                Err(ChainBreak::Truncated { seq: last_seq + 1 })
-            }
-            Some((head_seq, _)) if head_seq < *last_seq => Err(ChainBreak::BeyondHead {
-                seq: head_seq + 1,
-                head: head_seq,
+            Some(head) if head.seq > last.seq => Err(ChainBreak::Truncated { seq: last.seq + 1 }),
+            Some(head) if head.seq < last.seq => Err(ChainBreak::BeyondHead {
+                seq: head.seq + 1,
+                head: head.seq,
             }),
-            Some((_, head_hash)) if &head_hash != last_hash => {
-                Err(ChainBreak::Altered { seq: *last_seq })
-            }
+            Some(head) if head.hash != last.hash => Err(ChainBreak::Altered { seq: last.seq }),
             Some(_) => Ok(self.checked),
         }
     }
@@ -180,7 +200,7 @@ mod tests {
         entries
     }
 
-    fn verify(entries: &[AuditEntry], head: Option<(i64, String)>) -> Result<u64, ChainBreak> {
+    fn verify(entries: &[AuditEntry], head: Option<ChainEnd>) -> Result<u64, ChainBreak> {
         let mut verifier = ChainVerifier::default();
         for entry in entries {
             verifier.check(entry)?;
@@ -191,7 +211,10 @@ mod tests {
     #[test]
     fn an_intact_chain_verifies_and_each_kind_of_tampering_is_named() {
         let entries = chain(&["search", "read", "ingest", "verify"]);
-        let head = Some((4, entries[3].hash.clone()));
+        let head = Some(ChainEnd {
+            seq: 4,
+            hash: entries[3].hash.clone(),
+        });
         assert_eq!(verify(&entries, head.clone()), Ok(4));
 
         let mut altered = entries.clone();

@@ -9,9 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
-use super::audit_chain::{
-    AuditEntry, AuditEvent, ChainBreak, ChainVerifier, GENESIS_HASH, chain_hash,
-};
+use super::audit_chain::{AuditEntry, AuditEvent, ChainBreak, ChainEnd, ChainVerifier, chain_hash};
 use super::{
     Database, PoolSettings, Schema, StoreError, corrupt, from_unix_millis, placeholders,
     unix_millis,
@@ -73,6 +71,17 @@ const REQUEST_COLUMNS: &str = "id, kind, status, subject, agency, member_state, 
      justification, created_at, decided_at, decided_by, decision_reason, grant_expires_at";
 /// One ingest quality counter: (system, kind, rule).
 pub type IngestCountKey = (String, String, String);
+
+/// How many ingests of a system ended in one kind of outcome, by rule.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct IngestCount {
+    pub system: String,
+    /// `accepted`, `refused`, `flagged`, …
+    pub kind: String,
+    /// The rule a refusal or finding named; empty for the kind as a whole.
+    pub rule: String,
+    pub count: i64,
+}
 
 /// Audit rows per INSERT statement: `AUDIT_COLUMN_COUNT` parameters each, well under
 /// SQLite's limit of 32,766.
@@ -256,23 +265,13 @@ impl ControlStore {
         Ok(true)
     }
 
-    /// Every ingest count: (system, kind, rule, count).
-    pub async fn ingest_counts(&self) -> Result<Vec<(String, String, String, i64)>, sqlx::Error> {
-        let rows = sqlx::query(
+    /// Every ingest count.
+    pub async fn ingest_counts(&self) -> Result<Vec<IngestCount>, sqlx::Error> {
+        sqlx::query_as(
             "SELECT system, kind, rule, count FROM ingest_quality ORDER BY system, kind, rule",
         )
         .fetch_all(&self.db.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("system")?,
-                    r.try_get("kind")?,
-                    r.try_get("rule")?,
-                    r.try_get("count")?,
-                ))
-            })
-            .collect()
+        .await
     }
 
     /// The statistics published for a UTC day (days since the epoch), if taken yet.
@@ -356,7 +355,7 @@ impl ControlStore {
     }
 
     /// The last entry's sequence number and hash, as recorded at its append.
-    pub async fn audit_head(&self) -> Result<Option<(i64, String)>, sqlx::Error> {
+    pub async fn audit_head(&self) -> Result<Option<ChainEnd>, sqlx::Error> {
         let mut conn = self.db.pool.acquire().await?;
         recorded_head(&mut conn).await
     }
@@ -370,11 +369,18 @@ pub struct AuditAppender {
     store: ControlStore,
     /// The last entry this appender wrote; `None` until the first append and after an error,
     /// when the chain's end is read from the rows again.
-    tail: Option<(i64, String)>,
+    tail: Option<ChainEnd>,
 }
 
-/// One entry placed in the chain: (seq, at in unix ms, event, previous hash, hash).
-type ChainedRow<'a> = (i64, i64, &'a AuditEvent, String, String);
+/// One entry placed in the chain.
+#[derive(Debug)]
+struct ChainedRow<'a> {
+    seq: i64,
+    at_millis: i64,
+    event: &'a AuditEvent,
+    prev_hash: String,
+    hash: String,
+}
 
 impl AuditAppender {
     /// Appends entries, in order, at the end of the chain, all or none. `counts` are added to
@@ -453,41 +459,53 @@ impl AuditAppender {
 
 /// `events` placed in the chain after `tail`, and the chain's new end.
 fn chained(
-    (mut seq, mut prev_hash): (i64, String),
+    tail: ChainEnd,
     events: &[(AuditEvent, OffsetDateTime)],
-) -> (Vec<ChainedRow<'_>>, (i64, String)) {
+) -> (Vec<ChainedRow<'_>>, ChainEnd) {
+    let ChainEnd {
+        mut seq,
+        hash: mut prev_hash,
+    } = tail;
     let mut rows = Vec::with_capacity(events.len());
     for (event, at) in events {
         seq += 1;
         let at_millis = unix_millis(*at);
         let hash = chain_hash(&prev_hash, seq, at_millis, event);
-        rows.push((seq, at_millis, event, prev_hash, hash.clone()));
+        rows.push(ChainedRow {
+            seq,
+            at_millis,
+            event,
+            prev_hash,
+            hash: hash.clone(),
+        });
         prev_hash = hash;
     }
-    (rows, (seq, prev_hash))
+    (
+        rows,
+        ChainEnd {
+            seq,
+            hash: prev_hash,
+        },
+    )
 }
 
 /// Where the next entry chains on: the last row, or the recorded head where it is further
 /// on. The newest entries were then deleted, and chaining on from the head keeps the gap
 /// visible instead of reusing their numbers.
-async fn chain_tail(conn: &mut sqlx::AnyConnection) -> Result<(i64, String), sqlx::Error> {
-    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    let last = match last {
-        Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
-        None => (0, GENESIS_HASH.to_owned()),
-    };
+async fn chain_tail(conn: &mut sqlx::AnyConnection) -> Result<ChainEnd, sqlx::Error> {
+    let last: ChainEnd =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or_else(ChainEnd::genesis);
     Ok(match recorded_head(conn).await? {
-        Some(head) if head.0 > last.0 => head,
+        Some(head) if head.seq > last.seq => head,
         _ => last,
     })
 }
 
 /// The head as the `audit_log_head` trigger recorded it.
-async fn recorded_head(
-    conn: &mut sqlx::AnyConnection,
-) -> Result<Option<(i64, String)>, sqlx::Error> {
+async fn recorded_head(conn: &mut sqlx::AnyConnection) -> Result<Option<ChainEnd>, sqlx::Error> {
     let value: Option<String> = sqlx::query_scalar("SELECT value FROM control_meta WHERE key = $1")
         .bind(AUDIT_HEAD)
         .fetch_optional(&mut *conn)
@@ -495,10 +513,10 @@ async fn recorded_head(
     value
         .map(|v| {
             let (seq, hash) = v.split_once(' ').ok_or_else(|| corrupt("audit_head"))?;
-            Ok((
-                seq.parse().map_err(|_| corrupt("audit_head"))?,
-                hash.to_owned(),
-            ))
+            Ok(ChainEnd {
+                seq: seq.parse().map_err(|_| corrupt("audit_head"))?,
+                hash: hash.to_owned(),
+            })
         })
         .transpose()
 }
@@ -518,23 +536,21 @@ fn audit_insert<'q>(
     sql: &'q str,
     rows: &'q [ChainedRow<'q>],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    rows.iter().fold(
-        sqlx::query(sql),
-        |insert, (seq, at_millis, event, prev, hash)| {
-            insert
-                .bind(*seq)
-                .bind(*at_millis)
-                .bind(event.subject.as_str())
-                .bind(event.agency.as_str())
-                .bind(event.member_state.as_str())
-                .bind(event.purpose.as_str())
-                .bind(event.action.as_str())
-                .bind(event.query.as_str())
-                .bind(event.outcome.as_str())
-                .bind(prev.as_str())
-                .bind(hash.as_str())
-        },
-    )
+    rows.iter().fold(sqlx::query(sql), |insert, row| {
+        let event = row.event;
+        insert
+            .bind(row.seq)
+            .bind(row.at_millis)
+            .bind(event.subject.as_str())
+            .bind(event.agency.as_str())
+            .bind(event.member_state.as_str())
+            .bind(event.purpose.as_str())
+            .bind(event.action.as_str())
+            .bind(event.query.as_str())
+            .bind(event.outcome.as_str())
+            .bind(row.prev_hash.as_str())
+            .bind(row.hash.as_str())
+    })
 }
 
 /// What storing a rule that exists already does.
@@ -694,7 +710,12 @@ mod tests {
         appender.append(&second, &counts).await.expect("append");
         assert_eq!(
             store.ingest_counts().await.expect("counts"),
-            vec![("ees".into(), "accepted".into(), String::new(), 4)]
+            vec![IngestCount {
+                system: "ees".into(),
+                kind: "accepted".into(),
+                rule: String::new(),
+                count: 4
+            }]
         );
 
         let entries = store.audit_entries(0, 1_000).await.expect("entries");
@@ -738,7 +759,10 @@ mod tests {
         let last = entries.last().expect("entries");
         assert_eq!(
             store.audit_head().await.expect("head"),
-            Some((last.seq, last.hash.clone()))
+            Some(ChainEnd {
+                seq: last.seq,
+                hash: last.hash.clone()
+            })
         );
     }
 

@@ -11,8 +11,10 @@ mod identities;
 mod links;
 mod rows;
 
-pub use audit_chain::{AuditEntry, AuditEvent, ChainBreak};
-pub use control::{AccessRequest, AuditAppender, ControlStore, IngestCountKey, NewRule, RuleRow};
+pub use audit_chain::{AuditEntry, AuditEvent, ChainBreak, ChainEnd};
+pub use control::{
+    AccessRequest, AuditAppender, ControlStore, IngestCount, IngestCountKey, NewRule, RuleRow,
+};
 pub use identities::{
     Completeness, GateFacts, IdentityStore, StoredRecord, TemplateOwner, UpsertOutcome,
     UpsertRefusal, Upserted,
