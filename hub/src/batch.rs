@@ -24,8 +24,9 @@ pub trait BatchWriter: Send + 'static {
         false
     }
 
-    /// Writes one batch, in queue order, and answers its jobs.
-    fn write(&mut self, batch: Vec<Self::Job>) -> impl Future<Output = ()> + Send;
+    /// Writes one batch, in queue order, and answers its jobs; takes them out of `batch`
+    /// (whose room the actor keeps for the next one).
+    fn write(&mut self, batch: &mut Vec<Self::Job>) -> impl Future<Output = ()> + Send;
 }
 
 /// A running batching actor: the end that queues its jobs. The actor ends once every
@@ -71,9 +72,9 @@ impl<J: Send + 'static> Batcher<J> {
                         }
                     }
                 }
-                // The gathering buffer keeps its room for the next batch; the batch handed
-                // over is as long as what came.
-                writer.write(batch.drain(..).collect()).await;
+                writer.write(&mut batch).await;
+                // Whatever the writer left is dropped; the buffer keeps its room.
+                batch.clear();
             }
         });
         Self { queue }
@@ -117,9 +118,9 @@ mod tests {
             job.0 == 0
         }
 
-        async fn write(&mut self, batch: Vec<Self::Job>) {
+        async fn write(&mut self, batch: &mut Vec<Self::Job>) {
             let mut values = Vec::new();
-            for (value, done) in batch {
+            for (value, done) in batch.drain(..) {
                 values.push(value);
                 let _ = done.send(());
             }

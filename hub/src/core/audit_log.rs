@@ -40,11 +40,11 @@ impl BatchWriter for AuditWriter {
     type Job = PendingAudit;
     const MAX_BATCH: usize = 256;
 
-    async fn write(&mut self, batch: Vec<PendingAudit>) {
+    async fn write(&mut self, batch: &mut Vec<PendingAudit>) {
         let mut entries = Vec::with_capacity(batch.len());
         let mut counts: BTreeMap<IngestCountKey, i64> = BTreeMap::new();
         let mut waiters = Vec::with_capacity(batch.len());
-        for pending in batch {
+        for pending in batch.drain(..) {
             entries.push((pending.event, pending.at));
             for key in pending.counts {
                 *counts.entry(key).or_default() += 1;

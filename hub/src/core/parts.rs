@@ -133,10 +133,10 @@ impl BatchWriter for MarkWriter {
         matches!(job, PendingMark::Barrier(_))
     }
 
-    async fn write(&mut self, batch: Vec<PendingMark>) {
+    async fn write(&mut self, batch: &mut Vec<PendingMark>) {
         let mut marks = Vec::with_capacity(batch.len());
         let mut barriers = Vec::new();
-        for pending in batch {
+        for pending in batch.drain(..) {
             match pending {
                 PendingMark::Detected { record_id, version } => marks.push((record_id, version)),
                 PendingMark::Barrier(done) => barriers.push(done),

@@ -525,11 +525,11 @@ impl BatchWriter for UpsertWriter {
     type Job = PendingUpsert;
     const MAX_BATCH: usize = 32;
 
-    async fn write(&mut self, mut batch: Vec<PendingUpsert>) {
+    async fn write(&mut self, batch: &mut Vec<PendingUpsert>) {
         // A caller that went away (a cancelled request) wants nothing stored.
         batch.retain(|job| !job.done.is_closed());
         let together = if batch.len() > 1 {
-            upsert_together(&self.db, &batch).await.ok()
+            upsert_together(&self.db, batch).await.ok()
         } else {
             None
         };
@@ -537,7 +537,7 @@ impl BatchWriter for UpsertWriter {
             Some(results) => results,
             None => {
                 let mut results = Vec::with_capacity(batch.len());
-                for job in &batch {
+                for job in batch.iter() {
                     results.push(if job.done.is_closed() {
                         Err(sqlx::Error::PoolClosed)
                     } else {
@@ -547,7 +547,7 @@ impl BatchWriter for UpsertWriter {
                 results
             }
         };
-        for (job, result) in batch.into_iter().zip(results) {
+        for (job, result) in batch.drain(..).zip(results) {
             let _ = job.done.send(result);
         }
     }
