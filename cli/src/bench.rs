@@ -15,7 +15,10 @@ use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::generate::{Trait, base_vector, new_capture};
+use crate::generate::{
+    Sex, Template, Trait, WrittenDocument, WrittenPerson, base_vector, ees_file, new_capture,
+    sis_alert, with_biometrics,
+};
 use interop_hub::access::{Principal, Purpose, TokenAuthority};
 use interop_hub::biometrics::ann::{IndexSettings, Quantization};
 use interop_hub::biometrics::{IndexTuning, settings_for};
@@ -250,11 +253,6 @@ pub(crate) fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String
     } else {
         SourceSystem::Sis
     };
-    let encoded = |trait_: Trait| {
-        STANDARD.encode(connectors::vector_base64::to_bytes(&capture(
-            seed, i, person, trait_,
-        )))
-    };
     // An assumed identity takes a surname no person has: the names run from the other end.
     let surname = synthetic_surname(if assumed_identity {
         SURNAMES - 1 - person
@@ -265,32 +263,36 @@ pub(crate) fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String
     let given = synthetic_given_name((person + usize::from(assumed_identity) * 31) % GIVEN_NAMES);
     let year = 1940 + (person + usize::from(assumed_identity) * 23) % 66;
     let month = 1 + (person + usize::from(assumed_identity) * 5) % 12;
+    let date_of_birth = format!("{year}-{month:02}-14");
     let document = format!("{}{person:08}", if assumed_identity { 'F' } else { 'B' });
-    let [face, right, left] = RECORD_TRAITS.map(encoded);
-    let body = match system {
-        SourceSystem::Sis => serde_json::json!({
-            "alert_id": source_id(system, i), "version": 1, "issuing_state": BENCH_STATE,
-            "category": "discreet_check",
-            "person": {"surnames": [surname], "forenames": [given.to_uppercase()], "dob": format!("{year}-{month:02}-14"),
-                       "gender": "unknown", "nationalities": ["XXA"], "aliases": []},
-            "documents": [{"type": "passport", "number": document, "country": "XXA"}],
-            "biometrics": [
-                {"modality": "face", "algorithm": FACE, "quality": 80, "data": face},
-                {"modality": "finger", "position": "right_index", "algorithm": FINGER, "quality": 80, "data": right},
-                {"modality": "finger", "position": "left_index", "algorithm": FINGER, "quality": 80, "data": left}],
-        }),
-        _ => serde_json::json!({
-            "file_id": source_id(system, i), "version": 1, "member_state": BENCH_STATE,
-            "traveller": {"surname": surname, "given_names": given, "date_of_birth": format!("{year}-{month:02}-14"),
-                          "sex": "U", "nationality": "XXA"},
-            "travel_document": {"type": "P", "number": document, "issuing_country": "XXA"},
-            "biometrics": [
-                {"modality": "face", "algorithm": FACE, "quality": 80, "data": face},
-                {"modality": "finger", "position": "right_index", "algorithm": FINGER, "quality": 80, "data": right},
-                {"modality": "finger", "position": "left_index", "algorithm": FINGER, "quality": 80, "data": left}],
+    let templates: Vec<Template> = RECORD_TRAITS
+        .iter()
+        .map(|trait_| Template::new(*trait_, 80, &capture(seed, i, person, *trait_)))
+        .collect();
+    // SIS writes forenames in capitals: the hub compares names on their normalised forms.
+    let given = [match system {
+        SourceSystem::Sis => given.to_uppercase(),
+        _ => given,
+    }];
+    let written = WrittenPerson {
+        surname: &surname,
+        given: &given,
+        date_of_birth: &date_of_birth,
+        sex: Sex::Unspecified,
+        nationality: "XXA",
+        document: Some(WrittenDocument {
+            number: &document,
+            country: "XXA",
+            expiry: None,
         }),
     };
-    (system, person, body.to_string())
+    let id = source_id(system, i);
+    let record = match system {
+        SourceSystem::Sis => sis_alert(&id, BENCH_STATE, "discreet_check", &written, &[]),
+        _ => ees_file(&id, BENCH_STATE, &written),
+    };
+    let body = with_biometrics(&serde_json::Value::Object(record), &templates);
+    (system, person, body)
 }
 
 /// The member state whose connectors write every bench record (a connector writes only its

@@ -1205,8 +1205,9 @@ const SIS_CATEGORIES: [(&str, f64); 4] = [
 // Identities and their appearances
 // ---------------------------------------------------------------------------------------
 
+/// A person's sex as the source systems write it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sex {
+pub enum Sex {
     Female,
     Male,
     Unspecified,
@@ -1631,38 +1632,30 @@ impl Planned {
         }
     }
 
+    /// Who the record is about, as it writes them.
+    fn person(&self) -> WrittenPerson<'_> {
+        let w = &self.written;
+        WrittenPerson {
+            surname: &w.surname,
+            given: &w.given,
+            date_of_birth: &w.date_of_birth,
+            sex: w.sex,
+            nationality: w.nationality,
+            document: w.document.as_ref().map(|document| WrittenDocument {
+                number: &document.number,
+                country: document.country,
+                expiry: Some(&document.expiry),
+            }),
+        }
+    }
+
     /// The EES file without its biometrics, which [`with_biometrics`] adds.
     fn ees(&self, rng: &mut Prng) -> Value {
-        let w = &self.written;
-        let mut traveller = Map::new();
-        traveller.insert("surname".into(), json!(w.surname));
-        traveller.insert("given_names".into(), json!(w.given.join(" ")));
-        traveller.insert("date_of_birth".into(), json!(w.date_of_birth));
-        let sex = match w.sex {
-            Sex::Female => "F",
-            Sex::Male => "M",
-            Sex::Unspecified => "U",
-        };
-        traveller.insert("sex".into(), json!(sex));
-        traveller.insert("nationality".into(), json!(w.nationality));
-        if rng.random_bool(0.5) {
-            traveller.insert("place_of_birth".into(), json!(w.place_of_birth));
-        }
-        let mut root = Map::new();
-        root.insert("file_id".into(), json!(self.source_id));
-        root.insert("version".into(), json!(1));
-        root.insert("member_state".into(), json!(self.member_state));
-        root.insert("traveller".into(), Value::Object(traveller));
-        if let Some(document) = &w.document {
-            root.insert(
-                "travel_document".into(),
-                json!({
-                    "type": "P",
-                    "number": document.number,
-                    "issuing_country": document.country,
-                    "expiry": document.expiry,
-                }),
-            );
+        let mut root = ees_file(&self.source_id, self.member_state, &self.person());
+        if rng.random_bool(0.5)
+            && let Some(Value::Object(traveller)) = root.get_mut("traveller")
+        {
+            traveller.insert("place_of_birth".into(), json!(self.written.place_of_birth));
         }
         let events: Vec<Value> = (0..rng.random_range(1..=3))
             .map(|i| {
@@ -1725,49 +1718,22 @@ impl Planned {
     /// The SIS alert without its biometrics, which [`with_biometrics`] adds.
     fn sis(&self, rng: &mut Prng) -> Value {
         let w = &self.written;
-        let sex = match w.sex {
-            Sex::Female => "female",
-            Sex::Male => "male",
-            Sex::Unspecified => "unknown",
-        };
-        // SIS keeps surnames as a list: compound surnames arrive in parts.
-        let parts = |surname: &str| -> Vec<String> {
-            surname.split_whitespace().map(str::to_owned).collect()
-        };
         let aliases: Vec<Value> = w
             .alias
             .iter()
-            .map(|alias| json!({ "surnames": parts(alias), "forenames": w.given }))
-            .collect();
-        let documents: Vec<Value> = w
-            .document
-            .iter()
-            .map(|document| {
-                json!({
-                    "type": "passport",
-                    "number": document.number,
-                    "country": document.country,
-                })
-            })
+            .map(|alias| json!({ "surnames": surname_parts(alias), "forenames": w.given }))
             .collect();
         let weights: Vec<f64> = SIS_CATEGORIES.iter().map(|(_, w)| *w).collect();
         let category = SIS_CATEGORIES[weighted_index(rng, &weights)].0;
-        json!({
-            "alert_id": self.source_id,
-            "version": 1,
-            "issuing_state": self.member_state,
-            "category": category,
-            "person": {
-                "surnames": parts(&w.surname),
-                "forenames": w.given,
-                "dob": w.date_of_birth,
-                "gender": sex,
-                "nationalities": [w.nationality],
-                "aliases": aliases,
-            },
-            "documents": documents,
-            "expires_at": timestamp(rng, 2027..=2031),
-        })
+        let mut alert = sis_alert(
+            &self.source_id,
+            self.member_state,
+            category,
+            &self.person(),
+            &aliases,
+        );
+        alert.insert("expires_at".into(), json!(timestamp(rng, 2027..=2031)));
+        Value::Object(alert)
     }
 
     fn vis(&self, rng: &mut Prng, templates: &[Template]) -> Vec<Piece> {
@@ -1900,12 +1866,130 @@ fn capture_quality(rng: &mut Prng, trait_: Trait) -> u8 {
     }
 }
 
+/// A template as a native record carries it.
 #[derive(Debug)]
-struct Template {
+pub struct Template {
     trait_: Trait,
     quality: u8,
     /// Base64 of the little-endian float32 vector.
     data: String,
+}
+
+impl Template {
+    pub fn new(trait_: Trait, quality: u8, vector: &[f32]) -> Self {
+        Self {
+            trait_,
+            quality,
+            data: vector_base64::encode(vector),
+        }
+    }
+}
+
+/// Who a native EES file or SIS alert is about, as it writes them: the part of the record
+/// the generator and the bench write alike.
+#[derive(Debug, Clone)]
+pub struct WrittenPerson<'a> {
+    pub surname: &'a str,
+    pub given: &'a [String],
+    pub date_of_birth: &'a str,
+    pub sex: Sex,
+    pub nationality: &'a str,
+    pub document: Option<WrittenDocument<'a>>,
+}
+
+/// A passport as a native record writes it.
+#[derive(Debug, Clone)]
+pub struct WrittenDocument<'a> {
+    pub number: &'a str,
+    pub country: &'a str,
+    /// EES keeps it; SIS does not.
+    pub expiry: Option<&'a str>,
+}
+
+/// An EES file about `person`, without its events and biometrics ([`with_biometrics`]).
+pub fn ees_file(
+    file_id: &str,
+    member_state: &str,
+    person: &WrittenPerson<'_>,
+) -> Map<String, Value> {
+    let mut traveller = Map::new();
+    traveller.insert("surname".into(), json!(person.surname));
+    traveller.insert("given_names".into(), json!(person.given.join(" ")));
+    traveller.insert("date_of_birth".into(), json!(person.date_of_birth));
+    let sex = match person.sex {
+        Sex::Female => "F",
+        Sex::Male => "M",
+        Sex::Unspecified => "U",
+    };
+    traveller.insert("sex".into(), json!(sex));
+    traveller.insert("nationality".into(), json!(person.nationality));
+    let mut root = Map::new();
+    root.insert("file_id".into(), json!(file_id));
+    root.insert("version".into(), json!(1));
+    root.insert("member_state".into(), json!(member_state));
+    root.insert("traveller".into(), Value::Object(traveller));
+    if let Some(document) = &person.document {
+        let mut written = Map::new();
+        written.insert("type".into(), json!("P"));
+        written.insert("number".into(), json!(document.number));
+        written.insert("issuing_country".into(), json!(document.country));
+        if let Some(expiry) = document.expiry {
+            written.insert("expiry".into(), json!(expiry));
+        }
+        root.insert("travel_document".into(), Value::Object(written));
+    }
+    root
+}
+
+/// A SIS alert about `person`, without its biometrics ([`with_biometrics`]).
+pub fn sis_alert(
+    alert_id: &str,
+    issuing_state: &str,
+    category: &str,
+    person: &WrittenPerson<'_>,
+    aliases: &[Value],
+) -> Map<String, Value> {
+    let sex = match person.sex {
+        Sex::Female => "female",
+        Sex::Male => "male",
+        Sex::Unspecified => "unknown",
+    };
+    let documents: Vec<Value> = person
+        .document
+        .iter()
+        .map(|document| {
+            json!({
+                "type": "passport",
+                "number": document.number,
+                "country": document.country,
+            })
+        })
+        .collect();
+    let alert = json!({
+        "alert_id": alert_id,
+        "version": 1,
+        "issuing_state": issuing_state,
+        "category": category,
+        "person": {
+            // SIS keeps surnames as a list: compound surnames arrive in parts.
+            "surnames": surname_parts(person.surname),
+            "forenames": person.given,
+            "dob": person.date_of_birth,
+            "gender": sex,
+            "nationalities": [person.nationality],
+            "aliases": aliases,
+        },
+        "documents": documents,
+    });
+    match alert {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// A surname as SIS lists it: in its parts.
+fn surname_parts(surname: &str) -> Vec<String> {
+    surname.split_whitespace().map(str::to_owned).collect()
 }
 
 /// The JSON text of `record` (an object) with a `biometrics` array of `templates` (EES, SIS).
@@ -1913,7 +1997,7 @@ struct Template {
 /// The templates are spliced in as text rather than serialised: base64 never needs JSON
 /// escaping, and serde_json's byte-by-byte escaping of ~10 kB of base64 per record, compiled
 /// unoptimised into this crate in debug builds, dominated the generation time.
-fn with_biometrics(record: &Value, templates: &[Template]) -> String {
+pub fn with_biometrics(record: &Value, templates: &[Template]) -> String {
     let text = record.to_string();
     let Some(open) = text.strip_suffix('}') else {
         return text;
