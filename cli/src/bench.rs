@@ -21,11 +21,12 @@ use crate::generate::{
 };
 use interop_hub::access::{Principal, Purpose, TokenAuthority};
 use interop_hub::biometrics::ann::{IndexSettings, Quantization};
-use interop_hub::biometrics::{IndexTuning, settings_for};
+use interop_hub::biometrics::{Biometrics, IndexTuning, settings_for};
 use interop_hub::config::HubConfig;
 use interop_hub::core::{BiometricSearch, Hub, NEIGHBOURS_PER_WANTED_RECORD};
 use interop_hub::http::AppState;
-use interop_hub::store::LinkStore;
+use interop_hub::metrics::IngestStep;
+use interop_hub::store::{IdentityStore, LinkStore};
 
 const FACE: &str = "acme-face-v3";
 const FINGER: &str = "acme-finger-v2";
@@ -555,6 +556,18 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         )
         .map_err(|e| anyhow::anyhow!(e))?,
     );
+    // Reads the hub's metrics, as Prometheus would.
+    let operator = Principal::new(
+        "bench-operator",
+        "BENCH",
+        BENCH_STATE,
+        vec![
+            "admin"
+                .parse::<interop_hub::access::Role>()
+                .map_err(|e: &str| anyhow::anyhow!(e))?,
+        ],
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
 
     // Bodies are made before the clock starts: the benchmark measures the hub, not base64.
     let seed = options.seed;
@@ -598,16 +611,19 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let ingest_seconds = started.elapsed().as_secs_f64();
     drop(ingests);
     bar.finish();
-    // Only the bench's ingests have run on this hub so far.
-    let ingest_steps: Vec<IngestStepTiming> = hub
-        .records
-        .ingest_step_totals()
+    // Only the bench's ingests have run on this hub so far: each step's seconds in all, as
+    // an operator scrapes them.
+    let exposition = hub.operations.metrics_text(&operator).await?;
+    let ingest_steps: Vec<IngestStepTiming> = IngestStep::ALL
         .into_iter()
-        .map(|total| IngestStepTiming {
-            step: total.step.as_str(),
-            mean_ms: total.seconds * 1_000.0 / records.len().max(1) as f64,
+        .map(|step| {
+            let seconds = step_seconds(&exposition, step.as_str())?;
+            Ok(IngestStepTiming {
+                step: step.as_str(),
+                mean_ms: seconds * 1_000.0 / records.len().max(1) as f64,
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
 
     // Probes: new captures of stored persons' faces, and each person's record ids.
     let queries = options.queries.min(total).max(1);
@@ -628,6 +644,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
 
     let searching = HubProbing {
         hub: &hub,
+        config: &config,
         tuning,
         caller: &caller,
         records_of: &records_of,
@@ -649,7 +666,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         searching.searches(FINGER, &finger_probes, threads).await?;
 
     // The hub's own trade-offs: its face and finger indexes' graphs walked at other
-    // expansions, and their sketches scanned at other shortlists, each put back afterwards.
+    // expansions, and their sketches scanned at other shortlists, each on a hub opened with it.
     let hub_curve = searching
         .trade_off(FACE, &probes, threads, Knob::Expansion, &HUB_CURVE)
         .await?;
@@ -688,10 +705,27 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             )
             .await?,
     );
-    let biometrics = hub
-        .operations
-        .biometric_indexes()
-        .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
+    // The hub's face indexes searched alone: the saved files opened as the hub opens them.
+    hub.operations.save_indexes().await?;
+    let stores = [
+        IdentityStore::open(&config.civil_url(), &config.settings.database.pool()).await?,
+        IdentityStore::open(
+            &config.law_enforcement_url(),
+            &config.settings.database.pool(),
+        )
+        .await?,
+    ];
+    let biometrics = Biometrics::open(
+        &config.settings.biometrics,
+        tuning,
+        &config.index_dir(),
+        |partition| match partition {
+            Partition::Civil => stores[0].clone(),
+            Partition::LawEnforcement => stores[1].clone(),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("the saved indexes: {e}"))?;
     let index_alone_seconds = {
         let indexes: Vec<_> = [Partition::Civil, Partition::LawEnforcement]
             .iter()
@@ -720,6 +754,10 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         .iter()
         .map(|p| biometrics.len(*p, FACE))
         .sum();
+    drop(biometrics);
+    for store in &stores {
+        store.database().close().await;
+    }
 
     // The baselines get the same vectors: every record's templates, and its face keyed by
     // person.
@@ -917,6 +955,7 @@ async fn detection_against_truth(
 /// tuning, the caller, and each person's record ids (a probe's true mates).
 struct HubProbing<'a> {
     hub: &'a Arc<Hub>,
+    config: &'a HubConfig,
     tuning: IndexTuning,
     caller: &'a Arc<Principal>,
     records_of: &'a std::collections::HashMap<usize, Vec<String>>,
@@ -989,7 +1028,9 @@ impl HubProbing<'_> {
 
     /// The hub's searches of `algorithm`'s indexes with `knob` at each of `values` (for
     /// expansions, the graph walked instead of the sketches scanned), as points keyed by the
-    /// value; the indexes are put back to the hub's own settings afterwards.
+    /// value: for each, a hub opened on the same databases and saved index files with the
+    /// setting at that value (`search.expansion_search`, `search.sketch_shortlist`), its
+    /// graphs as built (`index.expansion_add` kept, so nothing is rebuilt).
     async fn trade_off(
         &self,
         algorithm: &'static str,
@@ -998,30 +1039,42 @@ impl HubProbing<'_> {
         knob: Knob,
         values: &[usize],
     ) -> anyhow::Result<Vec<CurvePoint>> {
-        let biometrics = self
-            .hub
-            .operations
-            .biometric_indexes()
-            .ok_or_else(|| anyhow::anyhow!("indexes not ready"))?;
-        let own = hub_settings(algorithm, self.tuning)?;
+        self.hub.operations.save_indexes().await?;
         let mut curve = Vec::with_capacity(values.len());
         for &value in values {
+            let mut config = self.config.clone();
+            config.settings.index.expansion_add = Some(self.tuning.expansion_add);
             match knob {
                 Knob::Expansion => {
-                    biometrics.set_shortlist(algorithm, 0);
-                    biometrics.set_expansion_search(algorithm, value)?;
+                    config.settings.search.sketch_shortlist = 0;
+                    config.settings.search.expansion_search = Some(value);
                 }
-                Knob::Shortlist => biometrics.set_shortlist(algorithm, value),
+                Knob::Shortlist => config.settings.search.sketch_shortlist = value,
             }
-            let (seconds, first, _) = self.searches(algorithm, probes, in_flight).await?;
+            let tuned = Arc::new(Hub::open(&config).await?);
+            tuned.records.prepare(&config.index_dir()).await?;
+            let probing = HubProbing {
+                hub: &tuned,
+                config: &config,
+                tuning: config.settings.index_tuning(),
+                caller: self.caller,
+                records_of: self.records_of,
+            };
+            // A hub just opened has cold caches (its policy decisions, the databases' pages):
+            // warmed first, as the hub the other figures come from was by the ingest.
+            let warm_up = &probes[..probes.len().min(WARM_UP_PROBES)];
+            let searched = match probing.searches(algorithm, warm_up, in_flight).await {
+                Ok(_) => probing.searches(algorithm, probes, in_flight).await,
+                Err(e) => Err(e),
+            };
+            tuned.operations.close().await;
+            let (seconds, first, _) = searched?;
             curve.push(CurvePoint {
                 expansion_search: value,
                 qps: probes.len() as f64 / seconds.max(f64::EPSILON),
                 recall: first as f64 / probes.len().max(1) as f64,
             });
         }
-        biometrics.set_expansion_search(algorithm, own.expansion_search)?;
-        biometrics.set_shortlist(algorithm, own.shortlist);
         Ok(curve)
     }
 }
@@ -1171,6 +1224,19 @@ fn hub_settings(
         .map(|algorithm| settings_for(algorithm, tuning))
         .ok_or_else(|| anyhow::anyhow!("algorithm {algorithm} is not registered"))
 }
+
+/// The seconds `step` took in all, from the hub's Prometheus exposition.
+fn step_seconds(exposition: &str, step: &str) -> anyhow::Result<f64> {
+    let series = format!("interop_hub_ingest_step_duration_seconds_sum{{step=\"{step}\"}} ");
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("the metrics hold no total for the ingest step {step}"))
+}
+
+/// Searches a hub opened for a trade-off point makes before it is timed.
+const WARM_UP_PROBES: usize = 200;
 
 /// Expansions the trade-off curve visits.
 const CURVE: [usize; 5] = [32, 64, 128, 256, 512];

@@ -254,6 +254,10 @@ pub struct SearchSettings {
     /// members, the walk is not).
     #[serde(default = "SearchSettings::default_sketch_shortlist")]
     pub sketch_shortlist: usize,
+    /// HNSW's ef for 1:N searches that walk the graph (`sketch_shortlist = 0`), every
+    /// algorithm alike; unset: each modality's own (256 for faces and fingers).
+    #[serde(default)]
+    pub expansion_search: Option<usize>,
 }
 
 impl SearchSettings {
@@ -266,6 +270,7 @@ impl Default for SearchSettings {
     fn default() -> Self {
         Self {
             sketch_shortlist: Self::default_sketch_shortlist(),
+            expansion_search: None,
         }
     }
 }
@@ -362,7 +367,13 @@ impl Default for DetectionSettings {
 impl Settings {
     /// What the settings change in every biometric index.
     pub fn index_tuning(&self) -> crate::biometrics::IndexTuning {
-        crate::biometrics::IndexTuning::new(self.search.sketch_shortlist, self.index.expansion_add)
+        crate::biometrics::IndexTuning {
+            expansion_search: self.search.expansion_search,
+            ..crate::biometrics::IndexTuning::new(
+                self.search.sketch_shortlist,
+                self.index.expansion_add,
+            )
+        }
     }
 
     fn default_max_body_bytes() -> usize {
@@ -434,6 +445,12 @@ impl Settings {
         anyhow::ensure!(
             (1..=86_400).contains(&detection.sweep_interval_seconds),
             "detection sweep_interval_seconds must be 1-86400"
+        );
+        anyhow::ensure!(
+            self.search
+                .expansion_search
+                .is_none_or(|ef| (1..=usize::from(MAX_DETECTION_EXPANSION)).contains(&ef)),
+            "search expansion_search must be 1-{MAX_DETECTION_EXPANSION}"
         );
         anyhow::ensure!(
             self.search.sketch_shortlist <= MAX_SKETCH_SHORTLIST,
@@ -625,7 +642,8 @@ mod tests {
             IndexTuning::default(),
             IndexTuning {
                 sketch_shortlist: crate::biometrics::SKETCH_SHORTLIST,
-                expansion_add: crate::biometrics::SCANNED_EXPANSION_ADD
+                expansion_add: crate::biometrics::SCANNED_EXPANSION_ADD,
+                expansion_search: None,
             },
             "a graph nothing walks is built cheaply"
         );
@@ -633,7 +651,8 @@ mod tests {
             tuning_in("[search]\nsketch_shortlist = 0\n").expect("valid"),
             IndexTuning {
                 sketch_shortlist: 0,
-                expansion_add: crate::biometrics::EXPANSION_ADD
+                expansion_add: crate::biometrics::EXPANSION_ADD,
+                expansion_search: None,
             },
             "a walked graph is built for walking"
         );
@@ -642,8 +661,20 @@ mod tests {
                 .expect("valid"),
             IndexTuning {
                 sketch_shortlist: 0,
-                expansion_add: 40
+                expansion_add: 40,
+                expansion_search: None,
             }
+        );
+        assert_eq!(
+            tuning_in("[search]\nsketch_shortlist = 0\nexpansion_search = 96\n")
+                .expect("valid")
+                .expansion_search,
+            Some(96),
+            "the ef of a walking search is a setting"
+        );
+        assert!(
+            tuning_in("[search]\nexpansion_search = 0\n").is_err(),
+            "an ef of 0 finds nothing"
         );
         for unknown in ["[search]\nshortlist = 0\n", "[index]\nconnectivity = 8\n"] {
             assert!(tuning_in(unknown).is_err(), "unknown keys are refused");

@@ -2,7 +2,6 @@
 //! templates, systems, outcomes and problem codes, colours — never record ids, names or
 //! anything a caller typed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -91,14 +90,6 @@ impl IngestStep {
     }
 }
 
-/// How many times a step ran and the seconds it took in all.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepTotal {
-    pub step: IngestStep,
-    pub count: u64,
-    pub seconds: f64,
-}
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LinkLabels {
     colour: String,
@@ -129,9 +120,6 @@ pub struct HubMetrics {
     http_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     ingests: Family<IngestLabels, Counter>,
     ingest_steps: Family<StepLabels, Histogram, fn() -> Histogram>,
-    /// Each step's runs and nanoseconds, in [`IngestStep::ALL`]'s order: prometheus-client
-    /// does not hand a histogram's sum back to its owner.
-    step_totals: [(AtomicU64, AtomicU64); IngestStep::ALL.len()],
     link_changes: Family<LinkLabels, Counter>,
     audit_entries: Counter,
     policy_swaps: Counter,
@@ -219,7 +207,6 @@ impl Default for HubMetrics {
             http_seconds,
             ingests,
             ingest_steps,
-            step_totals: Default::default(),
             link_changes,
             audit_entries,
             policy_swaps,
@@ -260,28 +247,6 @@ impl HubMetrics {
                 step: step.as_str(),
             })
             .observe(elapsed.as_secs_f64());
-        let (count, nanoseconds) = &self.step_totals[step as usize];
-        count.fetch_add(1, Ordering::Relaxed);
-        nanoseconds.fetch_add(
-            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-    }
-
-    /// Each ingest step's runs and seconds since the hub started.
-    pub fn ingest_step_totals(&self) -> Vec<StepTotal> {
-        IngestStep::ALL
-            .into_iter()
-            .map(|step| {
-                let (count, nanoseconds) = &self.step_totals[step as usize];
-                StepTotal {
-                    step,
-                    count: count.load(Ordering::Relaxed),
-                    seconds: Duration::from_nanos(nanoseconds.load(Ordering::Relaxed))
-                        .as_secs_f64(),
-                }
-            })
-            .collect()
     }
 
     pub fn link_change(&self, colour: &str, change: &str) {
@@ -329,7 +294,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_step_keeps_its_own_total_and_every_step_is_exported() {
+    fn every_step_is_exported_with_its_count_and_seconds() {
         assert!(
             IngestStep::ALL
                 .iter()
@@ -341,17 +306,15 @@ mod tests {
         metrics.ingest_step(IngestStep::Store, Duration::from_millis(3));
         metrics.ingest_step(IngestStep::Store, Duration::from_millis(5));
         metrics.ingest_step(IngestStep::Audit, Duration::from_micros(250));
-        let totals = metrics.ingest_step_totals();
-        let of = |step: IngestStep| {
-            totals
-                .iter()
-                .find(|t| t.step == step)
-                .map(|t| (t.count, t.seconds))
-        };
-        assert_eq!(of(IngestStep::Store), Some((2, 0.008)));
-        assert_eq!(of(IngestStep::Audit), Some((1, 0.000_25)));
-        assert_eq!(of(IngestStep::Parse), Some((0, 0.0)));
         let text = metrics.encode();
+        assert!(
+            text.contains(r#"interop_hub_ingest_step_duration_seconds_sum{step="store"} 0.008"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"interop_hub_ingest_step_duration_seconds_sum{step="audit"} 0.00025"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"interop_hub_ingest_step_duration_seconds_count{step="store"} 2"#),
             "{text}"

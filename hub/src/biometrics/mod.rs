@@ -63,6 +63,8 @@ pub enum BiometricsError {
 pub struct IndexTuning {
     pub sketch_shortlist: usize,
     pub expansion_add: usize,
+    /// The ef of searches that walk the graph; unset: the modality's own.
+    pub expansion_search: Option<usize>,
 }
 
 impl IndexTuning {
@@ -79,6 +81,7 @@ impl IndexTuning {
         Self {
             sketch_shortlist,
             expansion_add: expansion_add.unwrap_or(for_method),
+            expansion_search: None,
         }
     }
 }
@@ -101,11 +104,11 @@ pub fn settings_for(algorithm: &connectors::Algorithm, tuning: IndexTuning) -> I
         // A missed mate is a missed identity fraud: 256 is where the hub's trade-off curves
         // (`interop-hub bench`) reach the recall target for faces and fingers, and 128 falls
         // short (bench/README.md).
-        expansion_search: match algorithm.modality {
+        expansion_search: tuning.expansion_search.unwrap_or(match algorithm.modality {
             connectors::Modality::Face => FACE_EXPANSION_SEARCH,
             connectors::Modality::Finger => FINGER_EXPANSION_SEARCH,
             connectors::Modality::Iris => IndexSettings::DEFAULT_EXPANSION,
-        },
+        }),
         // 1:N searches, the portal's and the detector's, scan the sign sketches instead of
         // walking the graph: cheaper per ingest than the detector's graph walks
         // (`interop-hub bench`, ingest steps).
@@ -485,30 +488,6 @@ impl Biometrics {
             probe_hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         }
         Ok(hits)
-    }
-
-    /// Sets the search expansion of `algorithm`'s index in every partition.
-    pub fn set_expansion_search(
-        &self,
-        algorithm: &str,
-        expansion: usize,
-    ) -> Result<(), BiometricsError> {
-        for ((_, slot_algorithm), slot) in &self.slots {
-            if slot_algorithm == algorithm {
-                slot.index.set_expansion_search(expansion)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sets the sketch shortlist of `algorithm`'s index in every partition (0: searches walk
-    /// the graph).
-    pub fn set_shortlist(&self, algorithm: &str, shortlist: usize) {
-        for ((_, slot_algorithm), slot) in &self.slots {
-            if slot_algorithm == algorithm {
-                slot.index.set_shortlist(shortlist);
-            }
-        }
     }
 
     /// The index of a partition and algorithm itself, for measuring it without the hub.

@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 use super::guard::Gate;
 use super::parts::{DetectionMarks, Indexes, Partitions};
 use crate::access::{HubDuty, Principal};
-use crate::biometrics::Biometrics;
 use crate::config::Settings;
 use crate::error::HubError;
 use crate::metrics::HubMetrics;
@@ -183,11 +182,6 @@ impl Operations {
             biometrics.save_dirty().await?;
         }
         Ok(())
-    }
-
-    /// The biometric indexes, once complete.
-    pub fn biometric_indexes(&self) -> Option<&Biometrics> {
-        self.indexes.get()
     }
 
     pub async fn close(&self) {

@@ -25,7 +25,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::HubError;
 use crate::matching::{LinkColour, LinkRule};
-use crate::metrics::{HubMetrics, IngestStep, StepTotal};
+use crate::metrics::{HubMetrics, IngestStep};
 use crate::store::{LinkStore, StoredRecord, UpsertOutcome, UpsertRefusal};
 
 /// A link as the ingest response lists it: seen from the ingested record, with the other
@@ -223,11 +223,6 @@ impl Records {
                 },
             )
             .await
-    }
-
-    /// Each ingest step's runs and seconds since the hub started.
-    pub fn ingest_step_totals(&self) -> Vec<StepTotal> {
-        self.metrics.ingest_step_totals()
     }
 
     async fn ingest_checked(
