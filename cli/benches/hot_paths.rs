@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use connectors::{AlgorithmRegistry, NameForms, SourceSystem};
 use criterion::{Criterion, criterion_group, criterion_main};
-use interop_hub::access::{PolicyEngine, Principal};
+use interop_hub::access::{PolicyEngine, Principal, Role};
 use interop_hub::biometrics::SKETCH_SHORTLIST;
 use interop_hub::biometrics::ann::{
     AnnIndex, IndexSettings, MIN_FIRST_STAGE_CANDIDATES, PREFIX_WORDS, Quantization,
@@ -447,8 +447,21 @@ fn policy(c: &mut Criterion) {
         vec!["le_designated".parse().unwrap_or_else(|e| panic!("{e}"))],
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    // A principal's first request: more officers than the policy's memo keeps, in turn, so
+    // that each is decided afresh (the memo starts over once it is full).
+    let role: Role = "le_designated".parse().unwrap_or_else(|e| panic!("{e}"));
+    let officers: Vec<Principal> = (0..20_001)
+        .map(|n| {
+            Principal::new(format!("officer-{n}"), "BKA", "DE", vec![role.clone()])
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let mut next = officers.iter().cycle();
     c.bench_function("policy/decide_afresh_baseline", |b| {
-        b.iter(|| runtime.block_on(engine.decide_afresh(black_box(&officer))))
+        b.iter(|| {
+            let officer = next.next().unwrap_or(&officers[0]);
+            runtime.block_on(engine.access(black_box(officer)))
+        })
     });
     c.bench_function("policy/decide_memoised", |b| {
         b.iter(|| runtime.block_on(engine.access(black_box(&officer))))

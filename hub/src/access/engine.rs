@@ -503,12 +503,6 @@ impl PolicyEngine {
         Ok(self.snapshot().await?.access(principal))
     }
 
-    /// The decision for `principal` made afresh from the current policy, bypassing the
-    /// per-version memo: what a principal's first request costs (benchmarks measure it).
-    pub async fn decide_afresh(&self, principal: &Principal) -> Result<Access, HubError> {
-        Ok(self.snapshot().await?.decide(principal))
-    }
-
     /// What `principal` would get under the current rules with `proposed` applied; the
     /// live policy is untouched.
     pub async fn simulate(
