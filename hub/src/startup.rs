@@ -21,6 +21,8 @@ const INDEX_SAVE_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub struct Application {
+    /// Held while the application lives: one serving process per data directory.
+    _data_dir_lock: DataDirLock,
     listener: TcpListener,
     hub: Arc<Hub>,
     tokens: Arc<TokenAuthority>,
@@ -33,12 +35,16 @@ pub struct Application {
 impl Application {
     /// Opens the stores (migrating them) and binds the listener.
     pub async fn build(config: HubConfig) -> anyhow::Result<Self> {
+        // Before anything is opened: a second process would share the SQLite files and
+        // write the same index files.
+        let data_dir_lock = DataDirLock::take(&config.data_dir)?;
         let tokens = Arc::new(TokenAuthority::load_or_create(&config.signing_key_path())?);
         let hub = Arc::new(Hub::open(&config).await?);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         Ok(Self {
+            _data_dir_lock: data_dir_lock,
             listener,
             hub,
             tokens,
@@ -150,5 +156,83 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+/// The data directory's lock: an exclusive `flock` on `interop-hub.lock` in it, which the
+/// system lets go when the process ends, however it ends. The file says which process holds
+/// it, for the error a second one gives.
+#[derive(Debug)]
+struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// The lock file's name in the data directory.
+const DATA_DIR_LOCK: &str = "interop-hub.lock";
+
+impl DataDirLock {
+    fn take(data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the data directory {}: {e}",
+                data_dir.display()
+            )
+        })?;
+        let path = data_dir.join(DATA_DIR_LOCK);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        if let Err(e) =
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            if e != rustix::io::Errno::WOULDBLOCK {
+                anyhow::bail!("cannot lock {}: {e}", path.display());
+            }
+            anyhow::bail!(
+                "the data directory {} is in use by another interop-hub process{}: one \
+                 process serves a data directory; give each hub a directory of its own",
+                data_dir.display(),
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                }
+            );
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(Self { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataDirLock;
+
+    #[test]
+    fn a_data_directory_is_locked_once_and_free_again_when_the_lock_goes() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let first = DataDirLock::take(dir.path()).expect("a free directory");
+        let refused = DataDirLock::take(dir.path()).expect_err("already locked");
+        let message = refused.to_string();
+        assert!(
+            message.contains("in use by another interop-hub process"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "names the holder: {message}"
+        );
+        drop(first);
+        DataDirLock::take(dir.path()).expect("free once the holder let go");
     }
 }

@@ -469,6 +469,59 @@ async fn sigterm_under_load_finishes_every_request_in_progress() {
     }
 }
 
+/// SQLite is the single-node default: a second hub process on the same data directory
+/// stops at once, saying why, and the first goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_hub_on_the_same_data_directory_stops_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let config = settings_file(dir.path(), "");
+    let server = HubProcess::start(&data, &config, Vec::new());
+    let probe = reqwest::Client::new();
+    server.wait_ready(&probe).await;
+
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_hub-under-test"))
+        .args(["serve", "--listen"])
+        .arg(format!("127.0.0.1:{}", hub_tests::free_port()))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("a second hub process starts");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("the second process's state") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = second.kill();
+            panic!("a second hub on the same data directory went on running");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(
+        &mut second.stderr.take().expect("stderr piped"),
+        &mut stderr,
+    )
+    .expect("stderr read");
+    assert!(!status.success(), "the second hub stops with a failure");
+    assert!(
+        stderr.contains("is in use by another interop-hub process"),
+        "it says why: {stderr}"
+    );
+    let ready = probe
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .expect("the first hub answers");
+    assert_eq!(ready.status(), 200, "the first hub goes on serving");
+}
+
 /// The record a native body names.
 fn reference_of(system: &str, body: &[u8]) -> RecordRef {
     let system: connectors::SourceSystem = system.parse().expect("a system");
