@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::{Caller, JsonBody};
-use super::responses::{BadRequest, Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable};
+use super::responses::{BadRequest, Conflict, NotFound, Refused, Unprocessable};
 use crate::core::{AccessRequestDecision, AccessRequestFiling, AccessRequestView};
 use crate::error::HubError;
 
@@ -32,8 +32,7 @@ pub(super) struct RequestFilter {
     responses(
         (status = 201, description = "Filed", body = AccessRequestView),
         BadRequest,
-        Unauthenticated,
-        Forbidden,
+        Refused,
         Unprocessable,
     )
 )]
@@ -58,8 +57,7 @@ pub(super) async fn file(
     params(RequestFilter),
     responses(
         (status = 200, description = "The requests", body = Vec<AccessRequestView>),
-        Unauthenticated,
-        Forbidden,
+        Refused,
     )
 )]
 pub(super) async fn list(
@@ -85,8 +83,7 @@ pub(super) async fn list(
     request_body = AccessRequestDecision,
     responses(
         (status = 200, description = "Decided", body = AccessRequestView),
-        Unauthenticated,
-        Forbidden,
+        Refused,
         NotFound,
         Conflict,
         Unprocessable,

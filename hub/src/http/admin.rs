@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::{Caller, JsonBody};
-use super::responses::{BadRequest, Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable};
+use super::responses::{BadRequest, Conflict, NotFound, Refused, Unprocessable};
 use crate::access::PolicyRule;
 use crate::core::{PolicyChange, Simulation, SimulationAnswer};
 use crate::error::HubError;
@@ -30,8 +30,7 @@ pub(super) struct RemovalReason {
     tag = "admin",
     responses(
         (status = 200, description = "The rules, oldest first", body = Vec<PolicyRule>),
-        Unauthenticated,
-        Forbidden,
+        Refused,
     )
 )]
 pub(super) async fn list(
@@ -56,8 +55,7 @@ pub(super) async fn list(
     responses(
         (status = 201, description = "Added and in force", body = PolicyRule),
         BadRequest,
-        Unauthenticated,
-        Forbidden,
+        Refused,
         Conflict,
         Unprocessable,
     )
@@ -83,8 +81,7 @@ pub(super) async fn add(
     params(("id" = i64, Path, description = "The rule's id"), RemovalReason),
     responses(
         (status = 200, description = "Removed; the rule as it was", body = PolicyRule),
-        Unauthenticated,
-        Forbidden,
+        Refused,
         NotFound,
         Unprocessable,
     )
@@ -113,8 +110,7 @@ pub(super) async fn remove(
     request_body = Simulation,
     responses(
         (status = 200, description = "What the principal would get", body = SimulationAnswer),
-        Unauthenticated,
-        Forbidden,
+        Refused,
         Unprocessable,
     )
 )]

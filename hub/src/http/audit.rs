@@ -7,7 +7,7 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::Caller;
-use super::responses::{Forbidden, Unauthenticated};
+use super::responses::Refused;
 use crate::core::AuditPage;
 use crate::error::HubError;
 
@@ -31,8 +31,7 @@ pub(super) struct AuditPaging {
     params(AuditPaging),
     responses(
         (status = 200, description = "One page of entries", body = AuditPage),
-        Unauthenticated,
-        Forbidden,
+        Refused,
     )
 )]
 pub(super) async fn log(

@@ -6,7 +6,7 @@ use axum::extract::State;
 
 use super::AppState;
 use super::extract::{Caller, JsonBody};
-use super::responses::{BadRequest, Forbidden, Unauthenticated, Unavailable, Unprocessable};
+use super::responses::{BadRequest, Refused, Unavailable, Unprocessable};
 use crate::core::{BiometricSearch, BiometricSearchAnswer, IndexStatus};
 use crate::error::HubError;
 
@@ -21,8 +21,7 @@ use crate::error::HubError;
     responses(
         (status = 200, description = "Records best first, each with its best similarity", body = BiometricSearchAnswer),
         BadRequest,
-        Unauthenticated,
-        Forbidden,
+        Refused,
         Unprocessable,
         Unavailable,
     )
@@ -47,8 +46,7 @@ pub(super) async fn search(
     tag = "biometrics",
     responses(
         (status = 200, description = "One entry per partition and algorithm", body = Vec<IndexStatus>),
-        Unauthenticated,
-        Forbidden,
+        Refused,
         Unavailable,
     )
 )]

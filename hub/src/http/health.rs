@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::Caller;
-use super::responses::{Forbidden, Unauthenticated, Unavailable};
+use super::responses::{Refused, Unavailable};
 use crate::error::HubError;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -45,8 +45,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "The Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"),
-        Unauthenticated,
-        Forbidden,
+        Refused,
     ))]
 pub(super) async fn metrics(
     State(state): State<AppState>,

@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::{Caller, JsonBody};
-use super::responses::{BadRequest, Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable};
+use super::responses::{BadRequest, Conflict, NotFound, Refused, Unprocessable};
 use crate::core::{ConfirmationFile, LinkFilter, LinkPage, Verification};
 use crate::error::HubError;
 use crate::matching::LinkColour;
@@ -75,8 +75,7 @@ impl From<LinkFilters> for LinkFilter {
     responses(
         (status = 200, description = "One page of links", body = LinkPage),
         BadRequest,
-        Unauthenticated,
-        Forbidden,
+        Refused,
     )
 )]
 pub(super) async fn list(
@@ -101,8 +100,7 @@ pub(super) async fn list(
     params(("id" = String, Path, description = "The link's id")),
     responses(
         (status = 200, description = "The identity confirmation file", body = ConfirmationFile),
-        Unauthenticated,
-        Forbidden,
+        Refused,
         NotFound,
     )
 )]
@@ -126,8 +124,7 @@ pub(super) async fn read(
     responses(
         (status = 200, description = "Decided: the updated identity confirmation file", body = ConfirmationFile),
         BadRequest,
-        Unauthenticated,
-        Forbidden,
+        Refused,
         NotFound,
         Conflict,
         Unprocessable,

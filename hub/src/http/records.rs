@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::extract::{Caller, DeclaredPurpose, NativeBody, RecordKey, System};
 use super::responses::{
-    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthenticated, Unavailable,
-    Unprocessable, UnsupportedMediaType,
+    BadRequest, Conflict, NotFound, Refused, TooLarge, Unavailable, Unprocessable,
+    UnsupportedMediaType,
 };
 use crate::core::{IngestOutcome, IngestReport, RecordView};
 use crate::error::HubError;
@@ -42,8 +42,7 @@ impl IntoResponse for IngestReport {
         (status = 201, description = "Created", body = IngestReport),
         (status = 200, description = "Replayed or updated", body = IngestReport),
         BadRequest,
-        Unauthenticated,
-        Forbidden,
+        Refused,
         NotFound,
         Conflict,
         TooLarge,
@@ -78,8 +77,7 @@ pub(super) async fn ingest(
     responses(
         (status = 200, description = "The stored record, with the field groups the caller may read for the purpose", body = RecordView),
         BadRequest,
-        Unauthenticated,
-        Forbidden,
+        Refused,
         NotFound,
     )
 )]
@@ -108,8 +106,7 @@ pub(super) async fn read(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        Unauthenticated,
-        Forbidden,
+        Refused,
         NotFound,
         Unavailable,
     )

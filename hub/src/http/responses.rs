@@ -15,15 +15,17 @@ use super::problem::Problem;
 #[response(status = 400, content_type = "application/problem+json")]
 pub(super) struct BadRequest(Problem);
 
-/// No valid bearer token.
+/// What every route behind a bearer token can answer: no valid token (401), or a caller
+/// whose roles do not allow the operation, the system or the declared purpose (403).
 #[derive(Debug, IntoResponses)]
-#[response(status = 401, content_type = "application/problem+json")]
-pub(super) struct Unauthenticated(Problem);
-
-/// The caller's roles do not allow this operation, this system or the declared purpose.
-#[derive(Debug, IntoResponses)]
-#[response(status = 403, content_type = "application/problem+json")]
-pub(super) struct Forbidden(Problem);
+pub(super) enum Refused {
+    /// No valid bearer token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    /// The caller's roles do not allow this operation, this system or the declared purpose.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+}
 
 /// No such resource, or one the caller may not see for the declared purpose: the two get
 /// the same answer.

@@ -5,7 +5,7 @@ use axum::extract::State;
 
 use super::AppState;
 use super::extract::{Caller, JsonBody};
-use super::responses::{BadRequest, Forbidden, Unauthenticated, Unavailable, Unprocessable};
+use super::responses::{BadRequest, Refused, Unavailable, Unprocessable};
 use crate::core::{SearchAnswer, SearchRequest};
 use crate::error::HubError;
 
@@ -21,8 +21,7 @@ use crate::error::HubError;
     responses(
         (status = 200, description = "One entry per system queried", body = SearchAnswer),
         BadRequest,
-        Unauthenticated,
-        Forbidden,
+        Refused,
         Unprocessable,
         Unavailable,
     )

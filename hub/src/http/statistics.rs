@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::Caller;
-use super::responses::{BadRequest, Forbidden, Unauthenticated};
+use super::responses::{BadRequest, Refused};
 use crate::core::{DataQuality, Statistics};
 use crate::error::HubError;
 
@@ -38,8 +38,7 @@ pub(super) struct StatsFormat {
         (status = 200, description = "The counts", body = Statistics, content_type = "application/json"),
         (status = 200, description = "The counts as CSV: category,system,key,period,count", body = String, content_type = "text/csv"),
         BadRequest,
-        Unauthenticated,
-        Forbidden,
+        Refused,
     )
 )]
 pub(super) async fn stats(
@@ -80,8 +79,7 @@ pub(super) async fn stats(
     tag = "statistics",
     responses(
         (status = 200, description = "The report", body = DataQuality),
-        Unauthenticated,
-        Forbidden,
+        Refused,
     )
 )]
 pub(super) async fn data_quality(
