@@ -16,8 +16,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::generate::{
-    Sex, Template, Trait, WrittenDocument, WrittenPerson, base_vector, ees_file, new_capture,
-    sis_alert, with_biometrics,
+    FACE_ALGORITHM, FINGER_ALGORITHM, Sex, Template, Trait, WrittenDocument, WrittenPerson,
+    base_vector, ees_file, new_capture, sis_alert, with_biometrics,
 };
 use interop_hub::access::{Principal, Purpose, TokenAuthority};
 use interop_hub::biometrics::ann::{IndexSettings, Quantization};
@@ -28,8 +28,8 @@ use interop_hub::http::AppState;
 use interop_hub::metrics::IngestStep;
 use interop_hub::store::{IdentityStore, LinkStore};
 
-const FACE: &str = "acme-face-v3";
-const FINGER: &str = "acme-finger-v2";
+const FACE: &str = FACE_ALGORITHM;
+const FINGER: &str = FINGER_ALGORITHM;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -645,7 +645,6 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let searching = HubProbing {
         hub: &hub,
         config: &config,
-        tuning,
         caller: &caller,
         records_of: &records_of,
     };
@@ -666,19 +665,32 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         searching.searches(FINGER, &finger_probes, threads).await?;
 
     // The hub's own trade-offs: its face and finger indexes' graphs walked at other
-    // expansions, and their sketches scanned at other shortlists, each on a hub opened with it.
-    let hub_curve = searching
-        .trade_off(FACE, &probes, threads, Knob::Expansion, &HUB_CURVE)
-        .await?;
-    let hub_finger_curve = searching
+    // expansions, and their sketches scanned at other shortlists, each on a hub opened with
+    // it over the index files saved here. Nothing changes the indexes from now on.
+    hub.operations.save_indexes().await?;
+    let faces_and_fingers = |face_values: &'static [usize], finger_values: &'static [usize]| {
+        [
+            Curve {
+                algorithm: FACE,
+                probes: &probes,
+                values: face_values,
+            },
+            Curve {
+                algorithm: FINGER,
+                probes: &finger_probes,
+                values: finger_values,
+            },
+        ]
+    };
+    let [hub_curve, hub_finger_curve]: [Vec<CurvePoint>; 2] = searching
         .trade_off(
-            FINGER,
-            &finger_probes,
-            threads,
             Knob::Expansion,
-            &HUB_FINGER_CURVE,
+            &faces_and_fingers(&HUB_CURVE, &HUB_FINGER_CURVE),
+            threads,
         )
-        .await?;
+        .await?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("two expansion curves"))?;
     let shortlist_points = |curve: Vec<CurvePoint>| -> Vec<ShortlistPoint> {
         curve
             .into_iter()
@@ -689,24 +701,18 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             })
             .collect()
     };
-    let hub_shortlist_curve = shortlist_points(
-        searching
-            .trade_off(FACE, &probes, threads, Knob::Shortlist, &SHORTLIST_CURVE)
-            .await?,
-    );
-    let hub_finger_shortlist_curve = shortlist_points(
-        searching
-            .trade_off(
-                FINGER,
-                &finger_probes,
-                threads,
-                Knob::Shortlist,
-                &SHORTLIST_CURVE,
-            )
-            .await?,
-    );
+    let [face_shortlists, finger_shortlists]: [Vec<CurvePoint>; 2] = searching
+        .trade_off(
+            Knob::Shortlist,
+            &faces_and_fingers(&SHORTLIST_CURVE, &SHORTLIST_CURVE),
+            threads,
+        )
+        .await?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("two shortlist curves"))?;
+    let hub_shortlist_curve = shortlist_points(face_shortlists);
+    let hub_finger_shortlist_curve = shortlist_points(finger_shortlists);
     // The hub's face indexes searched alone: the saved files opened as the hub opens them.
-    hub.operations.save_indexes().await?;
     let stores = [
         IdentityStore::open(&config.civil_url(), &config.settings.database.pool()).await?,
         IdentityStore::open(
@@ -810,7 +816,6 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     )
     .await?;
 
-    hub.operations.save_indexes().await?;
     hub.operations.close().await;
     drop(hub);
     let started = Instant::now();
@@ -956,7 +961,6 @@ async fn detection_against_truth(
 struct HubProbing<'a> {
     hub: &'a Arc<Hub>,
     config: &'a HubConfig,
-    tuning: IndexTuning,
     caller: &'a Arc<Principal>,
     records_of: &'a std::collections::HashMap<usize, Vec<String>>,
 }
@@ -1026,24 +1030,27 @@ impl HubProbing<'_> {
         Ok((seconds, first, latencies))
     }
 
-    /// The hub's searches of `algorithm`'s indexes with `knob` at each of `values` (for
-    /// expansions, the graph walked instead of the sketches scanned), as points keyed by the
-    /// value: for each, a hub opened on the same databases and saved index files with the
-    /// setting at that value (`search.expansion_search`, `search.sketch_shortlist`), its
-    /// graphs as built (`index.expansion_add` kept, so nothing is rebuilt).
+    /// The hub's searches at each value of `knob` (for expansions, the graph walked instead
+    /// of the sketches scanned), one curve per entry of `curves`: for each value a hub opened
+    /// on the same databases and saved index files with the setting at that value
+    /// (`search.expansion_search`, `search.sketch_shortlist`; every algorithm alike, so one
+    /// hub serves every curve that visits the value), its graphs as built
+    /// (`index.expansion_add` kept, so nothing is rebuilt), warmed before it is timed.
     async fn trade_off(
         &self,
-        algorithm: &'static str,
-        probes: &[(usize, Vec<f32>)],
-        in_flight: usize,
         knob: Knob,
-        values: &[usize],
-    ) -> anyhow::Result<Vec<CurvePoint>> {
-        self.hub.operations.save_indexes().await?;
-        let mut curve = Vec::with_capacity(values.len());
-        for &value in values {
+        curves: &[Curve<'_>],
+        in_flight: usize,
+    ) -> anyhow::Result<Vec<Vec<CurvePoint>>> {
+        let values: std::collections::BTreeSet<usize> = curves
+            .iter()
+            .flat_map(|curve| curve.values.iter().copied())
+            .collect();
+        let mut points = vec![Vec::new(); curves.len()];
+        for value in values {
             let mut config = self.config.clone();
-            config.settings.index.expansion_add = Some(self.tuning.expansion_add);
+            config.settings.index.expansion_add =
+                Some(self.config.settings.index_tuning().expansion_add);
             match knob {
                 Knob::Expansion => {
                     config.settings.search.sketch_shortlist = 0;
@@ -1056,27 +1063,52 @@ impl HubProbing<'_> {
             let probing = HubProbing {
                 hub: &tuned,
                 config: &config,
-                tuning: config.settings.index_tuning(),
                 caller: self.caller,
                 records_of: self.records_of,
             };
-            // A hub just opened has cold caches (its policy decisions, the databases' pages):
-            // warmed first, as the hub the other figures come from was by the ingest.
-            let warm_up = &probes[..probes.len().min(WARM_UP_PROBES)];
-            let searched = match probing.searches(algorithm, warm_up, in_flight).await {
-                Ok(_) => probing.searches(algorithm, probes, in_flight).await,
-                Err(e) => Err(e),
-            };
+            let measured = probing.curve_points(curves, value, in_flight).await;
             tuned.operations.close().await;
-            let (seconds, first, _) = searched?;
-            curve.push(CurvePoint {
+            for (curve, point) in points.iter_mut().zip(measured?) {
+                curve.extend(point);
+            }
+        }
+        Ok(points)
+    }
+
+    /// On a hub just opened, each curve's point at `value` (none for a curve that does not
+    /// visit it). Its caches (policy decisions, the databases' pages) are cold: warmed first,
+    /// as the hub the other figures come from was by the ingest.
+    async fn curve_points(
+        &self,
+        curves: &[Curve<'_>],
+        value: usize,
+        in_flight: usize,
+    ) -> anyhow::Result<Vec<Option<CurvePoint>>> {
+        let mut points = Vec::with_capacity(curves.len());
+        for curve in curves {
+            if !curve.values.contains(&value) {
+                points.push(None);
+                continue;
+            }
+            let probes = curve.probes;
+            let warm_up = &probes[..probes.len().min(WARM_UP_PROBES)];
+            self.searches(curve.algorithm, warm_up, in_flight).await?;
+            let (seconds, first, _) = self.searches(curve.algorithm, probes, in_flight).await?;
+            points.push(Some(CurvePoint {
                 expansion_search: value,
                 qps: probes.len() as f64 / seconds.max(f64::EPSILON),
                 recall: first as f64 / probes.len().max(1) as f64,
-            });
+            }));
         }
-        Ok(curve)
+        Ok(points)
     }
+}
+
+/// One trade-off curve: an algorithm's probes, searched at each of `values`.
+struct Curve<'p> {
+    algorithm: &'static str,
+    probes: &'p [(usize, Vec<f32>)],
+    values: &'p [usize],
 }
 
 /// What the HTTP load test saw.

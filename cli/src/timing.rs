@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::bench::{Progress, native_record};
+use crate::generate::{Sex, WrittenDocument, WrittenPerson, ees_file};
 use interop_hub::access::{Principal, TokenAuthority};
 use interop_hub::config::HubConfig;
 use interop_hub::core::Hub;
@@ -120,13 +121,20 @@ fn principal(subject: &str, roles: &[&str]) -> anyhow::Result<Principal> {
 
 /// An EES file of one person: `file`, `surname`, born `born`.
 fn ees_record(file: &str, surname: &str, given: &str, born: &str) -> String {
-    json!({
-        "file_id": file, "version": 1, "member_state": STATE,
-        "traveller": {"surname": surname, "given_names": given, "date_of_birth": born,
-                      "sex": "F", "nationality": "TUR"},
-        "travel_document": {"type": "P", "number": format!("T{:08}", file.len() * 7919 % 99_999_999), "issuing_country": "TUR"},
-    })
-    .to_string()
+    let number = format!("T{:08}", file.len() * 7919 % 99_999_999);
+    let person = WrittenPerson {
+        surname,
+        given: &[given.to_owned()],
+        date_of_birth: born,
+        sex: Sex::Female,
+        nationality: "TUR",
+        document: Some(WrittenDocument {
+            number: &number,
+            country: "TUR",
+            expiry: None,
+        }),
+    };
+    serde_json::Value::Object(ees_file(file, STATE, &person)).to_string()
 }
 
 /// An ECRIS-TCN record of a convicted person without biometrics.

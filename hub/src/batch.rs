@@ -140,7 +140,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn lingering_gathers_jobs_into_batches_of_at_most_the_maximum_in_order() {
+    async fn batches_hold_at_most_the_maximum_in_queue_order() {
         let (batcher, batches) = recorder();
         let mut answers = Vec::new();
         for value in 1..=6 {
@@ -153,6 +153,23 @@ mod tests {
         }
         let batches = batches.lock().expect("unpoisoned").clone();
         assert_eq!(batches, vec![vec![1, 2, 3, 4], vec![5, 6]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jobs_that_come_while_the_first_lingers_join_its_batch() {
+        let (batcher, batches) = recorder();
+        let mut answers = Vec::new();
+        for value in 1..=3 {
+            let (done, answer) = oneshot::channel();
+            batcher.send((value, done)).await.expect("running");
+            answers.push(answer);
+            // The writer takes what is queued before the next job comes.
+            tokio::task::yield_now().await;
+        }
+        for answer in answers {
+            answer.await.expect("answered");
+        }
+        assert_eq!(*batches.lock().expect("unpoisoned"), vec![vec![1, 2, 3]]);
     }
 
     #[tokio::test(start_paused = true)]

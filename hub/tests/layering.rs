@@ -36,7 +36,6 @@ const LAYERS: &[Layer] = &[
         modules: &["store"],
         forbidden: &[
             "crate::access",
-            "crate::audit",
             "crate::core",
             "crate::http",
             "crate::startup",

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
-use connectors::{RecordRef, SourceSystem};
+use connectors::SourceSystem;
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -189,12 +189,8 @@ impl Access {
     /// The link's responsible authority is one the principal acts for, and the policy lets
     /// the principal verify links of one of its systems.
     pub fn may_verify(&self, link: &StoredLink) -> bool {
-        self.may_verify_between(&link.authority, &link.records)
-    }
-
-    /// [`Access::may_verify`] of a link whose responsible authority and records these are.
-    pub fn may_verify_between(&self, authority: &str, records: &[RecordRef]) -> bool {
-        self.authorities.contains(authority) && records.iter().any(|r| self.rights(r.system).verify)
+        self.authorities.contains(&link.authority)
+            && link.records.iter().any(|r| self.rights(r.system).verify)
     }
 
     /// The links this principal verifies: its queue.

@@ -216,7 +216,7 @@ impl Detector {
 /// The storage row of a link the detector made; its evidence as the JSON the confirmation
 /// file shows.
 fn stored_link(detected: crate::mid::DetectedLink) -> Result<NewLink, HubError> {
-    let evidence = serde_json::to_value(&detected.evidence)
+    let evidence = serde_json::to_string(&detected.evidence)
         .map_err(|e| HubError::Internal(format!("link evidence does not serialise: {e}")))?;
     Ok(NewLink {
         a: detected.a,

@@ -179,12 +179,32 @@ impl Gate {
         self.policy.access(principal).await
     }
 
-    pub(crate) fn budgets(&self) -> &Budgets {
-        &self.budgets
-    }
-
-    pub(crate) fn audit(&self) -> &AuditLog {
-        &self.audit
+    /// Counts a search answered with a hit flag; the principal's first one past the hourly
+    /// limit raises the misuse alarm: a metric and an audit entry, for the supervisor.
+    pub(crate) async fn count_hit_flag_search(
+        &self,
+        principal: &Principal,
+        purpose: Purpose,
+        now: time::OffsetDateTime,
+    ) -> Result<(), HubError> {
+        let hour = now.unix_timestamp().div_euclid(3_600);
+        if !self.budgets.hit_flag_search(principal, hour) {
+            return Ok(());
+        }
+        self.metrics.misuse_alarm();
+        self.audit
+            .write(self.audit.entry(audit_log::Record {
+                principal,
+                purpose: purpose.as_str(),
+                action: "misuse_alarm",
+                query: format!(
+                    "hit_flag_searches_per_hour>{}",
+                    self.budgets.hit_flag_alarm_after()
+                ),
+                outcome: "alarm".to_owned(),
+                counts: Vec::new(),
+            }))
+            .await
     }
 
     /// Runs `work` behind the gate and audits what came of it: `query` describes the

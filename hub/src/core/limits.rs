@@ -52,6 +52,11 @@ fn quota(per_second: u32, burst: u32) -> Quota {
 }
 
 impl Budgets {
+    /// Hit-flag searches a principal may make in an hour before the alarm.
+    pub(crate) fn hit_flag_alarm_after(&self) -> u32 {
+        self.alarm_after
+    }
+
     pub(crate) fn new(settings: &LimitSettings) -> Self {
         Self {
             principals: RateLimiter::keyed(quota(settings.per_second, settings.burst)),

@@ -158,7 +158,6 @@ impl Hub {
                 indexes: Arc::clone(&indexes),
                 settings: Arc::clone(&settings),
                 clock: clock.clone(),
-                metrics: Arc::clone(&metrics),
             },
             links: Links {
                 gate: Arc::clone(&gate),

@@ -14,7 +14,6 @@ use utoipa::ToSchema;
 
 use std::sync::Arc;
 
-use super::audit_log;
 use super::guard::{Gate, Operation};
 use super::parts::{Indexes, Partitions};
 use super::{LinkView, RecordView};
@@ -24,7 +23,6 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::HubError;
 use crate::matching::{BlockingKeys, DocumentAgreement, IdentityAgreement, compare_identity};
-use crate::metrics::HubMetrics;
 use crate::store::LinkStore;
 use crate::store::StoredRecord;
 
@@ -288,7 +286,6 @@ pub struct Portal {
     pub(super) indexes: Arc<Indexes>,
     pub(super) settings: Arc<Settings>,
     pub(super) clock: Clock,
-    pub(super) metrics: Arc<HubMetrics>,
 }
 
 impl Portal {
@@ -312,27 +309,13 @@ impl Portal {
                 SearchAnswer::summary,
             )
             .await?;
-        let by_hit_flags = answer
+        if answer
             .results
             .iter()
-            .any(|r| matches!(r, SystemAnswer::HitFlag(_)));
-        let hour = self.clock.now().unix_timestamp().div_euclid(3_600);
-        if by_hit_flags && self.gate.budgets().hit_flag_search(principal, hour) {
-            // Someone runs list after list through hit flags: the supervisor should know.
-            self.metrics.misuse_alarm();
-            let audit = self.gate.audit();
-            audit
-                .write(audit.entry(audit_log::Record {
-                    principal,
-                    purpose: purpose.as_str(),
-                    action: "misuse_alarm",
-                    query: format!(
-                        "hit_flag_searches_per_hour>{}",
-                        self.settings.limits.hit_flag_alarm_per_hour
-                    ),
-                    outcome: "alarm".to_owned(),
-                    counts: Vec::new(),
-                }))
+            .any(|r| matches!(r, SystemAnswer::HitFlag(_)))
+        {
+            self.gate
+                .count_hit_flag_search(principal, purpose, self.clock.now())
                 .await?;
         }
         Ok(answer)

@@ -211,10 +211,10 @@ impl Records {
                 |report| format!("{}:links={}", report.outcome.as_str(), report.links.len()),
                 |result| {
                     let outcome = match result {
-                        Ok(report) => report.outcome.as_str().to_owned(),
-                        Err(error) => error.code().to_owned(),
+                        Ok(report) => report.outcome.as_str(),
+                        Err(error) => error.code(),
                     };
-                    self.metrics.ingest(system.as_str(), &outcome);
+                    self.metrics.ingest(system.as_str(), outcome);
                     // The quality counts are written with the audit entry, in its transaction.
                     ingest_counts(result)
                         .into_iter()

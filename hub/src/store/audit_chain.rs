@@ -3,15 +3,15 @@
 //! when, what kind of query, what kind of result — never personal data), and how a
 //! broken chain is found.
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 /// The hash the first entry chains to.
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(super) const GENESIS_HASH: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One thing to record, before it has a place in the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     pub subject: String,
     pub agency: String,
@@ -27,12 +27,10 @@ pub struct AuditEvent {
 }
 
 /// An entry as stored: its place in the chain and the hashes that hold it there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     pub seq: i64,
-    #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    #[serde(flatten)]
     pub event: AuditEvent,
     pub prev_hash: String,
     pub hash: String,
@@ -40,7 +38,7 @@ pub struct AuditEntry {
 
 /// SHA-256 over the previous hash and every field, each length-prefixed so that no two
 /// different entries serialise alike.
-pub fn chain_hash(prev_hash: &str, seq: i64, at_millis: i64, event: &AuditEvent) -> String {
+pub(super) fn chain_hash(prev_hash: &str, seq: i64, at_millis: i64, event: &AuditEvent) -> String {
     let mut hasher = Sha256::new();
     let fields: [&str; 9] = [
         prev_hash,
@@ -102,7 +100,7 @@ impl ChainEnd {
 
 /// Walks the chain page by page, checking each entry against its predecessor.
 #[derive(Debug)]
-pub struct ChainVerifier {
+pub(super) struct ChainVerifier {
     previous: ChainEnd,
     checked: u64,
 }
@@ -118,7 +116,7 @@ impl Default for ChainVerifier {
 
 impl ChainVerifier {
     /// Checks the next entry in sequence order.
-    pub fn check(&mut self, entry: &AuditEntry) -> Result<(), ChainBreak> {
+    pub(super) fn check(&mut self, entry: &AuditEntry) -> Result<(), ChainBreak> {
         let ChainEnd {
             seq: previous_seq,
             hash: previous_hash,
@@ -148,7 +146,7 @@ impl ChainVerifier {
     }
 
     /// After the last entry: the chain must end where the recorded head says.
-    pub fn finish(&self, head: Option<ChainEnd>) -> Result<u64, ChainBreak> {
+    pub(super) fn finish(&self, head: Option<ChainEnd>) -> Result<u64, ChainBreak> {
         let last = &self.previous;
         match head {
             None if last.seq == 0 => Ok(self.checked),

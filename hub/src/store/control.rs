@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
@@ -42,7 +41,7 @@ pub struct NewRule {
 }
 
 /// An access request (or a recorded decision not to file one) as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRequest {
     pub id: String,
     /// `request` or `no_request`.
@@ -55,14 +54,11 @@ pub struct AccessRequest {
     pub system: String,
     pub case_reference: String,
     pub justification: String,
-    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
     pub decided_at: Option<OffsetDateTime>,
     pub decided_by: Option<String>,
     pub decision_reason: Option<String>,
     /// A grant's full access lapses by itself at this instant.
-    #[serde(with = "time::serde::rfc3339::option")]
     pub grant_expires_at: Option<OffsetDateTime>,
 }
 

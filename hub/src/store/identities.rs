@@ -13,8 +13,7 @@ use crate::batch::{BatchWriter, Batcher};
 use crate::matching::BlockingKeys;
 
 /// What an upsert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpsertOutcome {
     /// First version of this record.
     Created,
@@ -22,16 +21,6 @@ pub enum UpsertOutcome {
     Replayed,
     /// A newer version replaced the stored one.
     Updated,
-}
-
-impl UpsertOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Replayed => "replayed",
-            Self::Updated => "updated",
-        }
-    }
 }
 
 /// Why an upsert was not applied.

@@ -2,7 +2,6 @@
 //! systems, with its evidence and its verification history (the identity confirmation file).
 
 use connectors::{RecordRef, SourceSystem};
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
@@ -17,15 +16,15 @@ pub struct NewLink {
     pub b: RecordRef,
     pub colour: LinkColour,
     pub rule: LinkRule,
-    pub evidence: serde_json::Value,
+    /// As JSON text.
+    pub evidence: String,
     pub authority: String,
     pub deadline: Option<OffsetDateTime>,
 }
 
 /// One event in a link's life.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEntry {
-    #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// `mid` for the detector, otherwise the verifier.
     pub actor: String,
@@ -37,7 +36,7 @@ pub struct HistoryEntry {
 }
 
 /// A link as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredLink {
     pub id: String,
     /// The two records, in a fixed order.
@@ -49,11 +48,8 @@ pub struct StoredLink {
     /// The authority responsible for verifying the link.
     pub authority: String,
     /// Yellow links only: when verification is due.
-    #[serde(with = "time::serde::rfc3339::option")]
     pub deadline: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
 
@@ -151,7 +147,6 @@ impl LinkStore {
         } else {
             (&link.b, &link.a)
         };
-        let evidence = link.evidence.to_string();
         let mut tx = self.db.begin_write().await?;
         let new_id = uuid::Uuid::now_v7().to_string();
         let inserted: Option<String> = sqlx::query_scalar(
@@ -166,7 +161,7 @@ impl LinkStore {
         .bind(b.source_id.as_str())
         .bind(link.colour.as_str())
         .bind(link.rule.as_str())
-        .bind(evidence.as_str())
+        .bind(link.evidence.as_str())
         .bind(link.authority.as_str())
         .bind(link.deadline.map(unix_millis))
         .bind(unix_millis(now))
@@ -206,7 +201,7 @@ impl LinkStore {
                 )
                 .bind(link.colour.as_str())
                 .bind(link.rule.as_str())
-                .bind(evidence.as_str())
+                .bind(link.evidence.as_str())
                 .bind(link.authority.as_str())
                 .bind(link.deadline.map(unix_millis))
                 .bind(unix_millis(now))

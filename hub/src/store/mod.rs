@@ -5,7 +5,7 @@
 //! chosen by URL; they differ only in connection set-up and in their twin migrations under
 //! `migrations/`. Every query is written once, in the SQL both accept.
 
-pub mod audit_chain;
+mod audit_chain;
 mod control;
 mod identities;
 mod links;

@@ -480,39 +480,16 @@ async fn a_second_hub_on_the_same_data_directory_stops_with_a_clear_error() {
     let probe = reqwest::Client::new();
     server.wait_ready(&probe).await;
 
-    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_hub-under-test"))
-        .args(["serve", "--listen"])
-        .arg(format!("127.0.0.1:{}", hub_tests::free_port()))
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--config")
-        .arg(&config)
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("a second hub process starts");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = second.try_wait().expect("the second process's state") {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = second.kill();
-            panic!("a second hub on the same data directory went on running");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(
-        &mut second.stderr.take().expect("stderr piped"),
-        &mut stderr,
-    )
-    .expect("stderr read");
+    let mut second = HubProcess::start(&data, &config, Vec::new());
+    let status = second
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("a second hub on the same data directory stops by itself");
+    let log = second.log_text();
     assert!(!status.success(), "the second hub stops with a failure");
     assert!(
-        stderr.contains("is in use by another interop-hub process"),
-        "it says why: {stderr}"
+        log.contains("is in use by another interop-hub process"),
+        "it says why: {log}"
     );
     let ready = probe
         .get(format!("{}/readyz", server.base))

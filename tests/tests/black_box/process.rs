@@ -2,7 +2,7 @@
 //! `kill -9`, a SIGTERM, a database or a disk that fails under a running hub.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use connectors::RecordRef;
@@ -73,23 +73,40 @@ impl HubProcess {
     /// SIGTERM, then waits up to `patience` for the process to exit: whether it exited
     /// successfully in time.
     pub(crate) async fn terminate(&mut self, patience: Duration) -> bool {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return false;
         };
         let signalled = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .is_ok_and(|status| status.success());
+        self.child = Some(child);
+        signalled
+            && self
+                .wait_exit(patience)
+                .await
+                .is_some_and(|status| status.success())
+    }
+
+    /// Waits up to `patience` for the process to exit by itself: its exit status, or `None`
+    /// (the process is then killed).
+    pub(crate) async fn wait_exit(&mut self, patience: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
         let deadline = Instant::now() + patience;
-        while signalled && Instant::now() < deadline {
+        while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
-                return status.success();
+                return Some(status);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = child.kill();
         let _ = child.wait();
-        false
+        None
+    }
+
+    /// What the process wrote to its log so far.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub(crate) async fn wait_ready(&self, client: &reqwest::Client) {

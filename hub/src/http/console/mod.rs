@@ -503,9 +503,6 @@ async fn link_page(
                 .ok(),
         );
     }
-    let may_decide = session
-        .access
-        .may_verify_between(&file.link.authority, &file.link.records);
     page(
         &session,
         "Identity confirmation file",
@@ -514,7 +511,6 @@ async fn link_page(
         pages::link_file(
             &file,
             [records[0].as_ref(), records[1].as_ref()],
-            may_decide,
             state.hub.now(),
         ),
     )

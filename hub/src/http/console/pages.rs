@@ -344,7 +344,6 @@ fn record_panel(title: &str, view: Option<&RecordView>) -> Markup {
 pub(super) fn link_file(
     file: &ConfirmationFile,
     records: [Option<&RecordView>; 2],
-    may_decide: bool,
     now: time::OffsetDateTime,
 ) -> Markup {
     let link = &file.link;
@@ -395,17 +394,16 @@ pub(super) fn link_file(
                 } }
             }
         }
-        @if may_decide {
-            section {
-                h2 { "Decide" }
-                form method="post" action=(format!("/console/verification/{}", link.id)) class="card" id="decide" {
-                    @for (colour, meaning) in [("white", "same person, legitimately"), ("green", "different persons"), ("red", "identity fraud")] {
-                        label { input type="radio" name="colour" value=(colour) required; " " (colour) " — " (meaning) }
-                    }
-                    label for="justification" { "Justification" }
-                    textarea id="justification" name="justification" rows="3" cols="80" required {}
-                    button type="submit" id="submit-decision" { "Record decision" }
+        // The file reaches only the link's verifier: the decision form is always theirs.
+        section {
+            h2 { "Decide" }
+            form method="post" action=(format!("/console/verification/{}", link.id)) class="card" id="decide" {
+                @for (colour, meaning) in [("white", "same person, legitimately"), ("green", "different persons"), ("red", "identity fraud")] {
+                    label { input type="radio" name="colour" value=(colour) required; " " (colour) " — " (meaning) }
                 }
+                label for="justification" { "Justification" }
+                textarea id="justification" name="justification" rows="3" cols="80" required {}
+                button type="submit" id="submit-decision" { "Record decision" }
             }
         }
     }
