@@ -49,6 +49,95 @@ pub struct Settings {
     pub server: ServerSettings,
     #[serde(default)]
     pub database: DatabaseSettings,
+    #[serde(default)]
+    pub feed: FeedSettings,
+}
+
+/// How a hub follows the partitions' change feeds, which keep the biometric indexes of every
+/// hub on the same databases in step with the store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSettings {
+    /// Milliseconds between reads of a feed when nothing wakes the reader sooner (a change
+    /// this hub made wakes it at once).
+    #[serde(default = "FeedSettings::default_poll_interval_ms")]
+    pub poll_interval_ms: u32,
+    /// Seconds a hub may go without having read a feed to its end before it reports not
+    /// ready.
+    #[serde(default = "FeedSettings::default_max_lag_seconds")]
+    pub max_lag_seconds: u32,
+    /// Hours a feed row is kept; a hub further behind than that mends its indexes from the
+    /// store.
+    #[serde(default = "FeedSettings::default_retention_hours")]
+    pub retention_hours: u32,
+    /// Seconds between passes that check every index against the store and mend it.
+    #[serde(default = "FeedSettings::default_mend_interval_seconds")]
+    pub mend_interval_seconds: u32,
+}
+
+impl FeedSettings {
+    fn default_poll_interval_ms() -> u32 {
+        200
+    }
+
+    fn default_max_lag_seconds() -> u32 {
+        5
+    }
+
+    fn default_retention_hours() -> u32 {
+        24
+    }
+
+    fn default_mend_interval_seconds() -> u32 {
+        600
+    }
+
+    pub fn poll_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.poll_interval_ms))
+    }
+
+    pub fn max_lag(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.max_lag_seconds))
+    }
+
+    pub fn retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.retention_hours) * 3_600)
+    }
+
+    pub fn mend_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.mend_interval_seconds))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (10..=60_000).contains(&self.poll_interval_ms),
+            "feed poll_interval_ms must be 10-60000"
+        );
+        anyhow::ensure!(
+            (1..=3_600).contains(&self.max_lag_seconds),
+            "feed max_lag_seconds must be 1-3600"
+        );
+        anyhow::ensure!(
+            (1..=8_760).contains(&self.retention_hours),
+            "feed retention_hours must be 1-8760"
+        );
+        anyhow::ensure!(
+            (10..=86_400).contains(&self.mend_interval_seconds),
+            "feed mend_interval_seconds must be 10-86400"
+        );
+        Ok(())
+    }
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: Self::default_poll_interval_ms(),
+            max_lag_seconds: Self::default_max_lag_seconds(),
+            retention_hours: Self::default_retention_hours(),
+            mend_interval_seconds: Self::default_mend_interval_seconds(),
+        }
+    }
 }
 
 /// How the hub holds its databases, and what it needs of the disk under its data directory.
@@ -446,6 +535,7 @@ impl Settings {
             (1..=86_400).contains(&detection.sweep_interval_seconds),
             "detection sweep_interval_seconds must be 1-86400"
         );
+        self.feed.validate()?;
         anyhow::ensure!(
             self.search
                 .expansion_search
@@ -524,6 +614,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             server: ServerSettings::default(),
             database: DatabaseSettings::default(),
+            feed: FeedSettings::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! templates, systems, outcomes and problem codes, colours — never record ids, names or
 //! anything a caller typed.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -49,6 +50,8 @@ pub enum IngestStep {
     Store,
     /// Replacing the record's templates in the biometric indexes.
     Index,
+    /// Waiting until the indexes hold what other hubs committed before this record.
+    FeedWait,
     /// The detector's blocking-key queries of both partitions.
     BlockingCandidates,
     /// The detector's 1:N searches of every template of the record.
@@ -62,11 +65,12 @@ pub enum IngestStep {
 }
 
 impl IngestStep {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Parse,
         Self::RecordLock,
         Self::Store,
         Self::Index,
+        Self::FeedWait,
         Self::BlockingCandidates,
         Self::BiometricSearch,
         Self::CompareAndLink,
@@ -80,6 +84,7 @@ impl IngestStep {
             Self::RecordLock => "record_lock",
             Self::Store => "store",
             Self::Index => "index",
+            Self::FeedWait => "feed_wait",
             Self::BlockingCandidates => "blocking_candidates",
             Self::BiometricSearch => "biometric_search",
             Self::CompareAndLink => "compare_and_link",
@@ -124,6 +129,14 @@ pub struct HubMetrics {
     policy_swaps: Counter,
     misuse_alarms: Counter,
     index_templates: Family<IndexLabels, Gauge>,
+    feed_applied: Family<PartitionLabels, Counter>,
+    feed_position: Family<PartitionLabels, Gauge>,
+    feed_lag: Family<PartitionLabels, Gauge<f64, AtomicU64>>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    partition: String,
 }
 
 impl std::fmt::Debug for HubMetrics {
@@ -155,6 +168,9 @@ impl Default for HubMetrics {
         let policy_swaps = Counter::default();
         let misuse_alarms = Counter::default();
         let index_templates = Family::<IndexLabels, Gauge>::default();
+        let feed_applied = Family::<PartitionLabels, Counter>::default();
+        let feed_position = Family::<PartitionLabels, Gauge>::default();
+        let feed_lag = Family::<PartitionLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "http_requests",
             "HTTP requests by method, route template and status",
@@ -200,6 +216,21 @@ impl Default for HubMetrics {
             "Templates in each biometric index",
             index_templates.clone(),
         );
+        registry.register(
+            "feed_changes_applied",
+            "Changes read from a partition's change feed and applied to this hub's indexes",
+            feed_applied.clone(),
+        );
+        registry.register(
+            "feed_position",
+            "The position of the last change feed row this hub applied, by partition",
+            feed_position.clone(),
+        );
+        registry.register(
+            "feed_lag_seconds",
+            "Seconds since this hub last read a partition's change feed to its end",
+            feed_lag.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -211,6 +242,9 @@ impl Default for HubMetrics {
             policy_swaps,
             misuse_alarms,
             index_templates,
+            feed_applied,
+            feed_position,
+            feed_lag,
         }
     }
 }
@@ -276,6 +310,25 @@ impl HubMetrics {
                 algorithm: algorithm.to_owned(),
             })
             .set(i64::try_from(templates).unwrap_or(i64::MAX));
+    }
+
+    pub fn feed_applied(&self, partition: &str, changes: usize) {
+        self.feed_applied
+            .get_or_create(&PartitionLabels {
+                partition: partition.to_owned(),
+            })
+            .inc_by(u64::try_from(changes).unwrap_or(u64::MAX));
+    }
+
+    /// Where this hub stands in a partition's feed; `lag` is `None` before its first read.
+    pub fn feed_state(&self, partition: &str, position: i64, lag: Option<Duration>) {
+        let labels = PartitionLabels {
+            partition: partition.to_owned(),
+        };
+        self.feed_position.get_or_create(&labels).set(position);
+        if let Some(lag) = lag {
+            self.feed_lag.get_or_create(&labels).set(lag.as_secs_f64());
+        }
     }
 
     /// The Prometheus text exposition of every metric.

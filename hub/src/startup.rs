@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use connectors::Partition;
 use tokio::net::TcpListener;
 
 use crate::access::TokenAuthority;
@@ -30,6 +31,7 @@ pub struct Application {
     server: ServerSettings,
     index_dir: PathBuf,
     sweep_interval_seconds: u32,
+    feed_upkeep: Duration,
 }
 
 impl Application {
@@ -52,6 +54,7 @@ impl Application {
             server: config.settings.server.clone(),
             index_dir: config.index_dir(),
             sweep_interval_seconds: config.settings.detection.sweep_interval_seconds,
+            feed_upkeep: config.settings.feed.mend_interval(),
         })
     }
 
@@ -72,6 +75,18 @@ impl Application {
             Arc::clone(&self.hub),
             Duration::from_secs(u64::from(self.sweep_interval_seconds)),
         ));
+        let following: Vec<_> = [Partition::Civil, Partition::LawEnforcement]
+            .into_iter()
+            .map(|partition| {
+                let hub = Arc::clone(&self.hub);
+                tokio::spawn(async move { hub.follow_feed(partition).await })
+            })
+            .collect();
+        let policy = tokio::spawn({
+            let hub = Arc::clone(&self.hub);
+            async move { hub.follow_policy().await }
+        });
+        let tending = tokio::spawn(tend_feeds(Arc::clone(&self.hub), self.feed_upkeep));
         let state = AppState {
             hub: Arc::clone(&self.hub),
             tokens: Arc::clone(&self.tokens),
@@ -81,6 +96,11 @@ impl Application {
         preparing.abort();
         saving.abort();
         sweeping.abort();
+        tending.abort();
+        policy.abort();
+        for follower in following {
+            follower.abort();
+        }
         if let Err(e) = self.hub.operations.save_indexes().await {
             tracing::error!(error = %e, "could not save the biometric indexes; start-up will mend them");
         }
@@ -131,6 +151,20 @@ async fn sweep_detections(hub: Arc<Hub>, interval: Duration) {
             Ok(0) | Err(HubError::NotReady) => {}
             Ok(finished) => tracing::info!(finished, "unfinished detections finished"),
             Err(e) => tracing::warn!(error = %e, "sweeping unfinished detections failed"),
+        }
+    }
+}
+
+/// Prunes the change feeds and mends the indexes against the store, every `interval`.
+async fn tend_feeds(hub: Arc<Hub>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match hub.operations.tend_feeds().await {
+            Ok(()) | Err(HubError::NotReady) => {}
+            Err(e) => tracing::warn!(error = %e, "tending the change feeds failed"),
         }
     }
 }

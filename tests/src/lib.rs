@@ -496,7 +496,8 @@ pub fn authorized_client(token: &str) -> reqwest::Client {
         .expect("client")
 }
 
-fn mint(
+/// A token for `subject` of `agency` in `member_state` with `roles`, signed by `tokens`, valid for an hour.
+pub fn mint(
     tokens: &TokenAuthority,
     subject: &str,
     agency: &str,

@@ -233,6 +233,9 @@ struct PolicySnapshot {
     assignments: Vec<(String, String)>,
     /// The first instant at which a rule in this version lapses.
     next_lapse: Option<OffsetDateTime>,
+    /// The store's policy version the rules were read at (read before them: a change that
+    /// commits meanwhile moves it past this).
+    version: i64,
     memo: Mutex<HashMap<Principal, Arc<Access>>>,
 }
 
@@ -248,6 +251,7 @@ impl PolicySnapshot {
     async fn build(
         rules: &[CheckedRule],
         next_lapse: Option<OffsetDateTime>,
+        version: i64,
     ) -> Result<Self, HubError> {
         let internal = |e: casbin::Error| HubError::Internal(format!("policy engine: {e}"));
         let model = DefaultModel::from_str(MODEL).await.map_err(internal)?;
@@ -286,6 +290,7 @@ impl PolicySnapshot {
             enforcer,
             assignments,
             next_lapse,
+            version,
             memo: Mutex::new(HashMap::new()),
         })
     }
@@ -453,6 +458,7 @@ impl PolicyEngine {
         now: OffsetDateTime,
         proposed: &ProposedChanges,
     ) -> Result<PolicySnapshot, HubError> {
+        let version = store.policy_version().await?;
         let rows = store.rules().await?;
         let mut rules = Vec::new();
         let mut next_lapse: Option<OffsetDateTime> = None;
@@ -468,7 +474,22 @@ impl PolicyEngine {
             rules.push(rule);
         }
         rules.extend(proposed.add.iter().cloned());
-        PolicySnapshot::build(&rules, next_lapse).await
+        PolicySnapshot::build(&rules, next_lapse, version).await
+    }
+
+    /// Rebuilds the snapshot if the store's policy version moved since it was built (a rule
+    /// changed through another hub); answers whether it did.
+    pub async fn follow(&self) -> Result<bool, HubError> {
+        let version = self.store.policy_version().await?;
+        if version <= self.current.load().version {
+            return Ok(false);
+        }
+        let _one_at_a_time = self.changes.lock().await;
+        if version <= self.current.load().version {
+            return Ok(false);
+        }
+        self.reload().await?;
+        Ok(true)
     }
 
     /// The current snapshot; rebuilt first if a grant in it has lapsed.

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use connectors::{AlgorithmRegistry, Partition};
 
 use self::ann::{AnnError, AnnIndex, IndexSettings, Neighbour, Quantization};
-use crate::store::{IdentityStore, TemplateOwner};
+use crate::store::{IdentityStore, TemplateChange, TemplateOwner};
 
 /// Templates read from the store per round trip while building an index.
 const PAGE: usize = 2_000;
@@ -391,6 +391,95 @@ impl Biometrics {
             }
         }
         Ok(())
+    }
+
+    /// Brings a partition's indexes and owners to the state each change reports (from the
+    /// change feed, or from the store when mending): a present template is added unless the
+    /// index holds it already, a gone one removed. Template ids are never reused and a
+    /// template never changes, so applying a change twice, or one that is already out of
+    /// date, does no harm: a later change of the same template follows it.
+    pub async fn apply(
+        &self,
+        partition: Partition,
+        changes: &[TemplateChange],
+    ) -> Result<(), BiometricsError> {
+        let mut gone = Vec::new();
+        let mut inserts: Vec<(Arc<AnnIndex>, u64, Vec<f32>)> = Vec::new();
+        for change in changes {
+            let Some(present) = &change.present else {
+                gone.push(change.template_id);
+                continue;
+            };
+            let Some(slot) = self.slots.get(&(partition, present.algorithm.clone())) else {
+                continue;
+            };
+            // The owner first: a search that finds the key must be able to name its record.
+            if let Some(owners) = self.owners.get(&partition) {
+                write(owners).insert(change.template_id, present.owner.clone());
+            }
+            if !slot.index.contains(key(change.template_id)) {
+                slot.dirty.store(true, Ordering::Release);
+                inserts.push((
+                    Arc::clone(&slot.index),
+                    key(change.template_id),
+                    present.vector.clone(),
+                ));
+            }
+        }
+        self.remove(partition, &gone).await?;
+        if inserts.is_empty() {
+            return Ok(());
+        }
+        blocking(move || {
+            for (index, key, vector) in inserts {
+                if let Err(e) = index.add(key, &vector) {
+                    // As at start-up: one template the index refuses must not hold up the rest.
+                    tracing::error!(template = key, error = %e, "template left out of the index");
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Makes a partition's indexes hold exactly the store's indexable templates again, as
+    /// start-up does: what a missed change left out is added, what it left in is removed.
+    /// Answers how many templates it added and removed.
+    pub async fn mend(
+        &self,
+        partition: Partition,
+        store: &IdentityStore,
+    ) -> Result<(usize, usize), BiometricsError> {
+        let listed = store.indexable_template_owners().await?;
+        let (missing, extra) = match self.owners.get(&partition) {
+            None => return Ok((0, 0)),
+            Some(owners) => {
+                let owners = read(owners);
+                let listed_ids: std::collections::HashSet<i64> =
+                    listed.iter().map(|owner| owner.template_id).collect();
+                let missing: Vec<i64> = listed
+                    .iter()
+                    .map(|owner| owner.template_id)
+                    .filter(|id| !owners.contains_key(id))
+                    .collect();
+                let extra: Vec<i64> = owners
+                    .keys()
+                    .copied()
+                    .filter(|id| !listed_ids.contains(id))
+                    .collect();
+                (missing, extra)
+            }
+        };
+        if missing.is_empty() && extra.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut wanted = missing.clone();
+        wanted.extend(&extra);
+        for chunk in wanted.chunks(PAGE) {
+            let states = store.template_states(chunk).await?;
+            self.apply(partition, &states).await?;
+        }
+        Ok((missing.len(), extra.len()))
     }
 
     /// 1:N search of one algorithm's indexes in `partitions`, best first. The partitions'

@@ -6,6 +6,7 @@
 mod administration;
 mod audit_log;
 mod detection;
+mod feed;
 mod guard;
 mod limits;
 mod links;
@@ -23,6 +24,7 @@ pub use administration::{
     AccessRequestDecision, AccessRequestFiling, AccessRequestKind, Administration, AuditPage,
     PolicyChange, Simulation, SimulationAnswer, SystemDecision,
 };
+pub use feed::FeedLag;
 pub use guard::Operation;
 pub use links::{ConfirmationFile, LinkPage, Links, Verification};
 pub use operations::{IndexStatus, Operations};
@@ -97,6 +99,10 @@ pub struct Hub {
     pub statistics: StatisticsService,
     pub operations: Operations,
     gate: Arc<guard::Gate>,
+    feeds: Arc<feed::Feeds>,
+    indexes: Arc<parts::Indexes>,
+    metrics: Arc<HubMetrics>,
+    settings: Arc<crate::config::Settings>,
     clock: Clock,
 }
 
@@ -126,6 +132,7 @@ impl Hub {
         let links = LinkStore::open(&config.mid_url(), &pool).await?;
         let indexes = Arc::new(parts::Indexes::default());
         let marks = Arc::new(parts::DetectionMarks::spawn(&stores));
+        let feeds = Arc::new(feed::Feeds::new(Arc::clone(&stores)));
         let gate = Arc::new(guard::Gate::new(
             Arc::clone(&policy),
             &settings,
@@ -138,8 +145,9 @@ impl Hub {
                 stores: Arc::clone(&stores),
                 links: links.clone(),
                 indexes: Arc::clone(&indexes),
-                locks: parts::RecordLocks::new(),
+                locks: parts::RecordLocks::new(Arc::clone(&stores)),
                 marks: Arc::clone(&marks),
+                feeds: Arc::clone(&feeds),
                 detector: detection::Detector {
                     stores: Arc::clone(&stores),
                     links: links.clone(),
@@ -182,13 +190,18 @@ impl Hub {
                 stores,
                 links,
                 control,
-                indexes,
+                indexes: Arc::clone(&indexes),
                 marks,
-                settings,
-                metrics,
+                feeds: Arc::clone(&feeds),
+                settings: Arc::clone(&settings),
+                metrics: Arc::clone(&metrics),
                 data_dir: config.data_dir.clone(),
             },
             gate,
+            feeds,
+            indexes,
+            metrics,
+            settings,
             clock,
         })
     }
@@ -196,6 +209,32 @@ impl Hub {
     /// Now, by the hub's clock.
     pub fn now(&self) -> time::OffsetDateTime {
         self.clock.now()
+    }
+
+    /// Follows `partition`'s change feed for as long as the hub runs (a background task):
+    /// what other hubs on the same databases change reaches this hub's indexes.
+    pub async fn follow_feed(&self, partition: connectors::Partition) {
+        self.feeds
+            .follow(
+                partition,
+                &self.indexes,
+                self.settings.feed.poll_interval(),
+                &self.metrics,
+            )
+            .await;
+    }
+
+    /// Follows the store's policy version for as long as the hub runs (a background task):
+    /// a rule changed through another hub on the same control database reaches this one
+    /// within `feed.poll_interval_ms`.
+    pub async fn follow_policy(&self) {
+        let interval = self.settings.feed.poll_interval();
+        loop {
+            if let Err(e) = self.administration.policy.follow().await {
+                tracing::warn!(error = %e, "reading the policy version failed");
+            }
+            tokio::time::sleep(interval).await;
+        }
     }
 
     /// What `principal` may do under the policy in force at this very moment.

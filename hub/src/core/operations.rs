@@ -7,6 +7,7 @@ use connectors::Partition;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::feed::{FeedLag, Feeds};
 use super::guard::Gate;
 use super::parts::{DetectionMarks, Indexes, Partitions};
 use crate::access::{HubDuty, Principal};
@@ -18,6 +19,10 @@ use crate::store::{ControlStore, LinkStore};
 /// The longest `/readyz` waits for the databases' answers: a probe that hangs on a database
 /// out of reach would tell a load balancer nothing.
 const READINESS_DEADLINE: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// The advisory lock key the hub pruning a partition's feed holds (PostgreSQL): any fixed
+/// number no other lock of the hub uses.
+const FEED_PRUNER_LOCK: i64 = 0x6665_6564_5f70_7275;
 
 /// One index and how it compares with the store.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -49,6 +54,7 @@ pub struct Operations {
     pub(super) control: ControlStore,
     pub(super) indexes: Arc<Indexes>,
     pub(super) marks: Arc<DetectionMarks>,
+    pub(super) feeds: Arc<Feeds>,
     pub(super) settings: Arc<Settings>,
     pub(super) metrics: Arc<HubMetrics>,
     /// Where the SQLite files and the index files live: readiness needs room there.
@@ -67,6 +73,13 @@ impl Operations {
             .access(principal)
             .await?
             .require_duty(HubDuty::Operate)?;
+        for position in self.feeds.positions() {
+            self.metrics.feed_state(
+                position.partition.as_str(),
+                position.cursor.position,
+                position.lag,
+            );
+        }
         if let Some(biometrics) = self.indexes.get() {
             for partition in [Partition::Civil, Partition::LawEnforcement] {
                 for algorithm in &self.settings.biometrics.algorithms {
@@ -121,11 +134,19 @@ impl Operations {
     }
 
     /// Ready when the biometric indexes are complete, every database answers within
-    /// [`READINESS_DEADLINE`] and the data directory's file system has room; says which
-    /// of them is not.
-    pub async fn ready(&self) -> Result<(), HubError> {
+    /// [`READINESS_DEADLINE`], the data directory's file system has room and this hub has
+    /// read both change feeds to their end within `feed.max_lag_seconds`; says which of them
+    /// is not. Answers how far behind each feed the hub is.
+    pub async fn ready(&self) -> Result<Vec<FeedLag>, HubError> {
         self.indexes.ready()?;
         self.disk_has_room()?;
+        if let Some(partition) = self.feeds.behind(self.settings.feed.max_lag()) {
+            return Err(HubError::OutOfService(format!(
+                "the {} change feed has not been read to its end within {} s",
+                partition.as_str(),
+                self.settings.feed.max_lag_seconds
+            )));
+        }
         let databases = [
             ("civil", self.stores.of(Partition::Civil).database()),
             (
@@ -149,6 +170,34 @@ impl Operations {
                 tracing::warn!(database = name, error = %e, "database not answering");
                 HubError::OutOfService(format!("the {name} database does not answer"))
             })?;
+        }
+        Ok(self.feeds.positions().iter().map(|p| p.lag()).collect())
+    }
+
+    /// Upkeep of the change feeds, run every `feed.mend_interval_seconds`: rows older than
+    /// `feed.retention_hours` are pruned, and each partition's indexes are checked against
+    /// the store and mended (a change the feed could not deliver, a template the index
+    /// refused).
+    pub async fn tend_feeds(&self) -> Result<(), HubError> {
+        let biometrics = self.indexes.ready()?;
+        for partition in [Partition::Civil, Partition::LawEnforcement] {
+            let store = self.stores.of(partition);
+            // One pruner at a time among the hubs on this database; every hub mends its own
+            // indexes.
+            let pruned = match store.database().try_advisory_lock(FEED_PRUNER_LOCK).await? {
+                Some(_pruner) => store.prune_feed(self.settings.feed.retention()).await?,
+                None => 0,
+            };
+            let (added, removed) = biometrics.mend(partition, store).await?;
+            if pruned > 0 || added > 0 || removed > 0 {
+                tracing::info!(
+                    partition = partition.as_str(),
+                    pruned,
+                    added,
+                    removed,
+                    "change feed pruned, indexes checked against the store"
+                );
+            }
         }
         Ok(())
     }

@@ -81,29 +81,64 @@ const RECORD_LOCK_STRIPES: usize = 1024;
 
 /// Record serialisation: work on one record (ingest, delete, a finished detection) runs
 /// alone, so that two versions in flight cannot interleave their index updates and
-/// detections. One process's striped lock: every writer of a record must be this process.
+/// detections. Within this process a striped lock; across the hubs on one PostgreSQL
+/// database, besides, a session advisory lock on the record's key, taken in the record's
+/// partition database (on SQLite this process is the only writer).
 #[derive(Debug)]
 pub(crate) struct RecordLocks {
     stripes: Vec<tokio::sync::Mutex<()>>,
+    stores: std::sync::Arc<Partitions>,
+}
+
+/// A record's lock, held until dropped.
+#[derive(Debug)]
+pub(crate) struct RecordGuard<'a> {
+    // Dropped in order: the other hubs' lock first, then this process's stripe.
+    _shared: Option<crate::store::KeyLock>,
+    _stripe: tokio::sync::MutexGuard<'a, ()>,
 }
 
 impl RecordLocks {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(stores: std::sync::Arc<Partitions>) -> Self {
         Self {
             stripes: (0..RECORD_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            stores,
         }
     }
 
-    /// Held until the guard is dropped.
-    pub(crate) async fn lock(&self, record: &RecordRef) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        record.hash(&mut hasher);
-        let stripe = usize::try_from(hasher.finish() % RECORD_LOCK_STRIPES as u64).unwrap_or(0);
-        self.stripes[stripe].lock().await
+    /// Waits for `record`'s lock: this process's stripe first (so that its own workers
+    /// queue without a connection each), then the advisory lock, for at most the statement
+    /// timeout (then 503).
+    pub(crate) async fn lock(&self, record: &RecordRef) -> Result<RecordGuard<'_>, HubError> {
+        let key = record_key(record);
+        let stripe_at =
+            usize::try_from(key.unsigned_abs() % RECORD_LOCK_STRIPES as u64).unwrap_or(0);
+        let stripe = self.stripes[stripe_at].lock().await;
+        let shared = self
+            .stores
+            .holding(record.system)
+            .database()
+            .key_lock(key)
+            .await?;
+        Ok(RecordGuard {
+            _shared: shared,
+            _stripe: stripe,
+        })
     }
+}
+
+/// A record's lock key: the same in every process and every release (a stable hash of the
+/// system and source id; `DefaultHasher` may change between Rust releases, and two hubs of
+/// different builds must agree). Two records sharing a key only wait for each other.
+fn record_key(record: &RecordRef) -> i64 {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(
+        format!("{}\u{1f}{}", record.system.as_str(), record.source_id).as_bytes(),
+    );
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(first)
 }
 
 /// What a partition's mark writer is asked to do, in queue order.

@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::detection::Detector;
+use super::feed::Feeds;
 use super::guard::{Gate, Operation};
 use super::parts::{DetectionMarks, Indexes, Partitions, RecordLocks};
 use super::portal::{Purpose, purpose_admits_born};
@@ -26,7 +27,11 @@ use crate::config::Settings;
 use crate::error::HubError;
 use crate::matching::{LinkColour, LinkRule};
 use crate::metrics::{HubMetrics, IngestStep};
-use crate::store::{LinkStore, StoredRecord, UpsertOutcome, UpsertRefusal};
+use crate::store::{Backend, LinkStore, StoredRecord, UpsertOutcome, UpsertRefusal};
+
+/// The advisory lock key the sweeping hub holds (PostgreSQL): any fixed number no other lock
+/// of the hub uses.
+const SWEEPER_LOCK: i64 = 0x7377_6565_7065_7231;
 
 /// A link as the ingest response lists it: seen from the ingested record, with the other
 /// end's id only where the caller may read that end's system.
@@ -76,6 +81,7 @@ pub struct Records {
     pub(super) indexes: Arc<Indexes>,
     pub(super) locks: RecordLocks,
     pub(super) marks: Arc<DetectionMarks>,
+    pub(super) feeds: Arc<Feeds>,
     pub(super) detector: Detector,
     pub(super) settings: Arc<Settings>,
     pub(super) clock: Clock,
@@ -86,6 +92,8 @@ impl Records {
     /// Brings every biometric index level with the store, then finishes detection for
     /// records a crash left undetected. The hub is ready afterwards.
     pub async fn prepare(&self, index_dir: &Path) -> Result<(), HubError> {
+        // Before the store is read: what commits while it is being read comes from the feeds.
+        let starts = self.feeds.starts().await?;
         let biometrics = Biometrics::open(
             &self.settings.biometrics,
             self.settings.index_tuning(),
@@ -93,8 +101,16 @@ impl Records {
             |partition| self.stores.of(partition).clone(),
         )
         .await?;
+        self.feeds.start_at(&starts)?;
+        // What other hubs committed while the store was read, then what they left undetected.
+        for partition in [Partition::Civil, Partition::LawEnforcement] {
+            self.feeds
+                .read(partition, &biometrics, &self.metrics)
+                .await?;
+        }
         self.finish_detections_with(&biometrics).await?;
-        // Only now is the hub ready: every index complete, every record's links detected.
+        // Only now is the hub ready: every index complete and level with the feeds, every
+        // record's links detected.
         self.indexes.complete(biometrics);
         Ok(())
     }
@@ -109,6 +125,16 @@ impl Records {
     /// Finishes the deletes that stopped half-way, then the detections; a record that fails
     /// is logged and left for the next sweep, not allowed to hold up the others.
     async fn finish_detections_with(&self, biometrics: &Biometrics) -> Result<usize, HubError> {
+        // One sweeper at a time among the hubs on these databases: another hub sweeping now
+        // finishes the same records.
+        let Some(_sweeper) = self
+            .links
+            .database()
+            .try_advisory_lock(SWEEPER_LOCK)
+            .await?
+        else {
+            return Ok(0);
+        };
         for record in self.links.deletions().await? {
             if let Err(e) = self.finish_deletion(&record).await {
                 tracing::warn!(system = %record.system, error = %e, "finishing a delete failed");
@@ -138,7 +164,7 @@ impl Records {
     /// gone; if it is still there (the delete failed before removing it), the delete is
     /// forgotten and the record's links are the detection's business (it is undetected).
     async fn finish_deletion(&self, record: &RecordRef) -> Result<(), HubError> {
-        let _guard = self.locks.lock(record).await;
+        let _guard = self.locks.lock(record).await?;
         // Under the lock: the delete may have been running, and finished meanwhile.
         if !self.links.deletion_pending(record).await? {
             return Ok(());
@@ -169,7 +195,7 @@ impl Records {
             return Ok(false);
         };
         let reference = RecordRef::new(found.record.system, found.record.source_id);
-        let _guard = self.locks.lock(&reference).await;
+        let _guard = self.locks.lock(&reference).await?;
         // Again under the lock: an ingest or a delete may have run meanwhile.
         let Some(stored) = store.get_by_id(record_id).await? else {
             return Ok(false);
@@ -189,6 +215,25 @@ impl Records {
             .mark(partition, record_id, stored.record.version)
             .await?;
         Ok(true)
+    }
+
+    /// Waits until this hub's indexes hold every template that any hub committed before now,
+    /// in both partitions: of two records of one person stored at the same moment through
+    /// two hubs, the one detected second then always finds the other. Nothing to wait for
+    /// where this process is the only writer (SQLite: the data directory's lock), whose own
+    /// changes reach its indexes as they are made.
+    async fn await_other_writers(&self) -> Result<(), HubError> {
+        timed(&self.metrics, IngestStep::FeedWait, async {
+            for partition in [Partition::Civil, Partition::LawEnforcement] {
+                if self.stores.of(partition).database().backend() == Backend::Postgres {
+                    self.feeds
+                        .caught_up(partition, self.settings.feed.max_lag())
+                        .await?;
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Parses a native record and applies it: created, replayed or updated, with its
@@ -252,7 +297,7 @@ impl Records {
             IngestStep::RecordLock,
             self.locks.lock(&reference),
         )
-        .await;
+        .await?;
         let now = self.clock.now();
         let offered = accepted.record.version;
         let store = self.stores.holding(system);
@@ -298,6 +343,7 @@ impl Records {
                     .await
             })
             .await?;
+            self.await_other_writers().await?;
             let links = self.detector.detect(biometrics, &accepted.record).await?;
             timed(
                 &self.metrics,
@@ -425,7 +471,7 @@ impl Records {
     ) -> Result<(), HubError> {
         let biometrics = self.indexes.ready()?;
         let reference = RecordRef::new(system, source_id);
-        let _guard = self.locks.lock(&reference).await;
+        let _guard = self.locks.lock(&reference).await?;
         let store = self.stores.holding(system);
         // Another state's record is not the caller's to manage: answered as missing.
         let owned = store

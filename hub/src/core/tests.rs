@@ -17,6 +17,11 @@ use crate::matching::LinkColour;
 /// Each database is named, so that every connection to it (the pool's, the migration's,
 /// the readiness probe's) reaches the same one.
 async fn hub() -> (tempfile::TempDir, Hub) {
+    let (dir, config) = in_memory_config();
+    (dir, prepared(&config).await)
+}
+
+fn in_memory_config() -> (tempfile::TempDir, HubConfig) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let in_memory = |name: &str| {
         Some(format!(
@@ -29,12 +34,16 @@ async fn hub() -> (tempfile::TempDir, Hub) {
     config.law_enforcement_database_url = in_memory("law-enforcement");
     config.mid_database_url = in_memory("links");
     config.control_database_url = in_memory("control");
-    let hub = Hub::open(&config).await.expect("the hub opens");
+    (dir, config)
+}
+
+async fn prepared(config: &HubConfig) -> Hub {
+    let hub = Hub::open(config).await.expect("the hub opens");
     hub.records
         .prepare(&config.index_dir())
         .await
         .expect("the indexes are built");
-    (dir, hub)
+    hub
 }
 
 fn principal(member_state: &str, roles: &[&str]) -> Principal {
@@ -359,4 +368,68 @@ async fn statistics_count_what_was_stored_and_operations_report_the_indexes() {
     let eligible: usize = indexes.iter().map(|index| index.eligible).sum();
     assert_eq!(held, eligible, "{indexes:?}");
     assert!(held >= 4, "both records' templates: {indexes:?}");
+}
+
+/// A second hub on the same databases (its own index files) has read the feeds once
+/// prepared, learns what the first stored from the change feed alone, and the feeds' upkeep
+/// puts back a template its index lost.
+#[tokio::test]
+async fn a_second_hub_on_the_same_databases_follows_the_feeds_and_mends_its_indexes() {
+    use connectors::Partition;
+    let (_dir, config) = in_memory_config();
+    let first = prepared(&config).await;
+    let second_dir = tempfile::tempdir().expect("a temporary directory");
+    let mut second_config = config.clone();
+    second_config.data_dir = second_dir.path().to_path_buf();
+    let second = prepared(&second_config).await;
+    ingest_pair(&first).await;
+
+    let face = "acme-face-v3";
+    let indexed = |hub: &Hub, partition| {
+        hub.indexes
+            .get()
+            .map_or(0, |biometrics| biometrics.len(partition, face))
+    };
+    let partitions = [Partition::Civil, Partition::LawEnforcement];
+    assert_eq!(indexed(&second, Partition::Civil), 0, "nothing yet");
+    let lag = std::time::Duration::from_secs(5);
+    assert_eq!(
+        second.feeds.behind(lag),
+        None,
+        "a prepared hub has read the feeds"
+    );
+    for partition in partitions {
+        let biometrics = second.indexes.ready().expect("ready");
+        let applied = second
+            .feeds
+            .read(partition, biometrics, &second.metrics)
+            .await
+            .expect("the feed is read");
+        assert!(applied > 0, "{partition:?} had changes");
+    }
+    assert_eq!(second.feeds.behind(lag), None);
+    for partition in partitions {
+        assert_eq!(indexed(&second, partition), indexed(&first, partition));
+        assert_eq!(indexed(&second, partition), 1, "{partition:?}");
+    }
+
+    let lost = first
+        .records
+        .stores
+        .of(Partition::Civil)
+        .indexable_template_ids(face)
+        .await
+        .expect("template ids");
+    let biometrics = second.indexes.ready().expect("ready");
+    biometrics
+        .remove(Partition::Civil, &lost)
+        .await
+        .expect("removed");
+    assert_eq!(indexed(&second, Partition::Civil), 0);
+    second.operations.tend_feeds().await.expect("upkeep");
+    assert_eq!(
+        indexed(&second, Partition::Civil),
+        1,
+        "mended from the store"
+    );
 }

@@ -10,11 +10,19 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::Caller;
 use super::responses::{Refused, Unavailable};
+use crate::core::FeedLag;
 use crate::error::HubError;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct Health {
     pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Readiness {
+    pub status: &'static str,
+    /// How far behind each partition's change feed this hub is.
+    pub feeds: Vec<FeedLag>,
 }
 
 /// The process is up and serving.
@@ -24,19 +32,20 @@ pub(super) async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Every database answers: the hub can take traffic.
+/// The indexes are complete and level with the change feeds, every database answers: the
+/// hub can take traffic.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
-        (status = 200, description = "Ready", body = Health),
+        (status = 200, description = "Ready", body = Readiness),
         Unavailable,
     ))]
-pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HubError> {
-    state
-        .hub
-        .operations
-        .ready()
-        .await
-        .map(|()| Json(Health { status: "ready" }))
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, HubError> {
+    state.hub.operations.ready().await.map(|feeds| {
+        Json(Readiness {
+            status: "ready",
+            feeds,
+        })
+    })
 }
 
 /// Operators' metrics in Prometheus text format (a token with the operate duty; Prometheus

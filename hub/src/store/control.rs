@@ -3,6 +3,7 @@
 //! counts, and each day's published statistics.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -10,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::audit_chain::{AuditEntry, AuditEvent, ChainBreak, ChainEnd, ChainVerifier, chain_hash};
 use super::{
-    Database, PoolSettings, Schema, StoreError, corrupt, from_unix_millis, placeholders,
+    Backend, Database, PoolSettings, Schema, StoreError, corrupt, from_unix_millis, placeholders,
     unix_millis,
 };
 
@@ -93,12 +94,17 @@ const AUDIT_HEAD: &str = "audit_head";
 #[derive(Debug, Clone)]
 pub struct ControlStore {
     db: Database,
+    /// Where this process last ended the audit chain, shared by its appenders (SQLite, where
+    /// this process is the only writer); `None` until the first append and after an error,
+    /// when the chain's end is read from the rows again.
+    audit_tail: Arc<tokio::sync::Mutex<Option<ChainEnd>>>,
 }
 
 impl ControlStore {
     pub async fn open(url: &str, pool: &PoolSettings) -> Result<Self, StoreError> {
         Ok(Self {
             db: Database::open(url, Schema::Control, pool).await?,
+            audit_tail: Arc::default(),
         })
     }
 
@@ -135,6 +141,13 @@ impl ControlStore {
     }
 
     /// Every rule, lapsed grants included, in the order they were made.
+    /// The policy's version: moved by every change to the rules, whichever hub made it.
+    pub async fn policy_version(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT version FROM policy_version")
+            .fetch_one(&self.db.pool)
+            .await
+    }
+
     pub async fn rules(&self) -> Result<Vec<RuleRow>, sqlx::Error> {
         let rows = sqlx::query(&format!(
             "SELECT {RULE_COLUMNS} FROM policy_rules ORDER BY id"
@@ -302,13 +315,12 @@ impl ControlStore {
             .ok_or(sqlx::Error::RowNotFound)
     }
 
-    /// The appender of the audit chain. The hub runs one and serialises its appends; the
-    /// primary key on `seq` refuses a fork should two writers (two hubs on one database)
-    /// ever race.
+    /// An appender of the audit chain. Any number may append at once, in this process or in
+    /// several hubs on one PostgreSQL database: each append holds the chain's one head (module
+    /// comment of [`AuditAppender`]), so none collides and none is retried.
     pub fn audit_appender(&self) -> AuditAppender {
         AuditAppender {
             store: self.clone(),
-            tail: None,
         }
     }
 
@@ -357,16 +369,24 @@ impl ControlStore {
     }
 }
 
-/// Appends to the audit chain and remembers where the chain ends, so that an append of
-/// search entries is a single INSERT statement (a trigger keeps the head in step): each
-/// statement is a round trip to the database's worker, and every answer waits for its entry.
+/// Appends to the audit chain, holding its one head for the whole append.
+///
+/// On PostgreSQL, where several hubs may append, every append is a transaction that first
+/// takes a transaction-scoped advisory lock on the head, then reads where the chain ends and
+/// inserts after it: appenders queue on the lock, and the primary key on `seq` is never
+/// reached by a second writer. On SQLite this process is the only writer (the data
+/// directory's lock); its appenders share the end of the chain they last wrote, behind a
+/// mutex, so that an append of search entries is a single INSERT statement (a trigger keeps
+/// the recorded head in step): each statement is a round trip to the database's worker, and
+/// every answer waits for its entry.
 #[derive(Debug)]
 pub struct AuditAppender {
     store: ControlStore,
-    /// The last entry this appender wrote; `None` until the first append and after an error,
-    /// when the chain's end is read from the rows again.
-    tail: Option<ChainEnd>,
 }
+
+/// The advisory lock key of the audit chain's head (PostgreSQL): any fixed number no other
+/// lock of the hub uses.
+const AUDIT_HEAD_LOCK: i64 = 0x6175_6469_745f_6864;
 
 /// One entry placed in the chain.
 #[derive(Debug)]
@@ -382,24 +402,7 @@ impl AuditAppender {
     /// Appends entries, in order, at the end of the chain, all or none. `counts` are added to
     /// the ingest quality counts ((system, kind, rule) → how many) in the same transaction:
     /// the counts of ingests whose entries are written, and no others.
-    ///
-    /// When another writer appended since this one last did, the insert collides with its
-    /// entries on `seq`; the append is tried once more in a transaction that reads the
-    /// chain's end itself (on SQLite under the write lock, so it cannot collide again).
     pub async fn append(
-        &mut self,
-        events: &[(AuditEvent, OffsetDateTime)],
-        counts: &BTreeMap<IngestCountKey, i64>,
-    ) -> Result<(), sqlx::Error> {
-        match self.try_append(events, counts).await {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                self.try_append(events, counts).await
-            }
-            other => other,
-        }
-    }
-
-    async fn try_append(
         &mut self,
         events: &[(AuditEvent, OffsetDateTime)],
         counts: &BTreeMap<IngestCountKey, i64>,
@@ -408,7 +411,18 @@ impl AuditAppender {
             return Ok(());
         }
         let db = &self.store.db;
-        let end = match self.tail.take() {
+        if db.backend() == Backend::Postgres {
+            let mut tx = db.begin_write().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(AUDIT_HEAD_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            let tail = chain_tail(&mut tx).await?;
+            append_in(&mut tx, tail, events, counts).await?;
+            return tx.commit().await;
+        }
+        let mut remembered = self.store.audit_tail.lock().await;
+        let end = match remembered.take() {
             // The remembered end and a batch one statement holds: one INSERT, atomic by
             // itself, trigger included.
             Some(tail) if counts.is_empty() && events.len() <= AUDIT_ROWS_PER_INSERT => {
@@ -420,37 +434,46 @@ impl AuditAppender {
             }
             remembered => {
                 let mut tx = db.begin_write().await?;
-                // Read inside the transaction: on SQLite it holds the write lock, so no other
-                // writer appends between the read and the insert.
                 let tail = match remembered {
                     Some(tail) => tail,
                     None => chain_tail(&mut tx).await?,
                 };
-                let (rows, end) = chained(tail, events);
-                // One multi-row INSERT per chunk: a statement per entry costs a round trip.
-                for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
-                    let sql = audit_insert_sql(chunk.len());
-                    audit_insert(&sql, chunk).execute(&mut *tx).await?;
-                }
-                for ((system, kind, rule), count) in counts {
-                    sqlx::query(
-                        "INSERT INTO ingest_quality (system, kind, rule, count) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (system, kind, rule) DO UPDATE SET count = ingest_quality.count + $4",
-                    )
-                    .bind(system.as_str())
-                    .bind(kind.as_str())
-                    .bind(rule.as_str())
-                    .bind(*count)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                let end = append_in(&mut tx, tail, events, counts).await?;
                 tx.commit().await?;
                 end
             }
         };
-        self.tail = Some(end);
+        *remembered = Some(end);
         Ok(())
     }
+}
+
+/// Inserts `events` after `tail` and adds `counts`, inside `tx`; the chain's new end.
+async fn append_in(
+    tx: &mut sqlx::AnyConnection,
+    tail: ChainEnd,
+    events: &[(AuditEvent, OffsetDateTime)],
+    counts: &BTreeMap<IngestCountKey, i64>,
+) -> Result<ChainEnd, sqlx::Error> {
+    let (rows, end) = chained(tail, events);
+    // One multi-row INSERT per chunk: a statement per entry costs a round trip.
+    for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+        let sql = audit_insert_sql(chunk.len());
+        audit_insert(&sql, chunk).execute(&mut *tx).await?;
+    }
+    for ((system, kind, rule), count) in counts {
+        sqlx::query(
+            "INSERT INTO ingest_quality (system, kind, rule, count) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (system, kind, rule) DO UPDATE SET count = ingest_quality.count + $4",
+        )
+        .bind(system.as_str())
+        .bind(kind.as_str())
+        .bind(rule.as_str())
+        .bind(*count)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(end)
 }
 
 /// `events` placed in the chain after `tail`, and the chain's new end.
@@ -726,8 +749,8 @@ mod tests {
         );
     }
 
-    /// Two appenders on one database (two hubs): each one's remembered end of the chain goes
-    /// stale when the other appends, and the chain still never forks or breaks.
+    /// Two appenders of one process take turns: each appends where the other ended, and the
+    /// chain never forks or breaks.
     #[tokio::test]
     async fn appenders_that_race_keep_one_chain() {
         let (_dir, store) = sqlite_store().await;

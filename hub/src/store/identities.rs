@@ -834,4 +834,100 @@ mod tests {
         }
         assert_eq!(template_ids.len(), 30, "ten records, three templates each");
     }
+
+    /// Every indexable template added or removed leaves one feed row, in commit order, read
+    /// with the template's present state: an update's old template and a deleted record's
+    /// (taken by the cascade) read as gone, and a reader that goes on from its cursor sees
+    /// only what came after. Pruned rows are gone, and the pruned position says how far.
+    #[tokio::test]
+    async fn the_feed_names_every_template_change_in_commit_order() {
+        let (_dir, store) = sqlite_store().await;
+        let start = store.feed_start().await.expect("start");
+        let now = OffsetDateTime::now_utc();
+        let first = applied(&store, ees("EES-FEED-1", 1, "Feed"), now).await;
+        let page = store.feed_after(start, start, 100).await.expect("page");
+        assert!(page.complete);
+        assert_eq!(page.changes.len(), first.template_ids.len());
+        let present = page.changes[0].present.as_ref().expect("present");
+        assert_eq!(present.owner.record_id, first.record_id);
+        assert_eq!(present.owner.record.source_id, "EES-FEED-1");
+        assert_eq!(page.changes[0].template_id, first.template_ids[0]);
+
+        let second = applied(&store, ees("EES-FEED-1", 2, "Feed"), now).await;
+        let after_update = store
+            .feed_after(page.settled, page.settled, 100)
+            .await
+            .expect("page");
+        let gone: Vec<i64> = after_update
+            .changes
+            .iter()
+            .filter(|change| change.present.is_none())
+            .map(|change| change.template_id)
+            .collect();
+        let added: Vec<i64> = after_update
+            .changes
+            .iter()
+            .filter(|change| change.present.is_some())
+            .map(|change| change.template_id)
+            .collect();
+        assert_eq!(
+            gone, first.template_ids,
+            "the replaced templates read as gone"
+        );
+        assert_eq!(added, second.template_ids, "the new ones as present");
+
+        store
+            .delete(SourceSystem::Ees, "EES-FEED-1")
+            .await
+            .expect("deleted")
+            .expect("it existed");
+        let after_delete = store
+            .feed_after(after_update.settled, after_update.settled, 100)
+            .await
+            .expect("page");
+        assert_eq!(
+            after_delete
+                .changes
+                .iter()
+                .map(|change| (change.template_id, change.present.is_some()))
+                .collect::<Vec<_>>(),
+            second
+                .template_ids
+                .iter()
+                .map(|id| (*id, false))
+                .collect::<Vec<_>>(),
+            "the cascade's deletes are fed too"
+        );
+        let again = store.feed_after(start, start, 100).await.expect("page");
+        assert!(
+            again.changes.iter().all(|change| change.present.is_none()),
+            "read again, every row reads the state now"
+        );
+        assert_eq!(
+            store
+                .feed_after(after_delete.settled, after_delete.settled, 100)
+                .await
+                .expect("page")
+                .changes,
+            vec![],
+            "nothing after the end"
+        );
+        let limited = store.feed_after(start, start, 1).await.expect("page");
+        assert!(!limited.complete, "a page cut short by its limit says so");
+
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let pruned = store
+            .prune_feed(std::time::Duration::ZERO)
+            .await
+            .expect("pruned");
+        assert_eq!(
+            pruned,
+            u64::try_from(again.changes.len()).unwrap_or_default()
+        );
+        assert_eq!(
+            store.feed_pruned_through().await.expect("pruned"),
+            after_delete.settled
+        );
+        assert!(store.feed_start().await.expect("start") >= after_delete.settled);
+    }
 }

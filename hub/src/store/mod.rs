@@ -7,6 +7,7 @@
 
 mod audit_chain;
 mod control;
+mod feed;
 mod identities;
 mod links;
 mod rows;
@@ -15,6 +16,7 @@ pub use audit_chain::{AuditEntry, AuditEvent, ChainBreak, ChainEnd};
 pub use control::{
     AccessRequest, AuditAppender, ControlStore, IngestCount, IngestCountKey, NewRule, RuleRow,
 };
+pub use feed::{FeedCursor, FeedPage, PresentTemplate, TemplateChange};
 pub use identities::{
     Completeness, GateFacts, IdentityStore, StoredRecord, TemplateOwner, UpsertOutcome,
     UpsertRefusal, Upserted,
@@ -220,6 +222,78 @@ pub struct Database {
     acquire_timeout: Duration,
     /// One connection for the readiness probe, apart from the pool.
     probe: AnyPool,
+    /// The session that holds this process's record locks (PostgreSQL).
+    locks: Option<Arc<tokio::sync::Mutex<LockSession>>>,
+    statement_timeout: Duration,
+}
+
+/// The first and the longest pause between attempts at a key another process holds.
+const KEY_LOCK_FIRST_PAUSE: Duration = Duration::from_millis(2);
+const KEY_LOCK_LAST_PAUSE: Duration = Duration::from_millis(50);
+
+/// A connection of its own for advisory locks (from a pool of one, opened when first
+/// used), kept for as long as it works.
+#[derive(Debug)]
+pub(crate) struct LockSession {
+    pool: AnyPool,
+    conn: Option<PoolConnection<sqlx::Any>>,
+}
+
+impl LockSession {
+    /// One attempt at `key`: whether this session holds it now. A session that fails is
+    /// closed (the server lets go of its keys with it) and the next attempt opens another.
+    async fn try_lock(&mut self, key: i64) -> Result<bool, sqlx::Error> {
+        if self.conn.is_none() {
+            self.conn = Some(self.pool.acquire().await?);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(sqlx::Error::PoolClosed);
+        };
+        let attempt = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut **conn)
+            .await;
+        if attempt.is_err() {
+            self.close();
+        }
+        attempt
+    }
+
+    async fn unlock(&mut self, key: i64) {
+        let Some(conn) = self.conn.as_mut() else {
+            // The session that held it is gone, and the key with it.
+            return;
+        };
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(key)
+            .execute(&mut **conn)
+            .await;
+        if unlocked.is_err() {
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// A key this process holds on its lock session, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct KeyLock {
+    session: Arc<tokio::sync::Mutex<LockSession>>,
+    key: i64,
+}
+
+impl Drop for KeyLock {
+    fn drop(&mut self) {
+        let (session, key) = (Arc::clone(&self.session), self.key);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { session.lock().await.unlock(key).await });
+        }
+    }
 }
 
 /// How long the readiness probe waits for its connection.
@@ -369,12 +443,26 @@ impl Database {
             .max_connections(1)
             .acquire_timeout(PROBE_ACQUIRE_TIMEOUT)
             .connect_lazy(url)?;
+        let locks = if backend == Backend::Postgres {
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_lazy(url)?;
+            Some(Arc::new(tokio::sync::Mutex::new(LockSession {
+                pool,
+                conn: None,
+            })))
+        } else {
+            None
+        };
         Ok(Self {
             pool,
             backend,
             write_gate,
             acquire_timeout: settings.acquire_timeout,
             probe,
+            locks,
+            statement_timeout: settings.statement_timeout,
         })
     }
 
@@ -430,6 +518,66 @@ impl Database {
             .map_err(|_| sqlx::Error::PoolTimedOut)
     }
 
+    /// Takes the session advisory lock `key` for this process, waiting for another process
+    /// that holds it at most the statement timeout; held until the returned lock is dropped.
+    /// `None` on SQLite, whose only writer is this process.
+    ///
+    /// Every key this process holds lives on one session of its own (`locks`), so that a
+    /// thousand records in flight cost one connection, not a thousand: each attempt is a
+    /// `pg_try_advisory_lock` (a blocking wait would hold that session for everyone), retried
+    /// with a growing pause while another process holds the key. Should that session break,
+    /// the server lets go of its keys; the next attempt opens a new one.
+    pub(crate) async fn key_lock(&self, key: i64) -> Result<Option<KeyLock>, sqlx::Error> {
+        let Some(locks) = &self.locks else {
+            return Ok(None);
+        };
+        let deadline = tokio::time::Instant::now() + self.statement_timeout;
+        let mut pause = KEY_LOCK_FIRST_PAUSE;
+        loop {
+            let taken = locks.lock().await.try_lock(key).await?;
+            if taken {
+                return Ok(Some(KeyLock {
+                    session: Arc::clone(locks),
+                    key,
+                }));
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(sqlx::Error::PoolTimedOut);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(KEY_LOCK_LAST_PAUSE);
+        }
+    }
+
+    /// Takes the session advisory lock `key` if nobody holds it, on a connection of its own:
+    /// `Some` while this process holds it, `None` when another does. On SQLite, whose only
+    /// writer is this process, always held (with no connection).
+    pub(crate) async fn try_advisory_lock(
+        &self,
+        key: i64,
+    ) -> Result<Option<AdvisoryLock>, sqlx::Error> {
+        if self.backend != Backend::Postgres {
+            return Ok(Some(AdvisoryLock { conn: None, key }));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let taken: Result<bool, sqlx::Error> =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await;
+        match taken {
+            Ok(true) => Ok(Some(AdvisoryLock {
+                conn: Some(conn),
+                key,
+            })),
+            Ok(false) => Ok(None),
+            Err(error) => {
+                conn.close_on_drop();
+                Err(error)
+            }
+        }
+    }
+
     /// Asks the database for an answer over a connection of its own, so that a busy pool
     /// does not read as an unreachable database.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
@@ -439,6 +587,44 @@ impl Database {
     pub async fn close(&self) {
         self.pool.close().await;
         self.probe.close().await;
+        if let Some(locks) = &self.locks {
+            let mut session = locks.lock().await;
+            session.close();
+            session.pool.close().await;
+        }
+    }
+}
+
+/// A PostgreSQL session advisory lock, held on its own pooled connection until dropped.
+#[derive(Debug)]
+pub(crate) struct AdvisoryLock {
+    conn: Option<PoolConnection<sqlx::Any>>,
+    key: i64,
+}
+
+/// The lock is given back before its connection returns to the pool; a connection whose
+/// unlock fails, or that cannot be unlocked for want of a runtime, is closed instead, which
+/// releases every lock it held.
+impl Drop for AdvisoryLock {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let key = self.key;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                        .bind(key)
+                        .execute(&mut *conn)
+                        .await;
+                    if unlocked.is_err() {
+                        conn.close_on_drop();
+                    }
+                });
+            }
+            Err(_) => conn.close_on_drop(),
+        }
     }
 }
 

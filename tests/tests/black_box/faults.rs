@@ -253,7 +253,9 @@ async fn no_link_outlives_its_records_when_deletes_race_re_ingests(backend: Back
         );
     }
     // Every pair at once, sixteen in flight: the SIS alert deleted while the EES file is
-    // re-ingested at version 2, whose detection reads the alert as a candidate.
+    // re-ingested at version 2, whose detection reads the alert as a candidate. The deletes
+    // set off from 0 to 90 ms after their update, so that both orders happen whatever an
+    // ingest's steps cost before its detection reads the candidates.
     let sis_owner = hub.token("connector", "SE", &["connector:sis"]);
     let outcomes: Vec<(u16, u16, bool)> = futures::stream::iter(0..PAIRS)
         .map(|i| {
@@ -262,7 +264,14 @@ async fn no_link_outlives_its_records_when_deletes_race_re_ingests(backend: Back
             async move {
                 let (ees, _) = pair(i, 2);
                 let path = format!("/v1/systems/sis/records/SIS-SE-2026-{i:06}");
-                let delete = hub.call(reqwest::Method::DELETE, &path, Some(sis_owner), None);
+                let delete = async {
+                    tokio::time::sleep(Duration::from_millis(
+                        u64::try_from(i % 10).unwrap_or(0) * 10,
+                    ))
+                    .await;
+                    hub.call(reqwest::Method::DELETE, &path, Some(sis_owner), None)
+                        .await
+                };
                 let reingest = hub.post_record("ees", "application/json", ees);
                 let ((deleted, _), updated) = tokio::join!(delete, reingest);
                 let status = updated.status().as_u16();

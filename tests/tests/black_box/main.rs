@@ -14,6 +14,7 @@ mod outages;
 mod process;
 mod records;
 mod refusals;
+mod replicas;
 mod sealed;
 mod statistics;
 mod traces;
