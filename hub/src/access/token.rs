@@ -49,15 +49,22 @@ impl TokenAuthority {
             let mut key = [0u8; KEY_BYTES];
             rand::rng().fill_bytes(&mut key);
             let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            // Written whole under a name of this process's own, then linked into place: a
+            // process starting beside this one (replicas sharing the key) never reads a key
+            // half written, and the first link wins.
+            let draft = path.with_extension(format!("draft-{}", std::process::id()));
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
+            options.write(true).create(true).truncate(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(path) {
-                Ok(mut file) => {
-                    file.write_all(hex.as_bytes())?;
-                    file.sync_all()?;
-                }
+            let written = options.open(&draft).and_then(|mut file| {
+                file.write_all(hex.as_bytes())?;
+                file.sync_all()
+            });
+            let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
+            let _ = std::fs::remove_file(&draft);
+            match linked {
+                Ok(()) => {}
                 // Another process made it first: use theirs.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => anyhow::bail!("cannot create the signing key {}: {e}", path.display()),

@@ -120,6 +120,14 @@ impl ControlStore {
         now: OffsetDateTime,
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.begin_write().await?;
+        if self.db.backend() == Backend::Postgres {
+            // Hubs started together on a new database: one seeds, the others wait for it and
+            // then find the baseline loaded.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SEED_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         let loaded: Option<String> =
             sqlx::query_scalar("SELECT value FROM control_meta WHERE key = $1")
                 .bind(BASELINE_LOADED)
@@ -140,7 +148,6 @@ impl ControlStore {
         Ok(true)
     }
 
-    /// Every rule, lapsed grants included, in the order they were made.
     /// The policy's version: moved by every change to the rules, whichever hub made it.
     pub async fn policy_version(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT version FROM policy_version")
@@ -148,6 +155,7 @@ impl ControlStore {
             .await
     }
 
+    /// Every rule, lapsed grants included, in the order they were made.
     pub async fn rules(&self) -> Result<Vec<RuleRow>, sqlx::Error> {
         let rows = sqlx::query(&format!(
             "SELECT {RULE_COLUMNS} FROM policy_rules ORDER BY id"
@@ -383,6 +391,9 @@ impl ControlStore {
 pub struct AuditAppender {
     store: ControlStore,
 }
+
+/// The advisory lock key of the one-time seeding of the baseline policy (PostgreSQL).
+const SEED_LOCK: i64 = 0x7365_6564_5f6f_6e63;
 
 /// The advisory lock key of the audit chain's head (PostgreSQL): any fixed number no other
 /// lock of the hub uses.

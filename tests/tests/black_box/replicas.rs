@@ -23,8 +23,9 @@ const STATE: &str = "DE";
 /// How long a change may take to reach another hub before the test calls it lost.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// `count` hubs on one set of fresh PostgreSQL databases, each with its own data directory
-/// and the same signing key, and a client whose token every one of them accepts.
+/// `count` hubs started together on one set of fresh PostgreSQL databases, each with its own
+/// data directory and the same signing key, and a client whose token every one of them
+/// accepts.
 async fn replicas(dir: &Path, count: usize) -> (Vec<HubProcess>, reqwest::Client, Vec<String>) {
     replicas_with(dir, count, "").await
 }
@@ -45,11 +46,15 @@ async fn replicas_with(
     );
     let flags = postgres_database_flags(&postgres_admin_url()).await;
     let probe = reqwest::Client::new();
-    let mut hubs = Vec::with_capacity(count);
-    for replica in 0..count {
-        let hub = HubProcess::start(&dir.join(format!("hub-{replica}")), &config, flags.clone());
+    // All at once on new databases, as a deployment starts them: one seeds the baseline
+    // policy, the others wait for it.
+    let hubs: Vec<HubProcess> = (0..count)
+        .map(|replica| {
+            HubProcess::start(&dir.join(format!("hub-{replica}")), &config, flags.clone())
+        })
+        .collect();
+    for hub in &hubs {
         hub.wait_ready(&probe).await;
-        hubs.push(hub);
     }
     let tokens = TokenAuthority::load_or_create(&key).expect("the shared signing key");
     (
