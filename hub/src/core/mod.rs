@@ -224,10 +224,15 @@ impl Hub {
             .await;
     }
 
-    /// Follows the store's policy version for as long as the hub runs (a background task):
-    /// a rule changed through another hub on the same control database reaches this one
-    /// within `feed.poll_interval_ms`.
+    /// Follows the store's policy version for as long as the hub runs (a background task,
+    /// on PostgreSQL): a rule changed through another hub on the same control database
+    /// reaches this one within `feed.poll_interval_ms`.
     pub async fn follow_policy(&self) {
+        // A SQLite control database has this process as its only writer (the data
+        // directory's lock): every change is made here and swapped in as it is made.
+        if self.administration.control.database().backend() == crate::store::Backend::Sqlite {
+            return;
+        }
         let interval = self.settings.feed.poll_interval();
         loop {
             if let Err(e) = self.administration.policy.follow().await {

@@ -141,25 +141,33 @@ impl IdentityStore {
     /// The present state of the templates `ids`, as [`Self::feed_after`] reports a change:
     /// for mending an index against the store.
     pub async fn template_states(&self, ids: &[i64]) -> Result<Vec<TemplateChange>, sqlx::Error> {
-        let mut states = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(STATES_PER_QUERY) {
-            let sql = format!(
-                "SELECT w.id AS subject, t.record_id, t.algorithm, t.vector, r.system, \
-                 r.source_id FROM ({}) AS w \
-                 LEFT JOIN biometric_templates t ON t.id = w.id AND t.indexable = TRUE \
-                 LEFT JOIN identity_records r ON r.id = t.record_id",
-                (1..=chunk.len())
-                    .map(|at| format!("SELECT ${at} AS id"))
-                    .collect::<Vec<_>>()
-                    .join(" UNION ALL ")
-            );
-            for row in &super::with_ids(&sql, chunk)
-                .fetch_all(&self.database().pool)
-                .await?
-            {
-                states.push(change_from_row(row)?);
-            }
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
+        let mut states = Vec::with_capacity(ids.len());
+        for row in &self
+            .rows_by_ids(
+                "SELECT t.id AS subject, t.record_id, t.algorithm, t.vector, r.system, \
+                 r.source_id FROM biometric_templates t \
+                 JOIN identity_records r ON r.id = t.record_id \
+                 WHERE t.indexable = TRUE AND t.id IN",
+                ids,
+            )
+            .await?
+        {
+            states.push(change_from_row(row)?);
+        }
+        // An id the store no longer holds (as an indexable template) is gone.
+        let present: std::collections::HashSet<i64> =
+            states.iter().map(|state| state.template_id).collect();
+        states.extend(
+            ids.iter()
+                .filter(|id| !present.contains(id))
+                .map(|&template_id| TemplateChange {
+                    template_id,
+                    present: None,
+                }),
+        );
         Ok(states)
     }
 
@@ -208,10 +216,6 @@ impl IdentityStore {
         Ok(pruned)
     }
 }
-
-/// Template ids looked up per query when mending: far below both backends' limits on
-/// parameters and compound selects.
-const STATES_PER_QUERY: usize = 200;
 
 /// A change from a row naming the template (`subject`) and, left-joined, its present state.
 fn change_from_row(row: &sqlx::any::AnyRow) -> Result<TemplateChange, sqlx::Error> {

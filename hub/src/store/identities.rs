@@ -352,7 +352,7 @@ impl IdentityStore {
     }
 
     /// Runs `select_where_in` followed by the placeholder list for `ids`.
-    async fn rows_by_ids(
+    pub(super) async fn rows_by_ids(
         &self,
         select_where_in: &str,
         ids: &[i64],
