@@ -409,7 +409,10 @@ fn audit(c: &mut Criterion) {
         b.iter(|| {
             runtime
                 .block_on(appender.append(
-                    &[(event.clone(), time::OffsetDateTime::now_utc())],
+                    &[interop_hub::store::ChainEntry::new(
+                        event.clone(),
+                        time::OffsetDateTime::now_utc(),
+                    )],
                     &no_counts,
                 ))
                 .unwrap_or_else(|e| panic!("append: {e}"))

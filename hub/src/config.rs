@@ -73,6 +73,11 @@ pub struct FeedSettings {
     /// Seconds between passes that check every index against the store and mend it.
     #[serde(default = "FeedSettings::default_mend_interval_seconds")]
     pub mend_interval_seconds: u32,
+    /// Milliseconds between reads of the policy version: how long a rule that widens access
+    /// takes to reach this hub when another changed it. One that narrows access applies on
+    /// the next request regardless (each read's audit transaction checks the version).
+    #[serde(default = "FeedSettings::default_policy_poll_interval_ms")]
+    pub policy_poll_interval_ms: u32,
 }
 
 impl FeedSettings {
@@ -92,6 +97,10 @@ impl FeedSettings {
         600
     }
 
+    fn default_policy_poll_interval_ms() -> u32 {
+        200
+    }
+
     pub fn poll_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(u64::from(self.poll_interval_ms))
     }
@@ -106,6 +115,10 @@ impl FeedSettings {
 
     pub fn mend_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::from(self.mend_interval_seconds))
+    }
+
+    pub fn policy_poll_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.policy_poll_interval_ms))
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -125,6 +138,10 @@ impl FeedSettings {
             (10..=86_400).contains(&self.mend_interval_seconds),
             "feed mend_interval_seconds must be 10-86400"
         );
+        anyhow::ensure!(
+            (10..=3_600_000).contains(&self.policy_poll_interval_ms),
+            "feed policy_poll_interval_ms must be 10-3600000"
+        );
         Ok(())
     }
 }
@@ -136,6 +153,7 @@ impl Default for FeedSettings {
             max_lag_seconds: Self::default_max_lag_seconds(),
             retention_hours: Self::default_retention_hours(),
             mend_interval_seconds: Self::default_mend_interval_seconds(),
+            policy_poll_interval_ms: Self::default_policy_poll_interval_ms(),
         }
     }
 }

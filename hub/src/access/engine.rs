@@ -61,6 +61,9 @@ pub struct Access {
     purposes: BTreeSet<Purpose>,
     /// The verifying authorities the principal acts for (`sirene:IT`, `visa_authority`).
     authorities: BTreeSet<String>,
+    /// The store's policy version this was decided under.
+    #[serde(skip)]
+    policy_version: i64,
 }
 
 /// How much of a link its viewer may see.
@@ -76,6 +79,11 @@ pub enum LinkSight {
 impl Access {
     pub fn principal(&self) -> &Principal {
         &self.principal
+    }
+
+    /// The store's policy version this access was decided under.
+    pub fn policy_version(&self) -> i64 {
+        self.policy_version
     }
 
     pub fn rights(&self, system: SourceSystem) -> SystemRights {
@@ -387,6 +395,7 @@ impl PolicySnapshot {
             duties,
             purposes,
             authorities,
+            policy_version: self.version,
         }
     }
 }
@@ -481,6 +490,12 @@ impl PolicyEngine {
     /// changed through another hub); answers whether it did.
     pub async fn follow(&self) -> Result<bool, HubError> {
         let version = self.store.policy_version().await?;
+        self.catch_up(version).await
+    }
+
+    /// Rebuilds the snapshot unless it was built at `version` or later: an answer decided
+    /// under an older one was found out when its audit entry was written.
+    pub async fn catch_up(&self, version: i64) -> Result<bool, HubError> {
         if version <= self.current.load().version {
             return Ok(false);
         }

@@ -1,32 +1,40 @@
 //! The audit sequencer: entries queued by every operation, appended to the hash chain by
 //! one writer in this process, which whatever queued up while it wrote goes into the next
-//! transaction with (group commit). The interface is what a database-serialised sequencer
-//! (several hubs on one log) will keep.
+//! transaction with (group commit). On PostgreSQL the chain's head is locked in each append
+//! transaction, so any number of hubs append to one log; the same transaction reads the
+//! policy version, and an answer decided under an older one is not logged but sent back to
+//! be decided again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-use time::OffsetDateTime;
 
 use crate::access::Principal;
 use crate::batch::{BatchWriter, Batcher};
 use crate::clock::Clock;
 use crate::error::HubError;
 use crate::metrics::HubMetrics;
-use crate::store::{AuditAppender, AuditEvent, ControlStore, IngestCountKey};
+use crate::store::{AuditAppender, AuditEvent, ChainEntry, ControlStore, IngestCountKey};
 
 /// An audit entry waiting for its transaction, the ingest quality counts that go with it,
 /// and who to tell when it is written.
 #[derive(Debug)]
 pub(crate) struct PendingAudit {
-    event: AuditEvent,
-    at: OffsetDateTime,
+    entry: ChainEntry,
     counts: Vec<IngestCountKey>,
-    done: tokio::sync::oneshot::Sender<Result<(), HubError>>,
+    done: tokio::sync::oneshot::Sender<Result<Logged, HubError>>,
 }
 
-/// Says when an audit entry is written, or why it could not be.
-pub(crate) type AuditWritten = tokio::sync::oneshot::Receiver<Result<(), HubError>>;
+/// What became of an audit entry the log took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Logged {
+    Written,
+    /// Not written: the answer it records was decided under an older policy than this
+    /// version, which the operation must catch up with and decide again.
+    Outdated(i64),
+}
+
+/// Says when an audit entry is written, or why it was not.
+pub(crate) type AuditWritten = tokio::sync::oneshot::Receiver<Result<Logged, HubError>>;
 
 /// The single appender of the audit chain: takes what is queued, appends it all or none
 /// (`AuditAppender`), then answers every waiter.
@@ -45,31 +53,29 @@ impl BatchWriter for AuditWriter {
         let mut counts: BTreeMap<IngestCountKey, i64> = BTreeMap::new();
         let mut waiters = Vec::with_capacity(batch.len());
         for pending in batch.drain(..) {
-            entries.push((pending.event, pending.at));
+            entries.push(pending.entry);
             for key in pending.counts {
                 *counts.entry(key).or_default() += 1;
             }
             waiters.push(pending.done);
         }
-        let written = match self.appender.append(&entries, &counts).await {
-            Ok(()) => {
-                for _ in &entries {
-                    self.metrics.audit_entry();
-                }
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, entries = entries.len(), "audit entries not written");
-                false
-            }
-        };
-        for done in waiters {
+        let appended = self.appender.append(&entries, &counts).await;
+        if let Err(e) = &appended {
+            tracing::error!(error = %e, entries = entries.len(), "audit entries not written");
+        }
+        for (n, done) in waiters.into_iter().enumerate() {
             // Not written: the answer is withheld and the caller may retry.
-            let _ = done.send(if written {
-                Ok(())
-            } else {
-                Err(HubError::Unavailable)
-            });
+            let logged = match &appended {
+                Ok(outdated) if outdated.entries.contains(&n) => {
+                    Ok(Logged::Outdated(outdated.policy_version))
+                }
+                Ok(_) => {
+                    self.metrics.audit_entry();
+                    Ok(Logged::Written)
+                }
+                Err(_) => Err(HubError::Unavailable),
+            };
+            let _ = done.send(logged);
         }
     }
 }
@@ -86,6 +92,8 @@ pub(crate) struct Record<'a> {
     pub(crate) outcome: String,
     /// Ingest quality counts written in the entry's transaction.
     pub(crate) counts: Vec<IngestCountKey>,
+    /// For an answer that hands out personal data, the policy version it was decided under.
+    pub(crate) decided_under: Option<i64>,
 }
 
 /// The hub's audit log, as the operations write to it.
@@ -119,20 +127,24 @@ impl AuditLog {
         };
         let (done, written) = tokio::sync::oneshot::channel();
         let entry = PendingAudit {
-            event,
-            at: self.clock.now(),
+            entry: ChainEntry {
+                event,
+                at: self.clock.now(),
+                decided_under: record.decided_under,
+            },
             counts: record.counts,
             done,
         };
         (entry, written)
     }
 
-    /// Hands an entry to the writer and waits until it is written. Callers withhold their
-    /// answer until then, and when it fails: nothing is shared that was not logged.
+    /// Hands an entry to the writer and waits until it is written or found outdated.
+    /// Callers withhold their answer until then, and when it fails or is outdated: nothing
+    /// is shared that was not logged.
     pub(crate) async fn write(
         &self,
         (entry, written): (PendingAudit, AuditWritten),
-    ) -> Result<(), HubError> {
+    ) -> Result<Logged, HubError> {
         self.queue
             .send(entry)
             .await

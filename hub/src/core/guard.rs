@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use connectors::SourceSystem;
 
-use super::audit_log::{self, AuditLog};
+use super::audit_log::{self, AuditLog, Logged};
 use super::limits::Budgets;
 use super::{outcome_of, timed};
 use crate::access::{Access, HubDuty, PolicyEngine, Principal, Purpose};
@@ -147,6 +147,19 @@ impl Operation {
     }
 }
 
+/// How often a read is decided again when the policy moved under its decision, before it
+/// gives up (a rule changes in seconds; a read runs in milliseconds).
+const MAX_REDECISIONS: usize = 3;
+
+/// What the audit entry of one operation's result records, besides the result.
+struct Logging<'a> {
+    principal: &'a Principal,
+    operation: Operation,
+    query: String,
+    counts: Vec<IngestCountKey>,
+    decided_under: Option<i64>,
+}
+
 /// The gate every operation passes, and the audit log every operation leaves its entry in.
 #[derive(Debug)]
 pub(crate) struct Gate {
@@ -203,8 +216,10 @@ impl Gate {
                 ),
                 outcome: "alarm".to_owned(),
                 counts: Vec::new(),
+                decided_under: None,
             }))
             .await
+            .map(|_| ())
     }
 
     /// Runs `work` behind the gate and audits what came of it: `query` describes the
@@ -243,15 +258,92 @@ impl Gate {
             Ok(access) => work(access).await,
             Err(refused) => Err(refused),
         };
-        let counts = count(&result);
-        let outcome = outcome_of(&result, describe);
+        let logged = Logging {
+            principal,
+            operation,
+            query,
+            counts: count(&result),
+            decided_under: None,
+        };
+        self.log(logged, &result, describe).await?;
+        result
+    }
+
+    /// As [`Gate::guarded`], for a read that hands out personal data: an answer is given
+    /// only if the policy it was decided under is still the store's when its audit entry is
+    /// written, in the same transaction. If another hub changed a rule meanwhile, the policy
+    /// is caught up and the read decided and run again, so that a narrowed access applies to
+    /// every request that follows the change, on every hub.
+    pub(crate) async fn guarded_read<T, Work>(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+        query: String,
+        work: impl Fn(Arc<Access>) -> Work,
+        describe: impl Fn(&T) -> String,
+    ) -> Result<T, HubError>
+    where
+        Work: Future<Output = Result<T, HubError>>,
+    {
+        let logging = |decided_under| Logging {
+            principal,
+            operation,
+            query: query.clone(),
+            counts: Vec::new(),
+            decided_under,
+        };
+        let mut decided = self.pass_gate(principal, operation).await;
+        for _ in 0..=MAX_REDECISIONS {
+            let access = match decided {
+                Ok(access) => access,
+                Err(refused) => {
+                    let result = Err(refused);
+                    self.log(logging(None), &result, &describe).await?;
+                    return result;
+                }
+            };
+            let result = work(Arc::clone(&access)).await;
+            let decided_under = result.is_ok().then(|| access.policy_version());
+            match self.log(logging(decided_under), &result, &describe).await? {
+                Logged::Written => return result,
+                Logged::Outdated(version) => {
+                    self.policy.catch_up(version).await?;
+                    decided = self.decide(principal, operation).await;
+                }
+            }
+        }
+        // The policy moved under every decision: rules are changing faster than a read
+        // runs. Nothing is answered; the client may retry.
+        tracing::warn!(
+            action = operation.action(),
+            "the policy moved under every decision"
+        );
+        Err(HubError::Unavailable)
+    }
+
+    /// Writes the audit entry of `result` (or, with the database out of reach, hands it to
+    /// the log if it has room), and says whether it was written.
+    async fn log<T>(
+        &self,
+        logging: Logging<'_>,
+        result: &Result<T, HubError>,
+        describe: impl FnOnce(&T) -> String,
+    ) -> Result<Logged, HubError> {
+        let Logging {
+            principal,
+            operation,
+            query,
+            counts,
+            decided_under,
+        } = logging;
         let entry = self.audit.entry(audit_log::Record {
             principal,
             purpose: operation.purpose(),
             action: operation.action(),
             query,
-            outcome,
+            outcome: outcome_of(result, describe),
             counts,
+            decided_under,
         });
         if matches!(
             result,
@@ -261,18 +353,32 @@ impl Gate {
             // audit log, likely out of reach as well (or its queue full behind it), would
             // add to the client's wait. The entry is written if the log can take it.
             self.audit.write_if_room(entry);
-            return result;
+            return Ok(Logged::Written);
         }
-        let logged = self.audit.write(entry);
+        let written = self.audit.write(entry);
         if matches!(operation, Operation::Ingest(_)) {
-            timed(&self.metrics, IngestStep::Audit, logged).await?;
+            timed(&self.metrics, IngestStep::Audit, written).await
         } else {
-            logged.await?;
+            written.await
         }
-        result
     }
 
+    /// The gate: the caller's access, checked for `operation`, and for a read that hands
+    /// out personal data, one request of the caller's budget.
     async fn pass_gate(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+    ) -> Result<Arc<Access>, HubError> {
+        let access = self.decide(principal, operation).await?;
+        if operation.hands_out_personal_data() {
+            self.budgets.take(principal)?;
+        }
+        Ok(access)
+    }
+
+    /// The caller's access under the policy in force, if it admits `operation`.
+    async fn decide(
         &self,
         principal: &Principal,
         operation: Operation,
@@ -290,9 +396,6 @@ impl Gate {
             Check::Write(system) => access.require_write(system)?,
             Check::Duty(duty) => access.require_duty(duty)?,
             Check::Inside => {}
-        }
-        if operation.hands_out_personal_data() {
-            self.budgets.take(principal)?;
         }
         Ok(access)
     }

@@ -70,15 +70,16 @@ impl Links {
                 .overdue
                 .map_or("any", |o| if o { "true" } else { "false" }),
         );
+        let query = &query;
         self.gate
-            .guarded(
+            .guarded_read(
                 principal,
                 Operation::ListLinks,
                 described,
                 |access| async move {
                     let (links, total) = self
                         .links
-                        .list(&query, &access.verifier_queue(), self.clock.now())
+                        .list(query, &access.verifier_queue(), self.clock.now())
                         .await?;
                     Ok(LinkPage {
                         links: links.into_iter().map(LinkDetails::from).collect(),
@@ -100,7 +101,7 @@ impl Links {
         id: &str,
     ) -> Result<ConfirmationFile, HubError> {
         self.gate
-            .guarded(
+            .guarded_read(
                 principal,
                 Operation::ReadLink,
                 String::new(),

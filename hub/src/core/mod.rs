@@ -233,7 +233,7 @@ impl Hub {
         if self.administration.control.database().backend() == crate::store::Backend::Sqlite {
             return;
         }
-        let interval = self.settings.feed.poll_interval();
+        let interval = self.settings.feed.policy_poll_interval();
         loop {
             if let Err(e) = self.administration.policy.follow().await {
                 tracing::warn!(error = %e, "reading the policy version failed");

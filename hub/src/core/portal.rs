@@ -301,11 +301,11 @@ impl Portal {
         let purpose = request.purpose;
         let answer = self
             .gate
-            .guarded(
+            .guarded_read(
                 principal,
                 Operation::Search(purpose),
                 request.describe(),
-                |access| self.search_checked(access, request),
+                |access| self.search_checked(access, request.clone()),
                 SearchAnswer::summary,
             )
             .await?;
@@ -837,11 +837,11 @@ impl Portal {
         search: BiometricSearch,
     ) -> Result<BiometricSearchAnswer, HubError> {
         self.gate
-            .guarded(
+            .guarded_read(
                 principal,
                 Operation::BiometricSearch(search.purpose),
                 format!("biometric={}", search.algorithm),
-                |access| self.search_biometric_checked(access, search),
+                |access| self.search_biometric_checked(access, search.clone()),
                 |answer| format!("hits={}", answer.hits.len()),
             )
             .await

@@ -412,7 +412,7 @@ impl Records {
         source_id: &str,
     ) -> Result<RecordView, HubError> {
         self.gate
-            .guarded(
+            .guarded_read(
                 principal,
                 Operation::ReadRecord(purpose),
                 format!("system={system}"),

@@ -411,17 +411,54 @@ struct ChainedRow<'a> {
     hash: String,
 }
 
+/// One entry for the chain: what happened, when, and for an answer that hands out personal
+/// data, the policy version it was decided under.
+#[derive(Debug, Clone)]
+pub struct ChainEntry {
+    pub event: AuditEvent,
+    pub at: OffsetDateTime,
+    pub decided_under: Option<i64>,
+}
+
+impl ChainEntry {
+    /// An entry whose answer does not depend on the policy version.
+    pub fn new(event: AuditEvent, at: OffsetDateTime) -> Self {
+        Self {
+            event,
+            at,
+            decided_under: None,
+        }
+    }
+}
+
+/// The entries an append left out of the chain: their answers were decided under a policy
+/// version older than the store's `policy_version` (another hub changed a rule since), so
+/// their operations decide again instead of answering.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outdated {
+    /// Positions in the appended slice.
+    pub entries: Vec<usize>,
+    pub policy_version: i64,
+}
+
 impl AuditAppender {
     /// Appends entries, in order, at the end of the chain, all or none. `counts` are added to
     /// the ingest quality counts ((system, kind, rule) → how many) in the same transaction:
     /// the counts of ingests whose entries are written, and no others.
+    ///
+    /// On PostgreSQL the policy version is read in the same transaction, under the head's
+    /// lock: an entry decided under an older one is left out and named in the answer. A
+    /// rule removed through any hub has committed before any request that follows its
+    /// answer appends, so no such request is answered under the rule. On SQLite this process
+    /// is the only one changing the policy, and swaps the new one in before a change is
+    /// answered: nothing is left out.
     pub async fn append(
         &mut self,
-        events: &[(AuditEvent, OffsetDateTime)],
+        entries: &[ChainEntry],
         counts: &BTreeMap<IngestCountKey, i64>,
-    ) -> Result<(), sqlx::Error> {
-        if events.is_empty() {
-            return Ok(());
+    ) -> Result<Outdated, sqlx::Error> {
+        if entries.is_empty() {
+            return Ok(Outdated::default());
         }
         let db = &self.store.db;
         if db.backend() == Backend::Postgres {
@@ -430,18 +467,44 @@ impl AuditAppender {
                 .bind(AUDIT_HEAD_LOCK)
                 .execute(&mut *tx)
                 .await?;
-            let tail = chain_tail(&mut tx).await?;
-            append_in(&mut tx, tail, events, counts).await?;
-            return tx.commit().await;
+            let mut outdated = Outdated::default();
+            if entries.iter().any(|entry| entry.decided_under.is_some()) {
+                outdated.policy_version = sqlx::query_scalar("SELECT version FROM policy_version")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                outdated.entries = entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, entry)| {
+                        entry
+                            .decided_under
+                            .is_some_and(|version| version < outdated.policy_version)
+                    })
+                    .map(|(n, _)| n)
+                    .collect();
+            }
+            let kept: Vec<&ChainEntry> = entries
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| !outdated.entries.contains(n))
+                .map(|(_, entry)| entry)
+                .collect();
+            if !kept.is_empty() {
+                let tail = chain_tail(&mut tx).await?;
+                append_in(&mut tx, tail, &kept, counts).await?;
+            }
+            tx.commit().await?;
+            return Ok(outdated);
         }
+        let entries: Vec<&ChainEntry> = entries.iter().collect();
         let mut remembered = self.store.audit_tail.lock().await;
         let fast = remembered
             .take()
-            .filter(|_| counts.is_empty() && events.len() <= AUDIT_ROWS_PER_INSERT);
+            .filter(|_| counts.is_empty() && entries.len() <= AUDIT_ROWS_PER_INSERT);
         if let Some(tail) = fast {
             // The remembered end and a batch one statement holds: one INSERT, atomic by
             // itself, trigger included.
-            let (rows, end) = chained(tail, events);
+            let (rows, end) = chained(tail, &entries);
             let sql = audit_insert_sql(rows.len());
             let inserted = {
                 let _gate = db.write_gate().await?;
@@ -450,7 +513,7 @@ impl AuditAppender {
             match inserted {
                 Ok(_) => {
                     *remembered = Some(end);
-                    return Ok(());
+                    return Ok(Outdated::default());
                 }
                 // Another store of this process on the same file appended since (the bench
                 // and the tests open several hubs in one process): chain on from the rows.
@@ -462,10 +525,10 @@ impl AuditAppender {
         // read and the insert.
         let mut tx = db.begin_write().await?;
         let tail = chain_tail(&mut tx).await?;
-        let end = append_in(&mut tx, tail, events, counts).await?;
+        let end = append_in(&mut tx, tail, &entries, counts).await?;
         tx.commit().await?;
         *remembered = Some(end);
-        Ok(())
+        Ok(Outdated::default())
     }
 }
 
@@ -473,7 +536,7 @@ impl AuditAppender {
 async fn append_in(
     tx: &mut sqlx::AnyConnection,
     tail: ChainEnd,
-    events: &[(AuditEvent, OffsetDateTime)],
+    events: &[&ChainEntry],
     counts: &BTreeMap<IngestCountKey, i64>,
 ) -> Result<ChainEnd, sqlx::Error> {
     let (rows, end) = chained(tail, events);
@@ -498,23 +561,20 @@ async fn append_in(
 }
 
 /// `events` placed in the chain after `tail`, and the chain's new end.
-fn chained(
-    tail: ChainEnd,
-    events: &[(AuditEvent, OffsetDateTime)],
-) -> (Vec<ChainedRow<'_>>, ChainEnd) {
+fn chained<'a>(tail: ChainEnd, events: &[&'a ChainEntry]) -> (Vec<ChainedRow<'a>>, ChainEnd) {
     let ChainEnd {
         mut seq,
         hash: mut prev_hash,
     } = tail;
     let mut rows = Vec::with_capacity(events.len());
-    for (event, at) in events {
+    for entry in events {
         seq += 1;
-        let at_millis = unix_millis(*at);
-        let hash = chain_hash(&prev_hash, seq, at_millis, event);
+        let at_millis = unix_millis(entry.at);
+        let hash = chain_hash(&prev_hash, seq, at_millis, &entry.event);
         rows.push(ChainedRow {
             seq,
             at_millis,
-            event,
+            event: &entry.event,
             prev_hash,
             hash: hash.clone(),
         });
@@ -741,8 +801,8 @@ mod tests {
     async fn batched_audit_appends_chain_in_order() {
         let (_dir, store) = sqlite_store().await;
         let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
-        let first: Vec<_> = (0..150).map(|n| (event(n), at)).collect();
-        let second: Vec<_> = (150..153).map(|n| (event(n), at)).collect();
+        let first: Vec<_> = (0..150).map(|n| ChainEntry::new(event(n), at)).collect();
+        let second: Vec<_> = (150..153).map(|n| ChainEntry::new(event(n), at)).collect();
         let counts =
             BTreeMap::from([(("ees".to_owned(), "accepted".to_owned(), String::new()), 2)]);
         let mut appender = store.audit_appender();
@@ -782,7 +842,7 @@ mod tests {
         for n in 0..6 {
             let appender = if n % 3 == 0 { &mut second } else { &mut first };
             appender
-                .append(&[(event(n), at)], &no_counts)
+                .append(&[ChainEntry::new(event(n), at)], &no_counts)
                 .await
                 .expect("append");
         }
@@ -826,7 +886,7 @@ mod tests {
             let store = if n % 2 == 0 { &first } else { &second };
             store
                 .audit_appender()
-                .append(&[(event(n), at)], &no_counts)
+                .append(&[ChainEntry::new(event(n), at)], &no_counts)
                 .await
                 .expect("append");
         }
@@ -843,7 +903,7 @@ mod tests {
         let (_dir, store) = sqlite_store().await;
         let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
         let no_counts = BTreeMap::new();
-        let events: Vec<_> = (0..3).map(|n| (event(n), at)).collect();
+        let events: Vec<_> = (0..3).map(|n| ChainEntry::new(event(n), at)).collect();
         store
             .audit_appender()
             .append(&events, &no_counts)
@@ -855,7 +915,7 @@ mod tests {
             .expect("delete");
         store
             .audit_appender()
-            .append(&[(event(3), at)], &no_counts)
+            .append(&[ChainEntry::new(event(3), at)], &no_counts)
             .await
             .expect("append");
         let seqs: Vec<i64> = store

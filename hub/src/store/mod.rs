@@ -14,7 +14,8 @@ mod rows;
 
 pub use audit_chain::{AuditEntry, AuditEvent, ChainBreak, ChainEnd};
 pub use control::{
-    AccessRequest, AuditAppender, ControlStore, IngestCount, IngestCountKey, NewRule, RuleRow,
+    AccessRequest, AuditAppender, ChainEntry, ControlStore, IngestCount, IngestCountKey, NewRule,
+    Outdated, RuleRow,
 };
 pub use feed::{FeedCursor, FeedPage, PresentTemplate, TemplateChange};
 pub use identities::{
