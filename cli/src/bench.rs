@@ -28,7 +28,7 @@ use interop_hub::http::AppState;
 use interop_hub::metrics::IngestStep;
 use interop_hub::store::{IdentityStore, LinkStore};
 
-const FACE: &str = FACE_ALGORITHM;
+pub(crate) const FACE: &str = FACE_ALGORITHM;
 const FINGER: &str = FINGER_ALGORITHM;
 
 #[derive(Debug, Clone)]
@@ -298,7 +298,7 @@ pub(crate) fn native_record(seed: u64, i: usize) -> (SourceSystem, usize, String
 
 /// The member state whose connectors write every bench record (a connector writes only its
 /// own state's records).
-const BENCH_STATE: &str = "DE";
+pub(crate) const BENCH_STATE: &str = "DE";
 
 /// What each bench record carries, in its order: a face and two index fingers.
 const RECORD_TRAITS: [Trait; 3] = [
@@ -309,7 +309,23 @@ const RECORD_TRAITS: [Trait; 3] = [
 
 /// Record `i`'s capture of a trait of its person: a new capture for every record, so a
 /// second appearance never repeats the first one's vectors.
-fn capture(seed: u64, i: usize, person: usize, trait_: Trait) -> Vec<f32> {
+/// The bench's caller: a connector of both systems (of the state that owns every bench
+/// record) that also searches them as a border guard.
+pub(crate) fn bench_caller() -> anyhow::Result<Principal> {
+    Principal::new(
+        "bench",
+        "BENCH",
+        BENCH_STATE,
+        ["connector:ees", "connector:sis", "border_guard"]
+            .iter()
+            .map(|r| r.parse::<interop_hub::access::Role>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e: &str| anyhow::anyhow!(e))?,
+    )
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+pub(crate) fn capture(seed: u64, i: usize, person: usize, trait_: Trait) -> Vec<f32> {
     let salt = match trait_ {
         Trait::Face => 1,
         Trait::Finger(FingerPosition::RightIndex) => 2,
@@ -323,7 +339,7 @@ fn capture(seed: u64, i: usize, person: usize, trait_: Trait) -> Vec<f32> {
 
 /// The q-th probe: a new capture of `persons[q]`'s trait, unlike any stored one, with the
 /// person it belongs to.
-fn probe_captures(
+pub(crate) fn probe_captures(
     seed: u64,
     persons: &[usize],
     trait_: Trait,
@@ -482,7 +498,7 @@ pub(crate) fn cpu_description() -> String {
     )
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -543,19 +559,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     hub.records.prepare(&config.index_dir()).await?;
     // Through the same access checks and audit log as any caller: a connector of both
     // systems (of the state that owns every bench record) that also reads them.
-    let caller = Arc::new(
-        Principal::new(
-            "bench",
-            "BENCH",
-            BENCH_STATE,
-            ["connector:ees", "connector:sis", "border_guard"]
-                .iter()
-                .map(|r| r.parse::<interop_hub::access::Role>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e: &str| anyhow::anyhow!(e))?,
-        )
-        .map_err(|e| anyhow::anyhow!(e))?,
-    );
+    let caller = Arc::new(bench_caller()?);
     // Reads the hub's metrics, as Prometheus would.
     let operator = Principal::new(
         "bench-operator",
@@ -892,7 +896,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
 }
 
 /// Bench record `i`'s source id in `system`.
-fn source_id(system: SourceSystem, i: usize) -> String {
+pub(crate) fn source_id(system: SourceSystem, i: usize) -> String {
     let prefix = if system == SourceSystem::Sis {
         "SIS"
     } else {

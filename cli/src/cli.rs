@@ -169,6 +169,23 @@ struct BenchArgs {
     /// interleaved; median differences with 99% intervals and KS tests).
     #[arg(long)]
     timing: bool,
+    /// Instead of the search benchmark, this many hub processes on four fresh PostgreSQL
+    /// databases behind haproxy (`deploy/haproxy.cfg.in`), measured through the balancer:
+    /// ingest and 1:N search throughput, and the feed lag (a record pushed through one hub,
+    /// searched through the next). Needs haproxy on the PATH.
+    #[arg(long, requires = "templates", conflicts_with = "timing", value_parser = clap::value_parser!(u16).range(1..=16))]
+    replicas: Option<u16>,
+    /// With `--replicas`: a PostgreSQL URL of a role that may create databases; the run's
+    /// four are made there and dropped afterwards.
+    #[arg(
+        long,
+        env = "INTEROP_HUB_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres_url: String,
+    /// With `--replicas`: feed-lag samples, taken while the ingest runs.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    lag_samples: u64,
     /// Requests per class of each timing pair (at least 5,000).
     #[arg(long, default_value_t = crate::timing::MIN_REQUESTS as u64, value_parser = clap::value_parser!(u64).range(crate::timing::MIN_REQUESTS as u64..))]
     requests: u64,
@@ -331,6 +348,24 @@ impl Command {
                     seed: args.seed,
                 })
                 .await?;
+                print!("{report}");
+                if let Some(path) = args.json {
+                    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Self::Bench(args) if args.replicas.is_some() => {
+                let options = crate::replicas::ReplicaOptions {
+                    replicas: usize::from(args.replicas.unwrap_or(1)),
+                    templates: usize::try_from(args.templates.unwrap_or_default())?,
+                    queries: args.queries,
+                    seed: args.seed,
+                    postgres_url: args.postgres_url,
+                    http_concurrency: usize::from(args.http_concurrency),
+                    ingest_in_flight: usize::from(args.ingest_in_flight),
+                    lag_samples: usize::try_from(args.lag_samples)?,
+                };
+                let report = crate::replicas::run(&options).await?;
                 print!("{report}");
                 if let Some(path) = args.json {
                     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
