@@ -11,10 +11,11 @@ use super::audit_log::{self, AuditLog, Logged};
 use super::limits::Budgets;
 use super::{outcome_of, timed};
 use crate::access::{Access, HubDuty, PolicyEngine, Principal, Purpose};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::HubError;
 use crate::metrics::{HubMetrics, IngestStep};
-use crate::store::IngestCountKey;
+use crate::store::{ControlStore, IngestCountKey};
 
 /// Everything a caller can ask of the hub, as the audit log names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,15 +173,18 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
+    /// `shared_limits`: the control store (and clock) the request budgets and hit-flag
+    /// counts are kept in, where other hubs share them; `None` to count in this process.
     pub(crate) fn new(
         policy: Arc<PolicyEngine>,
         settings: &Settings,
         audit: AuditLog,
         metrics: Arc<HubMetrics>,
+        shared_limits: Option<(ControlStore, Clock)>,
     ) -> Self {
         Self {
             policy,
-            budgets: Budgets::new(&settings.limits),
+            budgets: Budgets::new(&settings.limits, shared_limits),
             audit,
             identity_check_states: settings.identity_check.member_states.clone(),
             metrics,
@@ -201,7 +205,7 @@ impl Gate {
         now: time::OffsetDateTime,
     ) -> Result<(), HubError> {
         let hour = now.unix_timestamp().div_euclid(3_600);
-        if !self.budgets.hit_flag_search(principal, hour) {
+        if !self.budgets.hit_flag_search(principal, hour).await? {
             return Ok(());
         }
         self.metrics.misuse_alarm();
@@ -372,7 +376,7 @@ impl Gate {
     ) -> Result<Arc<Access>, HubError> {
         let access = self.decide(principal, operation).await?;
         if operation.hands_out_personal_data() {
-            self.budgets.take(principal)?;
+            self.budgets.take(principal).await?;
         }
         Ok(access)
     }

@@ -133,11 +133,16 @@ impl Hub {
         let indexes = Arc::new(parts::Indexes::default());
         let marks = Arc::new(parts::DetectionMarks::spawn(&stores));
         let feeds = Arc::new(feed::Feeds::new(Arc::clone(&stores)));
+        // Several hubs share a PostgreSQL control database, and so its budgets; a SQLite one
+        // has this process alone.
+        let shared_limits = (control.database().backend() == crate::store::Backend::Postgres)
+            .then(|| (control.clone(), clock.clone()));
         let gate = Arc::new(guard::Gate::new(
             Arc::clone(&policy),
             &settings,
             audit,
             Arc::clone(&metrics),
+            shared_limits,
         ));
         Ok(Self {
             records: Records {

@@ -323,6 +323,79 @@ impl ControlStore {
             .ok_or(sqlx::Error::RowNotFound)
     }
 
+    /// Takes one request from the GCRA budget `key` at `now_micros`, for every hub on this
+    /// database at once: `emission_micros` apart on average, `tolerance_micros` ahead of that
+    /// at most (a burst of b is b − 1 emissions). `None` when taken, or the microseconds to
+    /// wait before one can be.
+    pub async fn take_budget(
+        &self,
+        key: &str,
+        now_micros: i64,
+        emission_micros: i64,
+        tolerance_micros: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let taken: Option<i64> = {
+            let _gate = self.db.write_gate().await?;
+            // The new instant is max(instant + emission, now + emission); a budget a row
+            // refuses keeps its instant.
+            sqlx::query_scalar(
+                "INSERT INTO request_budgets AS b (key, tat_micros) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET tat_micros = CASE \
+                     WHEN b.tat_micros + $3 > excluded.tat_micros THEN b.tat_micros + $3 \
+                     ELSE excluded.tat_micros END \
+                 WHERE b.tat_micros + $3 - excluded.tat_micros <= $4 \
+                 RETURNING tat_micros",
+            )
+            .bind(key)
+            .bind(now_micros.saturating_add(emission_micros))
+            .bind(emission_micros)
+            .bind(tolerance_micros)
+            .fetch_optional(&self.db.pool)
+            .await?
+        };
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let instant: Option<i64> =
+            sqlx::query_scalar("SELECT tat_micros FROM request_budgets WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.db.pool)
+                .await?;
+        Ok(Some(instant.map_or(0, |at| {
+            (at - tolerance_micros - now_micros).max(0)
+        })))
+    }
+
+    /// Counts a search answered to `subject` with a hit flag in `hour` (hours since the
+    /// epoch), for every hub on this database at once: the count so far, this one included.
+    pub async fn count_hit_flag(&self, subject: &str, hour: i64) -> Result<i64, sqlx::Error> {
+        let _gate = self.db.write_gate().await?;
+        sqlx::query_scalar(
+            "INSERT INTO hit_flag_counts (subject, hour, count) VALUES ($1, $2, 1) \
+             ON CONFLICT (subject, hour) DO UPDATE SET count = hit_flag_counts.count + 1 \
+             RETURNING count",
+        )
+        .bind(subject)
+        .bind(hour)
+        .fetch_one(&self.db.pool)
+        .await
+    }
+
+    /// Forgets budgets back at full by `now_micros` and hit-flag counts of hours before
+    /// `hour`: rows that no longer change what any hub decides.
+    pub async fn prune_limits(&self, now_micros: i64, hour: i64) -> Result<u64, sqlx::Error> {
+        let _gate = self.db.write_gate().await?;
+        let budgets = sqlx::query("DELETE FROM request_budgets WHERE tat_micros < $1")
+            .bind(now_micros)
+            .execute(&self.db.pool)
+            .await?;
+        let counts = sqlx::query("DELETE FROM hit_flag_counts WHERE hour < $1")
+            .bind(hour)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(budgets.rows_affected() + counts.rows_affected())
+    }
+
     /// An appender of the audit chain. Any number may append at once, in this process or in
     /// several hubs on one PostgreSQL database: each append holds the chain's one head (module
     /// comment of [`AuditAppender`]), so none collides and none is retried.

@@ -140,17 +140,17 @@ impl Drop for HubProcess {
     }
 }
 
-/// A settings file in `dir`: request budgets no test meets, then `extra` TOML.
+/// A settings file in `dir`: request budgets no test meets (unless `extra` has budgets of
+/// its own), then `extra` TOML.
 pub(crate) fn settings_file(dir: &Path, extra: &str) -> std::path::PathBuf {
     let path = dir.join("hub.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[limits]\nper_second = 100000\nburst = 100000\n\
-             agency_per_second = 100000\nagency_burst = 100000\n{extra}"
-        ),
-    )
-    .expect("settings file");
+    let limits = if extra.contains("[limits]") {
+        ""
+    } else {
+        "[limits]\nper_second = 100000\nburst = 100000\n\
+         agency_per_second = 100000\nagency_burst = 100000\n"
+    };
+    std::fs::write(&path, format!("{limits}{extra}")).expect("settings file");
     path
 }
 

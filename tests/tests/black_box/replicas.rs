@@ -390,6 +390,60 @@ async fn a_rule_removed_through_one_hub_refuses_the_very_next_request_on_every_o
     );
 }
 
+/// A caller spreading its searches over two hubs gets the budget of one, not one per hub:
+/// every hub takes from one budget row in the control database, and the hit-flag alarm counts
+/// there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_spreading_requests_over_hubs_gets_one_budget() {
+    const BURST: usize = 5;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (hubs, _, _) = replicas_with(
+        dir.path(),
+        2,
+        &format!(
+            "[limits]\nper_second = 1\nburst = {BURST}\n\
+             agency_per_second = 100000\nagency_burst = 100000\n"
+        ),
+    )
+    .await;
+    let tokens = TokenAuthority::load_or_create(&dir.path().join("token-signing.key"))
+        .expect("the shared signing key");
+    let officer = authorized_client(&mint(&tokens, "k.berg", "BPOL", STATE, &["border_guard"]));
+    let started = Instant::now();
+    let mut answered = 0;
+    let mut refused = 0;
+    for n in 0..4 * BURST {
+        let response = officer
+            .post(format!("{}/v1/search", hubs[n % hubs.len()].base))
+            .json(&json!({
+                "purpose": "border_check",
+                "biographic": {"surname": "Budget", "date_of_birth": "1970-01-01"},
+            }))
+            .send()
+            .await
+            .expect("the hub answers");
+        match response.status().as_u16() {
+            200 => answered += 1,
+            429 => {
+                assert!(
+                    response.headers().contains_key("retry-after"),
+                    "a refusal says when to come back"
+                );
+                refused += 1;
+            }
+            other => panic!("search {n}: status {other}"),
+        }
+    }
+    // One request a second comes back into the budget while the searches run.
+    let regained = usize::try_from(started.elapsed().as_secs()).unwrap_or(usize::MAX);
+    assert!(
+        answered >= BURST && answered <= BURST + regained,
+        "{answered} answered and {refused} refused over {:?}: one budget of {BURST} between \
+         the hubs, not {BURST} each",
+        started.elapsed()
+    );
+}
+
 /// haproxy in front of `hubs`, configured from `deploy/haproxy.cfg.in` as `deploy/replicas`
 /// configures it; stopped when dropped.
 struct Balancer {
