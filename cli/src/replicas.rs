@@ -58,6 +58,8 @@ pub struct ReplicaOptions {
 pub struct ReplicaReport {
     pub replicas: usize,
     pub templates: usize,
+    /// Each hub's `database.max_connections` (per pool, four pools per hub).
+    pub pool_size: u32,
     pub cpu: String,
     pub ingest_records_per_s: f64,
     pub ingest_p50_ms: f64,
@@ -81,8 +83,8 @@ impl fmt::Display for ReplicaReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "## {} replica(s) behind haproxy, {} records ({})\n",
-            self.replicas, self.templates, self.cpu
+            "## {} replica(s) behind haproxy, {} records, pools of {} ({})\n",
+            self.replicas, self.templates, self.pool_size, self.cpu
         )?;
         writeln!(f, "| measure | per second | p50 ms | p99 ms | errors |")?;
         writeln!(f, "|---|---:|---:|---:|---:|")?;
@@ -138,7 +140,7 @@ pub async fn run(options: &ReplicaOptions) -> anyhow::Result<ReplicaReport> {
             .is_ok_and(|status| status.success()),
         "haproxy is not on the PATH (Debian: apt-get install haproxy)"
     );
-    let databases = Databases::create(&options.postgres_url).await?;
+    let databases = Databases::create(&options.postgres_url, options.replicas).await?;
     let report = measure(options, &databases).await;
     databases.drop_all().await?;
     report
@@ -155,8 +157,10 @@ async fn measure(options: &ReplicaOptions, databases: &Databases) -> anyhow::Res
         &settings,
         format!(
             "[auth]\nsigning_key_file = \"{}\"\n[limits]\nper_second = 1000000\n\
-             burst = 1000000\nagency_per_second = 1000000\nagency_burst = 1000000\n",
-            key.display()
+             burst = 1000000\nagency_per_second = 1000000\nagency_burst = 1000000\n\
+             [database]\nmax_connections = {}\n",
+            key.display(),
+            databases.pool_size
         ),
     )?;
     let exe = std::env::current_exe()?;
@@ -311,6 +315,7 @@ async fn measure(options: &ReplicaOptions, databases: &Databases) -> anyhow::Res
     Ok(ReplicaReport {
         replicas: options.replicas,
         templates: total,
+        pool_size: databases.pool_size,
         cpu: cpu_description(),
         ingest_records_per_s: total as f64 / ingest_seconds.max(f64::EPSILON),
         ingest_p50_ms: percentile(&ingest_latencies, 0.50),
@@ -486,11 +491,31 @@ struct Databases {
     admin_url: String,
     /// (the hub's flag, the database's name).
     names: Vec<(&'static str, String)>,
+    /// Connections each hub's four pools may hold (`database.max_connections`), so that
+    /// every hub's pools fit the server's `max_connections`.
+    pool_size: u32,
 }
 
+/// Connections of the server left to other clients (the bench's own, an operator's).
+const SPARE_CONNECTIONS: i64 = 10;
+
 impl Databases {
-    async fn create(admin_url: &str) -> anyhow::Result<Self> {
+    async fn create(admin_url: &str, replicas: usize) -> anyhow::Result<Self> {
         let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+        let (max, used): (i64, i64) = sqlx::query_as(
+            "SELECT current_setting('max_connections')::bigint, \
+             (SELECT count(*) FROM pg_stat_activity)",
+        )
+        .fetch_one(&mut admin)
+        .await?;
+        // Each hub holds four pools and one record-lock session per partition database.
+        let hubs = i64::try_from(replicas)?;
+        let pool_size = (max - used - SPARE_CONNECTIONS - 2 * hubs) / (4 * hubs);
+        anyhow::ensure!(
+            pool_size >= 2,
+            "the server's max_connections ({max}, {used} in use) cannot hold {replicas} hubs' pools"
+        );
+        let pool_size = u32::try_from(pool_size.min(16))?;
         let run = format!("interop_hub_bench_{}", std::process::id());
         let mut names = Vec::new();
         for (flag, role) in [
@@ -508,6 +533,7 @@ impl Databases {
         Ok(Self {
             admin_url: admin_url.to_owned(),
             names,
+            pool_size,
         })
     }
 

@@ -1,7 +1,8 @@
 //! Following the partitions' change feeds: each partition's reader applies what any hub on
 //! the same databases changed to this hub's biometric indexes and owner maps, knows how far
 //! it has read (its position) and since when it has been level with the feed (its lag), and
-//! lets an ingest wait until what committed before it has been applied.
+//! lets an ingest wait until what committed before it has been applied. Each hub reports its
+//! position to the feed's database, so that rows every hub has passed can be pruned.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -24,6 +25,14 @@ const FAILED_READ_PAUSE: Duration = Duration::from_secs(1);
 /// Feed rows read per round trip.
 const FEED_PAGE: usize = 1_000;
 
+/// How often a hub reports its position when it has not moved: a heartbeat that keeps its
+/// unread rows from being pruned.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a hub's last report holds back pruning: longer than any start-up between taking
+/// the start positions and the first read, so that a hub loading its indexes keeps its rows.
+pub(crate) const READER_EXPIRY: Duration = Duration::from_secs(600);
+
 /// Where one partition's reader stands.
 #[derive(Debug, Default)]
 struct Reading {
@@ -31,6 +40,8 @@ struct Reading {
     cursor: Option<FeedCursor>,
     /// When the last read that reached the end of the feed began.
     level_at: Option<Instant>,
+    /// The position last reported to the store, and when.
+    reported: Option<(FeedCursor, Instant)>,
 }
 
 /// One partition's reader.
@@ -98,6 +109,8 @@ impl FeedPosition {
 pub(crate) struct Feeds {
     readers: BTreeMap<Partition, Reader>,
     stores: std::sync::Arc<Partitions>,
+    /// This run's name among the feeds' readers.
+    id: String,
 }
 
 impl Feeds {
@@ -108,6 +121,7 @@ impl Feeds {
                 .map(|partition| (partition, Reader::new()))
                 .collect(),
             stores,
+            id: uuid::Uuid::now_v7().to_string(),
         }
     }
 
@@ -122,7 +136,11 @@ impl Feeds {
     pub(crate) async fn starts(&self) -> Result<BTreeMap<Partition, FeedCursor>, HubError> {
         let mut starts = BTreeMap::new();
         for partition in self.readers.keys() {
-            starts.insert(*partition, self.stores.of(*partition).feed_start().await?);
+            let store = self.stores.of(*partition);
+            let start = store.feed_start().await?;
+            // Reported at once: rows after it are kept for this hub while it loads.
+            store.report_feed_position(&self.id, start).await?;
+            starts.insert(*partition, start);
         }
         Ok(starts)
     }
@@ -176,6 +194,14 @@ impl Feeds {
                     newer
                 });
                 metrics.feed_applied(partition.as_str(), applied);
+                let report_due = reader
+                    .reading()
+                    .reported
+                    .is_none_or(|(cursor, at)| cursor != settled || at.elapsed() >= REPORT_EVERY);
+                if report_due {
+                    store.report_feed_position(&self.id, settled).await?;
+                    reader.reading().reported = Some((settled, Instant::now()));
+                }
                 return Ok(applied);
             }
         }

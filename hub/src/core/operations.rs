@@ -7,7 +7,7 @@ use connectors::Partition;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::feed::{FeedLag, Feeds};
+use super::feed::{FeedLag, Feeds, READER_EXPIRY};
 use super::guard::Gate;
 use super::parts::{DetectionMarks, Indexes, Partitions};
 use crate::access::{HubDuty, Principal};
@@ -185,7 +185,11 @@ impl Operations {
             // One pruner at a time among the hubs on this database; every hub mends its own
             // indexes.
             let pruned = match store.database().try_advisory_lock(FEED_PRUNER_LOCK).await? {
-                Some(_pruner) => store.prune_feed(self.settings.feed.retention()).await?,
+                Some(_pruner) => {
+                    store
+                        .prune_feed(self.settings.feed.retention(), READER_EXPIRY)
+                        .await?
+                }
                 None => 0,
             };
             let (added, removed) = biometrics.mend(partition, store).await?;

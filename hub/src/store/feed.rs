@@ -180,20 +180,68 @@ impl IdentityStore {
         Ok(FeedCursor { txid, position })
     }
 
-    /// Removes the rows written more than `age` ago (they name templates whose state the
-    /// store holds anyway), and records how far it pruned; answers how many rows went.
-    pub async fn prune_feed(&self, age: Duration) -> Result<u64, sqlx::Error> {
+    /// Records that `reader` (one run of a hub) stands at `cursor` in this feed.
+    pub async fn report_feed_position(
+        &self,
+        reader: &str,
+        cursor: FeedCursor,
+    ) -> Result<(), sqlx::Error> {
         let now_millis = super::unix_millis(time::OffsetDateTime::now_utc());
-        let cutoff = now_millis.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+        let _gate = self.database().write_gate().await?;
+        sqlx::query(
+            "INSERT INTO feed_readers (reader, txid, position, seen_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (reader) DO UPDATE SET txid = excluded.txid, \
+                 position = excluded.position, seen_at = excluded.seen_at",
+        )
+        .bind(reader)
+        .bind(cursor.txid)
+        .bind(cursor.position)
+        .bind(now_millis)
+        .execute(&self.database().pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the rows every reader that reported within `reader_expiry` has passed, and
+    /// at the latest those written more than `age` ago (they name templates whose state the
+    /// store holds anyway); forgets readers silent for longer than `age`; records how far
+    /// it pruned. Answers how many rows went.
+    pub async fn prune_feed(
+        &self,
+        age: Duration,
+        reader_expiry: Duration,
+    ) -> Result<u64, sqlx::Error> {
+        let now_millis = super::unix_millis(time::OffsetDateTime::now_utc());
+        let before = |span: Duration| {
+            now_millis.saturating_sub(i64::try_from(span.as_millis()).unwrap_or(i64::MAX))
+        };
+        let cutoff = before(age);
         let mut tx = self.database().begin_write().await?;
-        let newest: Option<(i64, i64)> = sqlx::query_as(
+        let aged: Option<(i64, i64)> = sqlx::query_as(
             "SELECT txid, position FROM change_feed WHERE written_at < $1 \
              ORDER BY txid DESC, position DESC LIMIT 1",
         )
         .bind(cutoff)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((txid, position)) = newest else {
+        let slowest: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT txid, position FROM feed_readers WHERE seen_at >= $1 \
+             ORDER BY txid, position LIMIT 1",
+        )
+        .bind(before(reader_expiry))
+        .fetch_optional(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM feed_readers WHERE seen_at < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        let cut = [aged, slowest]
+            .into_iter()
+            .flatten()
+            .map(|(txid, position)| FeedCursor { txid, position })
+            .max();
+        let Some(FeedCursor { txid, position }) = cut else {
+            tx.commit().await?;
             return Ok(0);
         };
         let pruned = sqlx::query(

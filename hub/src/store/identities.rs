@@ -917,7 +917,7 @@ mod tests {
 
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let pruned = store
-            .prune_feed(std::time::Duration::ZERO)
+            .prune_feed(std::time::Duration::ZERO, std::time::Duration::ZERO)
             .await
             .expect("pruned");
         assert_eq!(
@@ -929,5 +929,63 @@ mod tests {
             after_delete.settled
         );
         assert!(store.feed_start().await.expect("start") >= after_delete.settled);
+    }
+
+    /// Rows every reader still reporting has passed are pruned before their age; a reader
+    /// that stopped reporting holds nothing back, and rows a live reader has not passed stay.
+    #[tokio::test]
+    async fn the_feed_is_pruned_up_to_the_slowest_reader_still_reporting() {
+        let (_dir, store) = sqlite_store().await;
+        let day = std::time::Duration::from_secs(86_400);
+        let now = OffsetDateTime::now_utc();
+        let mut ends = Vec::new();
+        let mut fed = Vec::new();
+        for n in 1..=3 {
+            let before = store.feed_start().await.expect("start");
+            let upserted = applied(&store, ees(&format!("EES-PRUNE-{n}"), 1, "Prune"), now).await;
+            fed.push(upserted.template_ids.len() as u64);
+            let page = store.feed_after(before, before, 100).await.expect("page");
+            ends.push(page.settled);
+        }
+        store
+            .report_feed_position("fast", ends[2])
+            .await
+            .expect("reported");
+        store
+            .report_feed_position("slow", ends[0])
+            .await
+            .expect("reported");
+        assert_eq!(
+            store.prune_feed(day, day).await.expect("pruned"),
+            fed[0],
+            "the rows both readers passed"
+        );
+        assert_eq!(store.feed_pruned_through().await.expect("pruned"), ends[0]);
+        assert_eq!(
+            store.prune_feed(day, day).await.expect("pruned"),
+            0,
+            "the slow reader has not passed the rest"
+        );
+        store
+            .report_feed_position("slow", ends[1])
+            .await
+            .expect("reported");
+        assert_eq!(store.prune_feed(day, day).await.expect("pruned"), fed[1]);
+
+        // The slow reader goes silent; the fast one reports again.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        store
+            .report_feed_position("fast", ends[2])
+            .await
+            .expect("reported");
+        assert_eq!(
+            store
+                .prune_feed(day, std::time::Duration::from_millis(25))
+                .await
+                .expect("pruned"),
+            fed[2],
+            "a silent reader holds nothing back"
+        );
+        assert_eq!(store.feed_pruned_through().await.expect("pruned"), ends[2]);
     }
 }
