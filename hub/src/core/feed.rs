@@ -175,6 +175,7 @@ impl Feeds {
         if settled < store.feed_pruned_through().await? {
             settled = mend(partition, store, biometrics).await?;
         }
+        let started_from = settled;
         let mut scan = settled;
         let mut applied = 0;
         loop {
@@ -185,6 +186,13 @@ impl Feeds {
             settled = page.settled;
             reader.reading().cursor = Some(settled);
             if page.complete {
+                // Pruned past where this read began while it read: this hub had gone
+                // uncounted among the readers (silent too long), and rows it had not read
+                // may be gone.
+                if started_from < store.feed_pruned_through().await? {
+                    settled = mend(partition, store, biometrics).await?;
+                    reader.reading().cursor = Some(settled);
+                }
                 reader.reading().level_at = Some(began);
                 reader.applied.send_if_modified(|last| {
                     let newer = number > *last;

@@ -197,8 +197,21 @@ impl Gate {
     }
 
     /// Counts a search answered with a hit flag; the principal's first one past the hourly
-    /// limit raises the misuse alarm: a metric and an audit entry, for the supervisor.
+    /// limit raises the misuse alarm: a metric and an audit entry, for the supervisor. The
+    /// answer is already logged and stands whatever happens here: a count or an alarm that
+    /// cannot be written is a warning, not a 503 for a search the log records as answered.
     pub(crate) async fn count_hit_flag_search(
+        &self,
+        principal: &Principal,
+        purpose: Purpose,
+        now: time::OffsetDateTime,
+    ) {
+        if let Err(e) = self.count_hit_flag_or_alarm(principal, purpose, now).await {
+            tracing::warn!(error = %e, "a hit-flag answer was not counted for the misuse alarm");
+        }
+    }
+
+    async fn count_hit_flag_or_alarm(
         &self,
         principal: &Principal,
         purpose: Purpose,
@@ -258,9 +271,20 @@ impl Gate {
     where
         Work: Future<Output = Result<T, HubError>>,
     {
-        let result = match self.pass_gate(principal, operation).await {
-            Ok(access) => work(access).await,
-            Err(refused) => Err(refused),
+        // A verification answers with the link's confirmation file, and is not run twice:
+        // it is decided under the policy as the store holds it at this moment (a change
+        // through another hub applies to it at once, as to a read).
+        let followed = if matches!(operation, Operation::Verify) {
+            self.policy.follow().await.map(|_| ())
+        } else {
+            Ok(())
+        };
+        let result = match followed {
+            Ok(()) => match self.pass_gate(principal, operation).await {
+                Ok(access) => work(access).await,
+                Err(refused) => Err(refused),
+            },
+            Err(e) => Err(e),
         };
         let logged = Logging {
             principal,
@@ -311,18 +335,23 @@ impl Gate {
             match self.log(logging(decided_under), &result, &describe).await? {
                 Logged::Written => return result,
                 Logged::Outdated(version) => {
-                    self.policy.catch_up(version).await?;
-                    decided = self.decide(principal, operation).await;
+                    // A policy that cannot be read now refuses the read, and is logged so.
+                    decided = match self.policy.catch_up(version).await {
+                        Ok(_) => self.decide(principal, operation).await,
+                        Err(e) => Err(e),
+                    };
                 }
             }
         }
         // The policy moved under every decision: rules are changing faster than a read
-        // runs. Nothing is answered; the client may retry.
+        // runs. Nothing is answered (the client may retry), and the log says so.
         tracing::warn!(
             action = operation.action(),
             "the policy moved under every decision"
         );
-        Err(HubError::Unavailable)
+        let result = Err(HubError::Unavailable);
+        self.log(logging(None), &result, &describe).await?;
+        result
     }
 
     /// Writes the audit entry of `result` (or, with the database out of reach, hands it to

@@ -65,7 +65,8 @@ struct Gcra {
 
 impl Gcra {
     fn new(per_second: u32, burst: u32) -> Self {
-        let emission_micros = 1_000_000 / i64::from(per_second.max(1));
+        // At least a microsecond: past a million a second, a budget still limits.
+        let emission_micros = (1_000_000 / i64::from(per_second.max(1))).max(1);
         Self {
             emission_micros,
             tolerance_micros: emission_micros.saturating_mul(i64::from(burst.max(1)) - 1),

@@ -6,9 +6,9 @@ use connectors::SourceSystem;
 use super::statistics::StatCategory;
 use super::{
     AccessRequestDecision, AccessRequestFiling, AccessRequestKind, BiographicQuery, Hub,
-    IngestOutcome, LinkFilter, Purpose, SearchRequest, SystemAnswer, Verification,
+    IngestOutcome, LinkDetails, LinkFilter, Purpose, SearchRequest, SystemAnswer, Verification,
 };
-use crate::access::{Principal, Role};
+use crate::access::{Principal, Role, RuleSpec};
 use crate::config::HubConfig;
 use crate::error::HubError;
 use crate::matching::LinkColour;
@@ -44,6 +44,18 @@ async fn prepared(config: &HubConfig) -> Hub {
         .await
         .expect("the indexes are built");
     hub
+}
+
+/// Two prepared hubs on the same in-memory databases, each with its own index files (the
+/// directories live while the returned pair does).
+async fn two_hubs_on_one_set_of_databases() -> ([tempfile::TempDir; 2], Hub, Hub) {
+    let (dir, config) = in_memory_config();
+    let first = prepared(&config).await;
+    let second_dir = tempfile::tempdir().expect("a temporary directory");
+    let mut second_config = config.clone();
+    second_config.data_dir = second_dir.path().to_path_buf();
+    let second = prepared(&second_config).await;
+    ([dir, second_dir], first, second)
 }
 
 fn principal(member_state: &str, roles: &[&str]) -> Principal {
@@ -197,15 +209,20 @@ async fn the_portal_answers_a_border_guard_with_the_record_and_a_stranger_with_n
     ));
 }
 
-#[tokio::test]
-async fn the_links_service_queues_a_link_for_its_bureau_and_takes_its_decision() {
-    let (_dir, hub) = hub().await;
-    ingest_pair(&hub).await;
-    let sirene = principal("SE", &["sirene"]);
+/// A bureau's verdict: one person under two identities.
+fn same_face_under_two_names() -> Verification {
+    Verification {
+        colour: LinkColour::Red,
+        justification: "the same face under two names".to_owned(),
+    }
+}
+
+/// The one link in `verifier`'s queue of links to EES records.
+async fn the_one_link_queued(hub: &Hub, verifier: &Principal) -> LinkDetails {
     let queue = hub
         .links
         .queue(
-            &sirene,
+            verifier,
             LinkFilter {
                 system: Some(SourceSystem::Ees),
                 limit: 50,
@@ -215,7 +232,15 @@ async fn the_links_service_queues_a_link_for_its_bureau_and_takes_its_decision()
         .await
         .expect("the bureau reads its queue");
     assert_eq!(queue.total, 1, "{:?}", queue.links);
-    let link = &queue.links[0];
+    queue.links.into_iter().next().expect("one link")
+}
+
+#[tokio::test]
+async fn the_links_service_queues_a_link_for_its_bureau_and_takes_its_decision() {
+    let (_dir, hub) = hub().await;
+    ingest_pair(&hub).await;
+    let sirene = principal("SE", &["sirene"]);
+    let link = the_one_link_queued(&hub, &sirene).await;
     assert_eq!(link.authority, "sirene:SE", "a SIS alert's bureau verifies");
     let id = link.id.clone();
 
@@ -226,14 +251,7 @@ async fn the_links_service_queues_a_link_for_its_bureau_and_takes_its_decision()
     ));
     let decided = hub
         .links
-        .verify(
-            &sirene,
-            &id,
-            Verification {
-                colour: LinkColour::Red,
-                justification: "the same face under two names".to_owned(),
-            },
-        )
+        .verify(&sirene, &id, same_face_under_two_names())
         .await
         .expect("the bureau decides");
     assert_eq!(decided.link.colour, LinkColour::Red);
@@ -376,12 +394,7 @@ async fn statistics_count_what_was_stored_and_operations_report_the_indexes() {
 #[tokio::test]
 async fn a_second_hub_on_the_same_databases_follows_the_feeds_and_mends_its_indexes() {
     use connectors::Partition;
-    let (_dir, config) = in_memory_config();
-    let first = prepared(&config).await;
-    let second_dir = tempfile::tempdir().expect("a temporary directory");
-    let mut second_config = config.clone();
-    second_config.data_dir = second_dir.path().to_path_buf();
-    let second = prepared(&second_config).await;
+    let (_dirs, first, second) = two_hubs_on_one_set_of_databases().await;
     ingest_pair(&first).await;
 
     let face = "acme-face-v3";
@@ -431,5 +444,44 @@ async fn a_second_hub_on_the_same_databases_follows_the_feeds_and_mends_its_inde
         indexed(&second, Partition::Civil),
         1,
         "mended from the store"
+    );
+}
+
+/// A verification answers with the link's confirmation file and is not run twice, so it
+/// decides under the policy the store holds when it runs: a rule removed through another hub
+/// refuses it at once, though this hub has not read the policy version since.
+#[tokio::test]
+async fn a_verification_follows_a_rule_removed_through_another_hub() {
+    let (_dirs, first, second) = two_hubs_on_one_set_of_databases().await;
+    ingest_pair(&first).await;
+    let sirene = principal("SE", &["sirene"]);
+    let id = the_one_link_queued(&second, &sirene).await.id;
+
+    let admin = principal("SE", &["admin"]);
+    let verify_rule = first
+        .administration
+        .policy_rules(&admin)
+        .await
+        .expect("an administrator lists the rules")
+        .into_iter()
+        .find(|rule| {
+            matches!(&rule.rule, RuleSpec::Permission { subject, system, action }
+                if subject == "sirene" && system == "sis" && action == "verify")
+        })
+        .expect("the baseline lets SIRENE verify SIS links");
+    first
+        .administration
+        .remove_policy_rule(&admin, verify_rule.id, "bureau suspended")
+        .await
+        .expect("the rule is removed through the first hub");
+
+    let attempt = second
+        .links
+        .verify(&sirene, &id, same_face_under_two_names())
+        .await;
+    assert!(
+        matches!(attempt, Err(HubError::LinkNotFound | HubError::Forbidden)),
+        "refused under the rules as they are now, not as the second hub last read them: {:?}",
+        attempt.map(|file| file.link.colour)
     );
 }
