@@ -157,8 +157,8 @@ impl Feeds {
     }
 
     /// Reads `partition`'s feed to its end and applies it to `biometrics`; answers how many
-    /// changes it applied. A reader that finds the feed pruned past its cursor mends the
-    /// partition's indexes from the store instead.
+    /// changes it applied. A reader that then finds the feed pruned past where it began
+    /// mends the partition's indexes from the store.
     pub(crate) async fn read(
         &self,
         partition: Partition,
@@ -172,9 +172,6 @@ impl Feeds {
         };
         let number = reader.begun.fetch_add(1, Ordering::AcqRel) + 1;
         let began = Instant::now();
-        if settled < store.feed_pruned_through().await? {
-            settled = mend(partition, store, biometrics).await?;
-        }
         let started_from = settled;
         let mut scan = settled;
         let mut applied = 0;
@@ -186,9 +183,10 @@ impl Feeds {
             settled = page.settled;
             reader.reading().cursor = Some(settled);
             if page.complete {
-                // Pruned past where this read began while it read: this hub had gone
-                // uncounted among the readers (silent too long), and rows it had not read
-                // may be gone.
+                // Pruned past where this read began, before or while it read: this hub had
+                // gone uncounted among the readers (silent too long, or behind the
+                // retention), and rows it had not read may be gone. One look, at the end:
+                // the rows still there were applied, and the mend puts back the rest.
                 if started_from < store.feed_pruned_through().await? {
                     settled = mend(partition, store, biometrics).await?;
                     reader.reading().cursor = Some(settled);
