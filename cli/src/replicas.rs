@@ -509,9 +509,10 @@ impl Databases {
         .fetch_one(&mut admin)
         .await?;
         // Each hub holds four pools, a one-connection readiness probe per database, one
-        // record-lock session per partition database and two connections for the budgets.
+        // record-lock session per partition database, two connections for the budgets and
+        // one listening for policy announcements.
         let hubs = i64::try_from(replicas)?;
-        let pool_size = (max - used - SPARE_CONNECTIONS - 8 * hubs) / (4 * hubs);
+        let pool_size = (max - used - SPARE_CONNECTIONS - 9 * hubs) / (4 * hubs);
         anyhow::ensure!(
             pool_size >= 2,
             "the server's max_connections ({max}, {used} in use) cannot hold {replicas} hubs' pools"

@@ -78,6 +78,12 @@ pub struct FeedSettings {
     /// the next request regardless (each read's audit transaction checks the version).
     #[serde(default = "FeedSettings::default_policy_poll_interval_ms")]
     pub policy_poll_interval_ms: u32,
+    /// Whether the hub listens for the announcements other hubs' rule changes make
+    /// (PostgreSQL `LISTEN`, on one connection of its own), and reads the version as soon as
+    /// one arrives rather than at its next poll. Off, a widening change waits for the poll
+    /// and the hub holds one connection fewer.
+    #[serde(default = "FeedSettings::default_policy_announcements")]
+    pub policy_announcements: bool,
 }
 
 impl FeedSettings {
@@ -99,6 +105,10 @@ impl FeedSettings {
 
     fn default_policy_poll_interval_ms() -> u32 {
         200
+    }
+
+    fn default_policy_announcements() -> bool {
+        true
     }
 
     pub fn poll_interval(&self) -> std::time::Duration {
@@ -154,6 +164,7 @@ impl Default for FeedSettings {
             retention_hours: Self::default_retention_hours(),
             mend_interval_seconds: Self::default_mend_interval_seconds(),
             policy_poll_interval_ms: Self::default_policy_poll_interval_ms(),
+            policy_announcements: Self::default_policy_announcements(),
         }
     }
 }

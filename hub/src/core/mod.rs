@@ -44,7 +44,7 @@ pub use views::{
 };
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use connectors::{IdentityRecord, UnknownSystem};
 
@@ -231,7 +231,8 @@ impl Hub {
 
     /// Follows the store's policy version for as long as the hub runs (a background task,
     /// on PostgreSQL): a rule changed through another hub on the same control database
-    /// reaches this one within `feed.poll_interval_ms`.
+    /// reaches this one as soon as its announcement arrives, and at the latest within
+    /// `feed.policy_poll_interval_ms` (an announcement can be missed; the poll cannot).
     pub async fn follow_policy(&self) {
         // A SQLite control database has this process as its only writer (the data
         // directory's lock): every change is made here and swapped in as it is made.
@@ -239,17 +240,57 @@ impl Hub {
             return;
         }
         let interval = self.settings.feed.policy_poll_interval();
-        loop {
-            if let Err(e) = self.administration.policy.follow().await {
-                tracing::warn!(error = %e, "reading the policy version failed");
+        let announced = tokio::sync::Notify::new();
+        let polling = async {
+            loop {
+                if let Err(e) = self.administration.policy.follow().await {
+                    tracing::warn!(error = %e, "reading the policy version failed");
+                }
+                tokio::select! {
+                    () = announced.notified() => {}
+                    () = tokio::time::sleep(interval) => {}
+                }
             }
-            tokio::time::sleep(interval).await;
+        };
+        if self.settings.feed.policy_announcements {
+            let listening = listen_for_policy_changes(&self.administration.control, &announced);
+            tokio::join!(polling, listening);
+        } else {
+            polling.await;
         }
     }
 
     /// What `principal` may do under the policy in force at this very moment.
     pub async fn access(&self, principal: &Principal) -> Result<Arc<Access>, HubError> {
         self.gate.access(principal).await
+    }
+}
+
+/// How long the announcement listener waits before it opens its connection again after the
+/// server refused it.
+const POLICY_LISTENER_RETRY: Duration = Duration::from_secs(1);
+
+/// Wakes `announced` whenever the rules may have changed through another hub, for as long
+/// as the hub runs; a connection that cannot be opened is tried again after a pause (the
+/// version's poll goes on meanwhile).
+async fn listen_for_policy_changes(control: &ControlStore, announced: &tokio::sync::Notify) {
+    loop {
+        match control.policy_announcements().await {
+            Ok(Some(mut announcements)) => {
+                // Listening from now on: whatever was announced before went unheard.
+                announced.notify_one();
+                let stopped = loop {
+                    if let Err(e) = announcements.changed().await {
+                        break e;
+                    }
+                    announced.notify_one();
+                };
+                tracing::warn!(error = %stopped, "listening for policy announcements failed");
+            }
+            Ok(None) => return,
+            Err(e) => tracing::warn!(error = %e, "listening for policy announcements failed"),
+        }
+        tokio::time::sleep(POLICY_LISTENER_RETRY).await;
     }
 }
 

@@ -99,6 +99,8 @@ pub struct ControlStore {
     /// server forgets at most its last fraction of a second of budget use). Every search
     /// writes to them, and waiting for the disk twice per search halved the search rate.
     limits: Option<sqlx::AnyPool>,
+    /// PostgreSQL: where announcements of changes to the rules are listened for.
+    announcements: Option<String>,
     /// Where this process last ended the audit chain, shared by its appenders (SQLite, where
     /// this process is the only writer); `None` until the first append and after an error,
     /// when the chain's end is read from the rows again.
@@ -130,11 +132,37 @@ impl ControlStore {
         } else {
             None
         };
+        let announcements = (db.backend() == Backend::Postgres).then(|| url.to_owned());
         Ok(Self {
             db,
             limits,
+            announcements,
             audit_tail: Arc::default(),
         })
+    }
+
+    /// Listens, on a connection of its own, for announcements of changes to the rules made
+    /// through any hub; `None` on SQLite, where this process makes every change.
+    pub async fn policy_announcements(&self) -> Result<Option<PolicyAnnouncements>, sqlx::Error> {
+        let Some(url) = &self.announcements else {
+            return Ok(None);
+        };
+        let options = url
+            .parse::<sqlx::postgres::PgConnectOptions>()?
+            .application_name(POLICY_LISTENER_NAME);
+        // The listener's own pool of one, which reconnects it when its connection breaks;
+        // an idle listener is not a stale connection.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .acquire_timeout(self.db.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        listener.ignore_pool_close_event(true);
+        listener.listen(POLICY_CHANNEL).await?;
+        Ok(Some(PolicyAnnouncements { listener }))
     }
 
     /// Where the shared budgets and counts are written.
@@ -504,6 +532,33 @@ pub struct AuditAppender {
 /// Connections of a hub's pool for the shared request budgets (PostgreSQL): one short
 /// statement each, so two serve many searches in flight.
 const LIMITS_CONNECTIONS: u32 = 2;
+
+/// The channel every change to the rules is announced on (PostgreSQL): control migration
+/// 0006 names it too.
+const POLICY_CHANNEL: &str = "interop_hub_policy";
+/// How the announcement listener's connection names itself (in `pg_stat_activity`).
+pub const POLICY_LISTENER_NAME: &str = "interop-hub policy listener";
+
+/// Announcements of changes to the rules, made through any hub on the control database.
+pub struct PolicyAnnouncements {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl std::fmt::Debug for PolicyAnnouncements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyAnnouncements")
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyAnnouncements {
+    /// Waits until the rules may have changed: a change was announced, or the listening
+    /// connection broke and was opened again (an announcement may have been missed while it
+    /// was down). An error means it could not be opened again.
+    pub async fn changed(&mut self) -> Result<(), sqlx::Error> {
+        self.listener.try_recv().await.map(|_| ())
+    }
+}
 
 /// The advisory lock key of the one-time seeding of the baseline policy (PostgreSQL).
 const SEED_LOCK: i64 = 0x7365_6564_5f6f_6e63;

@@ -20,6 +20,12 @@ use crate::process::{HubProcess, postgres_database_flags, settings_file};
 const SEED: u64 = 2_029;
 /// The state whose connectors write every record here.
 const STATE: &str = "DE";
+/// Connections of each hub's pools (deploy/README.md: each replica needs four pools and nine
+/// more connections).
+const POOL: u32 = 6;
+/// Held by each test here while its hubs run: three hubs hold some 55 connections, and two
+/// such tests at once, beside another test's hub, would pass the test server's 100.
+static SERVER_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// How long a change may take to reach another hub before the test calls it lost.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -40,7 +46,8 @@ async fn replicas_with(
     let config = settings_file(
         dir,
         &format!(
-            "[auth]\nsigning_key_file = \"{}\"\n[feed]\npoll_interval_ms = 100\n{extra}",
+            "[database]\nmax_connections = {POOL}\n\
+             [auth]\nsigning_key_file = \"{}\"\n[feed]\npoll_interval_ms = 100\n{extra}",
             key.display()
         ),
     );
@@ -196,6 +203,7 @@ async fn until_search(
 /// found by none; every hub stays ready and says how far behind each feed it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_written_through_one_hub_is_searched_through_every_other() {
+    let _turn = SERVER_TURN.lock().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let (hubs, client, _) = replicas(dir.path(), 3).await;
     let (id, body, face) = record_of(1, "ees", 1);
@@ -249,6 +257,7 @@ async fn a_record_written_through_one_hub_is_searched_through_every_other() {
 /// linked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_one_person_pushed_at_once_through_two_hubs_are_always_linked() {
+    let _turn = SERVER_TURN.lock().await;
     const TRIALS: u64 = 50;
     let dir = tempfile::tempdir().expect("temp dir");
     let (hubs, client, flags) = replicas(dir.path(), 2).await;
@@ -301,74 +310,39 @@ async fn records_of_one_person_pushed_at_once_through_two_hubs_are_always_linked
 }
 
 /// A role assigned through one hub lets its holder search through the others once they
-/// have read the policy version (a widening change: within `policy_poll_interval_ms`); once
-/// the assignment is removed through the first, none of the next 1,000 searches through any
-/// hub is answered, though the others would not read the version for another two seconds:
-/// each search's audit transaction finds the version moved and the search decided again.
+/// have read the policy version (a widening change: within `policy_poll_interval_ms`, as
+/// the hubs here do not listen for announcements); once the assignment is removed through
+/// the first, none of the next 1,000 searches through any hub is answered, though the others
+/// would not read the version for another two seconds: each search's audit transaction finds
+/// the version moved and the search decided again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_removed_through_one_hub_refuses_the_very_next_request_on_every_other() {
+    let _turn = SERVER_TURN.lock().await;
     const REQUESTS: usize = 1_000;
     const IN_FLIGHT: usize = 8;
     let dir = tempfile::tempdir().expect("temp dir");
     // The test settings lift the request budgets: 1,000 searches of one officer.
-    let (hubs, admin, _) = replicas_with(dir.path(), 3, "policy_poll_interval_ms = 2000\n").await;
+    let (hubs, admin, _) = replicas_with(
+        dir.path(),
+        3,
+        "policy_poll_interval_ms = 2000\npolicy_announcements = false\n",
+    )
+    .await;
     let tokens = TokenAuthority::load_or_create(&dir.path().join("token-signing.key"))
         .expect("the shared signing key");
     let officer = mint(&tokens, "m.rossi", "TEST", "IT", &[]);
     let officer_client = reqwest::Client::new();
-    let search_status = |hub: usize| {
-        let request = officer_client
-            .post(format!("{}/v1/search", hubs[hub].base))
-            .bearer_auth(&officer)
-            .json(&json!({
-                "purpose": "border_check",
-                "biographic": {"surname": "Replica1", "date_of_birth": "1951-02-11"},
-            }));
-        async move {
-            request
-                .send()
-                .await
-                .expect("the hub answers")
-                .status()
-                .as_u16()
-        }
-    };
+    let search_status = |hub: usize| search_status(&officer_client, &hubs[hub], &officer);
     for hub in 0..hubs.len() {
         assert_eq!(search_status(hub).await, 403, "no role, no search");
     }
 
-    let added = admin
-        .post(format!("{}/v1/admin/policies", hubs[0].base))
-        .json(&json!({
-            "rule": {"kind": "assignment", "member": "user:TEST/m.rossi", "role": "border_guard"},
-            "reason": "seconded to the border police",
-        }))
-        .send()
-        .await
-        .expect("the hub answers");
-    assert_eq!(added.status(), 201);
-    let id = added.json::<Value>().await.expect("the rule")["id"]
-        .as_i64()
-        .expect("its id");
-    for hub in 0..hubs.len() {
-        let deadline = Instant::now() + PATIENCE;
-        let mut status = search_status(hub).await;
-        while status != 200 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            status = search_status(hub).await;
-        }
-        assert_eq!(status, 200, "the assignment reached hub {hub}");
+    let id = assign(&admin, &hubs[0], "user:TEST/m.rossi", "border_guard").await;
+    for hub in &hubs {
+        until_searching(&officer_client, hub, &officer).await;
     }
 
-    let removed = admin
-        .delete(format!(
-            "{}/v1/admin/policies/{id}?reason=secondment%20ended",
-            hubs[0].base
-        ))
-        .send()
-        .await
-        .expect("the hub answers");
-    assert_eq!(removed.status(), 200);
+    unassign(&admin, &hubs[0], id).await;
     let started = Instant::now();
     let mut answered = Vec::with_capacity(REQUESTS);
     for wave in (0..REQUESTS).collect::<Vec<_>>().chunks(IN_FLIGHT) {
@@ -390,11 +364,135 @@ async fn a_rule_removed_through_one_hub_refuses_the_very_next_request_on_every_o
     );
 }
 
+/// The status of a border-check search by the holder of `token` through `hub`.
+async fn search_status(client: &reqwest::Client, hub: &HubProcess, token: &str) -> u16 {
+    client
+        .post(format!("{}/v1/search", hub.base))
+        .bearer_auth(token)
+        .json(&json!({
+            "purpose": "border_check",
+            "biographic": {"surname": "Replica1", "date_of_birth": "1951-02-11"},
+        }))
+        .send()
+        .await
+        .expect("the hub answers")
+        .status()
+        .as_u16()
+}
+
+/// Waits (at most [`PATIENCE`]) until the holder of `token` may search through `hub`:
+/// how long that took.
+async fn until_searching(client: &reqwest::Client, hub: &HubProcess, token: &str) -> Duration {
+    let started = Instant::now();
+    let mut status = search_status(client, hub, token).await;
+    while status != 200 && started.elapsed() < PATIENCE {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = search_status(client, hub, token).await;
+    }
+    assert_eq!(status, 200, "the assignment reached {}", hub.base);
+    started.elapsed()
+}
+
+/// Assigns `role` to `member` through `hub`: the new rule's id.
+async fn assign(admin: &reqwest::Client, hub: &HubProcess, member: &str, role: &str) -> i64 {
+    let added = admin
+        .post(format!("{}/v1/admin/policies", hub.base))
+        .json(&json!({
+            "rule": {"kind": "assignment", "member": member, "role": role},
+            "reason": "seconded to the border police",
+        }))
+        .send()
+        .await
+        .expect("the hub answers");
+    assert_eq!(added.status(), 201);
+    added.json::<Value>().await.expect("the rule")["id"]
+        .as_i64()
+        .expect("its id")
+}
+
+/// Removes rule `id` through `hub`.
+async fn unassign(admin: &reqwest::Client, hub: &HubProcess, id: i64) {
+    let removed = admin
+        .delete(format!(
+            "{}/v1/admin/policies/{id}?reason=secondment%20ended",
+            hub.base
+        ))
+        .send()
+        .await
+        .expect("the hub answers");
+    assert_eq!(removed.status(), 200);
+}
+
+/// The policy announcement listeners connected to the control database `flags` name and
+/// listening, after those connected at first are cut by the server when `cut` is set: how
+/// many were cut.
+async fn policy_listeners(flags: &[String], cut: bool) -> (i64, i64) {
+    let mut control = sqlx::PgConnection::connect(&database_url(flags, "--control-database-url"))
+        .await
+        .expect("the control database");
+    let cut_off: i64 = if cut {
+        sqlx::query_scalar(
+            "WITH listeners AS MATERIALIZED (SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = $1) \
+             SELECT count(*) FROM listeners WHERE pg_terminate_backend(pid)",
+        )
+        .bind(interop_hub::store::POLICY_LISTENER_NAME)
+        .fetch_one(&mut control)
+        .await
+        .expect("the listeners are cut")
+    } else {
+        0
+    };
+    let listening: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = $1 \
+         AND state = 'idle' AND query LIKE 'LISTEN%'",
+    )
+    .bind(interop_hub::store::POLICY_LISTENER_NAME)
+    .fetch_one(&mut control)
+    .await
+    .expect("the listeners are counted");
+    (cut_off, listening)
+}
+
+/// A role assigned through one hub lets its holder search through another as soon as the
+/// change is announced, though that hub would not poll the policy version for another hour;
+/// and again after the server cut every hub's listening connection (each opens another).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_added_through_one_hub_is_announced_to_the_others() {
+    let _turn = SERVER_TURN.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (hubs, admin, flags) =
+        replicas_with(dir.path(), 2, "policy_poll_interval_ms = 3600000\n").await;
+    let tokens = TokenAuthority::load_or_create(&dir.path().join("token-signing.key"))
+        .expect("the shared signing key");
+    let officer = mint(&tokens, "m.rossi", "TEST", "IT", &[]);
+    let client = reqwest::Client::new();
+    assert_eq!(search_status(&client, &hubs[1], &officer).await, 403);
+
+    let id = assign(&admin, &hubs[0], "user:TEST/m.rossi", "border_guard").await;
+    let first = until_searching(&client, &hubs[1], &officer).await;
+
+    let (cut_off, _) = policy_listeners(&flags, true).await;
+    assert_eq!(cut_off, 2, "one listener per hub, cut");
+    let started = Instant::now();
+    while policy_listeners(&flags, false).await.1 < 2 {
+        assert!(started.elapsed() < PATIENCE, "the hubs listen again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unassign(&admin, &hubs[0], id).await;
+    assert_eq!(search_status(&client, &hubs[1], &officer).await, 403);
+    assign(&admin, &hubs[0], "user:TEST/m.rossi", "border_guard").await;
+    let again = until_searching(&client, &hubs[1], &officer).await;
+    eprintln!("an announced assignment reached the other hub in {first:?}, then {again:?}");
+}
+
 /// A caller spreading its searches over two hubs gets the budget of one, not one per hub:
 /// every hub takes from one budget row in the control database, and the hit-flag alarm counts
 /// there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_spreading_requests_over_hubs_gets_one_budget() {
+    let _turn = SERVER_TURN.lock().await;
     const BURST: usize = 5;
     let dir = tempfile::tempdir().expect("temp dir");
     let (hubs, _, _) = replicas_with(
@@ -557,6 +655,7 @@ async fn push_until_acknowledged(
 /// survivor withheld an answer for want of an audit entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_during_ingest_behind_the_balancer_loses_no_acknowledged_write() {
+    let _turn = SERVER_TURN.lock().await;
     const RECORDS: u64 = 120;
     const CLIENTS: u64 = 4;
     let dir = tempfile::tempdir().expect("temp dir");
