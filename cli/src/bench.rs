@@ -163,7 +163,11 @@ pub struct BenchReport {
     pub hub_to_index_ratio: f64,
     /// The same probes scanned exhaustively over the same vectors.
     pub search_qps_exact: f64,
+    /// The hub's face search over the bare index's, timed in turns: `head_to_head.ratio`.
     pub hub_to_bare_ratio: f64,
+    /// The hub's face search and the bare index timed in turns, the bare index at the
+    /// expansion that matches the hub's recall.
+    pub head_to_head: HeadToHead,
     pub bare_to_exact_ratio: f64,
     /// Share of probes whose true mate comes first, from the hub.
     pub recall_genuine_mate: f64,
@@ -189,6 +193,61 @@ pub struct BenchReport {
     pub portal_http_errors: usize,
     /// Share of portal answers whose first record is the probe's true mate.
     pub portal_recall_genuine_mate: f64,
+}
+
+/// The hub's face search against a bare usearch index with the hub's settings and data, timed
+/// in turns ([`HEAD_TO_HEAD_ROUNDS`] each, after a warm-up), the best of each kept: the bare
+/// index at the smallest expansion of [`MATCHING_EXPANSIONS`] whose recall reaches the hub's
+/// (the largest if none does), so that neither is timed at a recall the other does not give.
+///
+/// The bare index runs on `threads` threads, each busy all the time. The hub is timed twice
+/// per round: with `threads` searches in flight, where each waits for its audit entry to
+/// be durable and leaves its core idle meanwhile, and with as many in flight as the HTTP
+/// load test has clients, which keeps the cores busy as a server under load is. The latter
+/// compares the two at full use of the machine: the headline ratio.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadToHead {
+    pub bare_expansion_search: usize,
+    pub bare_recall: f64,
+    pub hub_recall: f64,
+    /// Hub searches in flight in the saturated timing.
+    pub hub_in_flight: usize,
+    /// Each round's searches per second.
+    pub rounds: Vec<HeadToHeadRound>,
+    /// The best round of each, and the hub's (saturated) over the bare index's.
+    pub hub_qps: f64,
+    pub hub_qps_threads_in_flight: f64,
+    pub bare_qps: f64,
+    pub ratio: f64,
+    /// The hub with `threads` in flight over the bare index.
+    pub ratio_threads_in_flight: f64,
+}
+
+/// One round of the head-to-head.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct HeadToHeadRound {
+    pub hub_qps: f64,
+    pub hub_qps_threads_in_flight: f64,
+    pub bare_qps: f64,
+}
+
+/// Rounds of the head-to-head.
+const HEAD_TO_HEAD_ROUNDS: usize = 3;
+/// Expansions the head-to-head tries on the bare index, smallest first, until its recall
+/// reaches the hub's.
+const MATCHING_EXPANSIONS: [usize; 12] = [8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+
+/// The smallest of [`MATCHING_EXPANSIONS`] whose recall (`recall_at`, which leaves the index
+/// at that expansion) reaches `recall`, with that recall; the largest if none does.
+fn matching_expansion(recall: f64, mut recall_at: impl FnMut(usize) -> f64) -> (usize, f64) {
+    let mut reached = (0, 0.0);
+    for expansion in MATCHING_EXPANSIONS {
+        reached = (expansion, recall_at(expansion));
+        if reached.1 >= recall {
+            break;
+        }
+    }
+    reached
 }
 
 /// The bare index built and searched with one way of storing its vectors.
@@ -798,6 +857,14 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         .await??
     };
     let (bare_seconds, bare_first) = bare.at_hub_settings;
+    let head_to_head = searching
+        .head_to_head(
+            Arc::new(bare.at_hub),
+            &probes,
+            (threads, options.http_concurrency.max(1)),
+            hub_first as f64 / probes.len().max(1) as f64,
+        )
+        .await?;
     let (exact_seconds, exact_first) = {
         let (probes, faces) = (Arc::clone(&probes), Arc::clone(&faces));
         tokio::task::spawn_blocking(move || exact_scan(&faces, &probes, threads)).await?
@@ -875,7 +942,8 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         search_qps_index_alone: qps(index_alone_seconds),
         hub_to_index_ratio: qps(hub_seconds) / qps(index_alone_seconds),
         search_qps_exact: qps(exact_seconds),
-        hub_to_bare_ratio: qps(hub_seconds) / qps(bare_seconds),
+        hub_to_bare_ratio: head_to_head.ratio,
+        head_to_head,
         bare_to_exact_ratio: qps(bare_seconds) / qps(exact_seconds),
         recall_genuine_mate: share(hub_first),
         recall_genuine_mate_finger: share(finger_first),
@@ -1032,6 +1100,61 @@ impl HubProbing<'_> {
         bar.finish();
         latencies.sort_unstable();
         Ok((seconds, first, latencies))
+    }
+
+    /// The hub's face search and `bare` timed in turns: see [`HeadToHead`].
+    async fn head_to_head(
+        &self,
+        bare: Arc<BareIndex>,
+        probes: &[(usize, Vec<f32>)],
+        (threads, hub_in_flight): (usize, usize),
+        hub_recall: f64,
+    ) -> anyhow::Result<HeadToHead> {
+        let matching = Arc::clone(&bare);
+        // Each expansion tried searches every probe: the last of them warms the index.
+        let (bare_expansion_search, bare_recall) = tokio::task::spawn_blocking(move || {
+            matching_expansion(hub_recall, |expansion| {
+                matching.index.change_expansion_search(expansion);
+                matching.recall(matching.timed(threads).1)
+            })
+        })
+        .await?;
+        self.searches(
+            FACE,
+            &probes[..WARM_UP_PROBES.min(probes.len())],
+            hub_in_flight,
+        )
+        .await?;
+        let qps = |seconds: f64| probes.len() as f64 / seconds.max(f64::EPSILON);
+        let mut rounds = Vec::with_capacity(HEAD_TO_HEAD_ROUNDS);
+        for _ in 0..HEAD_TO_HEAD_ROUNDS {
+            let (hub_seconds, _, _) = self.searches(FACE, probes, hub_in_flight).await?;
+            let (hub_threads_seconds, _, _) = self.searches(FACE, probes, threads).await?;
+            let timing = Arc::clone(&bare);
+            let (bare_seconds, _) =
+                tokio::task::spawn_blocking(move || timing.timed(threads)).await?;
+            rounds.push(HeadToHeadRound {
+                hub_qps: qps(hub_seconds),
+                hub_qps_threads_in_flight: qps(hub_threads_seconds),
+                bare_qps: qps(bare_seconds),
+            });
+        }
+        let best =
+            |qps_of: fn(&HeadToHeadRound) -> f64| rounds.iter().map(qps_of).fold(0.0_f64, f64::max);
+        let (hub_qps, bare_qps) = (best(|r| r.hub_qps), best(|r| r.bare_qps));
+        let hub_qps_threads_in_flight = best(|r| r.hub_qps_threads_in_flight);
+        Ok(HeadToHead {
+            bare_expansion_search,
+            bare_recall,
+            hub_recall,
+            hub_in_flight,
+            hub_qps,
+            hub_qps_threads_in_flight,
+            bare_qps,
+            ratio: hub_qps / bare_qps.max(f64::EPSILON),
+            ratio_threads_in_flight: hub_qps_threads_in_flight / bare_qps.max(f64::EPSILON),
+            rounds,
+        })
     }
 
     /// The hub's searches at each value of `knob` (for expansions, the graph walked instead
@@ -1248,6 +1371,36 @@ struct BareRun {
     partitioned: (f64, usize),
     /// The hub's connectivity first: its curve is the bare index's expansion curve.
     connectivities: Vec<ConnectivityPoint>,
+    /// The index built with the hub's settings, for the head-to-head.
+    at_hub: BareIndex,
+}
+
+/// A bare index as the head-to-head searches it: built with the hub's settings, searched
+/// with the probes as unit vectors (the hub normalises every probe before its index sees it).
+struct BareIndex {
+    index: usearch::Index,
+    storing: Storing,
+    /// The person each key (a position in the bench's faces) belongs to.
+    persons: Vec<u64>,
+    probes: Vec<(usize, Vec<f32>)>,
+}
+
+impl BareIndex {
+    /// Every probe searched, `threads` at a time: seconds taken and probes whose true mate
+    /// came first.
+    fn timed(&self, threads: usize) -> (f64, usize) {
+        mates_first(
+            self.storing,
+            &self.index,
+            &self.probes,
+            threads,
+            |slot, person| mate_at(&self.persons, slot, person),
+        )
+    }
+
+    fn recall(&self, first: usize) -> f64 {
+        first as f64 / self.probes.len().max(1) as f64
+    }
 }
 
 /// The index settings the hub gives `algorithm`'s templates.
@@ -1395,11 +1548,8 @@ fn bare_usearch(
     // The hub normalises every probe before it reaches usearch; so does the baseline, before
     // its clock starts.
     let probes: Vec<(usize, Vec<f32>)> = probes.iter().map(|(p, v)| (*p, unit(v))).collect();
-    let is_mate = |slot: u64, person: usize| {
-        faces
-            .get(slot as usize)
-            .is_some_and(|(p, _)| *p == person as u64)
-    };
+    let persons: Vec<u64> = faces.iter().map(|(person, _)| *person).collect();
+    let is_mate = |slot: u64, person: usize| mate_at(&persons, slot, person);
     // Keys are positions in `faces`: a person's second record gets a key of its own.
     let build = |storing: Storing,
                  settings: &IndexSettings,
@@ -1420,14 +1570,7 @@ fn bare_usearch(
         Ok((index, kernel, adds_per_s))
     };
     let timed = |storing: Storing, index: &usearch::Index| {
-        let started = Instant::now();
-        let first = parallel_count(&probes, threads, |(person, probe)| {
-            storing
-                .search(index, probe, 1)
-                .and_then(|m| m.keys.first().copied())
-                .is_some_and(|slot| is_mate(slot, *person))
-        });
-        (started.elapsed().as_secs_f64(), first)
+        mates_first(storing, index, &probes, threads, is_mate)
     };
     let share = |first: usize| first as f64 / probes.len().max(1) as f64;
     let qps = |seconds: f64| probes.len() as f64 / seconds.max(f64::EPSILON);
@@ -1460,7 +1603,13 @@ fn bare_usearch(
         serialized_bytes_per_template: bytes_per_template(&index),
         curve: curve_of(&index),
     }];
-    drop(index);
+    index.change_expansion_search(settings.expansion_search);
+    let at_hub = BareIndex {
+        index,
+        storing: hub_storing,
+        persons: persons.clone(),
+        probes: probes.clone(),
+    };
     let other_connectivities: Vec<usize> = if tables.connectivity {
         CONNECTIVITIES
             .into_iter()
@@ -1570,6 +1719,7 @@ fn bare_usearch(
         quantizations,
         partitioned,
         connectivities,
+        at_hub,
     })
 }
 
@@ -1811,6 +1961,33 @@ fn exact_scan(
     (started.elapsed().as_secs_f64(), first)
 }
 
+/// Every probe searched in `index`, `threads` at a time: seconds taken and probes whose
+/// first answer `is_mate` of the probe's person.
+fn mates_first(
+    storing: Storing,
+    index: &usearch::Index,
+    probes: &[(usize, Vec<f32>)],
+    threads: usize,
+    is_mate: impl Fn(u64, usize) -> bool + Sync,
+) -> (f64, usize) {
+    let started = Instant::now();
+    let first = parallel_count(probes, threads, |(person, probe)| {
+        storing
+            .search(index, probe, 1)
+            .and_then(|m| m.keys.first().copied())
+            .is_some_and(|slot| is_mate(slot, *person))
+    });
+    (started.elapsed().as_secs_f64(), first)
+}
+
+/// Whether key `slot` (a position among the bench's faces) belongs to `person`.
+fn mate_at(persons: &[u64], slot: u64, person: usize) -> bool {
+    usize::try_from(slot)
+        .ok()
+        .and_then(|slot| persons.get(slot))
+        .is_some_and(|p| *p == person as u64)
+}
+
 /// How many probes `hit` is true for, spread over `threads` threads.
 fn parallel_count<T: Sync>(items: &[T], threads: usize, hit: impl Fn(&T) -> bool + Sync) -> usize {
     let chunk = items.len().div_ceil(threads.max(1)).max(1);
@@ -1827,7 +2004,7 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "| templates | threads | ingest rec/s | bare ingest rec/s | ingest hub / bare | hub qps | hub qps ({} in flight) | bare usearch qps | bare, partitioned qps | exact qps | hub / bare | hub / bare partitioned | recall hub | recall bare | recall exact | p50 ms | p99 ms | bare adds/s | ready after restart s | portal clients | portal req/s | portal p50 ms | portal p99 ms | portal errors |",
+            "| templates | threads | ingest rec/s | bare ingest rec/s | ingest hub / bare | hub qps | hub qps ({} in flight) | bare usearch qps | bare, partitioned qps | exact qps | hub / bare (in turns) | hub / bare partitioned | recall hub | recall bare | recall exact | p50 ms | p99 ms | bare adds/s | ready after restart s | portal clients | portal req/s | portal p50 ms | portal p99 ms | portal errors |",
             self.portal_http_concurrency
         )?;
         writeln!(
@@ -1863,6 +2040,34 @@ impl fmt::Display for BenchReport {
             self.portal_http_errors
         )?;
         writeln!(f)?;
+        let h2h = &self.head_to_head;
+        writeln!(
+            f,
+            "hub / bare {:.2} ({:.2} with {} in flight), timed in turns (best of {}): hub {:.0} qps with {} in flight ({:.0} with {}) at recall {:.4}, bare usearch {:.0} qps on {} threads at ef {} (recall {:.4}); rounds, hub ({} in flight) / hub ({}) / bare qps: {}",
+            h2h.ratio,
+            h2h.ratio_threads_in_flight,
+            self.threads,
+            h2h.rounds.len(),
+            h2h.hub_qps,
+            h2h.hub_in_flight,
+            h2h.hub_qps_threads_in_flight,
+            self.threads,
+            h2h.hub_recall,
+            h2h.bare_qps,
+            self.threads,
+            h2h.bare_expansion_search,
+            h2h.bare_recall,
+            h2h.hub_in_flight,
+            self.threads,
+            h2h.rounds
+                .iter()
+                .map(|r| format!(
+                    "{:.0} / {:.0} / {:.0}",
+                    r.hub_qps, r.hub_qps_threads_in_flight, r.bare_qps
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
         writeln!(
             f,
             "cpu: {}; kernel: {}; ingest with {} records in flight; bare partitioned recall {:.4}",
@@ -2005,6 +2210,28 @@ fn curve_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bare_index_runs_at_the_smallest_expansion_that_reaches_the_hubs_recall() {
+        let curve = |expansion: usize| (expansion as f64 / 128.0).min(1.0);
+        let mut tried = Vec::new();
+        let chosen = matching_expansion(0.99, |expansion| {
+            tried.push(expansion);
+            curve(expansion)
+        });
+        assert_eq!(chosen, (128, 1.0));
+        assert_eq!(tried.last(), Some(&128), "no larger expansion is tried");
+        assert_eq!(
+            matching_expansion(0.25, curve),
+            (32, 0.25),
+            "reached exactly"
+        );
+        assert_eq!(
+            matching_expansion(1.0, |_| 0.5),
+            (512, 0.5),
+            "never reached: the largest"
+        );
+    }
 
     #[test]
     fn bench_records_are_valid_and_surnames_distinct() {
