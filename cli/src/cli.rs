@@ -288,7 +288,7 @@ impl Command {
             }
             Self::Migrate(args) => {
                 let config = args.into_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-                std::fs::create_dir_all(&config.data_dir)?;
+                config.prepare_data_dir()?;
                 let pool = config.settings.database.pool();
                 for url in [config.civil_url(), config.law_enforcement_url()] {
                     IdentityStore::open(&url, &pool)

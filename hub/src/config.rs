@@ -666,25 +666,49 @@ impl HubConfig {
     pub fn civil_url(&self) -> String {
         self.civil_database_url
             .clone()
-            .unwrap_or_else(|| sqlite_url(&self.data_dir, "civil.sqlite"))
+            .unwrap_or_else(|| sqlite_url(&self.data_dir, CIVIL_FILE))
     }
 
     pub fn law_enforcement_url(&self) -> String {
         self.law_enforcement_database_url
             .clone()
-            .unwrap_or_else(|| sqlite_url(&self.data_dir, "law-enforcement.sqlite"))
+            .unwrap_or_else(|| sqlite_url(&self.data_dir, LAW_ENFORCEMENT_FILE))
     }
 
     pub fn mid_url(&self) -> String {
         self.mid_database_url
             .clone()
-            .unwrap_or_else(|| sqlite_url(&self.data_dir, "mid.sqlite"))
+            .unwrap_or_else(|| sqlite_url(&self.data_dir, MID_FILE))
     }
 
     pub fn control_url(&self) -> String {
         self.control_database_url
             .clone()
-            .unwrap_or_else(|| sqlite_url(&self.data_dir, "control.sqlite"))
+            .unwrap_or_else(|| sqlite_url(&self.data_dir, CONTROL_FILE))
+    }
+
+    /// Creates the data directory, or restricts what in it is open to others, and creates
+    /// the embedded default's SQLite files owner-only before SQLite opens them
+    /// ([`crate::data_dir`]).
+    pub fn prepare_data_dir(&self) -> std::io::Result<()> {
+        crate::data_dir::seal(&self.data_dir)?;
+        self.embedded_database_files()
+            .iter()
+            .try_for_each(|file| crate::data_dir::create_owner_only(file))
+    }
+
+    /// The SQLite files of the databases on the embedded default (those no URL names).
+    fn embedded_database_files(&self) -> Vec<PathBuf> {
+        [
+            (&self.civil_database_url, CIVIL_FILE),
+            (&self.law_enforcement_database_url, LAW_ENFORCEMENT_FILE),
+            (&self.mid_database_url, MID_FILE),
+            (&self.control_database_url, CONTROL_FILE),
+        ]
+        .into_iter()
+        .filter(|(url, _)| url.is_none())
+        .map(|(_, file)| self.data_dir.join(file))
+        .collect()
     }
 
     /// The key tokens are signed with.
@@ -701,6 +725,12 @@ impl HubConfig {
         self.data_dir.join("index")
     }
 }
+
+/// The SQLite files of the embedded default, in the data directory.
+const CIVIL_FILE: &str = "civil.sqlite";
+const LAW_ENFORCEMENT_FILE: &str = "law-enforcement.sqlite";
+const MID_FILE: &str = "mid.sqlite";
+const CONTROL_FILE: &str = "control.sqlite";
 
 fn sqlite_url(dir: &Path, file: &str) -> String {
     format!("sqlite://{}?mode=rwc", dir.join(file).display())

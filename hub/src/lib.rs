@@ -8,6 +8,7 @@ pub mod biometrics;
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod data_dir;
 pub mod error;
 pub mod http;
 pub mod matching;

@@ -207,18 +207,18 @@ const DATA_DIR_LOCK: &str = "interop-hub.lock";
 impl DataDirLock {
     fn take(data_dir: &std::path::Path) -> anyhow::Result<Self> {
         use std::io::{Read as _, Seek as _, Write as _};
-        std::fs::create_dir_all(data_dir).map_err(|e| {
+        crate::data_dir::seal(data_dir).map_err(|e| {
             anyhow::anyhow!(
-                "cannot create the data directory {}: {e}",
+                "cannot create the data directory {} or restrict it to its owner: {e}",
                 data_dir.display()
             )
         })?;
         let path = data_dir.join(DATA_DIR_LOCK);
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
             .open(&path)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
         if let Err(e) =

@@ -175,7 +175,7 @@ impl Biometrics {
         dir: &Path,
         store_of: impl Fn(Partition) -> IdentityStore,
     ) -> Result<Self, BiometricsError> {
-        std::fs::create_dir_all(dir)?;
+        crate::data_dir::seal(dir)?;
         let mut slots = HashMap::new();
         let mut owners = HashMap::new();
         for partition in [Partition::Civil, Partition::LawEnforcement] {

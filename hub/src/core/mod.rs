@@ -112,7 +112,8 @@ impl Hub {
     pub async fn open(config: &HubConfig) -> anyhow::Result<Self> {
         // Settings built in code (embedded, tests, bench) get the checks a file gets.
         config.settings.validate()?;
-        std::fs::create_dir_all(&config.data_dir)
+        config
+            .prepare_data_dir()
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let pool = config.settings.database.pool();
         let clock = config.clock.clone();

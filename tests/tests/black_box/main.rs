@@ -2,6 +2,7 @@
 //! once on SQLite and once on PostgreSQL.
 
 mod access;
+mod at_rest;
 mod console;
 mod crash;
 mod detection;

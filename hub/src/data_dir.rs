@@ -1,0 +1,137 @@
+//! The data directory: created readable by its owner only, and kept so at every start.
+//!
+//! It holds personal data (the SQLite databases and their write-ahead logs, biometric index
+//! files) and the token signing key: no other local account may read it, whatever the umask.
+
+use std::path::{Path, PathBuf};
+
+/// Creates `dir` if it is missing and restricts it and everything in it to its owner:
+/// directories `0700`, files `0600`. What was open to others before is logged (a warning)
+/// and answered. Symbolic links are left alone (what they point to is not the hub's).
+pub fn seal(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let opened = restrict(dir)?;
+    if !opened.is_empty() {
+        tracing::warn!(
+            paths = ?opened,
+            "parts of the data directory were open to other local users: now its owner's only"
+        );
+    }
+    Ok(opened)
+}
+
+#[cfg(unix)]
+fn restrict(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut opened = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::symlink_metadata(&path)?;
+        let kind = metadata.file_type();
+        if kind.is_symlink() {
+            continue;
+        }
+        let owner_only = if kind.is_dir() { 0o700 } else { 0o600 };
+        if metadata.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(owner_only))?;
+            opened.push(path.clone());
+        }
+        if kind.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(opened)
+}
+
+#[cfg(not(unix))]
+fn restrict(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    Ok(Vec::new())
+}
+
+/// Creates the empty file `path` readable by its owner only, unless it exists: a SQLite
+/// database created so, before SQLite opens it, never exists with wider permissions, and
+/// SQLite gives its write-ahead log and shared-memory files the database's permissions.
+#[cfg(unix)]
+pub fn create_owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+pub fn create_owner_only(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn a_data_directory_and_everything_in_it_are_closed_to_others() {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let dir = root.path().join("data");
+        assert!(
+            seal(&dir).expect("created").is_empty(),
+            "new: nothing was open"
+        );
+        assert_eq!(mode(&dir), 0o700);
+
+        let index = dir.join("index");
+        std::fs::create_dir(&index).expect("a subdirectory");
+        std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o755)).expect("open");
+        let file = index.join("civil-face.usearch");
+        std::fs::write(&file, b"derived").expect("a file");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("open");
+        let outside = root.path().join("outside");
+        std::fs::write(&outside, b"not the hub's").expect("a file outside");
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).expect("open");
+        std::os::unix::fs::symlink(&outside, dir.join("link")).expect("a link");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("open");
+
+        let mut opened = seal(&dir).expect("sealed");
+        opened.sort();
+        assert_eq!(opened, vec![dir.clone(), index.clone(), file.clone()]);
+        assert_eq!(
+            (mode(&dir), mode(&index), mode(&file)),
+            (0o700, 0o700, 0o600)
+        );
+        assert_eq!(mode(&outside), 0o644, "a link's target is not the hub's");
+        assert!(seal(&dir).expect("sealed again").is_empty());
+    }
+
+    #[test]
+    fn a_database_file_is_made_owner_only_and_an_existing_one_left_as_it_is() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let new = dir.path().join("civil.sqlite");
+        create_owner_only(&new).expect("created");
+        assert_eq!(mode(&new), 0o600);
+        std::fs::write(&new, b"rows").expect("written");
+        create_owner_only(&new).expect("already there");
+        assert_eq!(std::fs::read(&new).expect("read"), b"rows", "not truncated");
+    }
+}
