@@ -101,6 +101,29 @@ pub(crate) struct Record<'a> {
 pub(crate) struct AuditLog {
     queue: Batcher<PendingAudit>,
     clock: Clock,
+    refused_authentications: RefusedAuthentications,
+}
+
+/// Failed authentications the log records one by one, per second, after a burst of as
+/// many: a flood of bad tokens cannot grow the log faster than this. The ones beyond are
+/// counted, and the next one recorded says how many went unrecorded before it.
+const REFUSED_AUTHENTICATIONS_PER_SECOND: u32 = 10;
+
+#[derive(Debug)]
+struct RefusedAuthentications {
+    recorded: governor::DefaultDirectRateLimiter,
+    unrecorded: std::sync::atomic::AtomicU64,
+}
+
+impl Default for RefusedAuthentications {
+    fn default() -> Self {
+        let per_second = std::num::NonZeroU32::new(REFUSED_AUTHENTICATIONS_PER_SECOND)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        Self {
+            recorded: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
+            unrecorded: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 impl AuditLog {
@@ -111,7 +134,41 @@ impl AuditLog {
                 metrics,
             }),
             clock,
+            refused_authentications: RefusedAuthentications::default(),
         }
+    }
+
+    /// Records a request refused for want of a valid credential, on `route` (a route
+    /// template), for `reason` (the refusal's own words, which name no caller): who sent
+    /// it is unknown, so the entry names nobody. Never waits (the refusal is answered at
+    /// once) and is bounded ([`REFUSED_AUTHENTICATIONS_PER_SECOND`]).
+    pub(crate) fn refused_authentication(&self, route: &str, reason: &str) {
+        use std::sync::atomic::Ordering;
+        let counts = &self.refused_authentications;
+        if counts.recorded.check().is_err() {
+            counts.unrecorded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let unrecorded = counts.unrecorded.swap(0, Ordering::Relaxed);
+        let (done, _) = tokio::sync::oneshot::channel();
+        let event = AuditEvent {
+            subject: String::new(),
+            agency: String::new(),
+            member_state: String::new(),
+            purpose: "authentication".to_owned(),
+            action: "authenticate".to_owned(),
+            query: format!("route={route};unrecorded_before={unrecorded}"),
+            outcome: format!("refused:unauthenticated:{reason}"),
+        };
+        let _ = self.queue.try_send(PendingAudit {
+            entry: ChainEntry {
+                event,
+                at: self.clock.now(),
+                decided_under: None,
+            },
+            counts: Vec::new(),
+            done,
+        });
     }
 
     /// An entry for the writer, and the receiver that says when it is written.

@@ -191,6 +191,11 @@ impl Gate {
         }
     }
 
+    /// Records a request refused for want of a valid credential (bounded; never waits).
+    pub(crate) fn refused_authentication(&self, route: &str, reason: &str) {
+        self.audit.refused_authentication(route, reason);
+    }
+
     /// What `principal` may do under the policy in force at this very moment.
     pub(crate) async fn access(&self, principal: &Principal) -> Result<Arc<Access>, HubError> {
         self.policy.access(principal).await

@@ -261,6 +261,12 @@ impl Hub {
         }
     }
 
+    /// Records a request refused for want of a valid credential on `route` (a route
+    /// template) for `reason`, in the audit log: bounded, and never waits.
+    pub fn refused_authentication(&self, route: &str, reason: &str) {
+        self.gate.refused_authentication(route, reason);
+    }
+
     /// What `principal` may do under the policy in force at this very moment.
     pub async fn access(&self, principal: &Principal) -> Result<Arc<Access>, HubError> {
         self.gate.access(principal).await

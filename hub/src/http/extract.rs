@@ -21,23 +21,35 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = HubError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HubError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(HubError::Unauthenticated("a bearer token is required"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| {
-                let (scheme, token) = value.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|token| !token.is_empty())
-            .ok_or(HubError::Unauthenticated(
-                "expected Authorization: Bearer <token>",
-            ))?;
-        state.tokens.verify(token).map(Self)
+        let verified = bearer_token(parts).and_then(|token| state.tokens.verify(token));
+        if let Err(HubError::Unauthenticated(reason)) = &verified {
+            let route = parts
+                .extensions
+                .get::<axum::extract::MatchedPath>()
+                .map_or("", axum::extract::MatchedPath::as_str);
+            state.hub.refused_authentication(route, reason);
+        }
+        verified.map(Self)
     }
+}
+
+/// The bearer token of `Authorization`.
+fn bearer_token(parts: &Parts) -> Result<&str, HubError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or(HubError::Unauthenticated("a bearer token is required"))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|value| {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|token| !token.is_empty())
+        .ok_or(HubError::Unauthenticated(
+            "expected Authorization: Bearer <token>",
+        ))
 }
 
 async fn path_params(

@@ -16,6 +16,7 @@ on_both_backends!(
     a_revocation_denies_the_very_next_request,
     a_granted_access_request_lapses_on_time,
     audit_verify_names_the_first_altered_or_deleted_entry,
+    failed_authentications_are_audited_and_a_flood_is_counted_not_written,
 );
 
 fn principal(roles: &[&str]) -> Principal {
@@ -1088,5 +1089,121 @@ async fn audit_verify_names_the_first_altered_or_deleted_entry(backend: Backend)
     let (intact, said) = audit_verify(&hub);
     assert!(!intact, "a deleted entry fails: {said}");
     assert!(said.contains("entry 5:"), "{said}");
+    hub.stop().await;
+}
+
+/// A request without a valid credential leaves an audit entry naming its route and why it
+/// was refused (and nobody, as nobody is known). A flood leaves a bounded number of entries,
+/// yet every refusal is accounted for: the entries, plus the counts of those not recorded
+/// singly that the entries carry, add up to the refusals sent.
+async fn failed_authentications_are_audited_and_a_flood_is_counted_not_written(backend: Backend) {
+    const FLOOD: usize = 300;
+    let hub = TestHub::spawn(backend).await;
+    let stranger = Principal::new("m.rossi", "TEST", "IT", Vec::new()).expect("a principal");
+    let forged = TokenAuthority::from_secret(&[9; 32])
+        .mint(
+            &stranger,
+            OffsetDateTime::now_utc(),
+            time::Duration::hours(1),
+        )
+        .expect("a token of another key");
+    let search = json!({"purpose": "border_check", "biographic": {"surname": "X", "date_of_birth": "1970-01-01"}});
+    assert_eq!(hub.call(Method::GET, "/v1/audit", None, None).await.0, 401);
+    assert_eq!(
+        hub.call(
+            Method::POST,
+            "/v1/search",
+            Some("not.a.token"),
+            Some(&search)
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        hub.call(Method::POST, "/v1/search", Some(&forged), Some(&search))
+            .await
+            .0,
+        401
+    );
+    let flood = futures::future::join_all(
+        (0..FLOOD).map(|_| hub.call(Method::POST, "/v1/search", Some("not.a.token"), None)),
+    )
+    .await;
+    assert!(flood.iter().all(|(status, _)| *status == 401));
+    // Past the second in which the flood came, one more refusal is recorded with the count
+    // of those that were not.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(hub.call(Method::GET, "/v1/links", None, None).await.0, 401);
+    let sent = 3 + FLOOD + 1;
+
+    let supervisor = hub.token("sup-1", "SE", &["supervisor"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let refusals = loop {
+        let (_, log) = hub
+            .call(Method::GET, "/v1/audit?limit=1000", Some(&supervisor), None)
+            .await;
+        let refusals: Vec<Value> = log["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter(|e| e["action"] == "authenticate")
+            .cloned()
+            .collect();
+        let accounted: usize = refusals
+            .iter()
+            .map(|e| {
+                1 + e["query"]
+                    .as_str()
+                    .and_then(|q| q.split("unrecorded_before=").nth(1))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .expect("the count of those not recorded singly")
+            })
+            .sum();
+        if accounted == sent || std::time::Instant::now() > deadline {
+            assert_eq!(
+                accounted, sent,
+                "every refusal accounted for: {refusals:#?}"
+            );
+            break refusals;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        refusals.len() < 40,
+        "a flood of {FLOOD} wrote {} entries",
+        refusals.len()
+    );
+    assert!(
+        refusals
+            .iter()
+            .all(|e| e["subject"] == "" && e["agency"] == "")
+    );
+    let first: Vec<(&str, &str)> = refusals[..3]
+        .iter()
+        .map(|e| {
+            (
+                e["query"].as_str().unwrap_or_default(),
+                e["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        first,
+        [
+            (
+                "route=/v1/audit;unrecorded_before=0",
+                "refused:unauthenticated:a bearer token is required"
+            ),
+            (
+                "route=/v1/search;unrecorded_before=0",
+                "refused:unauthenticated:the bearer token is not a valid hub token"
+            ),
+            (
+                "route=/v1/search;unrecorded_before=0",
+                "refused:unauthenticated:the token was not signed by this hub"
+            ),
+        ]
+    );
     hub.stop().await;
 }

@@ -111,7 +111,12 @@ impl FromRequestParts<AppState> for Session {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let to_sign_in = || Redirect::to("/console/sign-in").into_response();
         let token = session_token(&parts.headers).ok_or_else(to_sign_in)?;
-        let principal = state.tokens.verify(&token).map_err(|_| to_sign_in())?;
+        let principal = state.tokens.verify(&token).map_err(|error| {
+            if let HubError::Unauthenticated(reason) = error {
+                state.hub.refused_authentication("/console", reason);
+            }
+            to_sign_in()
+        })?;
         let access = state.hub.access(&principal).await.map_err(error_page)?;
         Ok(Self { principal, access })
     }
@@ -216,11 +221,16 @@ async fn sign_in(State(state): State<AppState>, Form(form): Form<SignIn>) -> Res
             }
             response
         }
-        Err(error) => (
-            StatusCode::UNAUTHORIZED,
-            pages::sign_in(Some(&error.to_string())),
-        )
-            .into_response(),
+        Err(error) => {
+            if let HubError::Unauthenticated(reason) = error {
+                state.hub.refused_authentication("/console/sign-in", reason);
+            }
+            (
+                StatusCode::UNAUTHORIZED,
+                pages::sign_in(Some(&error.to_string())),
+            )
+                .into_response()
+        }
     }
 }
 
