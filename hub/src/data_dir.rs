@@ -19,29 +19,53 @@ pub fn seal(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(opened)
 }
 
+/// Creates `dir` (and missing parents) owner-only, if it is missing.
+pub fn create(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 #[cfg(unix)]
 fn restrict(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    create(dir)?;
+    // The directory itself may be a link (to another disk): followed; links inside are not.
+    let root = std::fs::metadata(dir)?;
+    let owner = root.uid();
     let mut opened = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        let metadata = std::fs::symlink_metadata(&path)?;
+    let mut pending = vec![(dir.to_path_buf(), root)];
+    while let Some((path, metadata)) = pending.pop() {
         let kind = metadata.file_type();
-        if kind.is_symlink() {
+        // Another account's entry (a mount's lost+found) is neither the hub's to change nor
+        // to enter.
+        if kind.is_symlink() || metadata.uid() != owner {
             continue;
         }
-        let owner_only = if kind.is_dir() { 0o700 } else { 0o600 };
-        if metadata.permissions().mode() & 0o077 != 0 {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(owner_only))?;
-            opened.push(path.clone());
+        let mode = metadata.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !0o077)) {
+                Ok(()) => opened.push(path.clone()),
+                // Gone since it was listed (a snapshot renamed into place).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
         }
         if kind.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                pending.push(entry?.path());
+            let entries = match std::fs::read_dir(&path) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                match entry.metadata() {
+                    Ok(metadata) => pending.push((entry.path(), metadata)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
@@ -50,7 +74,7 @@ fn restrict(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 #[cfg(not(unix))]
 fn restrict(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
+    create(dir)?;
     Ok(Vec::new())
 }
 
@@ -122,6 +146,28 @@ mod tests {
         );
         assert_eq!(mode(&outside), 0o644, "a link's target is not the hub's");
         assert!(seal(&dir).expect("sealed again").is_empty());
+    }
+
+    #[test]
+    fn a_linked_data_directory_is_followed_and_bits_are_narrowed_not_replaced() {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let real = root.path().join("disk");
+        std::fs::create_dir(&real).expect("the real directory");
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).expect("open");
+        let read_only = real.join("read-only");
+        std::fs::write(&read_only, b"kept").expect("a file");
+        std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o444))
+            .expect("read-only for all");
+        let link = root.path().join("data");
+        std::os::unix::fs::symlink(&real, &link).expect("a linked data directory");
+        let opened = seal(&link).expect("sealed");
+        assert_eq!(opened.len(), 2, "{opened:?}");
+        assert_eq!(
+            mode(&real),
+            0o700,
+            "the link's directory is the data directory"
+        );
+        assert_eq!(mode(&read_only), 0o400, "still read-only");
     }
 
     #[test]

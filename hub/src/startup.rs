@@ -207,9 +207,10 @@ const DATA_DIR_LOCK: &str = "interop-hub.lock";
 impl DataDirLock {
     fn take(data_dir: &std::path::Path) -> anyhow::Result<Self> {
         use std::io::{Read as _, Seek as _, Write as _};
-        crate::data_dir::seal(data_dir).map_err(|e| {
+        // Created here, restricted once this process holds it: never another's files.
+        crate::data_dir::create(data_dir).map_err(|e| {
             anyhow::anyhow!(
-                "cannot create the data directory {} or restrict it to its owner: {e}",
+                "cannot create the data directory {}: {e}",
                 data_dir.display()
             )
         })?;

@@ -276,6 +276,10 @@ impl Hub {
 /// How long the announcement listener waits before it opens its connection again after the
 /// server refused it.
 const POLICY_LISTENER_RETRY: Duration = Duration::from_secs(1);
+/// How long the announcement listener keeps one connection: a connection whose peer
+/// vanished without a word (a partition, a failover behind a moved address) is never seen
+/// to break, so the listener opens a new one this often regardless.
+const POLICY_LISTENER_REFRESH: Duration = Duration::from_secs(300);
 
 /// Wakes `announced` whenever the rules may have changed through another hub, for as long
 /// as the hub runs; a connection that cannot be opened is tried again after a pause (the
@@ -286,13 +290,22 @@ async fn listen_for_policy_changes(control: &ControlStore, announced: &tokio::sy
             Ok(Some(mut announcements)) => {
                 // Listening from now on: whatever was announced before went unheard.
                 announced.notify_one();
-                let stopped = loop {
-                    if let Err(e) = announcements.changed().await {
-                        break e;
+                let stopped = tokio::time::timeout(POLICY_LISTENER_REFRESH, async {
+                    loop {
+                        if let Err(e) = announcements.changed().await {
+                            break e;
+                        }
+                        announced.notify_one();
                     }
-                    announced.notify_one();
-                };
-                tracing::warn!(error = %stopped, "listening for policy announcements failed");
+                })
+                .await;
+                match stopped {
+                    Ok(e) => {
+                        tracing::warn!(error = %e, "listening for policy announcements failed");
+                    }
+                    // Dropped with its connection, whatever it was reading: nothing reuses it.
+                    Err(_) => continue,
+                }
             }
             Ok(None) => return,
             Err(e) => tracing::warn!(error = %e, "listening for policy announcements failed"),

@@ -100,7 +100,7 @@ pub struct ControlStore {
     /// writes to them, and waiting for the disk twice per search halved the search rate.
     limits: Option<sqlx::AnyPool>,
     /// PostgreSQL: where announcements of changes to the rules are listened for.
-    announcements: Option<String>,
+    announcements: Option<ListenAt>,
     /// Where this process last ended the audit chain, shared by its appenders (SQLite, where
     /// this process is the only writer); `None` until the first append and after an error,
     /// when the chain's end is read from the rows again.
@@ -132,7 +132,7 @@ impl ControlStore {
         } else {
             None
         };
-        let announcements = (db.backend() == Backend::Postgres).then(|| url.to_owned());
+        let announcements = (db.backend() == Backend::Postgres).then(|| ListenAt(url.to_owned()));
         Ok(Self {
             db,
             limits,
@@ -144,7 +144,7 @@ impl ControlStore {
     /// Listens, on a connection of its own, for announcements of changes to the rules made
     /// through any hub; `None` on SQLite, where this process makes every change.
     pub async fn policy_announcements(&self) -> Result<Option<PolicyAnnouncements>, sqlx::Error> {
-        let Some(url) = &self.announcements else {
+        let Some(ListenAt(url)) = &self.announcements else {
             return Ok(None);
         };
         let options = url
@@ -539,6 +539,17 @@ const POLICY_CHANNEL: &str = "interop_hub_policy";
 /// How the announcement listener's connection names itself (in `pg_stat_activity`).
 pub const POLICY_LISTENER_NAME: &str = "interop-hub policy listener";
 
+/// The control database's URL, for the listener's connection; never shown, as it may hold a
+/// password.
+#[derive(Clone)]
+struct ListenAt(String);
+
+impl std::fmt::Debug for ListenAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListenAt(..)")
+    }
+}
+
 /// Announcements of changes to the rules, made through any hub on the control database.
 pub struct PolicyAnnouncements {
     listener: sqlx::postgres::PgListener,
@@ -553,8 +564,9 @@ impl std::fmt::Debug for PolicyAnnouncements {
 
 impl PolicyAnnouncements {
     /// Waits until the rules may have changed: a change was announced, or the listening
-    /// connection broke and was opened again (an announcement may have been missed while it
-    /// was down). An error means it could not be opened again.
+    /// connection was seen to break and was opened again (an announcement may have been
+    /// missed while it was down). An error: it broke in a way the listener does not mend by
+    /// itself, or could not be opened again; open another.
     pub async fn changed(&mut self) -> Result<(), sqlx::Error> {
         self.listener.try_recv().await.map(|_| ())
     }

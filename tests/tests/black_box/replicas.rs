@@ -423,36 +423,39 @@ async fn unassign(admin: &reqwest::Client, hub: &HubProcess, id: i64) {
     assert_eq!(removed.status(), 200);
 }
 
-/// The policy announcement listeners connected to the control database `flags` name and
-/// listening, after those connected at first are cut by the server when `cut` is set: how
-/// many were cut.
-async fn policy_listeners(flags: &[String], cut: bool) -> (i64, i64) {
+/// The pids of the policy announcement listeners connected to the control database `flags`
+/// name, after the server cut them.
+async fn cut_policy_listeners(flags: &[String]) -> Vec<i32> {
     let mut control = sqlx::PgConnection::connect(&database_url(flags, "--control-database-url"))
         .await
         .expect("the control database");
-    let cut_off: i64 = if cut {
-        sqlx::query_scalar(
-            "WITH listeners AS MATERIALIZED (SELECT pid FROM pg_stat_activity \
-             WHERE datname = current_database() AND application_name = $1) \
-             SELECT count(*) FROM listeners WHERE pg_terminate_backend(pid)",
-        )
-        .bind(interop_hub::store::POLICY_LISTENER_NAME)
-        .fetch_one(&mut control)
-        .await
-        .expect("the listeners are cut")
-    } else {
-        0
-    };
-    let listening: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity \
-         WHERE datname = current_database() AND application_name = $1 \
-         AND state = 'idle' AND query LIKE 'LISTEN%'",
+    sqlx::query_scalar(
+        "WITH listeners AS MATERIALIZED (SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = $1) \
+         SELECT pid FROM listeners WHERE pg_terminate_backend(pid)",
     )
     .bind(interop_hub::store::POLICY_LISTENER_NAME)
+    .fetch_all(&mut control)
+    .await
+    .expect("the listeners are cut")
+}
+
+/// How many policy announcement listeners, none of `cut`, listen on the control database
+/// `flags` name.
+async fn policy_listeners_besides(flags: &[String], cut: &[i32]) -> i64 {
+    let mut control = sqlx::PgConnection::connect(&database_url(flags, "--control-database-url"))
+        .await
+        .expect("the control database");
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = $1 \
+         AND state = 'idle' AND query LIKE 'LISTEN%' AND pid <> ALL($2)",
+    )
+    .bind(interop_hub::store::POLICY_LISTENER_NAME)
+    .bind(cut)
     .fetch_one(&mut control)
     .await
-    .expect("the listeners are counted");
-    (cut_off, listening)
+    .expect("the listeners are counted")
 }
 
 /// A role assigned through one hub lets its holder search through another as soon as the
@@ -473,10 +476,10 @@ async fn a_rule_added_through_one_hub_is_announced_to_the_others() {
     let id = assign(&admin, &hubs[0], "user:TEST/m.rossi", "border_guard").await;
     let first = until_searching(&client, &hubs[1], &officer).await;
 
-    let (cut_off, _) = policy_listeners(&flags, true).await;
-    assert_eq!(cut_off, 2, "one listener per hub, cut");
+    let cut = cut_policy_listeners(&flags).await;
+    assert_eq!(cut.len(), 2, "one listener per hub, cut");
     let started = Instant::now();
-    while policy_listeners(&flags, false).await.1 < 2 {
+    while policy_listeners_besides(&flags, &cut).await < 2 {
         assert!(started.elapsed() < PATIENCE, "the hubs listen again");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
