@@ -409,12 +409,60 @@ pub struct IndexingSettings {
 }
 
 /// How callers authenticate.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// The token signing key (hex, at least 32 bytes); default: `token-signing.key` in the
     /// data directory, created on first run. Hub replicas must share one key.
     pub signing_key_file: Option<PathBuf>,
+    /// The longest a token may live (from its issue to its expiry), in hours: a longer one
+    /// is refused, unless its holder may do nothing but operate the hub.
+    #[serde(default = "AuthSettings::default_max_token_lifetime_hours")]
+    pub max_token_lifetime_hours: u32,
+    /// The longest a token may live, in days, whose holder may do nothing but operate the
+    /// hub (a metrics scraper's credential).
+    #[serde(default = "AuthSettings::default_max_operate_token_lifetime_days")]
+    pub max_operate_token_lifetime_days: u32,
+}
+
+impl AuthSettings {
+    fn default_max_token_lifetime_hours() -> u32 {
+        12
+    }
+
+    fn default_max_operate_token_lifetime_days() -> u32 {
+        366
+    }
+
+    pub fn max_token_lifetime(&self) -> time::Duration {
+        time::Duration::hours(i64::from(self.max_token_lifetime_hours))
+    }
+
+    pub fn max_operate_token_lifetime(&self) -> time::Duration {
+        time::Duration::days(i64::from(self.max_operate_token_lifetime_days))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=8_784).contains(&self.max_token_lifetime_hours),
+            "auth max_token_lifetime_hours must be 1-8784"
+        );
+        anyhow::ensure!(
+            (1..=366).contains(&self.max_operate_token_lifetime_days),
+            "auth max_operate_token_lifetime_days must be 1-366"
+        );
+        Ok(())
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            signing_key_file: None,
+            max_token_lifetime_hours: Self::default_max_token_lifetime_hours(),
+            max_operate_token_lifetime_days: Self::default_max_operate_token_lifetime_days(),
+        }
+    }
 }
 
 /// The detector's default HNSW ef (see `DetectionSettings::expansion_search`).
@@ -512,6 +560,7 @@ impl Settings {
 
     /// Refuses settings the hub could not run with, at start rather than mid-ingest.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.auth.validate()?;
         let registry = &self.biometrics;
         anyhow::ensure!(
             self.max_body_bytes >= 1024,

@@ -129,6 +129,18 @@ impl Access {
         self.duties.contains(&duty)
     }
 
+    /// Whether the principal may do nothing but operate the hub (metrics, health): no right
+    /// on any system's data, no purpose, no other duty, no authority.
+    pub fn only_operates(&self) -> bool {
+        self.duties.iter().all(|duty| *duty == HubDuty::Operate)
+            && self
+                .systems
+                .values()
+                .all(|rights| *rights == SystemRights::default())
+            && self.purposes.is_empty()
+            && self.authorities.is_empty()
+    }
+
     /// Whether the principal may declare `purpose`: a rule grants it, and record
     /// management comes with the right to write to a system.
     pub fn may_declare(&self, purpose: Purpose) -> bool {

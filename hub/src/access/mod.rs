@@ -10,7 +10,7 @@ pub use engine::{
     full_access_rules,
 };
 pub use rules::{Action, CheckedRule, FieldGroup, HubDuty, Member, Purpose, RuleSpec, Scope};
-pub use token::{TokenAuthority, parse_ttl, unverified_member_state};
+pub use token::{TokenAuthority, VerifiedToken, parse_ttl, unverified_member_state};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -12,6 +12,9 @@ use super::{Principal, Role};
 use crate::error::HubError;
 
 const ISSUER: &str = "interop-hub";
+/// How far ahead of this machine's clock a token's issue time may be: the clocks of the
+/// machine that signed it and of this one differ a little. (Expiry has no leeway.)
+const START_LEEWAY: time::Duration = time::Duration::seconds(60);
 const KEY_BYTES: usize = 32;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -23,6 +26,15 @@ struct Claims {
     roles: Vec<String>,
     iat: i64,
     exp: i64,
+}
+
+/// A token the hub signed and that has not expired: whom it names, and when it was issued
+/// and expires (whether the hub admits it for that long is the hub's to decide).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub principal: Principal,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
 }
 
 /// Signs and checks the hub's tokens.
@@ -123,8 +135,9 @@ impl TokenAuthority {
         )?)
     }
 
-    /// The principal a token names, if the hub signed it and it has not expired.
-    pub fn verify(&self, token: &str) -> Result<Principal, HubError> {
+    /// The principal a token names, if the hub signed it, it has not expired and it was not
+    /// issued in the future (a minute's leeway).
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, HubError> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
@@ -135,14 +148,30 @@ impl TokenAuthority {
                 _ => HubError::Unauthenticated("the bearer token is not a valid hub token"),
             })?;
         let claims = data.claims;
+        let at = |seconds: i64| {
+            OffsetDateTime::from_unix_timestamp(seconds)
+                .map_err(|_| HubError::Unauthenticated("the token names an impossible time"))
+        };
+        let (issued_at, expires_at) = (at(claims.iat)?, at(claims.exp)?);
+        // By the clock the expiry was checked with.
+        if issued_at > OffsetDateTime::now_utc() + START_LEEWAY {
+            return Err(HubError::Unauthenticated(
+                "the token was issued in the future",
+            ));
+        }
         let roles = claims
             .roles
             .into_iter()
             .map(Role::try_from)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| HubError::Unauthenticated("the token names a malformed role"))?;
-        Principal::new(claims.sub, claims.agency, claims.member_state, roles)
-            .map_err(|_| HubError::Unauthenticated("the token names a malformed principal"))
+        let principal = Principal::new(claims.sub, claims.agency, claims.member_state, roles)
+            .map_err(|_| HubError::Unauthenticated("the token names a malformed principal"))?;
+        Ok(VerifiedToken {
+            principal,
+            issued_at,
+            expires_at,
+        })
     }
 }
 
@@ -205,7 +234,12 @@ mod tests {
         let token = hub
             .mint(&principal(), now, time::Duration::hours(1))
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(hub.verify(&token).ok(), Some(principal()));
+        let verified = hub.verify(&token).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(verified.principal, principal());
+        assert_eq!(
+            verified.expires_at - verified.issued_at,
+            time::Duration::hours(1)
+        );
 
         let other = TokenAuthority::from_secret(&[8; 32]);
         assert!(matches!(

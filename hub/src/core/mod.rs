@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use connectors::{IdentityRecord, UnknownSystem};
 
-use crate::access::{Access, PolicyEngine, Principal};
+use crate::access::{Access, PolicyEngine, Principal, VerifiedToken};
 use crate::biometrics::BiometricsError;
 use crate::clock::Clock;
 use crate::config::HubConfig;
@@ -259,6 +259,24 @@ impl Hub {
         } else {
             polling.await;
         }
+    }
+
+    /// The principal of a verified token, if the hub admits the token: living no longer
+    /// than `auth.max_token_lifetime_hours` — or, if its holder may do nothing but operate
+    /// the hub (decided now, so a right granted later ends the exception),
+    /// `auth.max_operate_token_lifetime_days`.
+    pub async fn admit(&self, token: VerifiedToken) -> Result<Principal, HubError> {
+        let lifetime = token.expires_at - token.issued_at;
+        let auth = &self.settings.auth;
+        if lifetime > auth.max_token_lifetime()
+            && (lifetime > auth.max_operate_token_lifetime()
+                || !self.gate.access(&token.principal).await?.only_operates())
+        {
+            return Err(HubError::Unauthenticated(
+                "the token lives longer than this hub admits",
+            ));
+        }
+        Ok(token.principal)
     }
 
     /// Records a request refused for want of a valid credential on `route` (a route

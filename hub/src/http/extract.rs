@@ -21,16 +21,32 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = HubError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HubError> {
-        let verified = bearer_token(parts).and_then(|token| state.tokens.verify(token));
-        if let Err(HubError::Unauthenticated(reason)) = &verified {
-            let route = parts
-                .extensions
-                .get::<axum::extract::MatchedPath>()
-                .map_or("", axum::extract::MatchedPath::as_str);
-            state.hub.refused_authentication(route, reason);
-        }
-        verified.map(Self)
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or("", axum::extract::MatchedPath::as_str);
+        authenticated(state, bearer_token(parts), route)
+            .await
+            .map(Self)
     }
+}
+
+/// The principal of `token` (or of its absence, the refusal), if the hub signed it and
+/// admits it now ([`crate::core::Hub::admit`]); a refusal for want of a valid credential is
+/// audited, naming `route`.
+pub(super) async fn authenticated(
+    state: &AppState,
+    token: Result<&str, HubError>,
+    route: &str,
+) -> Result<Principal, HubError> {
+    let admitted = match token.and_then(|token| state.tokens.verify(token)) {
+        Ok(verified) => state.hub.admit(verified).await,
+        Err(refused) => Err(refused),
+    };
+    if let Err(HubError::Unauthenticated(reason)) = &admitted {
+        state.hub.refused_authentication(route, reason);
+    }
+    admitted
 }
 
 /// The bearer token of `Authorization`.

@@ -17,6 +17,7 @@ on_both_backends!(
     a_granted_access_request_lapses_on_time,
     audit_verify_names_the_first_altered_or_deleted_entry,
     failed_authentications_are_audited_and_a_flood_is_counted_not_written,
+    token_lifetimes_and_start_times_are_bounded,
 );
 
 fn principal(roles: &[&str]) -> Principal {
@@ -1204,6 +1205,131 @@ async fn failed_authentications_are_audited_and_a_flood_is_counted_not_written(b
                 "refused:unauthenticated:the token was not signed by this hub"
             ),
         ]
+    );
+    hub.stop().await;
+}
+
+/// A token is admitted for at most `auth.max_token_lifetime_hours` (12) from its issue, and
+/// not while its issue lies over a minute ahead; a longer one only while its holder may do
+/// nothing but operate the hub (a metrics scraper), and not once it may do more.
+async fn token_lifetimes_and_start_times_are_bounded(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    let now = OffsetDateTime::now_utc();
+    let token = |subject: &str, role: &str, from: OffsetDateTime, lasting: time::Duration| {
+        let principal = Principal::new(
+            subject,
+            "TEST",
+            "SE",
+            vec![role.parse().expect("a well-formed role")],
+        )
+        .expect("a principal");
+        hub.tokens.mint(&principal, from, lasting).expect("a token")
+    };
+    let hours = time::Duration::hours;
+    let search = json!({"purpose": "border_check", "biographic": {"surname": "X", "date_of_birth": "1970-01-01"}});
+    let searched = |token: String| {
+        let search = search.clone();
+        let hub = &hub;
+        async move {
+            let (status, body) = hub
+                .call(Method::POST, "/v1/search", Some(&token), Some(&search))
+                .await;
+            (
+                status,
+                body["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    assert_eq!(
+        searched(token("g-1", "border_guard", now, hours(12)))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        searched(token("g-2", "border_guard", now, hours(13))).await,
+        (
+            401,
+            "the token lives longer than this hub admits".to_owned()
+        )
+    );
+    assert_eq!(
+        searched(token(
+            "g-3",
+            "border_guard",
+            now + time::Duration::minutes(5),
+            hours(1)
+        ))
+        .await,
+        (401, "the token was issued in the future".to_owned())
+    );
+    assert_eq!(
+        searched(token(
+            "g-4",
+            "border_guard",
+            now + time::Duration::seconds(30),
+            hours(1)
+        ))
+        .await
+        .0,
+        200,
+        "a clock a little ahead"
+    );
+
+    // A scraper's role, given the operate duty and nothing else.
+    let admin = hub.token("admin-1", "SE", &["admin"]);
+    let (status, added) = hub
+        .call(
+            Method::POST,
+            "/v1/admin/policies",
+            Some(&admin),
+            Some(&json!({
+                "rule": {"kind": "permission", "subject": "metrics_scraper", "system": "hub", "action": "operate"},
+                "reason": "Prometheus",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    let scraper = token(
+        "prometheus",
+        "metrics_scraper",
+        now,
+        time::Duration::days(90),
+    );
+    let scraped = || async {
+        hub.anonymous
+            .get(hub.url("/metrics"))
+            .bearer_auth(&scraper)
+            .send()
+            .await
+            .expect("the hub answers")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(scraped().await, 200, "a scraper's long-lived credential");
+    let (status, _) = hub
+        .call(
+            Method::POST,
+            "/v1/admin/policies",
+            Some(&admin),
+            Some(&json!({
+                "rule": {"kind": "permission", "subject": "metrics_scraper", "system": "ees", "action": "read:identity"},
+                "reason": "a mistake",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(scraped().await, 401, "no longer only a scraper's");
+    let long_guard = token("g-5", "border_guard", now, time::Duration::days(90));
+    assert_eq!(
+        hub.anonymous
+            .get(hub.url("/metrics"))
+            .bearer_auth(&long_guard)
+            .send()
+            .await
+            .expect("the hub answers")
+            .status(),
+        401
     );
     hub.stop().await;
 }

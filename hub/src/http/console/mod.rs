@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use maud::Markup;
 use serde::Deserialize;
 
+use super::extract::authenticated;
 use super::{AppState, Problem};
 use crate::access::{Access, HubDuty, Principal, Purpose, Role, RuleSpec};
 use crate::core::{AccessRequestDecision, LinkFilter, PolicyChange, Simulation, Verification};
@@ -111,12 +112,12 @@ impl FromRequestParts<AppState> for Session {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let to_sign_in = || Redirect::to("/console/sign-in").into_response();
         let token = session_token(&parts.headers).ok_or_else(to_sign_in)?;
-        let principal = state.tokens.verify(&token).map_err(|error| {
-            if let HubError::Unauthenticated(reason) = error {
-                state.hub.refused_authentication("/console", reason);
-            }
-            to_sign_in()
-        })?;
+        let principal = authenticated(state, Ok(&token), "/console")
+            .await
+            .map_err(|error| match error {
+                HubError::Unauthenticated(_) => to_sign_in(),
+                other => error_page(other),
+            })?;
         let access = state.hub.access(&principal).await.map_err(error_page)?;
         Ok(Self { principal, access })
     }
@@ -212,7 +213,7 @@ struct SignIn {
 
 async fn sign_in(State(state): State<AppState>, Form(form): Form<SignIn>) -> Response {
     let token = form.token.trim();
-    match state.tokens.verify(token) {
+    match authenticated(&state, Ok(token), "/console/sign-in").await {
         Ok(_) => {
             let cookie = format!("{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict");
             let mut response = Redirect::to("/console").into_response();
@@ -221,16 +222,12 @@ async fn sign_in(State(state): State<AppState>, Form(form): Form<SignIn>) -> Res
             }
             response
         }
-        Err(error) => {
-            if let HubError::Unauthenticated(reason) = error {
-                state.hub.refused_authentication("/console/sign-in", reason);
-            }
-            (
-                StatusCode::UNAUTHORIZED,
-                pages::sign_in(Some(&error.to_string())),
-            )
-                .into_response()
-        }
+        Err(error @ HubError::Unauthenticated(_)) => (
+            StatusCode::UNAUTHORIZED,
+            pages::sign_in(Some(&error.to_string())),
+        )
+            .into_response(),
+        Err(other) => error_page(other),
     }
 }
 
