@@ -45,31 +45,35 @@ fn restrict(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             continue;
         }
         let mode = metadata.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !0o077)) {
-                Ok(()) => opened.push(path.clone()),
-                // Gone since it was listed (a snapshot renamed into place).
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            }
+        if mode & 0o077 != 0
+            && present(std::fs::set_permissions(
+                &path,
+                std::fs::Permissions::from_mode(mode & !0o077),
+            ))?
+            .is_some()
+        {
+            opened.push(path.clone());
         }
         if kind.is_dir() {
-            let entries = match std::fs::read_dir(&path) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            for entry in entries {
+            for entry in present(std::fs::read_dir(&path))?.into_iter().flatten() {
                 let entry = entry?;
-                match entry.metadata() {
-                    Ok(metadata) => pending.push((entry.path(), metadata)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+                if let Some(metadata) = present(entry.metadata())? {
+                    pending.push((entry.path(), metadata));
                 }
             }
         }
     }
     Ok(opened)
+}
+
+/// `None` for what vanished since it was listed (a snapshot renamed into place).
+#[cfg(unix)]
+fn present<T>(result: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(not(unix))]

@@ -150,7 +150,6 @@ impl AuditLog {
             return;
         }
         let unrecorded = counts.unrecorded.swap(0, Ordering::Relaxed);
-        let (done, _) = tokio::sync::oneshot::channel();
         let event = AuditEvent {
             subject: String::new(),
             agency: String::new(),
@@ -160,15 +159,7 @@ impl AuditLog {
             query: format!("route={route};unrecorded_before={unrecorded}"),
             outcome: format!("refused:unauthenticated:{reason}"),
         };
-        let _ = self.queue.try_send(PendingAudit {
-            entry: ChainEntry {
-                event,
-                at: self.clock.now(),
-                decided_under: None,
-            },
-            counts: Vec::new(),
-            done,
-        });
+        self.write_if_room(self.pending(event, None, Vec::new()));
     }
 
     /// An entry for the writer, and the receiver that says when it is written.
@@ -182,14 +173,24 @@ impl AuditLog {
             query: record.query,
             outcome: record.outcome,
         };
+        self.pending(event, record.decided_under, record.counts)
+    }
+
+    /// `event`, stamped now, for the writer, and the receiver that says when it is written.
+    fn pending(
+        &self,
+        event: AuditEvent,
+        decided_under: Option<i64>,
+        counts: Vec<IngestCountKey>,
+    ) -> (PendingAudit, AuditWritten) {
         let (done, written) = tokio::sync::oneshot::channel();
         let entry = PendingAudit {
             entry: ChainEntry {
                 event,
                 at: self.clock.now(),
-                decided_under: record.decided_under,
+                decided_under,
             },
-            counts: record.counts,
+            counts,
             done,
         };
         (entry, written)

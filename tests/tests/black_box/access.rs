@@ -1278,58 +1278,47 @@ async fn token_lifetimes_and_start_times_are_bounded(backend: Backend) {
 
     // A scraper's role, given the operate duty and nothing else.
     let admin = hub.token("admin-1", "SE", &["admin"]);
-    let (status, added) = hub
-        .call(
-            Method::POST,
-            "/v1/admin/policies",
-            Some(&admin),
-            Some(&json!({
-                "rule": {"kind": "permission", "subject": "metrics_scraper", "system": "hub", "action": "operate"},
-                "reason": "Prometheus",
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{added}");
+    let permit_scrapers = |system: &'static str, action: &'static str| {
+        let rule = json!({
+            "rule": {"kind": "permission", "subject": "metrics_scraper", "system": system, "action": action},
+            "reason": "Prometheus",
+        });
+        let (hub, admin) = (&hub, &admin);
+        async move {
+            let (status, added) = hub
+                .call(Method::POST, "/v1/admin/policies", Some(admin), Some(&rule))
+                .await;
+            assert_eq!(status, 201, "{added}");
+        }
+    };
+    let scraped = |token: String| {
+        let hub = &hub;
+        async move {
+            hub.anonymous
+                .get(hub.url("/metrics"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("the hub answers")
+                .status()
+                .as_u16()
+        }
+    };
+    permit_scrapers("hub", "operate").await;
     let scraper = token(
         "prometheus",
         "metrics_scraper",
         now,
         time::Duration::days(90),
     );
-    let scraped = || async {
-        hub.anonymous
-            .get(hub.url("/metrics"))
-            .bearer_auth(&scraper)
-            .send()
-            .await
-            .expect("the hub answers")
-            .status()
-            .as_u16()
-    };
-    assert_eq!(scraped().await, 200, "a scraper's long-lived credential");
-    let (status, _) = hub
-        .call(
-            Method::POST,
-            "/v1/admin/policies",
-            Some(&admin),
-            Some(&json!({
-                "rule": {"kind": "permission", "subject": "metrics_scraper", "system": "ees", "action": "read:identity"},
-                "reason": "a mistake",
-            })),
-        )
-        .await;
-    assert_eq!(status, 201);
-    assert_eq!(scraped().await, 401, "no longer only a scraper's");
-    let long_guard = token("g-5", "border_guard", now, time::Duration::days(90));
     assert_eq!(
-        hub.anonymous
-            .get(hub.url("/metrics"))
-            .bearer_auth(&long_guard)
-            .send()
-            .await
-            .expect("the hub answers")
-            .status(),
-        401
+        scraped(scraper.clone()).await,
+        200,
+        "a scraper's long-lived credential"
     );
+    permit_scrapers("ees", "read:identity").await;
+    assert_eq!(scraped(scraper).await, 401, "no longer only a scraper's");
+    let long_guard = token("g-5", "border_guard", now, time::Duration::days(90));
+    assert_eq!(scraped(long_guard).await, 401);
     hub.stop().await;
 }
