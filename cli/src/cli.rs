@@ -422,8 +422,11 @@ impl Command {
                 )?;
                 let now = time::OffsetDateTime::now_utc();
                 let token = authority.mint(&principal, now, args.ttl)?;
+                let id = interop_hub::access::unverified_token_id(&token)
+                    .map(|id| id.to_string())
+                    .unwrap_or_default();
                 eprintln!(
-                    "token for {} of {} ({}), expires {}",
+                    "token {id} for {} of {} ({}), expires {}",
                     principal.subject,
                     principal.agency,
                     principal.member_state,

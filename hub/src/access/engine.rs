@@ -12,15 +12,17 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use super::revocations::{LONGEST_REFUSAL, Revocation, RevocationTarget, Revoked};
 use super::rules::{CheckedRule, parse_policy_csv};
-use super::{Action, FieldGroup, HubDuty, Member, Principal, Purpose, RuleSpec};
+use super::{Action, FieldGroup, HubDuty, Member, Principal, Purpose, RuleSpec, VerifiedToken};
 use crate::clock::Clock;
 use crate::error::HubError;
 use crate::matching::LinkColour;
 use crate::metrics::HubMetrics;
-use crate::store::{ControlStore, NewRule, RuleRow, StoredLink, VerifierQueue};
+use crate::store::{ControlStore, NewRule, RevocationRow, RuleRow, StoredLink, VerifierQueue};
 
 const MODEL: &str = include_str!("../../../policies/model.conf");
+const DENY_MODEL: &str = include_str!("../../../policies/deny_model.conf");
 const BASELINE: &str = include_str!("../../../policies/baseline.csv");
 /// Principals whose access one policy version remembers; beyond it the memo starts over.
 const ACCESS_MEMO_LIMIT: usize = 10_000;
@@ -246,13 +248,18 @@ pub struct PolicyRule {
     pub reason: String,
 }
 
-/// One version of the policy: an enforcer and what it was built from.
+/// One version of the policy: its enforcers and what they were built from.
 struct PolicySnapshot {
+    /// What permissions allow.
     enforcer: Enforcer,
+    /// What denials refuse, whatever the permissions allow.
+    denials: Enforcer,
     /// The g rules, for the authorities a principal acts for through assigned roles.
     assignments: Vec<(String, String)>,
     /// The first instant at which a rule in this version lapses.
     next_lapse: Option<OffsetDateTime>,
+    /// The tokens this version refuses.
+    revoked: Revoked,
     /// The store's policy version the rules were read at (read before them: a change that
     /// commits meanwhile moves it past this).
     version: i64,
@@ -271,57 +278,49 @@ impl PolicySnapshot {
     async fn build(
         rules: &[CheckedRule],
         next_lapse: Option<OffsetDateTime>,
+        revoked: Revoked,
         version: i64,
     ) -> Result<Self, HubError> {
-        let internal = |e: casbin::Error| HubError::Internal(format!("policy engine: {e}"));
-        let model = DefaultModel::from_str(MODEL).await.map_err(internal)?;
-        let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
-            .await
-            .map_err(internal)?;
         let mut permissions = Vec::new();
+        let mut denials = Vec::new();
         let mut assignments = Vec::new();
         for rule in rules {
             let (ptype, v0, v1, v2) = rule.casbin_fields();
-            if ptype == "p" {
-                permissions.push(vec![v0, v1, v2]);
-            } else {
-                assignments.push((v0, v1));
+            match ptype {
+                "p" => permissions.push(vec![v0, v1, v2]),
+                "d" => denials.push(vec![v0, v1, v2]),
+                _ => assignments.push((v0, v1)),
             }
         }
-        permissions.sort();
-        permissions.dedup();
         assignments.sort();
         assignments.dedup();
-        if !permissions.is_empty() {
-            enforcer.add_policies(permissions).await.map_err(internal)?;
-        }
-        if !assignments.is_empty() {
-            enforcer
-                .add_grouping_policies(
-                    assignments
-                        .iter()
-                        .map(|(member, role)| vec![member.clone(), role.clone()])
-                        .collect(),
-                )
-                .await
-                .map_err(internal)?;
-        }
+        let grouping: Vec<Vec<String>> = assignments
+            .iter()
+            .map(|(member, role)| vec![member.clone(), role.clone()])
+            .collect();
         Ok(Self {
-            enforcer,
+            enforcer: enforcer(MODEL, permissions, grouping.clone()).await?,
+            denials: enforcer(DENY_MODEL, denials, grouping).await?,
             assignments,
             next_lapse,
+            revoked,
             version,
             memo: Mutex::new(HashMap::new()),
         })
     }
 
+    /// A permission of one of `subjects` allows `action` on `scope`, and no denial of any
+    /// of them refuses it.
     fn allowed(&self, subjects: &[String], scope: &str, action: Action) -> bool {
-        subjects.iter().any(|subject| {
-            self.enforcer
-                .enforce((subject.as_str(), scope, action.as_str()))
-                // A matcher that cannot be evaluated permits nothing.
-                .unwrap_or(false)
-        })
+        let matches = |enforcer: &Enforcer, unevaluable: bool| {
+            subjects.iter().any(|subject| {
+                enforcer
+                    .enforce((subject.as_str(), scope, action.as_str()))
+                    .unwrap_or(unevaluable)
+            })
+        };
+        // A matcher that cannot be evaluated permits nothing, and refuses everything.
+        matches(&self.enforcer, false) && !matches(&self.denials, true)
     }
 
     /// Every role the principal holds: from the token, and assigned by g rules (also
@@ -334,6 +333,7 @@ impl PolicySnapshot {
             .collect();
         let mut frontier: Vec<String> = roles.iter().cloned().collect();
         frontier.push(principal.rule_subject());
+        frontier.push(principal.agency_subject());
         while let Some(member) = frontier.pop() {
             for (m, role) in &self.assignments {
                 if *m == member && roles.insert(role.clone()) {
@@ -361,7 +361,7 @@ impl PolicySnapshot {
     }
 
     fn decide(&self, principal: &Principal) -> Access {
-        let mut subjects = vec![principal.rule_subject()];
+        let mut subjects = vec![principal.rule_subject(), principal.agency_subject()];
         subjects.extend(principal.roles.iter().map(|r| r.as_str().to_owned()));
         let mut systems = BTreeMap::new();
         for system in SourceSystem::ALL {
@@ -410,6 +410,31 @@ impl PolicySnapshot {
             policy_version: self.version,
         }
     }
+}
+
+/// An enforcer of `model` holding `policies` and the role assignments `grouping`.
+async fn enforcer(
+    model: &str,
+    mut policies: Vec<Vec<String>>,
+    grouping: Vec<Vec<String>>,
+) -> Result<Enforcer, HubError> {
+    let internal = |e: casbin::Error| HubError::Internal(format!("policy engine: {e}"));
+    let model = DefaultModel::from_str(model).await.map_err(internal)?;
+    let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
+        .await
+        .map_err(internal)?;
+    policies.sort();
+    policies.dedup();
+    if !policies.is_empty() {
+        enforcer.add_policies(policies).await.map_err(internal)?;
+    }
+    if !grouping.is_empty() {
+        enforcer
+            .add_grouping_policies(grouping)
+            .await
+            .map_err(internal)?;
+    }
+    Ok(enforcer)
 }
 
 /// The verifying authority a role acts as (docs/RULES.md#who-verifies-a-link),
@@ -495,7 +520,20 @@ impl PolicyEngine {
             rules.push(rule);
         }
         rules.extend(proposed.add.iter().cloned());
-        PolicySnapshot::build(&rules, next_lapse, version).await
+        let revocations = Self::revocations_in(store, now).await?;
+        PolicySnapshot::build(&rules, next_lapse, Revoked::new(&revocations), version).await
+    }
+
+    async fn revocations_in(
+        store: &ControlStore,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Revocation>, HubError> {
+        store
+            .revocations(now)
+            .await?
+            .iter()
+            .map(Revocation::from_row)
+            .collect()
     }
 
     /// Rebuilds the snapshot if the store's policy version moved since it was built (a rule
@@ -540,6 +578,49 @@ impl PolicyEngine {
         self.current.store(Arc::new(snapshot));
         self.metrics.policy_swap();
         Ok(())
+    }
+
+    /// Refuses a token a revocation in force cuts short.
+    pub async fn admit(&self, token: &VerifiedToken) -> Result<(), HubError> {
+        if self.snapshot().await?.revoked.refuses(token) {
+            return Err(HubError::Unauthenticated("the token has been revoked"));
+        }
+        Ok(())
+    }
+
+    /// The revocations in force, oldest first.
+    pub async fn revocations(&self) -> Result<Vec<Revocation>, HubError> {
+        Self::revocations_in(&self.store, self.clock.now()).await
+    }
+
+    /// Stores a revocation and swaps in the policy that includes it, before answering: the
+    /// tokens it refuses are refused from the very next request. `forget_after`: when
+    /// every token it refuses has expired, if known (a token signing out); otherwise the
+    /// longest any token can live.
+    pub async fn revoke(
+        &self,
+        target: RevocationTarget,
+        forget_after: Option<OffsetDateTime>,
+        by: &Principal,
+        reason: &str,
+    ) -> Result<Revocation, HubError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let now = self.clock.now();
+        let (kind, target) = target.stored();
+        let row = self
+            .store
+            .add_revocation(&RevocationRow {
+                id: 0,
+                kind: kind.to_owned(),
+                target,
+                revoked_at: now,
+                forget_after: forget_after.unwrap_or(now + LONGEST_REFUSAL),
+                created_by: by.rule_subject(),
+                reason: reason.to_owned(),
+            })
+            .await?;
+        self.reload().await?;
+        Revocation::from_row(&row)
     }
 
     /// What `principal` may do under the policy in force now.

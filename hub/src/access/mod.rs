@@ -2,6 +2,7 @@
 //! them do (an [`Access`] only the policy engine can mint), and the vocabulary of rules.
 
 mod engine;
+mod revocations;
 mod rules;
 mod token;
 
@@ -9,8 +10,11 @@ pub use engine::{
     Access, Answer, LinkSight, PolicyEngine, PolicyRule, ProposedChanges, SystemRights,
     full_access_rules,
 };
+pub use revocations::{Revocation, RevocationTarget};
 pub use rules::{Action, CheckedRule, FieldGroup, HubDuty, Member, Purpose, RuleSpec, Scope};
-pub use token::{TokenAuthority, VerifiedToken, parse_ttl, unverified_member_state};
+pub use token::{
+    TokenAuthority, TokenId, VerifiedToken, parse_ttl, unverified_member_state, unverified_token_id,
+};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -50,8 +54,9 @@ impl TryFrom<String> for Role {
                 && q.chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         });
-        // "user:" names principals in rules: a role must never be mistaken for one.
-        if name_ok && qualifier_ok && name != "user" {
+        // "user:" and "agency:" name principals and agencies in rules: a role must never be
+        // mistaken for one.
+        if name_ok && qualifier_ok && name != "user" && name != "agency" {
             Ok(Self(text))
         } else {
             Err(ERROR)
@@ -126,6 +131,11 @@ impl Principal {
     pub fn rule_subject(&self) -> String {
         format!("user:{}/{}", self.agency, self.subject)
     }
+
+    /// The principal's agency's name in rules: `agency:<agency>`.
+    pub fn agency_subject(&self) -> String {
+        format!("agency:{}", self.agency)
+    }
 }
 
 /// Checks a principal arriving from outside (a simulation's body).
@@ -150,7 +160,16 @@ mod tests {
         ] {
             assert!(good.parse::<Role>().is_ok(), "{good}");
         }
-        for bad in ["", "Admin", "user:x", "a b", "connector:", "x:Y", "1role"] {
+        for bad in [
+            "",
+            "Admin",
+            "user:x",
+            "agency:x",
+            "a b",
+            "connector:",
+            "x:Y",
+            "1role",
+        ] {
             assert!(bad.parse::<Role>().is_err(), "{bad}");
         }
         assert!(Principal::new("k.weber", "BKA", "DE", vec![]).is_ok());

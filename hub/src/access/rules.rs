@@ -177,6 +177,11 @@ impl Action {
         }
     }
 
+    /// Duties and purposes: actions on the hub, not on a system's data.
+    pub fn is_hub_wide(self) -> bool {
+        matches!(self, Self::Duty(_) | Self::Declare(_))
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         Self::on_systems()
             .chain(HubDuty::ALL.into_iter().map(Self::Duty))
@@ -213,11 +218,13 @@ impl Scope {
     }
 }
 
-/// Who a rule is about: a role, or one principal (`user:<agency>/<subject>`).
+/// Who a rule is about: a role, one principal (`user:<agency>/<subject>`), or every
+/// principal of one agency (`agency:<agency>`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Member {
     Role(Role),
     User { agency: String, subject: String },
+    Agency(String),
 }
 
 impl Member {
@@ -225,6 +232,7 @@ impl Member {
         match self {
             Self::Role(role) => role.as_str().to_owned(),
             Self::User { agency, subject } => format!("user:{agency}/{subject}"),
+            Self::Agency(agency) => format!("agency:{agency}"),
         }
     }
 
@@ -237,9 +245,16 @@ impl Member {
                 subject: principal.subject,
             });
         }
+        if let Some(agency) = text.strip_prefix("agency:") {
+            let principal = super::Principal::new("-", agency, "EU", Vec::new()).ok()?;
+            return Some(Self::Agency(principal.agency));
+        }
         text.parse().ok().map(Self::Role)
     }
 }
+
+/// `*` in a denial's action: every action.
+const EVERY_ACTION: &str = "*";
 
 /// A rule as administrators write it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -258,12 +273,24 @@ pub enum RuleSpec {
         #[schema(example = "hit")]
         action: String,
     },
-    /// `member` (a principal or a role) holds `role`.
+    /// `member` (a principal, an agency or a role) holds `role`.
     Assignment {
         #[schema(example = "user:BKA/k.weber")]
         member: String,
         #[schema(example = "le_designated")]
         role: String,
+    },
+    /// `subject` may not do `action` on `system`, whatever any permission says: blocks one
+    /// officer, one agency or one role at once without touching the role's rules.
+    Denial {
+        #[schema(example = "user:BKA/k.weber")]
+        subject: String,
+        /// A system, `*` (every system and the hub's duties) or `hub`.
+        #[schema(example = "*")]
+        system: String,
+        /// Any action a permission names, or `*` (every action).
+        #[schema(example = "*")]
+        action: String,
     },
 }
 
@@ -278,6 +305,12 @@ pub enum CheckedRule {
     Assignment {
         member: Member,
         role: Role,
+    },
+    /// `action` `None`: every action; scope `AllSystems`: every system and the hub.
+    Denial {
+        subject: Member,
+        scope: Scope,
+        action: Option<Action>,
     },
 }
 
@@ -301,6 +334,16 @@ impl CheckedRule {
                 role.as_str().to_owned(),
                 String::new(),
             ),
+            Self::Denial {
+                subject,
+                scope,
+                action,
+            } => (
+                "d",
+                subject.as_rule_text(),
+                scope.as_str().to_owned(),
+                action.map_or(EVERY_ACTION, Action::as_str).to_owned(),
+            ),
         }
     }
 
@@ -314,6 +357,15 @@ impl CheckedRule {
             "g" if v2.is_empty() => Some(Self::Assignment {
                 member: Member::parse(v0)?,
                 role: v1.parse().ok()?,
+            }),
+            "d" => Some(Self::Denial {
+                subject: Member::parse(v0)?,
+                scope: Scope::parse(v1)?,
+                action: if v2 == EVERY_ACTION {
+                    None
+                } else {
+                    Some(Action::parse(v2)?)
+                },
             }),
             _ => None,
         }
@@ -331,9 +383,21 @@ impl CheckedRule {
                 member: v0,
                 role: v1,
             },
+            Self::Denial { .. } => RuleSpec::Denial {
+                subject: v0,
+                system: v1,
+                action: v2,
+            },
         }
     }
 }
+
+const HUB_WIDE_ERROR: &str = "system: duties and purposes apply to hub, other actions to systems";
+const SUBJECT_ERROR: &str = "subject: a role, user:<agency>/<subject> or agency:<agency>";
+const SYSTEM_ERROR: &str = "system: ees, etias, vis, sis, ecris-tcn, * or hub";
+const ACTION_ERROR: &str = "action: write, read:identity, read:documents, read:biometrics, \
+     read:system_data, hit, verify, request_access, administer, audit, operate, statistics or \
+     purpose:<purpose>";
 
 impl RuleSpec {
     /// Checks every part against the vocabulary; the message names the part that is wrong.
@@ -344,20 +408,10 @@ impl RuleSpec {
                 system,
                 action,
             } => {
-                let subject =
-                    Member::parse(subject).ok_or("subject: a role or user:<agency>/<subject>")?;
-                let scope = Scope::parse(system)
-                    .ok_or("system: ees, etias, vis, sis, ecris-tcn, * or hub")?;
-                let action = Action::parse(action).ok_or(
-                    "action: write, read:identity, read:documents, read:biometrics, \
-                     read:system_data, hit, verify, request_access, administer, audit, operate, \
-                     statistics or purpose:<purpose>",
-                )?;
-                let hub_wide = matches!(action, Action::Duty(_) | Action::Declare(_));
-                if hub_wide != (scope == Scope::Hub) {
-                    return Err(
-                        "system: administer, audit and operate apply to hub, other actions to systems",
-                    );
+                let (subject, scope) = subject_and_scope(subject, system)?;
+                let action = Action::parse(action).ok_or(ACTION_ERROR)?;
+                if action.is_hub_wide() != (scope == Scope::Hub) {
+                    return Err(HUB_WIDE_ERROR);
                 }
                 Ok(CheckedRule::Permission {
                     subject,
@@ -366,16 +420,50 @@ impl RuleSpec {
                 })
             }
             Self::Assignment { member, role } => Ok(CheckedRule::Assignment {
-                member: Member::parse(member).ok_or("member: a role or user:<agency>/<subject>")?,
+                member: Member::parse(member)
+                    .ok_or("member: a role, user:<agency>/<subject> or agency:<agency>")?,
                 role: role
                     .parse()
                     .map_err(|_| "role: a role name such as le_designated")?,
             }),
+            Self::Denial {
+                subject,
+                system,
+                action,
+            } => {
+                let (subject, scope) = subject_and_scope(subject, system)?;
+                let action = if action == EVERY_ACTION {
+                    None
+                } else {
+                    Some(Action::parse(action).ok_or(ACTION_ERROR)?)
+                };
+                // `*` reaches every system and the hub; a named one only its own actions.
+                if let Some(action) = action
+                    && scope != Scope::AllSystems
+                    && action.is_hub_wide() != (scope == Scope::Hub)
+                {
+                    return Err(HUB_WIDE_ERROR);
+                }
+                Ok(CheckedRule::Denial {
+                    subject,
+                    scope,
+                    action,
+                })
+            }
         }
     }
 }
 
-/// Parses the baseline policy file: `p, subject, system, action` and `g, member, role`.
+/// A permission's or denial's subject and system, checked.
+fn subject_and_scope(subject: &str, system: &str) -> Result<(Member, Scope), &'static str> {
+    Ok((
+        Member::parse(subject).ok_or(SUBJECT_ERROR)?,
+        Scope::parse(system).ok_or(SYSTEM_ERROR)?,
+    ))
+}
+
+/// Parses the baseline policy file: `p, subject, system, action`, `d, subject, system,
+/// action` and `g, member, role`.
 pub(super) fn parse_policy_csv(text: &str) -> Result<Vec<CheckedRule>, String> {
     let mut rules = Vec::new();
     for (number, line) in text.lines().enumerate() {
@@ -385,8 +473,8 @@ pub(super) fn parse_policy_csv(text: &str) -> Result<Vec<CheckedRule>, String> {
         }
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         let rule = match fields.as_slice() {
-            ["p", subject, system, action] => {
-                CheckedRule::from_casbin("p", subject, system, action)
+            [kind @ ("p" | "d"), subject, system, action] => {
+                CheckedRule::from_casbin(kind, subject, system, action)
             }
             ["g", member, role] => CheckedRule::from_casbin("g", member, role, ""),
             _ => None,
@@ -424,5 +512,51 @@ mod tests {
         };
         assert!(bad_member.check().is_err());
         assert!(parse_policy_csv("p, police, ees").is_err());
+    }
+
+    #[test]
+    fn denials_name_every_action_or_system_and_round_trip_through_casbin() {
+        let every = RuleSpec::Denial {
+            subject: "agency:BKA".into(),
+            system: "*".into(),
+            action: "*".into(),
+        };
+        let checked = every.check().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            checked,
+            CheckedRule::Denial {
+                subject: Member::Agency("BKA".into()),
+                scope: Scope::AllSystems,
+                action: None,
+            }
+        );
+        let (ptype, v0, v1, v2) = checked.casbin_fields();
+        assert_eq!(
+            CheckedRule::from_casbin(ptype, &v0, &v1, &v2),
+            Some(checked.clone())
+        );
+        assert_eq!(checked.spec(), every);
+        let duty_everywhere = RuleSpec::Denial {
+            subject: "user:BKA/k.weber".into(),
+            system: "*".into(),
+            action: "administer".into(),
+        };
+        assert!(duty_everywhere.check().is_ok());
+        let duty_on_a_system = RuleSpec::Denial {
+            subject: "user:BKA/k.weber".into(),
+            system: "ees".into(),
+            action: "administer".into(),
+        };
+        assert_eq!(duty_on_a_system.check(), Err(HUB_WIDE_ERROR));
+        assert!(
+            RuleSpec::Permission {
+                subject: "police".into(),
+                system: "ees".into(),
+                action: "*".into(),
+            }
+            .check()
+            .is_err(),
+            "only a denial names every action"
+        );
     }
 }

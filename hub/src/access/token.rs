@@ -7,6 +7,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::{Principal, Role};
 use crate::error::HubError;
@@ -26,6 +27,51 @@ struct Claims {
     roles: Vec<String>,
     iat: i64,
     exp: i64,
+    /// The token's own id, for revoking it alone.
+    jti: String,
+}
+
+/// A token's id (its `jti`): what revokes one token and no other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "3f0c9a6e2b7d41c8a5e9f0d1c2b3a4e5")]
+pub struct TokenId(String);
+
+impl TokenId {
+    /// A new random id: 128 bits, as hex.
+    fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TokenId {
+    type Error = &'static str;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if (1..=128).contains(&text.len()) && text.chars().all(|c| c.is_ascii_graphic()) {
+            Ok(Self(text))
+        } else {
+            Err("token_id: 1-128 printable characters without spaces")
+        }
+    }
+}
+
+impl From<TokenId> for String {
+    fn from(id: TokenId) -> Self {
+        id.0
+    }
+}
+
+impl std::fmt::Display for TokenId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A token the hub signed and that has not expired: whom it names, and when it was issued
@@ -33,6 +79,7 @@ struct Claims {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
     pub principal: Principal,
+    pub token_id: TokenId,
     pub issued_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
@@ -127,6 +174,7 @@ impl TokenAuthority {
                 .collect(),
             iat: now.unix_timestamp(),
             exp: (now + ttl).unix_timestamp(),
+            jti: TokenId::random().0,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -167,8 +215,11 @@ impl TokenAuthority {
             .map_err(|_| HubError::Unauthenticated("the token names a malformed role"))?;
         let principal = Principal::new(claims.sub, claims.agency, claims.member_state, roles)
             .map_err(|_| HubError::Unauthenticated("the token names a malformed principal"))?;
+        let token_id = TokenId::try_from(claims.jti)
+            .map_err(|_| HubError::Unauthenticated("the token names a malformed id"))?;
         Ok(VerifiedToken {
             principal,
+            token_id,
             issued_at,
             expires_at,
         })
@@ -182,6 +233,14 @@ pub fn unverified_member_state(token: &str) -> Option<String> {
     jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token)
         .ok()
         .map(|claims| claims.member_state)
+}
+
+/// The id a token carries, read without checking its signature: for showing whoever minted
+/// it what to revoke, never for a decision.
+pub fn unverified_token_id(token: &str) -> Option<TokenId> {
+    jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token)
+        .ok()
+        .and_then(|claims| TokenId::try_from(claims.jti).ok())
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
@@ -236,6 +295,15 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let verified = hub.verify(&token).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(verified.principal, principal());
+        assert_eq!(unverified_token_id(&token), Some(verified.token_id.clone()));
+        let again = hub
+            .mint(&principal(), now, time::Duration::hours(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(
+            hub.verify(&again).map(|v| v.token_id).ok(),
+            Some(verified.token_id.clone()),
+            "every token has an id of its own"
+        );
         assert_eq!(
             verified.expires_at - verified.issued_at,
             time::Duration::hours(1)

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use super::guard::{Gate, Operation};
 use super::{AccessRequestView, AuditEntryView};
 use crate::access::{
-    Answer, HubDuty, PolicyEngine, PolicyRule, Principal, ProposedChanges, RuleSpec,
-    checked_principal, full_access_rules,
+    Answer, HubDuty, PolicyEngine, PolicyRule, Principal, ProposedChanges, Revocation,
+    RevocationTarget, RuleSpec, VerifiedToken, checked_principal, full_access_rules,
 };
 use crate::clock::Clock;
 use crate::error::HubError;
@@ -33,6 +33,15 @@ pub struct PolicyChange {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Tokens to cut short, and why.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationOrder {
+    pub revoke: RevocationTarget,
+    /// Why: kept with the revocation and in the audit log.
+    pub reason: String,
 }
 
 /// "What would this principal see": a principal, the systems of a query, and changes
@@ -201,6 +210,70 @@ impl Administration {
                     self.policy.remove(id).await
                 },
                 |rule| format!("removed:{}", rule_text(&rule.rule)),
+            )
+            .await
+    }
+
+    /// The revocations in force.
+    pub async fn revocations(&self, principal: &Principal) -> Result<Vec<Revocation>, HubError> {
+        self.gate
+            .guarded(
+                principal,
+                Operation::ListRevocations,
+                String::new(),
+                |_| async move { self.policy.revocations().await },
+                |revocations| format!("revocations={}", revocations.len()),
+            )
+            .await
+    }
+
+    /// Revokes one token, or the tokens one principal or agency holds now; they are refused
+    /// from the very next request.
+    pub async fn revoke(
+        &self,
+        principal: &Principal,
+        order: RevocationOrder,
+    ) -> Result<Revocation, HubError> {
+        let described = format!(
+            "{} why={}",
+            brief(&revocation_text(&order.revoke)),
+            brief(&order.reason)
+        );
+        self.gate
+            .guarded(
+                principal,
+                Operation::Revoke,
+                described,
+                |_| async move {
+                    let target = order
+                        .revoke
+                        .check()
+                        .map_err(|m| HubError::InvalidRequest(m.to_owned()))?;
+                    let reason = required_text(&order.reason, "reason")?;
+                    self.policy.revoke(target, None, principal, &reason).await
+                },
+                |revocation| format!("revocation={}", revocation.id),
+            )
+            .await
+    }
+
+    /// Revokes the token its holder signs out with: refused from the very next request.
+    pub async fn sign_out(&self, token: &VerifiedToken) -> Result<Revocation, HubError> {
+        let principal = &token.principal;
+        self.gate
+            .guarded(
+                principal,
+                Operation::SignOut,
+                format!("token={}", token.token_id),
+                |_| async move {
+                    let target = RevocationTarget::Token {
+                        token_id: token.token_id.clone(),
+                    };
+                    self.policy
+                        .revoke(target, Some(token.expires_at), principal, "signed out")
+                        .await
+                },
+                |revocation| format!("revocation={}", revocation.id),
             )
             .await
     }
@@ -425,6 +498,14 @@ fn brief(reason: &str) -> String {
         .collect()
 }
 
+fn revocation_text(target: &RevocationTarget) -> String {
+    match target {
+        RevocationTarget::Token { token_id } => format!("token={token_id}"),
+        RevocationTarget::Principal { agency, subject } => format!("principal={agency}/{subject}"),
+        RevocationTarget::Agency { agency } => format!("agency={agency}"),
+    }
+}
+
 fn rule_text(rule: &RuleSpec) -> String {
     match rule {
         RuleSpec::Permission {
@@ -433,5 +514,10 @@ fn rule_text(rule: &RuleSpec) -> String {
             action,
         } => format!("p:{subject},{system},{action}"),
         RuleSpec::Assignment { member, role } => format!("g:{member},{role}"),
+        RuleSpec::Denial {
+            subject,
+            system,
+            action,
+        } => format!("d:{subject},{system},{action}"),
     }
 }

@@ -38,6 +38,10 @@ pub enum Operation {
     FileAccessRequest,
     ListAccessRequests,
     DecideAccessRequest,
+    Revoke,
+    ListRevocations,
+    /// The caller revokes the token it signed in with.
+    SignOut,
     ReadAudit,
     Statistics,
     Dashboard,
@@ -75,6 +79,9 @@ impl Operation {
             Self::FileAccessRequest => "access_request",
             Self::ListAccessRequests => "access_request_list",
             Self::DecideAccessRequest => "access_request_decide",
+            Self::Revoke => "revoke",
+            Self::ListRevocations => "revocation_list",
+            Self::SignOut => "sign_out",
             Self::ReadAudit => "audit_read",
             Self::Statistics => "statistics",
             Self::Dashboard => "dashboard",
@@ -98,7 +105,10 @@ impl Operation {
             | Self::RemoveRule
             | Self::SimulatePolicy
             | Self::ListAccessRequests
-            | Self::DecideAccessRequest => "administration",
+            | Self::DecideAccessRequest
+            | Self::Revoke
+            | Self::ListRevocations => "administration",
+            Self::SignOut => "authentication",
             Self::ReadAudit => "supervision",
             Self::Statistics | Self::Dashboard | Self::DataQuality => "statistics",
         }
@@ -139,7 +149,11 @@ impl Operation {
             }
             // Requesters list their own, administrators all: decided inside.
             Self::ListAccessRequests | Self::FileAccessRequest => Check::Inside,
-            Self::DecideAccessRequest => Check::Duty(HubDuty::Administer),
+            Self::DecideAccessRequest | Self::Revoke | Self::ListRevocations => {
+                Check::Duty(HubDuty::Administer)
+            }
+            // Whoever holds a token may give it up.
+            Self::SignOut => Check::Inside,
             Self::ReadAudit => Check::Duty(HubDuty::Audit),
             Self::Statistics | Self::Dashboard | Self::DataQuality => {
                 Check::Duty(HubDuty::Statistics)

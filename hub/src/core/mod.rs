@@ -22,7 +22,7 @@ mod tests;
 
 pub use administration::{
     AccessRequestDecision, AccessRequestFiling, AccessRequestKind, Administration, AuditPage,
-    PolicyChange, Simulation, SimulationAnswer, SystemDecision,
+    PolicyChange, RevocationOrder, Simulation, SimulationAnswer, SystemDecision,
 };
 pub use feed::FeedLag;
 pub use guard::Operation;
@@ -265,7 +265,9 @@ impl Hub {
     /// than `auth.max_token_lifetime_hours` — or, if its holder may do nothing but operate
     /// the hub (decided now, so a right granted later ends the exception),
     /// `auth.max_operate_token_lifetime_days`.
-    pub async fn admit(&self, token: VerifiedToken) -> Result<Principal, HubError> {
+    /// A revoked token is refused whatever its lifetime.
+    pub async fn admit(&self, token: VerifiedToken) -> Result<VerifiedToken, HubError> {
+        self.administration.policy.admit(&token).await?;
         let lifetime = token.expires_at - token.issued_at;
         let auth = &self.settings.auth;
         if lifetime > auth.max_token_lifetime()
@@ -276,7 +278,7 @@ impl Hub {
                 "the token lives longer than this hub admits",
             ));
         }
-        Ok(token.principal)
+        Ok(token)
     }
 
     /// Records a request refused for want of a valid credential on `route` (a route

@@ -1,5 +1,5 @@
-//! Administration routes: access rules and role assignments, changed in real time, and the
-//! dry run that shows what a principal would see.
+//! Administration routes: access rules and role assignments, changed in real time, the
+//! dry run that shows what a principal would see, and revocations of tokens.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -10,8 +10,8 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::extract::{Caller, JsonBody};
 use super::responses::{BadRequest, Conflict, NotFound, Refused, Unprocessable};
-use crate::access::PolicyRule;
-use crate::core::{PolicyChange, Simulation, SimulationAnswer};
+use crate::access::{PolicyRule, Revocation};
+use crate::core::{PolicyChange, RevocationOrder, Simulation, SimulationAnswer};
 use crate::error::HubError;
 
 /// Why a rule is removed.
@@ -125,4 +125,54 @@ pub(super) async fn simulate(
         .simulate(&caller, simulation.0)
         .await
         .map(Json)
+}
+
+/// The revocations in force: tokens, principals and agencies whose tokens are refused.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/revocations",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The revocations, oldest first", body = Vec<Revocation>),
+        Refused,
+    )
+)]
+pub(super) async fn revocations(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Vec<Revocation>>, HubError> {
+    state
+        .hub
+        .administration
+        .revocations(&caller)
+        .await
+        .map(Json)
+}
+
+/// Revoke one token (by its id), or every token one principal or one agency holds now. They
+/// are refused from the very next request, on every route and the console; tokens issued
+/// later are admitted (a deny rule blocks a principal or an agency for good).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/revocations",
+    tag = "admin",
+    request_body = RevocationOrder,
+    responses(
+        (status = 201, description = "Revoked, in force", body = Revocation),
+        BadRequest,
+        Refused,
+        Unprocessable,
+    )
+)]
+pub(super) async fn revoke(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    order: JsonBody<RevocationOrder>,
+) -> Result<(StatusCode, Json<Revocation>), HubError> {
+    state
+        .hub
+        .administration
+        .revoke(&caller, order.0)
+        .await
+        .map(|revocation| (StatusCode::CREATED, Json(revocation)))
 }

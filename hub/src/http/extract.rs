@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use connectors::SourceSystem;
 
 use super::AppState;
-use crate::access::Principal;
+use crate::access::{Principal, VerifiedToken};
 use crate::error::HubError;
 
 /// The authenticated caller: a bearer token the hub signed, not expired.
@@ -18,6 +18,19 @@ use crate::error::HubError;
 pub(super) struct Caller(pub Principal);
 
 impl FromRequestParts<AppState> for Caller {
+    type Rejection = HubError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HubError> {
+        let Credential(token) = Credential::from_request_parts(parts, state).await?;
+        Ok(Self(token.principal))
+    }
+}
+
+/// The authenticated caller's token itself: for giving it up.
+#[derive(Debug)]
+pub(super) struct Credential(pub VerifiedToken);
+
+impl FromRequestParts<AppState> for Credential {
     type Rejection = HubError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HubError> {
@@ -31,14 +44,14 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The principal of `token` (or of its absence, the refusal), if the hub signed it and
-/// admits it now ([`crate::core::Hub::admit`]); a refusal for want of a valid credential is
+/// The token `token` is (or of its absence, the refusal), if the hub signed it and admits
+/// it now ([`crate::core::Hub::admit`]); a refusal for want of a valid credential is
 /// audited, naming `route`.
 pub(super) async fn authenticated(
     state: &AppState,
     token: Result<&str, HubError>,
     route: &str,
-) -> Result<Principal, HubError> {
+) -> Result<VerifiedToken, HubError> {
     let admitted = match token.and_then(|token| state.tokens.verify(token)) {
         Ok(verified) => state.hub.admit(verified).await,
         Err(refused) => Err(refused),

@@ -14,6 +14,7 @@ mod records;
 mod responses;
 mod search;
 mod serve;
+mod session;
 mod statistics;
 
 use std::sync::Arc;
@@ -57,7 +58,8 @@ pub struct AppState {
         (name = "links", description = "The multiple-identity detector's links and their manual verification"),
         (name = "biometrics", description = "The shared biometric matching service: 1:N search and index state"),
         (name = "access", description = "Full-access requests after a hit flag, and their time-boxed grants"),
-        (name = "admin", description = "Access rules and role assignments, changed in real time and simulated first"),
+        (name = "admin", description = "Access rules and role assignments, changed in real time and simulated first; revocations of tokens"),
+        (name = "session", description = "The caller's own token, given up before it expires"),
         (name = "audit", description = "The tamper-evident audit log, for supervisors"),
         (name = "statistics", description = "Anonymised statistics and the data-quality report"),
         (name = "operations", description = "Liveness, readiness and metrics")
@@ -102,6 +104,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::list, admin::add))
         .routes(routes!(admin::remove))
         .routes(routes!(admin::simulate))
+        .routes(routes!(admin::revocations, admin::revoke))
+        .routes(routes!(session::sign_out))
         .routes(routes!(audit::log))
         .routes(routes!(statistics::stats))
         .routes(routes!(statistics::data_quality))

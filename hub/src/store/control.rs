@@ -41,6 +41,21 @@ pub struct NewRule {
     pub reason: String,
 }
 
+/// A revocation as stored: `kind` is `token` (target: its id), `principal` (target:
+/// `agency/subject`) or `agency` (target: the agency).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRow {
+    pub id: i64,
+    pub kind: String,
+    pub target: String,
+    /// A principal's or agency's tokens issued up to this instant are refused.
+    pub revoked_at: OffsetDateTime,
+    /// Every token the revocation can refuse has expired by this instant.
+    pub forget_after: OffsetDateTime,
+    pub created_by: String,
+    pub reason: String,
+}
+
 /// An access request (or a recorded decision not to file one) as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRequest {
@@ -63,6 +78,7 @@ pub struct AccessRequest {
     pub grant_expires_at: Option<OffsetDateTime>,
 }
 
+const REVOCATION_COLUMNS: &str = "id, kind, target, revoked_at, forget_after, created_by, reason";
 const RULE_COLUMNS: &str = "id, ptype, v0, v1, v2, expires_at, created_at, created_by, reason";
 const REQUEST_COLUMNS: &str = "id, kind, status, subject, agency, member_state, system, case_reference, \
      justification, created_at, decided_at, decided_by, decision_reason, grant_expires_at";
@@ -257,6 +273,53 @@ impl ControlStore {
             .await?;
         tx.commit().await?;
         Ok(Some(rule))
+    }
+
+    /// The revocations not yet forgotten at `now`, oldest first.
+    pub async fn revocations(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<RevocationRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE forget_after > $1 ORDER BY id"
+        ))
+        .bind(unix_millis(now))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(revocation_from_row).collect()
+    }
+
+    /// Stores a revocation (its `id` is the store's to give), forgetting those whose tokens
+    /// have all expired by `revocation.revoked_at`, in one transaction.
+    pub async fn add_revocation(
+        &self,
+        revocation: &RevocationRow,
+    ) -> Result<RevocationRow, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("DELETE FROM revocations WHERE forget_after <= $1")
+            .bind(unix_millis(revocation.revoked_at))
+            .execute(&mut *tx)
+            .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO revocations (kind, target, revoked_at, forget_after, created_by, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(revocation.kind.as_str())
+        .bind(revocation.target.as_str())
+        .bind(unix_millis(revocation.revoked_at))
+        .bind(unix_millis(revocation.forget_after))
+        .bind(revocation.created_by.as_str())
+        .bind(revocation.reason.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        revocation_from_row(&row)
     }
 
     pub async fn insert_access_request(&self, request: &AccessRequest) -> Result<(), sqlx::Error> {
@@ -903,6 +966,18 @@ fn rule_from_row(row: &AnyRow) -> Result<RuleRow, sqlx::Error> {
         v2: row.try_get("v2")?,
         expires_at: optional_millis(row, "expires_at")?,
         created_at: millis(row, "created_at")?,
+        created_by: row.try_get("created_by")?,
+        reason: row.try_get("reason")?,
+    })
+}
+
+fn revocation_from_row(row: &AnyRow) -> Result<RevocationRow, sqlx::Error> {
+    Ok(RevocationRow {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        target: row.try_get("target")?,
+        revoked_at: millis(row, "revoked_at")?,
+        forget_after: millis(row, "forget_after")?,
         created_by: row.try_get("created_by")?,
         reason: row.try_get("reason")?,
     })

@@ -18,6 +18,8 @@ on_both_backends!(
     audit_verify_names_the_first_altered_or_deleted_entry,
     failed_authentications_are_audited_and_a_flood_is_counted_not_written,
     token_lifetimes_and_start_times_are_bounded,
+    revoked_tokens_principals_and_agencies_are_refused_from_the_next_request,
+    a_denial_overrides_every_permission_of_an_officer_an_agency_or_a_role,
 );
 
 fn principal(roles: &[&str]) -> Principal {
@@ -1320,5 +1322,282 @@ async fn token_lifetimes_and_start_times_are_bounded(backend: Backend) {
     assert_eq!(scraped(scraper).await, 401, "no longer only a scraper's");
     let long_guard = token("g-5", "border_guard", now, time::Duration::days(90));
     assert_eq!(scraped(long_guard).await, 401);
+    hub.stop().await;
+}
+
+/// A revoked token, or any token of a revoked principal or agency issued before the
+/// revocation, is refused from the very next request, and still after a restart; tokens
+/// issued after it, other tokens and other principals are not. Signing out revokes the
+/// token it is sent with.
+async fn revoked_tokens_principals_and_agencies_are_refused_from_the_next_request(
+    backend: Backend,
+) {
+    let hub = TestHub::spawn(backend).await;
+    let token = |subject: &str, agency: &str, from: OffsetDateTime| {
+        let principal = Principal::new(
+            subject,
+            agency,
+            "DE",
+            vec!["border_guard".parse().expect("a well-formed role")],
+        )
+        .expect("a principal");
+        hub.tokens
+            .mint(&principal, from, time::Duration::hours(1))
+            .expect("a token")
+    };
+    let revoked = (401, "the token has been revoked".to_owned());
+    let admin = hub.token("admin-1", "SE", &["admin"]);
+    let now = OffsetDateTime::now_utc();
+    let (leaked, kept) = (token("g-1", "BPOL", now), token("g-1", "BPOL", now));
+    let (departed, other) = (token("g-2", "BPOL", now), token("g-3", "BPOL", now));
+    let (agency_a, agency_b) = (token("k-1", "BKA", now), token("k-2", "BKA", now));
+    for token in [&leaked, &kept, &departed, &other, &agency_a, &agency_b] {
+        assert_eq!(searched(&hub, token).await.0, 200);
+    }
+
+    let leaked_id = hub.tokens.verify(&leaked).expect("a hub token").token_id;
+    let (status, made) = revoke(
+        &hub,
+        &admin,
+        json!({"kind": "token", "token_id": leaked_id}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["kind"], "token");
+    assert_eq!(made["created_by"], "user:TEST/admin-1");
+    assert_eq!(searched(&hub, &leaked).await, revoked);
+    assert_eq!(
+        searched(&hub, &kept).await.0,
+        200,
+        "the same officer's other token"
+    );
+
+    let (status, made) = revoke(
+        &hub,
+        &admin,
+        json!({"kind": "principal", "agency": "BPOL", "subject": "g-2"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(searched(&hub, &departed).await, revoked);
+    assert_eq!(searched(&hub, &other).await.0, 200, "a colleague");
+    // Issued in a later second than the revocation: a new credential.
+    let reissued = token("g-2", "BPOL", now + time::Duration::seconds(2));
+    assert_eq!(searched(&hub, &reissued).await.0, 200);
+
+    let (status, made) = revoke(&hub, &admin, json!({"kind": "agency", "agency": "BKA"})).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(searched(&hub, &agency_a).await, revoked);
+    assert_eq!(searched(&hub, &agency_b).await, revoked);
+    assert_eq!(searched(&hub, &other).await.0, 200, "another agency");
+
+    // Only administrators revoke; a target is checked.
+    assert_eq!(
+        hub.call(
+            Method::POST,
+            "/v1/admin/revocations",
+            Some(&other),
+            Some(&json!({"revoke": {"kind": "agency", "agency": "BPOL"}, "reason": "no"})),
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(searched(&hub, &other).await.0, 200);
+    for bad in [
+        json!({"revoke": {"kind": "agency", "agency": "B/KA"}, "reason": "typo"}),
+        json!({"revoke": {"kind": "principal", "agency": "BKA", "subject": ""}, "reason": "typo"}),
+        json!({"revoke": {"kind": "agency", "agency": "BKA"}, "reason": " "}),
+    ] {
+        assert_eq!(revoke_raw(&hub, &admin, &bad).await.0, 422, "{bad}");
+    }
+    assert_eq!(
+        revoke_raw(
+            &hub,
+            &admin,
+            &json!({"revoke": {"kind": "everyone"}, "reason": "x"})
+        )
+        .await
+        .0,
+        400
+    );
+
+    // Signing out revokes the token sent, and only it.
+    let session = token("g-4", "BPOL", now);
+    let sibling = token("g-4", "BPOL", now);
+    let (status, _) = hub
+        .call(Method::POST, "/v1/session/sign-out", Some(&session), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(searched(&hub, &session).await, revoked);
+    assert_eq!(searched(&hub, &sibling).await.0, 200);
+    assert_eq!(
+        hub.call(Method::POST, "/v1/session/sign-out", Some(&session), None)
+            .await
+            .0,
+        401,
+        "a revoked token cannot sign out again"
+    );
+
+    let (status, listed) = hub
+        .call(Method::GET, "/v1/admin/revocations", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    let kinds: Vec<&str> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["token", "principal", "agency", "token"]);
+    let audited = hub
+        .query_strings(
+            &hub.control_url,
+            "SELECT action || ' ' || outcome FROM audit_log \
+             WHERE action IN ('revoke', 'sign_out') ORDER BY seq",
+        )
+        .await;
+    assert_eq!(
+        audited
+            .iter()
+            .filter(|a| a.starts_with("revoke revocation="))
+            .count(),
+        3,
+        "{audited:?}"
+    );
+    assert!(
+        audited
+            .iter()
+            .any(|a| a.starts_with("sign_out revocation=")),
+        "{audited:?}"
+    );
+
+    // Kept in the store: still refused after a restart.
+    let hub = hub.restart().await;
+    assert_eq!(searched(&hub, &leaked).await, revoked);
+    assert_eq!(searched(&hub, &agency_b).await, revoked);
+    assert_eq!(searched(&hub, &session).await, revoked);
+    assert_eq!(searched(&hub, &kept).await.0, 200);
+    hub.stop().await;
+}
+
+/// A border-check search by the holder of `token`: its status and the problem's detail.
+async fn searched(hub: &TestHub, token: &str) -> (u16, String) {
+    let search = json!({"purpose": "border_check", "biographic": {"surname": "X", "date_of_birth": "1970-01-01"}});
+    let (status, body) = hub
+        .call(Method::POST, "/v1/search", Some(token), Some(&search))
+        .await;
+    (
+        status,
+        body["detail"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Revokes `target` as `admin`, because its holder left the service.
+async fn revoke(hub: &TestHub, admin: &str, target: Value) -> (u16, Value) {
+    let body = json!({"revoke": target, "reason": "left the service"});
+    revoke_raw(hub, admin, &body).await
+}
+
+/// Posts `body` to the revocations as `admin`: the status and the answer.
+async fn revoke_raw(hub: &TestHub, admin: &str, body: &Value) -> (u16, Value) {
+    hub.call(
+        Method::POST,
+        "/v1/admin/revocations",
+        Some(admin),
+        Some(body),
+    )
+    .await
+}
+
+/// A denial refuses what it names whatever the permissions allow: one officer entirely,
+/// one agency one purpose, one role one field group. Removing it restores the rights; a
+/// denial that mixes a system with a hub duty is refused.
+async fn a_denial_overrides_every_permission_of_an_officer_an_agency_or_a_role(backend: Backend) {
+    let hub = TestHub::spawn(backend).await;
+    let admin = hub.token("admin-1", "SE", &["admin"]);
+    let guard = |subject: &str, agency: &str| {
+        hub_tests::mint(&hub.tokens, subject, agency, "DE", &["border_guard"])
+    };
+    let (blocked, colleague, elsewhere) = (
+        guard("g-1", "BPOL"),
+        guard("g-2", "BPOL"),
+        guard("g-3", "TEST"),
+    );
+    let search = json!({"purpose": "border_check", "biographic": {"surname": "X", "date_of_birth": "1970-01-01"}});
+    let searched = |token: &str| {
+        let (hub, token, search) = (&hub, token.to_owned(), search.clone());
+        async move {
+            hub.call(Method::POST, "/v1/search", Some(&token), Some(&search))
+                .await
+                .0
+        }
+    };
+    let deny = |subject: &str, system: &str, action: &str| {
+        let rule = json!({
+            "rule": {"kind": "denial", "subject": subject, "system": system, "action": action},
+            "reason": "suspended pending inquiry",
+        });
+        let (hub, admin) = (&hub, &admin);
+        async move {
+            hub.call(Method::POST, "/v1/admin/policies", Some(admin), Some(&rule))
+                .await
+        }
+    };
+    for token in [&blocked, &colleague, &elsewhere] {
+        assert_eq!(searched(token).await, 200);
+    }
+
+    let (status, rule) = deny("user:BPOL/g-1", "*", "*").await;
+    assert_eq!(status, 201, "{rule}");
+    assert_eq!(rule["kind"], "denial");
+    assert_eq!(searched(&blocked).await, 403);
+    assert_eq!(searched(&colleague).await, 200);
+
+    let (status, _) = deny("agency:BPOL", "hub", "purpose:border_check").await;
+    assert_eq!(status, 201);
+    assert_eq!(searched(&colleague).await, 403);
+    assert_eq!(searched(&elsewhere).await, 200);
+
+    let (status, _) = deny("border_guard", "ees", "read:identity").await;
+    assert_eq!(status, 201);
+    let (status, simulated) = hub
+        .call(
+            Method::POST,
+            "/v1/admin/policies/simulation",
+            Some(&admin),
+            Some(&json!({"principal": {"subject": "g-3", "agency": "TEST", "member_state": "DE", "roles": ["border_guard"]}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{simulated}");
+    let ees_fields = &simulated["access"]["systems"]["ees"]["fields"];
+    assert!(
+        ees_fields
+            .as_array()
+            .is_some_and(|f| !f.is_empty() && !f.contains(&json!("identity"))),
+        "{simulated}"
+    );
+
+    let (status, refused) = deny("user:BPOL/g-2", "ees", "administer").await;
+    assert_eq!(status, 422, "{refused}");
+    let (status, refused) = deny("agency:B/POL", "*", "*").await;
+    assert_eq!(status, 422, "{refused}");
+
+    let id = rule_id(&hub, &admin, "user:BPOL/g-1", "*", "*").await;
+    let (status, _) = hub
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/policies/{id}?reason=cleared"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        searched(&blocked).await,
+        403,
+        "the agency's denial still holds"
+    );
+    assert_eq!(searched(&elsewhere).await, 200);
     hub.stop().await;
 }

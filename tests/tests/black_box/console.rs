@@ -262,6 +262,14 @@ async fn an_administrator_grants_and_revokes_a_right_and_the_next_search_follows
     let guard = hub.token("officer", "DE", &["border_guard"]);
     browser.click("#sign-out").await;
     browser.sign_in(&hub, &guard).await;
+    let (status, refusal) = hub
+        .call(Method::GET, "/v1/admin/policies", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (status, refusal["detail"].as_str()),
+        (401, Some("the token has been revoked")),
+        "signing out revoked the token itself, not only the cookie"
+    );
     browser.goto(&hub.url("/console/access")).await;
     assert!(browser.text("h1").await.contains("Forbidden"));
     let _ = browser.client.clone().close().await;

@@ -383,13 +383,24 @@ async fn search_status(client: &reqwest::Client, hub: &HubProcess, token: &str) 
 /// Waits (at most [`PATIENCE`]) until the holder of `token` may search through `hub`:
 /// how long that took.
 async fn until_searching(client: &reqwest::Client, hub: &HubProcess, token: &str) -> Duration {
+    until_search_status(client, hub, token, 200).await
+}
+
+/// Waits (at most [`PATIENCE`]) until a search by the holder of `token` through `hub` is
+/// answered with `expected`: how long that took.
+async fn until_search_status(
+    client: &reqwest::Client,
+    hub: &HubProcess,
+    token: &str,
+    expected: u16,
+) -> Duration {
     let started = Instant::now();
     let mut status = search_status(client, hub, token).await;
-    while status != 200 && started.elapsed() < PATIENCE {
+    while status != expected && started.elapsed() < PATIENCE {
         tokio::time::sleep(Duration::from_millis(20)).await;
         status = search_status(client, hub, token).await;
     }
-    assert_eq!(status, 200, "the assignment reached {}", hub.base);
+    assert_eq!(status, expected, "the change reached {}", hub.base);
     started.elapsed()
 }
 
@@ -460,7 +471,8 @@ async fn policy_listeners_besides(flags: &[String], cut: &[i32]) -> i64 {
 
 /// A role assigned through one hub lets its holder search through another as soon as the
 /// change is announced, though that hub would not poll the policy version for another hour;
-/// and again after the server cut every hub's listening connection (each opens another).
+/// and again after the server cut every hub's listening connection (each opens another). A
+/// revocation of the holder through the first is announced the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_added_through_one_hub_is_announced_to_the_others() {
     let _turn = SERVER_TURN.lock().await;
@@ -488,6 +500,21 @@ async fn a_rule_added_through_one_hub_is_announced_to_the_others() {
     assign(&admin, &hubs[0], "user:TEST/m.rossi", "border_guard").await;
     let again = until_searching(&client, &hubs[1], &officer).await;
     eprintln!("an announced assignment reached the other hub in {first:?}, then {again:?}");
+
+    // A revocation is part of the policy: announced the same way.
+    let revoked = admin
+        .post(format!("{}/v1/admin/revocations", hubs[0].base))
+        .json(&json!({
+            "revoke": {"kind": "principal", "agency": "TEST", "subject": "m.rossi"},
+            "reason": "left the service",
+        }))
+        .send()
+        .await
+        .expect("the hub answers");
+    assert_eq!(revoked.status(), 201);
+    assert_eq!(search_status(&client, &hubs[0], &officer).await, 401);
+    let refused = until_search_status(&client, &hubs[1], &officer, 401).await;
+    eprintln!("an announced revocation reached the other hub in {refused:?}");
 }
 
 /// A caller spreading its searches over two hubs gets the budget of one, not one per hub:

@@ -117,7 +117,8 @@ impl FromRequestParts<AppState> for Session {
             .map_err(|error| match error {
                 HubError::Unauthenticated(_) => to_sign_in(),
                 other => error_page(other),
-            })?;
+            })?
+            .principal;
         let access = state.hub.access(&principal).await.map_err(error_page)?;
         Ok(Self { principal, access })
     }
@@ -231,7 +232,21 @@ async fn sign_in(State(state): State<AppState>, Form(form): Form<SignIn>) -> Res
     }
 }
 
-async fn sign_out() -> Response {
+/// Revokes the session's token, so that it is refused everywhere from now on (a copy of it
+/// included), then forgets the cookie. A token the hub refuses already needs no revoking; a
+/// revocation that cannot be stored leaves the session as it was, and says so.
+async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = session_token(&headers) {
+        match authenticated(&state, Ok(&token), "/console/sign-out").await {
+            Ok(verified) => {
+                if let Err(error) = state.hub.administration.sign_out(&verified).await {
+                    return error_page(error);
+                }
+            }
+            Err(HubError::Unauthenticated(_)) => {}
+            Err(other) => return error_page(other),
+        }
+    }
     let mut response = Redirect::to("/console/sign-in").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -372,17 +387,26 @@ async fn add_rule(
     session: Session,
     Form(form): Form<AddRule>,
 ) -> Response {
-    let rule = if form.kind == "assignment" {
-        RuleSpec::Assignment {
-            member: form.who.trim().to_owned(),
+    let (subject, system, action) = (
+        form.who.trim().to_owned(),
+        form.system.trim().to_owned(),
+        form.action.trim().to_owned(),
+    );
+    let rule = match form.kind.as_str() {
+        "assignment" => RuleSpec::Assignment {
+            member: subject,
             role: form.role.trim().to_owned(),
-        }
-    } else {
-        RuleSpec::Permission {
-            subject: form.who.trim().to_owned(),
-            system: form.system.trim().to_owned(),
-            action: form.action.trim().to_owned(),
-        }
+        },
+        "denial" => RuleSpec::Denial {
+            subject,
+            system,
+            action,
+        },
+        _ => RuleSpec::Permission {
+            subject,
+            system,
+            action,
+        },
     };
     let expires_at = match form.hours.trim() {
         "" => None,

@@ -184,6 +184,13 @@ fn rule_cells(rule: &RuleSpec) -> Markup {
         RuleSpec::Assignment { member, role } => html! {
             td { "assignment" } td { (member) } td { "—" } td { "holds " (role) }
         },
+        RuleSpec::Denial {
+            subject,
+            system,
+            action,
+        } => html! {
+            td { "denial" } td { (subject) } td { (system) } td { "never " (action) }
+        },
     }
 }
 
@@ -220,7 +227,7 @@ pub(super) fn access(
         section {
             h2 { "Add a rule" }
             form method="post" action="/console/access/rules" class="card" id="add-rule" {
-                label { "kind " select name="kind" { option value="permission" { "permission" } option value="assignment" { "assignment" } } }
+                label { "kind " select name="kind" { option value="permission" { "permission" } option value="assignment" { "assignment" } option value="denial" { "denial" } } }
                 label { "subject or member " input name="who" placeholder="le_designated or user:BKA/k.weber" required; }
                 label { "system " input name="system" placeholder="ees, *, hub"; }
                 label { "action " input name="action" placeholder="hit, read:identity, …"; }
