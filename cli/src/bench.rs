@@ -613,7 +613,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let tuning = config.settings.index_tuning();
     // The bare indexes are searched the usearch way, by walking their graphs.
     let bare_tuning = IndexTuning::new(0, options.expansion_add);
-    let tokens = Arc::new(TokenAuthority::load_or_create(&config.signing_key_path())?);
+    let tokens = Arc::new(TokenAuthority::load_or_create(&config.keys_dir())?);
     let hub = Arc::new(Hub::open(&config).await?);
     hub.records.prepare(&config.index_dir()).await?;
     // Through the same access checks and audit log as any caller: a connector of both

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `import`, `generate`, `bench`,
-//! `openapi`, `token` and `audit verify`.
+//! `openapi`, `token`, `keys` and `audit verify`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,9 +51,38 @@ enum Command {
     Openapi,
     /// Sign a bearer token with the hub's key; the token is the last line printed.
     Token(TokenArgs),
+    /// The token signing keys: list, rotate, remove. A running hub notices the change at
+    /// its next request.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Every key: its id, whether it signs, and until when a retired one verifies.
+    List(StoreArgs),
+    /// Make a new key, which signs from now on. The one it replaces verifies the tokens it
+    /// signed until they have all expired; keys past that are deleted.
+    Rotate(StoreArgs),
+    /// Delete a key: every token it signed is refused from the next request on.
+    Remove(KeyRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeyRemoveArgs {
+    /// The key's id, as `keys list` shows it.
+    #[arg(value_parser = parse_key_id)]
+    id: interop_hub::access::KeyId,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+fn parse_key_id(text: &str) -> Result<interop_hub::access::KeyId, String> {
+    interop_hub::access::KeyId::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a key id such as 20261208T015500Z-3fa2"))
 }
 
 #[derive(Debug, Args)]
@@ -85,7 +114,7 @@ enum AuditCommand {
     Verify(StoreArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct StoreArgs {
     /// Directory for the embedded SQLite databases (and, later, index files).
     #[arg(long, env = "INTEROP_HUB_DATA_DIR", default_value = "data")]
@@ -417,9 +446,8 @@ impl Command {
                     args.roles,
                 )
                 .map_err(|e| anyhow::anyhow!(e))?;
-                let authority = interop_hub::access::TokenAuthority::load_or_create(
-                    &config.signing_key_path(),
-                )?;
+                let authority =
+                    interop_hub::access::TokenAuthority::load_or_create(&config.keys_dir())?;
                 let now = time::OffsetDateTime::now_utc();
                 let token = authority.mint(&principal, now, args.ttl)?;
                 let id = interop_hub::access::unverified_token_id(&token)
@@ -435,6 +463,7 @@ impl Command {
                 println!("{token}");
                 Ok(ExitCode::SUCCESS)
             }
+            Self::Keys(command) => keys(command),
             Self::Audit(AuditCommand::Verify(args)) => {
                 let config = args.into_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
                 let store =
@@ -455,4 +484,49 @@ impl Command {
             }
         }
     }
+}
+
+/// `interop-hub keys …`.
+fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = match &command {
+        KeysCommand::List(store) | KeysCommand::Rotate(store) => {
+            store.clone().into_config(local)?
+        }
+        KeysCommand::Remove(args) => args.store.clone().into_config(local)?,
+    };
+    let keys = interop_hub::access::KeyDirectory::new(&config.keys_dir());
+    let verify_for = config.settings.auth.retired_keys_verify_for();
+    let now = time::OffsetDateTime::now_utc();
+    match command {
+        KeysCommand::List(_) => {
+            for key in keys.states(verify_for)? {
+                let role = match (key.signing, key.verifies_until) {
+                    (true, _) => "signs".to_owned(),
+                    (false, Some(until)) if until <= now => "expired".to_owned(),
+                    (false, Some(until)) => format!("verifies until {until}"),
+                    (false, None) => "verifies (newest, public half only)".to_owned(),
+                };
+                let half = if key.private {
+                    "private+public"
+                } else {
+                    "public"
+                };
+                println!("{}\t{half}\t{role}", key.id);
+            }
+        }
+        KeysCommand::Rotate(_) => {
+            let id = keys.rotate(now, verify_for)?;
+            eprintln!(
+                "new signing key {id} in {}; the previous one verifies for {verify_for} more",
+                keys.path().display()
+            );
+            println!("{id}");
+        }
+        KeysCommand::Remove(args) => {
+            keys.remove(&args.id)?;
+            eprintln!("removed key {}: the tokens it signed are refused", args.id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -148,7 +148,7 @@ pub async fn run(options: &ReplicaOptions) -> anyhow::Result<ReplicaReport> {
 
 async fn measure(options: &ReplicaOptions, databases: &Databases) -> anyhow::Result<ReplicaReport> {
     let scratch = tempfile::tempdir()?;
-    let key = scratch.path().join("token-signing.key");
+    let key = scratch.path().join("token-keys");
     let tokens = TokenAuthority::load_or_create(&key)?;
     let settings = scratch.path().join("settings.toml");
     // One bench principal makes hundreds of requests a second: the budgets meant for
@@ -156,7 +156,7 @@ async fn measure(options: &ReplicaOptions, databases: &Databases) -> anyhow::Res
     std::fs::write(
         &settings,
         format!(
-            "[auth]\nsigning_key_file = \"{}\"\n[limits]\nper_second = 1000000\n\
+            "[auth]\nkeys_dir = \"{}\"\n[limits]\nper_second = 1000000\n\
              burst = 1000000\nagency_per_second = 1000000\nagency_burst = 1000000\n\
              [database]\nmax_connections = {}\n",
             key.display(),

@@ -360,7 +360,7 @@ pub async fn run(options: &TimingOptions) -> anyhow::Result<TimingReport> {
         hit_flag_alarm_per_hour: u32::MAX,
     };
     config.settings.validate()?;
-    let tokens = Arc::new(TokenAuthority::load_or_create(&config.signing_key_path())?);
+    let tokens = Arc::new(TokenAuthority::load_or_create(&config.keys_dir())?);
     let hub = Arc::new(Hub::open(&config).await?);
     hub.records.prepare(&config.index_dir()).await?;
     let connector = principal(

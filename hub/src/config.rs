@@ -412,9 +412,10 @@ pub struct IndexingSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    /// The token signing key (hex, at least 32 bytes); default: `token-signing.key` in the
-    /// data directory, created on first run. Hub replicas must share one key.
-    pub signing_key_file: Option<PathBuf>,
+    /// The directory of token signing keys (`interop-hub keys`); default: `token-keys` in
+    /// the data directory, given a first key on first run. Hub replicas share its keys: the
+    /// same directory, or copies of its public halves on hubs that only verify.
+    pub keys_dir: Option<PathBuf>,
     /// The longest a token may live (from its issue to its expiry), in hours: a longer one
     /// is refused, unless its holder may do nothing but operate the hub.
     #[serde(default = "AuthSettings::default_max_token_lifetime_hours")]
@@ -442,6 +443,14 @@ impl AuthSettings {
         time::Duration::days(i64::from(self.max_operate_token_lifetime_days))
     }
 
+    /// How long a retired signing key verifies: until the longest-lived token it can have
+    /// signed has expired (a minute more for a clock ahead).
+    pub fn retired_keys_verify_for(&self) -> time::Duration {
+        self.max_token_lifetime()
+            .max(self.max_operate_token_lifetime())
+            + time::Duration::minutes(1)
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             (1..=8_784).contains(&self.max_token_lifetime_hours),
@@ -458,7 +467,7 @@ impl AuthSettings {
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
-            signing_key_file: None,
+            keys_dir: None,
             max_token_lifetime_hours: Self::default_max_token_lifetime_hours(),
             max_operate_token_lifetime_days: Self::default_max_operate_token_lifetime_days(),
         }
@@ -760,13 +769,13 @@ impl HubConfig {
         .collect()
     }
 
-    /// The key tokens are signed with.
-    pub fn signing_key_path(&self) -> PathBuf {
+    /// The directory of the keys tokens are signed with.
+    pub fn keys_dir(&self) -> PathBuf {
         self.settings
             .auth
-            .signing_key_file
+            .keys_dir
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("token-signing.key"))
+            .unwrap_or_else(|| self.data_dir.join("token-keys"))
     }
 
     /// Where the biometric index files live: derived data, rebuilt from the stores.

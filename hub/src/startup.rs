@@ -40,7 +40,10 @@ impl Application {
         // Before anything is opened: a second process would share the SQLite files and
         // write the same index files.
         let data_dir_lock = DataDirLock::take(&config.data_dir)?;
-        let tokens = Arc::new(TokenAuthority::load_or_create(&config.signing_key_path())?);
+        let tokens = Arc::new(TokenAuthority::open(
+            &config.keys_dir(),
+            config.settings.auth.retired_keys_verify_for(),
+        )?);
         let hub = Arc::new(Hub::open(&config).await?);
         let listener = TcpListener::bind(config.listen)
             .await

@@ -125,7 +125,7 @@ impl TestHub {
             .expect("hub starts");
         let address = app.local_addr().expect("bound address");
         let tokens = std::sync::Arc::new(
-            TokenAuthority::load_or_create(&config.signing_key_path()).expect("the hub's key"),
+            TokenAuthority::load_or_create(&config.keys_dir()).expect("the hub's key"),
         );
         let client = authorized_client(&all_roles_token(&tokens));
         let (shutdown, stop) = oneshot::channel::<()>();

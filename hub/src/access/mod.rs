@@ -2,6 +2,7 @@
 //! them do (an [`Access`] only the policy engine can mint), and the vocabulary of rules.
 
 mod engine;
+mod keys;
 mod revocations;
 mod rules;
 mod token;
@@ -10,10 +11,12 @@ pub use engine::{
     Access, Answer, LinkSight, PolicyEngine, PolicyRule, ProposedChanges, SystemRights,
     full_access_rules,
 };
+pub use keys::{KeyDirectory, KeyId, KeyState};
 pub use revocations::{Revocation, RevocationTarget};
 pub use rules::{Action, CheckedRule, FieldGroup, HubDuty, Member, Purpose, RuleSpec, Scope};
 pub use token::{
-    TokenAuthority, TokenId, VerifiedToken, parse_ttl, unverified_member_state, unverified_token_id,
+    LONGEST_TOKEN_LIFETIME, TokenAuthority, TokenId, VerifiedToken, parse_ttl,
+    unverified_member_state, unverified_token_id,
 };
 
 use serde::{Deserialize, Serialize};

@@ -1,14 +1,19 @@
-//! Bearer tokens: HS256 JWTs signed with the hub's key, carrying the principal.
+//! Bearer tokens: EdDSA JWTs signed with the hub's newest key and naming it (`kid`),
+//! carrying the principal.
 
-use std::io::Write as _;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use arc_swap::ArcSwap;
+use jsonwebtoken::{Algorithm, Header, Validation};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+#[cfg(test)]
+use super::keys::KeyId;
+use super::keys::{KeyDirectory, KeyRing};
 use super::{Principal, Role};
 use crate::error::HubError;
 
@@ -16,7 +21,6 @@ const ISSUER: &str = "interop-hub";
 /// How far ahead of this machine's clock a token's issue time may be: the clocks of the
 /// machine that signed it and of this one differ a little. (Expiry has no leeway.)
 const START_LEEWAY: time::Duration = time::Duration::seconds(60);
-const KEY_BYTES: usize = 32;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -84,10 +88,19 @@ pub struct VerifiedToken {
     pub expires_at: OffsetDateTime,
 }
 
-/// Signs and checks the hub's tokens.
+/// How long a retired key verifies when nothing says otherwise: the longest lifetime any
+/// setting admits (366 days), plus the minute a token's issue may lie ahead.
+pub const LONGEST_TOKEN_LIFETIME: time::Duration = time::Duration::minutes(366 * 24 * 60 + 1);
+
+/// Signs and checks the hub's tokens with the keys of its key directory, which it reads
+/// again whenever the directory changes (a key rotated in or removed by `interop-hub keys`
+/// while the hub runs).
 pub struct TokenAuthority {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    keys: KeyDirectory,
+    retired_keys_verify_for: time::Duration,
+    ring: ArcSwap<KeyRing>,
+    /// The directory's change time when the ring was read.
+    read_at_change: Mutex<Option<std::time::SystemTime>>,
     validation: Validation,
 }
 
@@ -98,61 +111,56 @@ impl std::fmt::Debug for TokenAuthority {
 }
 
 impl TokenAuthority {
-    /// Reads the signing key at `path` (hex), creating it on first run — readable by the
-    /// hub's user only.
-    pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
-        if !path.exists() {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut key = [0u8; KEY_BYTES];
-            rand::rng().fill_bytes(&mut key);
-            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            // Written whole under a name of this process's own, then linked into place: a
-            // process starting beside this one (replicas sharing the key) never reads a key
-            // half written, and the first link wins.
-            let draft = path.with_extension(format!("draft-{}", std::process::id()));
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let written = options.open(&draft).and_then(|mut file| {
-                file.write_all(hex.as_bytes())?;
-                file.sync_all()
-            });
-            let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
-            let _ = std::fs::remove_file(&draft);
-            match linked {
-                Ok(()) => {}
-                // Another process made it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => anyhow::bail!("cannot create the signing key {}: {e}", path.display()),
-            }
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read the signing key {}: {e}", path.display()))?;
-        let key = decode_hex(text.trim())
-            .filter(|k| k.len() >= KEY_BYTES)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the signing key {} must hold at least {KEY_BYTES} bytes as hex",
-                    path.display()
-                )
-            })?;
-        Ok(Self::from_secret(&key))
+    /// The keys of `dir`, which gets a first key (readable by the hub's user only) if it
+    /// holds none; a retired key verifies for as long as any token can live.
+    pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
+        Self::open(dir, LONGEST_TOKEN_LIFETIME)
     }
 
-    pub fn from_secret(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
+    /// As [`Self::load_or_create`]; a retired key verifies `retired_keys_verify_for` after
+    /// a newer one took over: as long as the longest-lived token it can have signed.
+    pub fn open(dir: &Path, retired_keys_verify_for: time::Duration) -> anyhow::Result<Self> {
+        let keys = KeyDirectory::new(dir);
+        let now = OffsetDateTime::now_utc();
+        keys.ensure_key(now)?;
+        let changed_at = keys.changed_at();
+        let ring = keys.ring(now, retired_keys_verify_for)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         // An expired token is refused at its expiry, not a minute later.
         validation.leeway = 0;
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+        Ok(Self {
+            keys,
+            retired_keys_verify_for,
+            ring: ArcSwap::from_pointee(ring),
+            read_at_change: Mutex::new(changed_at),
             validation,
+        })
+    }
+
+    /// The key ring, read again first if the directory changed since it was read.
+    fn ring(&self) -> Arc<KeyRing> {
+        let changed_at = self.keys.changed_at();
+        let mut read_at = self
+            .read_at_change
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *read_at != changed_at {
+            match self
+                .keys
+                .ring(OffsetDateTime::now_utc(), self.retired_keys_verify_for)
+            {
+                Ok(ring) => {
+                    self.ring.store(Arc::new(ring));
+                    *read_at = changed_at;
+                }
+                // Half made (a rotation under way): the next request reads it again.
+                Err(e) => tracing::warn!(error = %e, "the token keys could not be read again"),
+            }
         }
+        drop(read_at);
+        self.ring.load_full()
     }
 
     /// A token for `principal`, valid from `now` for `ttl`.
@@ -176,25 +184,41 @@ impl TokenAuthority {
             exp: (now + ttl).unix_timestamp(),
             jti: TokenId::random().0,
         };
-        Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.encoding,
-        )?)
+        let ring = self.ring();
+        let (id, key) = ring.signing.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} holds no private key to sign with (only public ones, to verify)",
+                self.keys.path().display()
+            )
+        })?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(id.as_str().to_owned());
+        Ok(jsonwebtoken::encode(&header, &claims, key)?)
     }
 
     /// The principal a token names, if the hub signed it, it has not expired and it was not
     /// issued in the future (a minute's leeway).
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, HubError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
+        const NOT_OURS: HubError =
+            HubError::Unauthenticated("the token was not signed by this hub");
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| HubError::Unauthenticated("the bearer token is not a valid hub token"))?;
+        let ring = self.ring();
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|id| ring.verifying.get(id))
+            .ok_or(NOT_OURS)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(
+            |e| match e.kind() {
                 ErrorKind::ExpiredSignature => HubError::Unauthenticated("the token has expired"),
                 ErrorKind::InvalidSignature => {
                     HubError::Unauthenticated("the token was not signed by this hub")
                 }
                 _ => HubError::Unauthenticated("the bearer token is not a valid hub token"),
-            })?;
+            },
+        )?;
         let claims = data.claims;
         let at = |seconds: i64| {
             OffsetDateTime::from_unix_timestamp(seconds)
@@ -205,6 +229,15 @@ impl TokenAuthority {
         if issued_at > OffsetDateTime::now_utc() + START_LEEWAY {
             return Err(HubError::Unauthenticated(
                 "the token was issued in the future",
+            ));
+        }
+        // A retired key signs nothing new: whoever signs with it holds a key they should not.
+        if key
+            .retired_at
+            .is_some_and(|retired| issued_at > retired + START_LEEWAY)
+        {
+            return Err(HubError::Unauthenticated(
+                "the token was signed with a retired key after its retirement",
             ));
         }
         let roles = claims
@@ -243,16 +276,6 @@ pub fn unverified_token_id(token: &str) -> Option<TokenId> {
         .and_then(|claims| TokenId::try_from(claims.jti).ok())
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// `30s`, `15m`, `8h` or `7d`.
 pub fn parse_ttl(text: &str) -> Result<time::Duration, String> {
     let error = || format!("expected a duration such as 30m, 8h or 7d, not {text:?}");
@@ -286,9 +309,18 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    fn authority(dir: &tempfile::TempDir) -> TokenAuthority {
+        TokenAuthority::load_or_create(&dir.path().join("keys")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn temp_dir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn a_token_round_trips_and_forged_or_expired_ones_are_refused() {
-        let hub = TokenAuthority::from_secret(&[7; 32]);
+        let dir = temp_dir();
+        let hub = authority(&dir);
         let now = OffsetDateTime::now_utc();
         let token = hub
             .mint(&principal(), now, time::Duration::hours(1))
@@ -309,7 +341,8 @@ mod tests {
             time::Duration::hours(1)
         );
 
-        let other = TokenAuthority::from_secret(&[8; 32]);
+        let elsewhere = temp_dir();
+        let other = authority(&elsewhere);
         assert!(matches!(
             other.verify(&token),
             Err(HubError::Unauthenticated(_))
@@ -329,5 +362,71 @@ mod tests {
         assert_eq!(parse_ttl("8h"), Ok(time::Duration::hours(8)));
         assert!(parse_ttl("8").is_err());
         assert!(parse_ttl("0m").is_err());
+    }
+
+    #[test]
+    fn a_rotated_out_key_verifies_what_it_signed_and_a_removed_one_nothing() {
+        let dir = temp_dir();
+        let keys = KeyDirectory::new(&dir.path().join("keys"));
+        let now = OffsetDateTime::now_utc();
+        let minutes = time::Duration::minutes;
+        // The first key made twenty minutes ago, retired ten minutes ago.
+        keys.ensure_key(now - minutes(20))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let hub = authority(&dir);
+        let mint_at = |authority: &TokenAuthority, at: OffsetDateTime| {
+            authority
+                .mint(&principal(), at, time::Duration::hours(1))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let mint = |authority: &TokenAuthority| mint_at(authority, now);
+        let kid = |token: &str| {
+            jsonwebtoken::decode_header(token)
+                .ok()
+                .and_then(|header| header.kid)
+                .unwrap_or_default()
+        };
+        let before = mint_at(&hub, now - minutes(15));
+        // Copies of the first key elsewhere: a signer that missed the rotation.
+        let stale = temp_dir();
+        std::fs::create_dir(stale.path().join("keys")).unwrap_or_else(|e| panic!("{e}"));
+        for entry in std::fs::read_dir(dir.path().join("keys")).unwrap_or_else(|e| panic!("{e}")) {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            if path.to_string_lossy().ends_with(".pem") {
+                let name = path.file_name().unwrap_or_default();
+                std::fs::copy(&path, stale.path().join("keys").join(name))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+
+        let new = keys
+            .rotate(now - minutes(10), LONGEST_TOKEN_LIFETIME)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let after = mint(&hub);
+        assert_eq!(kid(&after), new.as_str(), "the newest key signs");
+        assert_ne!(kid(&before), kid(&after));
+        assert!(
+            hub.verify(&before).is_ok(),
+            "the retired key still verifies"
+        );
+        assert!(hub.verify(&after).is_ok());
+        let late = mint(&authority(&stale));
+        assert_eq!(kid(&late), kid(&before));
+        assert!(matches!(
+            hub.verify(&late),
+            Err(HubError::Unauthenticated(
+                "the token was signed with a retired key after its retirement"
+            ))
+        ));
+
+        let retired = KeyId::parse(&kid(&before)).unwrap_or_else(|| panic!("a key id"));
+        keys.remove(&retired).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            hub.verify(&before),
+            Err(HubError::Unauthenticated(
+                "the token was not signed by this hub"
+            ))
+        ));
+        assert!(hub.verify(&after).is_ok());
     }
 }

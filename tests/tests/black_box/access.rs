@@ -20,6 +20,7 @@ on_both_backends!(
     token_lifetimes_and_start_times_are_bounded,
     revoked_tokens_principals_and_agencies_are_refused_from_the_next_request,
     a_denial_overrides_every_permission_of_an_officer_an_agency_or_a_role,
+    a_rotated_out_key_verifies_until_removed_and_the_hub_follows_its_key_directory,
 );
 
 fn principal(roles: &[&str]) -> Principal {
@@ -36,7 +37,9 @@ async fn every_endpoint_needs_a_valid_token(backend: Backend) {
     let hub = TestHub::spawn(backend).await;
     let everything = principal(&hub_tests::ALL_ROLES);
     let now = OffsetDateTime::now_utc();
-    let forged = TokenAuthority::from_secret(&[9; 32])
+    let elsewhere = tempfile::tempdir().expect("a temporary directory");
+    let forged = TokenAuthority::load_or_create(elsewhere.path())
+        .expect("another hub's keys")
         .mint(&everything, now, time::Duration::hours(1))
         .expect("token");
     let expired = hub
@@ -1103,7 +1106,9 @@ async fn failed_authentications_are_audited_and_a_flood_is_counted_not_written(b
     const FLOOD: usize = 300;
     let hub = TestHub::spawn(backend).await;
     let stranger = Principal::new("m.rossi", "TEST", "IT", Vec::new()).expect("a principal");
-    let forged = TokenAuthority::from_secret(&[9; 32])
+    let elsewhere = tempfile::tempdir().expect("a temporary directory");
+    let forged = TokenAuthority::load_or_create(elsewhere.path())
+        .expect("another hub's keys")
         .mint(
             &stranger,
             OffsetDateTime::now_utc(),
@@ -1599,5 +1604,75 @@ async fn a_denial_overrides_every_permission_of_an_officer_an_agency_or_a_role(b
         "the agency's denial still holds"
     );
     assert_eq!(searched(&elsewhere).await, 200);
+    hub.stop().await;
+}
+
+/// `interop-hub keys` run beside a serving hub, on its key directory.
+fn keys_command(hub: &TestHub, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hub-under-test"))
+        .arg("keys")
+        .args(args)
+        .arg("--data-dir")
+        .arg(&hub.data_dir)
+        .output()
+        .expect("run keys");
+    assert!(
+        output.status.success(),
+        "keys {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Tokens are EdDSA JWTs naming their key. After `keys rotate` (run while the hub serves) a
+/// token of the previous key is still admitted and new ones are signed with the new key;
+/// after `keys remove` of the previous key its tokens are refused at the next request. A
+/// token signed with the old key after its retirement is refused too.
+async fn a_rotated_out_key_verifies_until_removed_and_the_hub_follows_its_key_directory(
+    backend: Backend,
+) {
+    let hub = TestHub::spawn(backend).await;
+    let kid = |token: &str| {
+        let header = token.split('.').next().expect("a JWT header");
+        let header: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+                .expect("base64url"),
+        )
+        .expect("a JSON header");
+        assert_eq!(header["alg"], "EdDSA");
+        header["kid"].as_str().expect("a key id").to_owned()
+    };
+    let before = hub.token("g-1", "DE", &["border_guard"]);
+    let first_key = kid(&before);
+    assert_eq!(searched(&hub, &before).await.0, 200);
+    let listed = keys_command(&hub, &["list"]);
+    assert!(
+        listed.contains(&first_key) && listed.contains("signs"),
+        "{listed}"
+    );
+
+    let second_key = keys_command(&hub, &["rotate"]).trim().to_owned();
+    assert_ne!(second_key, first_key);
+    let after = hub.token("g-2", "DE", &["border_guard"]);
+    assert_eq!(kid(&after), second_key, "the new key signs from now on");
+    assert_eq!(
+        searched(&hub, &after).await.0,
+        200,
+        "the hub reads the new key"
+    );
+    assert_eq!(
+        searched(&hub, &before).await.0,
+        200,
+        "the retired key still verifies"
+    );
+    let listed = keys_command(&hub, &["list"]);
+    assert!(listed.contains("verifies until"), "{listed}");
+
+    keys_command(&hub, &["remove", &first_key]);
+    assert_eq!(
+        searched(&hub, &before).await,
+        (401, "the token was not signed by this hub".to_owned())
+    );
+    assert_eq!(searched(&hub, &after).await.0, 200);
     hub.stop().await;
 }

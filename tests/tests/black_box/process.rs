@@ -158,7 +158,7 @@ pub(crate) fn settings_file(dir: &Path, extra: &str) -> std::path::PathBuf {
 /// operator would.
 pub(crate) fn tokens_of(data_dir: &Path) -> std::sync::Arc<TokenAuthority> {
     std::sync::Arc::new(
-        TokenAuthority::load_or_create(&data_dir.join("token-signing.key")).expect("the hub's key"),
+        TokenAuthority::load_or_create(&data_dir.join("token-keys")).expect("the hub's key"),
     )
 }
 

@@ -42,12 +42,12 @@ async fn replicas_with(
     count: usize,
     extra: &str,
 ) -> (Vec<HubProcess>, reqwest::Client, Vec<String>) {
-    let key = dir.join("token-signing.key");
+    let key = dir.join("token-keys");
     let config = settings_file(
         dir,
         &format!(
             "[database]\nmax_connections = {POOL}\n\
-             [auth]\nsigning_key_file = \"{}\"\n[feed]\npoll_interval_ms = 100\n{extra}",
+             [auth]\nkeys_dir = \"{}\"\n[feed]\npoll_interval_ms = 100\n{extra}",
             key.display()
         ),
     );
@@ -328,7 +328,7 @@ async fn a_rule_removed_through_one_hub_refuses_the_very_next_request_on_every_o
         "policy_poll_interval_ms = 2000\npolicy_announcements = false\n",
     )
     .await;
-    let tokens = TokenAuthority::load_or_create(&dir.path().join("token-signing.key"))
+    let tokens = TokenAuthority::load_or_create(&dir.path().join("token-keys"))
         .expect("the shared signing key");
     let officer = mint(&tokens, "m.rossi", "TEST", "IT", &[]);
     let officer_client = reqwest::Client::new();
@@ -479,7 +479,7 @@ async fn a_rule_added_through_one_hub_is_announced_to_the_others() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (hubs, admin, flags) =
         replicas_with(dir.path(), 2, "policy_poll_interval_ms = 3600000\n").await;
-    let tokens = TokenAuthority::load_or_create(&dir.path().join("token-signing.key"))
+    let tokens = TokenAuthority::load_or_create(&dir.path().join("token-keys"))
         .expect("the shared signing key");
     let officer = mint(&tokens, "m.rossi", "TEST", "IT", &[]);
     let client = reqwest::Client::new();
@@ -534,7 +534,7 @@ async fn a_caller_spreading_requests_over_hubs_gets_one_budget() {
         ),
     )
     .await;
-    let tokens = TokenAuthority::load_or_create(&dir.path().join("token-signing.key"))
+    let tokens = TokenAuthority::load_or_create(&dir.path().join("token-keys"))
         .expect("the shared signing key");
     let officer = authorized_client(&mint(&tokens, "k.berg", "BPOL", STATE, &["border_guard"]));
     let started = Instant::now();

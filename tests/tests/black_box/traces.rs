@@ -71,8 +71,8 @@ async fn exported_spans_carry_no_personal_data() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ready, "the hub became ready");
-    let tokens = TokenAuthority::load_or_create(&dir.path().join("token-signing.key"))
-        .expect("the hub's key");
+    let tokens =
+        TokenAuthority::load_or_create(&dir.path().join("token-keys")).expect("the hub's key");
     let client = authorized_client(&all_roles_token(&tokens));
 
     let mut personal: Vec<String> = [
