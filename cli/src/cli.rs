@@ -111,7 +111,23 @@ struct TokenArgs {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the audit log's hash chain; exits non-zero and names the first broken entry.
-    Verify(StoreArgs),
+    /// With `--checkpoints`, also against the signed checkpoints, which reveal a chain
+    /// rewritten from some entry on: it names the first checkpoint interval that no longer
+    /// matches.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct AuditVerifyArgs {
+    /// A checkpoint log (`audit.checkpoint_file`; a copy kept elsewhere is best).
+    #[arg(long)]
+    checkpoints: Option<PathBuf>,
+    /// The public key the checkpoints are checked with; default: the public half beside
+    /// `audit.checkpoint_key_file`.
+    #[arg(long, requires = "checkpoints")]
+    checkpoint_public_key: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -465,15 +481,38 @@ impl Command {
             }
             Self::Keys(command) => keys(command),
             Self::Audit(AuditCommand::Verify(args)) => {
-                let config = args.into_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+                let config = args
+                    .store
+                    .into_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+                let checkpoints = match &args.checkpoints {
+                    Some(log) => {
+                        let public_key = args.checkpoint_public_key.clone().unwrap_or_else(|| {
+                            interop_hub::audit_checkpoints::public_key_path(
+                                &config.checkpoint_key_file(),
+                            )
+                        });
+                        interop_hub::audit_checkpoints::read_verified(log, &public_key)?
+                            .iter()
+                            .map(interop_hub::audit_checkpoints::Checkpoint::end)
+                            .collect()
+                    }
+                    None => Vec::new(),
+                };
                 let store =
                     ControlStore::open(&config.control_url(), &config.settings.database.pool())
                         .await?;
-                let verdict = store.verify_audit_chain().await;
+                let verdict = store.verify_audit_chain_against(checkpoints).await;
                 store.database().close().await;
                 match verdict? {
-                    Ok(entries) => {
-                        println!("audit log intact: {entries} entries");
+                    Ok(verified) => {
+                        if args.checkpoints.is_some() {
+                            println!(
+                                "audit log intact: {} entries, {} signed checkpoint(s) match",
+                                verified.entries, verified.checkpoints
+                            );
+                        } else {
+                            println!("audit log intact: {} entries", verified.entries);
+                        }
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(broken) => {

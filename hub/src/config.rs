@@ -51,6 +51,73 @@ pub struct Settings {
     pub database: DatabaseSettings,
     #[serde(default)]
     pub feed: FeedSettings,
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+/// Signed checkpoints of the audit chain, kept outside the databases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Sign checkpoints at all.
+    #[serde(default = "AuditSettings::default_checkpoints")]
+    pub checkpoints: bool,
+    /// The checkpoint log (one JSON line per checkpoint); default:
+    /// `audit-checkpoints.jsonl` in the data directory. Best on another disk or host.
+    pub checkpoint_file: Option<PathBuf>,
+    /// The Ed25519 key checkpoints are signed with (PKCS#8 PEM, its public half beside it as
+    /// `.pub.pem`); default: `audit-checkpoint.key.pem` in the data directory, made on first
+    /// run. Whoever holds it can sign a rewritten chain: keep it out of the database hosts'
+    /// reach where possible.
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// A checkpoint once the chain grew by this many entries …
+    #[serde(default = "AuditSettings::default_checkpoint_every_entries")]
+    pub checkpoint_every_entries: u32,
+    /// … or this many seconds after the last one, if the chain grew at all.
+    #[serde(default = "AuditSettings::default_checkpoint_interval_seconds")]
+    pub checkpoint_interval_seconds: u32,
+}
+
+impl AuditSettings {
+    fn default_checkpoints() -> bool {
+        true
+    }
+
+    fn default_checkpoint_every_entries() -> u32 {
+        1_000
+    }
+
+    fn default_checkpoint_interval_seconds() -> u32 {
+        60
+    }
+
+    pub fn checkpoint_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.checkpoint_interval_seconds))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=10_000_000).contains(&self.checkpoint_every_entries),
+            "audit checkpoint_every_entries must be 1-10000000"
+        );
+        anyhow::ensure!(
+            (1..=86_400).contains(&self.checkpoint_interval_seconds),
+            "audit checkpoint_interval_seconds must be 1-86400"
+        );
+        Ok(())
+    }
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            checkpoints: Self::default_checkpoints(),
+            checkpoint_file: None,
+            checkpoint_key_file: None,
+            checkpoint_every_entries: Self::default_checkpoint_every_entries(),
+            checkpoint_interval_seconds: Self::default_checkpoint_interval_seconds(),
+        }
+    }
 }
 
 /// How a hub follows the partitions' change feeds, which keep the biometric indexes of every
@@ -570,6 +637,7 @@ impl Settings {
     /// Refuses settings the hub could not run with, at start rather than mid-ingest.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.auth.validate()?;
+        self.audit.validate()?;
         let registry = &self.biometrics;
         anyhow::ensure!(
             self.max_body_bytes >= 1024,
@@ -702,6 +770,7 @@ impl Default for Settings {
             server: ServerSettings::default(),
             database: DatabaseSettings::default(),
             feed: FeedSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -767,6 +836,24 @@ impl HubConfig {
         .filter(|(url, _)| url.is_none())
         .map(|(_, file)| self.data_dir.join(file))
         .collect()
+    }
+
+    /// The signed audit checkpoints' log.
+    pub fn checkpoint_file(&self) -> PathBuf {
+        self.settings
+            .audit
+            .checkpoint_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-checkpoints.jsonl"))
+    }
+
+    /// The key audit checkpoints are signed with.
+    pub fn checkpoint_key_file(&self) -> PathBuf {
+        self.settings
+            .audit
+            .checkpoint_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-checkpoint.key.pem"))
     }
 
     /// The directory of the keys tokens are signed with.

@@ -105,6 +105,25 @@ pub fn create_owner_only(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` whole under a draft name, readable by the hub's user only, then links it
+/// into place: no process reads a half-written file (a key), and an existing one is never
+/// replaced.
+pub fn write_new_owner_only(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let draft = path.with_extension(format!("draft-{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&draft).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
+    let _ = std::fs::remove_file(&draft);
+    linked.map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;

@@ -3,6 +3,7 @@
 //! generate, bench) live in the `interop-hub-cli` crate.
 
 pub mod access;
+pub mod audit_checkpoints;
 pub mod batch;
 pub mod biometrics;
 pub mod clock;

@@ -11,6 +11,7 @@ use connectors::Partition;
 use tokio::net::TcpListener;
 
 use crate::access::TokenAuthority;
+use crate::audit_checkpoints::CheckpointSigner;
 use crate::config::{HubConfig, ServerSettings};
 use crate::core::Hub;
 use crate::error::HubError;
@@ -32,6 +33,15 @@ pub struct Application {
     index_dir: PathBuf,
     sweep_interval_seconds: u32,
     feed_upkeep: Duration,
+    checkpoints: Option<Checkpointing>,
+}
+
+/// The audit checkpoints this hub signs, and when.
+#[derive(Debug)]
+struct Checkpointing {
+    signer: Arc<CheckpointSigner>,
+    every_entries: i64,
+    interval: Duration,
 }
 
 impl Application {
@@ -45,6 +55,19 @@ impl Application {
             config.settings.auth.retired_keys_verify_for(),
         )?);
         let hub = Arc::new(Hub::open(&config).await?);
+        let audit = &config.settings.audit;
+        let checkpoints = if audit.checkpoints {
+            Some(Checkpointing {
+                signer: Arc::new(CheckpointSigner::open(
+                    &config.checkpoint_key_file(),
+                    &config.checkpoint_file(),
+                )?),
+                every_entries: i64::from(audit.checkpoint_every_entries),
+                interval: audit.checkpoint_interval(),
+            })
+        } else {
+            None
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -58,6 +81,7 @@ impl Application {
             index_dir: config.index_dir(),
             sweep_interval_seconds: config.settings.detection.sweep_interval_seconds,
             feed_upkeep: config.settings.feed.mend_interval(),
+            checkpoints,
         })
     }
 
@@ -90,6 +114,9 @@ impl Application {
             async move { hub.follow_policy().await }
         });
         let tending = tokio::spawn(tend_feeds(Arc::clone(&self.hub), self.feed_upkeep));
+        let checkpointing = self
+            .checkpoints
+            .map(|checkpoints| tokio::spawn(sign_checkpoints(Arc::clone(&self.hub), checkpoints)));
         let state = AppState {
             hub: Arc::clone(&self.hub),
             tokens: Arc::clone(&self.tokens),
@@ -101,6 +128,9 @@ impl Application {
         sweeping.abort();
         tending.abort();
         policy.abort();
+        if let Some(checkpointing) = checkpointing {
+            checkpointing.abort();
+        }
         for follower in following {
             follower.abort();
         }
@@ -109,6 +139,62 @@ impl Application {
         }
         self.hub.operations.close().await;
         served
+    }
+}
+
+/// How often the checkpoint signer looks at where the audit chain ends.
+const CHECKPOINT_LOOK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Signs a checkpoint of the audit chain once it grew by `every_entries`, or `interval`
+/// after the last one if it grew at all, for as long as the hub runs.
+async fn sign_checkpoints(hub: Arc<Hub>, checkpoints: Checkpointing) {
+    let Checkpointing {
+        signer,
+        every_entries,
+        interval,
+    } = checkpoints;
+    let mut signed_up_to = match signer.last() {
+        Ok(last) => last.map_or(0, |checkpoint| checkpoint.seq),
+        Err(e) => {
+            tracing::error!(error = %e, "the audit checkpoint log cannot be read: no checkpoints are signed");
+            return;
+        }
+    };
+    let mut signed_at = std::time::Instant::now();
+    let mut looks = tokio::time::interval(CHECKPOINT_LOOK_INTERVAL.min(interval));
+    loop {
+        looks.tick().await;
+        let end = match hub.operations.audit_chain_end().await {
+            Ok(Some(end)) => end,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "where the audit chain ends could not be read");
+                continue;
+            }
+        };
+        if end.seq < signed_up_to {
+            tracing::error!(
+                end = end.seq,
+                checkpoint = signed_up_to,
+                "the audit chain ends before its last signed checkpoint: entries were deleted"
+            );
+            continue;
+        }
+        let grown = end.seq - signed_up_to;
+        if grown == 0 || (grown < every_entries && signed_at.elapsed() < interval) {
+            continue;
+        }
+        let now = hub.now();
+        let signing = Arc::clone(&signer);
+        let seq = end.seq;
+        match tokio::task::spawn_blocking(move || signing.append(&end, now)).await {
+            Ok(Ok(_)) => {
+                signed_up_to = seq;
+                signed_at = std::time::Instant::now();
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "an audit checkpoint could not be written"),
+            Err(e) => tracing::error!(error = %e, "the audit checkpoint writer failed"),
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 //! public halves alone.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
@@ -246,18 +245,9 @@ impl KeyDirectory {
         let newest = self.ids()?.last().map(KeyId::created_at);
         let at = newest.map_or(now, |newest| now.max(newest + time::Duration::seconds(1)));
         let id = KeyId::new(at)?;
-        let mut seed = [0u8; 32];
-        rand::rng().fill_bytes(&mut seed);
-        let key = SigningKey::from_bytes(&seed);
-        let private = key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| anyhow::anyhow!("cannot encode a new key: {e}"))?;
-        let public = key
-            .verifying_key()
-            .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| anyhow::anyhow!("cannot encode a new key: {e}"))?;
-        write_whole(&self.private_path(&id), private.as_bytes())?;
-        write_whole(&self.public_path(&id), public.as_bytes())?;
+        let (private, public) = new_ed25519_pem()?;
+        crate::data_dir::write_new_owner_only(&self.private_path(&id), private.as_bytes())?;
+        crate::data_dir::write_new_owner_only(&self.public_path(&id), public.as_bytes())?;
         Ok(id)
     }
 
@@ -272,6 +262,24 @@ impl KeyDirectory {
         }
         Ok(())
     }
+}
+
+/// A new random Ed25519 key: its private half (PKCS#8 PEM) and its public half (SPKI PEM).
+pub(crate) fn new_ed25519_pem() -> anyhow::Result<(
+    ed25519_dalek::pkcs8::spki::der::zeroize::Zeroizing<String>,
+    String,
+)> {
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    let key = SigningKey::from_bytes(&seed);
+    let private = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("cannot encode a new key: {e}"))?;
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("cannot encode a new key: {e}"))?;
+    Ok((private, public))
 }
 
 /// A verifying key and when it was retired.
@@ -291,23 +299,6 @@ pub(super) struct KeyRing {
 fn read_key_file(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read the key {}: {e}", path.display()))
-}
-
-/// Writes `bytes` whole under a draft name, readable by the hub's user only, then links it
-/// into place: no process reads a half-written key, and an existing key is never replaced.
-fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let draft = path.with_extension(format!("draft-{}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&draft).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
-    let _ = std::fs::remove_file(&draft);
-    linked.map_err(|e| anyhow::anyhow!("cannot write the key {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub use engine::{
     Access, Answer, LinkSight, PolicyEngine, PolicyRule, ProposedChanges, SystemRights,
     full_access_rules,
 };
+pub(crate) use keys::new_ed25519_pem;
 pub use keys::{KeyDirectory, KeyId, KeyState};
 pub use revocations::{Revocation, RevocationTarget};
 pub use rules::{Action, CheckedRule, FieldGroup, HubDuty, Member, Purpose, RuleSpec, Scope};

@@ -62,6 +62,11 @@ pub struct Operations {
 }
 
 impl Operations {
+    /// Where the audit chain ends, as recorded at its last append (`None`: nothing yet).
+    pub async fn audit_chain_end(&self) -> Result<Option<crate::store::ChainEnd>, HubError> {
+        Ok(self.control.audit_head().await?)
+    }
+
     /// The hub's metrics, for the HTTP layer to add its own.
     pub fn metrics(&self) -> &HubMetrics {
         &self.metrics

@@ -37,8 +37,9 @@ pub struct AuditEntry {
 }
 
 /// SHA-256 over the previous hash and every field, each length-prefixed so that no two
-/// different entries serialise alike.
-pub(super) fn chain_hash(prev_hash: &str, seq: i64, at_millis: i64, event: &AuditEvent) -> String {
+/// different entries serialise alike. Unkeyed: whoever can write the log can rewrite the
+/// chain from any entry on, which only signed checkpoints kept elsewhere reveal.
+pub fn chain_hash(prev_hash: &str, seq: i64, at_millis: i64, event: &AuditEvent) -> String {
     let mut hasher = Sha256::new();
     let fields: [&str; 9] = [
         prev_hash,
@@ -78,6 +79,29 @@ pub enum ChainBreak {
     Truncated { seq: i64 },
     #[error("the log holds entries after the recorded head {head}: entry {seq}")]
     BeyondHead { seq: i64, head: i64 },
+    #[error(
+        "the signed checkpoint at entry {last} no longer matches: entries {first}-{last} were \
+         rewritten (from one of them to the end of the log); the {matched} checkpoint(s) \
+         before it match"
+    )]
+    Rewritten {
+        first: i64,
+        last: i64,
+        matched: usize,
+    },
+    #[error(
+        "the log ends at entry {end}, before the signed checkpoint at entry {seq} (entries \
+         deleted); the {matched} checkpoint(s) before it match"
+    )]
+    EndsBeforeCheckpoint { seq: i64, end: i64, matched: usize },
+}
+
+/// What a verification found intact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainVerified {
+    pub entries: u64,
+    /// Signed checkpoints whose entry still has the hash they signed.
+    pub checkpoints: usize,
 }
 
 /// Where the chain ends: the last entry's sequence number and hash (0 and the genesis hash
@@ -98,23 +122,37 @@ impl ChainEnd {
     }
 }
 
-/// Walks the chain page by page, checking each entry against its predecessor.
+/// Walks the chain page by page, checking each entry against its predecessor and against
+/// the signed checkpoints (ends of the chain as they were, in sequence order).
 #[derive(Debug)]
 pub(super) struct ChainVerifier {
     previous: ChainEnd,
     checked: u64,
+    checkpoints: std::collections::VecDeque<ChainEnd>,
+    /// Checkpoints matched so far, and the last one's sequence number.
+    matched: usize,
+    matched_up_to: i64,
 }
 
 impl Default for ChainVerifier {
     fn default() -> Self {
-        Self {
-            previous: ChainEnd::genesis(),
-            checked: 0,
-        }
+        Self::with_checkpoints(Vec::new())
     }
 }
 
 impl ChainVerifier {
+    pub(super) fn with_checkpoints(mut checkpoints: Vec<ChainEnd>) -> Self {
+        checkpoints.sort_by_key(|checkpoint| checkpoint.seq);
+        checkpoints.dedup();
+        Self {
+            previous: ChainEnd::genesis(),
+            checked: 0,
+            checkpoints: checkpoints.into(),
+            matched: 0,
+            matched_up_to: 0,
+        }
+    }
+
     /// Checks the next entry in sequence order.
     pub(super) fn check(&mut self, entry: &AuditEntry) -> Result<(), ChainBreak> {
         let ChainEnd {
@@ -137,6 +175,20 @@ impl ChainVerifier {
                 previous: *previous_seq,
             });
         }
+        while let Some(checkpoint) = self.checkpoints.front()
+            && checkpoint.seq == entry.seq
+        {
+            if checkpoint.hash != entry.hash {
+                return Err(ChainBreak::Rewritten {
+                    first: self.matched_up_to + 1,
+                    last: entry.seq,
+                    matched: self.matched,
+                });
+            }
+            self.matched += 1;
+            self.matched_up_to = entry.seq;
+            self.checkpoints.pop_front();
+        }
         self.previous = ChainEnd {
             seq: entry.seq,
             hash: entry.hash.clone(),
@@ -145,11 +197,23 @@ impl ChainVerifier {
         Ok(())
     }
 
-    /// After the last entry: the chain must end where the recorded head says.
-    pub(super) fn finish(&self, head: Option<ChainEnd>) -> Result<u64, ChainBreak> {
+    /// After the last entry: the chain must reach every checkpoint and end where the
+    /// recorded head says.
+    pub(super) fn finish(&self, head: Option<ChainEnd>) -> Result<ChainVerified, ChainBreak> {
         let last = &self.previous;
+        if let Some(checkpoint) = self.checkpoints.front() {
+            return Err(ChainBreak::EndsBeforeCheckpoint {
+                seq: checkpoint.seq,
+                end: last.seq,
+                matched: self.matched,
+            });
+        }
+        let verified = ChainVerified {
+            entries: self.checked,
+            checkpoints: self.matched,
+        };
         match head {
-            None if last.seq == 0 => Ok(self.checked),
+            None if last.seq == 0 => Ok(verified),
             None => Err(ChainBreak::BeyondHead { seq: 1, head: 0 }),
             Some(head) if head.seq > last.seq => Err(ChainBreak::Truncated { seq: last.seq + 1 }),
             Some(head) if head.seq < last.seq => Err(ChainBreak::BeyondHead {
@@ -157,7 +221,7 @@ impl ChainVerifier {
                 head: head.seq,
             }),
             Some(head) if head.hash != last.hash => Err(ChainBreak::Altered { seq: last.seq }),
-            Some(_) => Ok(self.checked),
+            Some(_) => Ok(verified),
         }
     }
 }
@@ -199,11 +263,72 @@ mod tests {
     }
 
     fn verify(entries: &[AuditEntry], head: Option<ChainEnd>) -> Result<u64, ChainBreak> {
-        let mut verifier = ChainVerifier::default();
+        verify_against(entries, head, Vec::new()).map(|verified| verified.entries)
+    }
+
+    fn verify_against(
+        entries: &[AuditEntry],
+        head: Option<ChainEnd>,
+        checkpoints: Vec<ChainEnd>,
+    ) -> Result<ChainVerified, ChainBreak> {
+        let mut verifier = ChainVerifier::with_checkpoints(checkpoints);
         for entry in entries {
             verifier.check(entry)?;
         }
         verifier.finish(head)
+    }
+
+    fn end_of(entry: &AuditEntry) -> ChainEnd {
+        ChainEnd {
+            seq: entry.seq,
+            hash: entry.hash.clone(),
+        }
+    }
+
+    #[test]
+    fn checkpoints_name_the_interval_a_rewritten_chain_begins_in() {
+        let actions = [
+            "search", "read", "ingest", "verify", "search", "read", "ingest",
+        ];
+        let entries = chain(&actions);
+        let checkpoints = vec![
+            end_of(&entries[1]),
+            end_of(&entries[3]),
+            end_of(&entries[5]),
+        ];
+        let head = Some(end_of(&entries[6]));
+        assert_eq!(
+            verify_against(&entries, head, checkpoints.clone()),
+            Ok(ChainVerified {
+                entries: 7,
+                checkpoints: 3
+            })
+        );
+
+        // Entry 4 changed and every hash from it on recomputed: the chain alone holds.
+        let mut actions_rewritten = actions;
+        actions_rewritten[3] = "nothing";
+        let rewritten = chain(&actions_rewritten);
+        let rewritten_head = Some(end_of(&rewritten[6]));
+        assert_eq!(verify(&rewritten, rewritten_head.clone()), Ok(7));
+        assert_eq!(
+            verify_against(&rewritten, rewritten_head, checkpoints.clone()),
+            Err(ChainBreak::Rewritten {
+                first: 3,
+                last: 4,
+                matched: 1
+            })
+        );
+
+        let cut = &entries[..5];
+        assert_eq!(
+            verify_against(cut, Some(end_of(&entries[4])), checkpoints),
+            Err(ChainBreak::EndsBeforeCheckpoint {
+                seq: 6,
+                end: 5,
+                matched: 2
+            })
+        );
     }
 
     #[test]

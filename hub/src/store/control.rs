@@ -9,7 +9,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
-use super::audit_chain::{AuditEntry, AuditEvent, ChainBreak, ChainEnd, ChainVerifier, chain_hash};
+use super::audit_chain::{
+    AuditEntry, AuditEvent, ChainBreak, ChainEnd, ChainVerified, ChainVerifier, chain_hash,
+};
 use super::{
     Backend, Database, PoolSettings, Schema, StoreError, corrupt, from_unix_millis, placeholders,
     unix_millis,
@@ -549,9 +551,21 @@ impl ControlStore {
     /// Walks the whole audit log: the number of entries when the chain holds, or the first
     /// place it breaks.
     pub async fn verify_audit_chain(&self) -> Result<Result<u64, ChainBreak>, sqlx::Error> {
+        Ok(self
+            .verify_audit_chain_against(Vec::new())
+            .await?
+            .map(|verified| verified.entries))
+    }
+
+    /// As [`Self::verify_audit_chain`], and every entry a signed checkpoint names must still
+    /// have the hash the checkpoint signed.
+    pub async fn verify_audit_chain_against(
+        &self,
+        checkpoints: Vec<ChainEnd>,
+    ) -> Result<Result<ChainVerified, ChainBreak>, sqlx::Error> {
         /// Entries read at a time.
         const PAGE: i64 = 1_000;
-        let mut verifier = ChainVerifier::default();
+        let mut verifier = ChainVerifier::with_checkpoints(checkpoints);
         let mut after = 0;
         loop {
             let entries = self.audit_entries(after, PAGE).await?;

@@ -12,7 +12,7 @@ mod identities;
 mod links;
 mod rows;
 
-pub use audit_chain::{AuditEntry, AuditEvent, ChainBreak, ChainEnd};
+pub use audit_chain::{AuditEntry, AuditEvent, ChainBreak, ChainEnd, ChainVerified, chain_hash};
 pub use control::{
     AccessRequest, AuditAppender, ChainEntry, ControlStore, IngestCount, IngestCountKey, NewRule,
     Outdated, POLICY_LISTENER_NAME, PolicyAnnouncements, RevocationRow, RuleRow,

@@ -21,6 +21,7 @@ on_both_backends!(
     revoked_tokens_principals_and_agencies_are_refused_from_the_next_request,
     a_denial_overrides_every_permission_of_an_officer_an_agency_or_a_role,
     a_rotated_out_key_verifies_until_removed_and_the_hub_follows_its_key_directory,
+    signed_checkpoints_reveal_a_rewritten_audit_chain_and_name_its_interval,
 );
 
 fn principal(roles: &[&str]) -> Principal {
@@ -1000,10 +1001,17 @@ async fn a_granted_access_request_lapses_on_time(backend: Backend) {
 }
 
 fn audit_verify(hub: &TestHub) -> (bool, String) {
+    audit_verify_with(hub, &[])
+}
+
+/// `interop-hub audit verify` with `extra` arguments: whether it found the log intact, and
+/// what it said.
+fn audit_verify_with(hub: &TestHub, extra: &[&str]) -> (bool, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_hub-under-test"))
         .args(["audit", "verify", "--data-dir"])
         .arg(&hub.data_dir)
         .args(["--control-database-url", &hub.control_url])
+        .args(extra)
         .output()
         .expect("run audit verify");
     (
@@ -1674,5 +1682,163 @@ async fn a_rotated_out_key_verifies_until_removed_and_the_hub_follows_its_key_di
         (401, "the token was not signed by this hub".to_owned())
     );
     assert_eq!(searched(&hub, &after).await.0, 200);
+    hub.stop().await;
+}
+
+/// The sequence numbers of the hub's signed checkpoints, once the newest reaches `at_least`
+/// (waits at most 15 s).
+async fn checkpoints_reaching(hub: &TestHub, at_least: i64) -> Vec<i64> {
+    let log = hub.data_dir.join("audit-checkpoints.jsonl");
+    for _ in 0..150 {
+        let seqs: Vec<i64> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter_map(|checkpoint| checkpoint["seq"].as_i64())
+            .collect();
+        if seqs.last().is_some_and(|last| *last >= at_least) {
+            return seqs;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no checkpoint reached entry {at_least}");
+}
+
+/// Where the audit chain ends now.
+async fn audit_end(hub: &TestHub) -> i64 {
+    hub.query_strings(
+        &hub.control_url,
+        "SELECT CAST(MAX(seq) AS TEXT) FROM audit_log",
+    )
+    .await[0]
+        .parse()
+        .expect("a sequence number")
+}
+
+/// Changes entry `from`'s outcome and recomputes every hash from it to the end, head
+/// included, as whoever can write the control database can: the chain holds again.
+async fn rewrite_audit_chain_from(url: &str, from: i64) {
+    use sqlx::{Connection as _, Row as _};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url)
+        .await
+        .expect("the control database");
+    let mut prev: String = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+        .bind(from - 1)
+        .fetch_one(&mut conn)
+        .await
+        .expect("the entry before");
+    let rows = sqlx::query(
+        "SELECT seq, at, subject, agency, member_state, purpose, action, query, outcome \
+         FROM audit_log WHERE seq >= $1 ORDER BY seq",
+    )
+    .bind(from)
+    .fetch_all(&mut conn)
+    .await
+    .expect("the entries from it on");
+    let mut end = (0, String::new());
+    for row in rows {
+        let seq: i64 = row.get("seq");
+        let at: i64 = row.get("at");
+        let mut event = interop_hub::store::AuditEvent {
+            subject: row.get("subject"),
+            agency: row.get("agency"),
+            member_state: row.get("member_state"),
+            purpose: row.get("purpose"),
+            action: row.get("action"),
+            query: row.get("query"),
+            outcome: row.get("outcome"),
+        };
+        if seq == from {
+            event.outcome = "refused:forbidden".to_owned();
+        }
+        let hash = interop_hub::store::chain_hash(&prev, seq, at, &event);
+        sqlx::query("UPDATE audit_log SET outcome = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+            .bind(&event.outcome)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(seq)
+            .execute(&mut conn)
+            .await
+            .expect("rewritten");
+        prev = hash.clone();
+        end = (seq, hash);
+    }
+    sqlx::query("UPDATE control_meta SET value = $1 WHERE key = 'audit_head'")
+        .bind(format!("{} {}", end.0, end.1))
+        .execute(&mut conn)
+        .await
+        .expect("the head rewritten");
+}
+
+/// The hub signs checkpoints of the audit chain (here every 5 entries, or every second) into
+/// a log outside the databases. A chain rewritten from an entry inside one checkpoint
+/// interval to its end, hashes and head recomputed, still verifies as a chain — but not
+/// against the checkpoints, and `audit verify --checkpoints` names that interval while
+/// every earlier checkpoint matches. A checkpoint log altered by hand fails its signature.
+async fn signed_checkpoints_reveal_a_rewritten_audit_chain_and_name_its_interval(backend: Backend) {
+    let hub = TestHub::spawn_with(backend, |config| {
+        config.settings.audit.checkpoint_every_entries = 5;
+        config.settings.audit.checkpoint_interval_seconds = 1;
+    })
+    .await;
+    let guard = hub.token("g-1", "DE", &["border_guard"]);
+    let mut checkpoints = Vec::new();
+    for _ in 0..3 {
+        for _ in 0..6 {
+            assert_eq!(searched(&hub, &guard).await.0, 200);
+        }
+        checkpoints = checkpoints_reaching(&hub, audit_end(&hub).await).await;
+    }
+    assert!(checkpoints.len() >= 3, "{checkpoints:?}");
+    let (before, interval_end) = (checkpoints[0], checkpoints[1]);
+    let rewritten_from = before + (interval_end - before + 1) / 2;
+    assert!(before < rewritten_from && rewritten_from <= interval_end);
+
+    let log = hub.data_dir.join("audit-checkpoints.jsonl");
+    let log_arg = log.to_string_lossy().into_owned();
+    let (intact, said) = audit_verify_with(&hub, &["--checkpoints", &log_arg]);
+    assert!(intact, "{said}");
+    assert!(
+        said.contains(&format!("{} signed checkpoint(s) match", checkpoints.len())),
+        "{said}"
+    );
+
+    rewrite_audit_chain_from(&hub.control_url, rewritten_from).await;
+    let (intact, said) = audit_verify(&hub);
+    assert!(intact, "the chain alone cannot tell: {said}");
+    let (intact, said) = audit_verify_with(&hub, &["--checkpoints", &log_arg]);
+    assert!(!intact, "{said}");
+    assert!(
+        said.contains(&format!("entries {}-{interval_end}", before + 1))
+            && said.contains("the 1 checkpoint(s) before it match"),
+        "{said}"
+    );
+
+    let text = std::fs::read_to_string(&log).expect("the checkpoint log");
+    let first_hash = text
+        .lines()
+        .next()
+        .and_then(|line| serde_json::from_str::<Value>(line).ok())
+        .and_then(|checkpoint| checkpoint["hash"].as_str().map(str::to_owned))
+        .expect("a first checkpoint");
+    let forged_hash: String = first_hash
+        .chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    std::fs::write(&log, text.replacen(&first_hash, &forged_hash, 1)).expect("forged");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hub-under-test"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&hub.data_dir)
+        .args(["--control-database-url", &hub.control_url])
+        .args(["--checkpoints", &log_arg])
+        .output()
+        .expect("run audit verify");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("checkpoint line 1"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     hub.stop().await;
 }
