@@ -53,6 +53,32 @@ pub struct Settings {
     pub feed: FeedSettings,
     #[serde(default)]
     pub audit: AuditSettings,
+    #[serde(default)]
+    pub administration: AdministrationSettings,
+}
+
+/// How administrators change access rights.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdministrationSettings {
+    /// A change that widens access to personal data waits for a second administrator, and
+    /// nobody changes rules about themselves. Read at start only.
+    #[serde(default = "AdministrationSettings::default_four_eyes")]
+    pub four_eyes: bool,
+}
+
+impl AdministrationSettings {
+    fn default_four_eyes() -> bool {
+        true
+    }
+}
+
+impl Default for AdministrationSettings {
+    fn default() -> Self {
+        Self {
+            four_eyes: Self::default_four_eyes(),
+        }
+    }
 }
 
 /// Signed checkpoints of the audit chain, kept outside the databases.
@@ -771,6 +797,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             feed: FeedSettings::default(),
             audit: AuditSettings::default(),
+            administration: AdministrationSettings::default(),
         }
     }
 }

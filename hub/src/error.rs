@@ -66,6 +66,12 @@ pub enum HubError {
     AccessRequestNotFound,
     #[error("the access request has been decided already")]
     AccessRequestDecided,
+    #[error("{0}")]
+    FourEyes(&'static str),
+    #[error("no such policy change")]
+    ChangeNotFound,
+    #[error("the policy change has been decided already")]
+    ChangeDecided,
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("storage failure")]
@@ -133,6 +139,9 @@ impl HubError {
             Self::RuleNotFound => "rule_not_found",
             Self::AccessRequestNotFound => "access_request_not_found",
             Self::AccessRequestDecided => "access_request_decided",
+            Self::FourEyes(_) => "four_eyes",
+            Self::ChangeNotFound => "change_not_found",
+            Self::ChangeDecided => "change_decided",
             Self::InvalidRequest(_) => "invalid_request",
             Self::Storage(_) | Self::Internal(_) => "internal_error",
         }

@@ -115,6 +115,9 @@ impl TestHub {
             agency_burst: 100_000,
             ..interop_hub::config::LimitSettings::default()
         };
+        // Rules change through one administrator in the scenarios of other features; the
+        // four-eyes scenario turns it back on.
+        config.settings.administration.four_eyes = false;
         adjust(&mut config);
         Self::serve(config, data_dir).await
     }

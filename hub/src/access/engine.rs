@@ -19,7 +19,9 @@ use crate::clock::Clock;
 use crate::error::HubError;
 use crate::matching::LinkColour;
 use crate::metrics::HubMetrics;
-use crate::store::{ControlStore, NewRule, RevocationRow, RuleRow, StoredLink, VerifierQueue};
+use crate::store::{
+    ControlStore, NewRule, PolicyChangeRow, RevocationRow, RuleRow, StoredLink, VerifierQueue,
+};
 
 const MODEL: &str = include_str!("../../../policies/model.conf");
 const DENY_MODEL: &str = include_str!("../../../policies/deny_model.conf");
@@ -450,6 +452,13 @@ fn authority_of(role: &str) -> Option<&'static str> {
     }
 }
 
+/// A change to the rules, as four eyes weigh it.
+#[derive(Debug, Clone, Copy)]
+pub enum RuleChangeKind<'a> {
+    Add(&'a CheckedRule),
+    Remove(&'a CheckedRule),
+}
+
 /// Changes an administrator proposes, for a dry run.
 #[derive(Debug, Clone, Default)]
 pub struct ProposedChanges {
@@ -666,6 +675,91 @@ impl PolicyEngine {
             .ok_or(HubError::RuleExists)?;
         self.reload().await?;
         policy_rule(&row, now)
+    }
+
+    /// Whether making `change` would widen anyone's access to personal data: a permission
+    /// to read a field group, an assignment of a role that reads one (under the rules in
+    /// force), or the removal of a denial of reading (or of everything).
+    pub async fn widens_personal_data(
+        &self,
+        change: &RuleChangeKind<'_>,
+    ) -> Result<bool, HubError> {
+        Ok(match change {
+            RuleChangeKind::Add(CheckedRule::Permission { action, .. }) => {
+                matches!(action, Action::Read(_))
+            }
+            RuleChangeKind::Add(CheckedRule::Assignment { role, .. }) => {
+                let snapshot = self.snapshot().await?;
+                let subjects = [role.as_str().to_owned()];
+                SourceSystem::ALL.into_iter().any(|system| {
+                    FieldGroup::ALL.into_iter().any(|group| {
+                        snapshot.allowed(&subjects, system.as_str(), Action::Read(group))
+                    })
+                })
+            }
+            RuleChangeKind::Add(CheckedRule::Denial { .. }) => false,
+            RuleChangeKind::Remove(CheckedRule::Denial { action, .. }) => {
+                matches!(action, None | Some(Action::Read(_)))
+            }
+            RuleChangeKind::Remove(_) => false,
+        })
+    }
+
+    /// A rule as stored, by id.
+    pub async fn rule(&self, id: i64) -> Result<(CheckedRule, PolicyRule), HubError> {
+        let now = self.clock.now();
+        let row = self
+            .store
+            .rules()
+            .await?
+            .into_iter()
+            .find(|row| row.id == id)
+            .ok_or(HubError::RuleNotFound)?;
+        Ok((checked(&row)?, policy_rule(&row, now)?))
+    }
+
+    /// Stores a change for a second administrator to decide; nothing changes meanwhile.
+    pub async fn propose(
+        &self,
+        change: &RuleChangeKind<'_>,
+        rule_id: Option<i64>,
+        expires_at: Option<OffsetDateTime>,
+        by: &Principal,
+        reason: &str,
+    ) -> Result<PolicyChangeRow, HubError> {
+        let (kind, rule) = match change {
+            RuleChangeKind::Add(rule) => ("add", rule),
+            RuleChangeKind::Remove(rule) => ("remove", rule),
+        };
+        Ok(self
+            .store
+            .propose_policy_change(&PolicyChangeRow {
+                id: 0,
+                change: kind.to_owned(),
+                rule: new_rule(rule, expires_at, &by.rule_subject(), reason),
+                rule_id,
+                proposed_by: by.rule_subject(),
+                proposed_at: self.clock.now(),
+                status: "pending".to_owned(),
+                decided_by: None,
+                decided_at: None,
+                decision_reason: None,
+            })
+            .await?)
+    }
+
+    /// Records a decision on a pending change; an approved one is made, and the policy that
+    /// includes it swapped in, before answering. `None`: decided meanwhile.
+    pub async fn decide_change(
+        &self,
+        decided: &PolicyChangeRow,
+    ) -> Result<Option<PolicyChangeRow>, HubError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let row = self.store.decide_policy_change(decided).await?;
+        if row.as_ref().is_some_and(|row| row.status == "approved") {
+            self.reload().await?;
+        }
+        Ok(row)
     }
 
     /// Deletes a rule and swaps in the policy without it, before answering.

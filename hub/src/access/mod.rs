@@ -8,8 +8,8 @@ mod rules;
 mod token;
 
 pub use engine::{
-    Access, Answer, LinkSight, PolicyEngine, PolicyRule, ProposedChanges, SystemRights,
-    full_access_rules,
+    Access, Answer, LinkSight, PolicyEngine, PolicyRule, ProposedChanges, RuleChangeKind,
+    SystemRights, full_access_rules,
 };
 pub(crate) use keys::new_ed25519_pem;
 pub use keys::{KeyDirectory, KeyId, KeyState};

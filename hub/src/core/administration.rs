@@ -11,12 +11,13 @@ use std::sync::Arc;
 use super::guard::{Gate, Operation};
 use super::{AccessRequestView, AuditEntryView};
 use crate::access::{
-    Answer, HubDuty, PolicyEngine, PolicyRule, Principal, ProposedChanges, Revocation,
-    RevocationTarget, RuleSpec, VerifiedToken, checked_principal, full_access_rules,
+    Answer, CheckedRule, HubDuty, Member, PolicyEngine, PolicyRule, Principal, ProposedChanges,
+    Revocation, RevocationTarget, RuleChangeKind, RuleSpec, VerifiedToken, checked_principal,
+    full_access_rules,
 };
 use crate::clock::Clock;
 use crate::error::HubError;
-use crate::store::{AccessRequest, ControlStore};
+use crate::store::{AccessRequest, ControlStore, PolicyChangeRow};
 
 /// Longest a grant may last.
 const MAX_GRANT_HOURS: u32 = 24 * 30;
@@ -34,6 +35,103 @@ pub struct PolicyChange {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
 }
+
+/// What came of a change to the rules.
+#[derive(Debug, Clone)]
+pub enum RuleChange {
+    /// Made: in force from the next request (a removal: the rule as it was).
+    Made(PolicyRule),
+    /// Widens access to personal data: waits for a second administrator.
+    Pending(PolicyChangeView),
+}
+
+/// A change to the rules proposed for four eyes, and its decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PolicyChangeView {
+    pub id: i64,
+    /// `add` or `remove`.
+    #[schema(example = "add")]
+    pub change: String,
+    pub rule: RuleSpec,
+    /// For a removal: the rule's id.
+    pub rule_id: Option<i64>,
+    /// For an addition: the rule lapses by itself at this instant.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+    pub reason: String,
+    pub proposed_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub proposed_at: OffsetDateTime,
+    /// `pending`, `approved` (made) or `refused`.
+    #[schema(example = "pending")]
+    pub status: String,
+    pub decided_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub decided_at: Option<OffsetDateTime>,
+    pub decision_reason: Option<String>,
+}
+
+impl PolicyChangeView {
+    fn from_row(row: &PolicyChangeRow) -> Result<Self, HubError> {
+        let rule =
+            CheckedRule::from_casbin(row.rule.ptype, &row.rule.v0, &row.rule.v1, &row.rule.v2)
+                .ok_or_else(|| {
+                    HubError::Internal(format!(
+                        "policy change {} names no rule the hub writes",
+                        row.id
+                    ))
+                })?;
+        Ok(Self {
+            id: row.id,
+            change: row.change.clone(),
+            rule: rule.spec(),
+            rule_id: row.rule_id,
+            expires_at: row.rule.expires_at,
+            reason: row.rule.reason.clone(),
+            proposed_by: row.proposed_by.clone(),
+            proposed_at: row.proposed_at,
+            status: row.status.clone(),
+            decided_by: row.decided_by.clone(),
+            decided_at: row.decided_at,
+            decision_reason: row.decision_reason.clone(),
+        })
+    }
+}
+
+/// A second administrator's decision on a pending change.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChangeDecision {
+    /// `true` makes the change; `false` refuses it (its proposer may refuse, that is
+    /// withdraw, their own).
+    pub approve: bool,
+    pub reason: String,
+}
+
+/// Which policy changes to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyChangeStatus {
+    Pending,
+    Approved,
+    Refused,
+}
+
+impl PolicyChangeStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// The most policy changes one listing returns.
+const CHANGES_PAGE: i64 = 500;
 
 /// Tokens to cut short, and why.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -143,6 +241,8 @@ fn required_text(text: &str, field: &'static str) -> Result<String, HubError> {
 #[derive(Debug)]
 pub struct Administration {
     pub(super) gate: Arc<Gate>,
+    /// Changes that widen access to personal data wait for a second administrator.
+    pub(super) four_eyes: bool,
     pub(super) policy: Arc<PolicyEngine>,
     pub(super) control: ControlStore,
     pub(super) clock: Clock,
@@ -161,12 +261,13 @@ impl Administration {
             .await
     }
 
-    /// Adds a rule; it applies to the very next request.
+    /// Adds a rule; it applies to the very next request — or, if it widens access to
+    /// personal data, waits for a second administrator.
     pub async fn add_policy_rule(
         &self,
         principal: &Principal,
         change: PolicyChange,
-    ) -> Result<PolicyRule, HubError> {
+    ) -> Result<RuleChange, HubError> {
         let described = format!("{} why={}", rule_text(&change.rule), brief(&change.reason));
         self.gate
             .guarded(
@@ -184,32 +285,162 @@ impl Administration {
                             "expires_at: must lie in the future".to_owned(),
                         ));
                     }
+                    let kind = RuleChangeKind::Add(&rule);
+                    if self.needs_second_administrator(principal, &kind).await? {
+                        let proposed = self
+                            .policy
+                            .propose(&kind, None, change.expires_at, principal, &reason)
+                            .await?;
+                        return Ok(RuleChange::Pending(PolicyChangeView::from_row(&proposed)?));
+                    }
                     self.policy
                         .add(&rule, change.expires_at, principal, &reason)
                         .await
+                        .map(RuleChange::Made)
                 },
-                |rule| format!("rule={}", rule.id),
+                change_outcome,
             )
             .await
     }
 
-    /// Removes a rule; the very next request is decided without it.
+    /// Removes a rule; the very next request is decided without it — or, if removing it
+    /// widens access to personal data (a denial), the removal waits for a second
+    /// administrator.
     pub async fn remove_policy_rule(
         &self,
         principal: &Principal,
         id: i64,
         reason: &str,
-    ) -> Result<PolicyRule, HubError> {
+    ) -> Result<RuleChange, HubError> {
         self.gate
             .guarded(
                 principal,
                 Operation::RemoveRule,
                 format!("rule={id} why={}", brief(reason)),
                 |_| async move {
-                    required_text(reason, "reason")?;
-                    self.policy.remove(id).await
+                    let reason = required_text(reason, "reason")?;
+                    let (rule, _) = self.policy.rule(id).await?;
+                    let kind = RuleChangeKind::Remove(&rule);
+                    if self.needs_second_administrator(principal, &kind).await? {
+                        let proposed = self
+                            .policy
+                            .propose(&kind, Some(id), None, principal, &reason)
+                            .await?;
+                        return Ok(RuleChange::Pending(PolicyChangeView::from_row(&proposed)?));
+                    }
+                    self.policy.remove(id).await.map(RuleChange::Made)
                 },
-                |rule| format!("removed:{}", rule_text(&rule.rule)),
+                change_outcome,
+            )
+            .await
+    }
+
+    /// Under four eyes: refuses a change to a rule about the caller, and says whether the
+    /// change widens access to personal data.
+    async fn needs_second_administrator(
+        &self,
+        principal: &Principal,
+        change: &RuleChangeKind<'_>,
+    ) -> Result<bool, HubError> {
+        if !self.four_eyes {
+            return Ok(false);
+        }
+        let (RuleChangeKind::Add(rule) | RuleChangeKind::Remove(rule)) = change;
+        if names(rule, principal) {
+            return Err(HubError::FourEyes(
+                "nobody changes rules about themselves: another administrator must",
+            ));
+        }
+        self.policy.widens_personal_data(change).await
+    }
+
+    /// Policy changes, newest first (at most 500): those with `status`, or all.
+    pub async fn policy_changes(
+        &self,
+        principal: &Principal,
+        status: Option<PolicyChangeStatus>,
+    ) -> Result<Vec<PolicyChangeView>, HubError> {
+        self.gate
+            .guarded(
+                principal,
+                Operation::ListPolicyChanges,
+                format!(
+                    "status={}",
+                    status.map_or("all", PolicyChangeStatus::as_str)
+                ),
+                |_| async move {
+                    self.control
+                        .policy_changes(status.map(PolicyChangeStatus::as_str), CHANGES_PAGE)
+                        .await?
+                        .iter()
+                        .map(PolicyChangeView::from_row)
+                        .collect()
+                },
+                |changes: &Vec<PolicyChangeView>| format!("changes={}", changes.len()),
+            )
+            .await
+    }
+
+    /// A second administrator approves (makes) or refuses a pending change. Nobody approves
+    /// their own change, nor one to a rule about themselves.
+    pub async fn decide_policy_change(
+        &self,
+        principal: &Principal,
+        id: i64,
+        decision: PolicyChangeDecision,
+    ) -> Result<PolicyChangeView, HubError> {
+        let described = format!("change={id} approve={}", decision.approve);
+        self.gate
+            .guarded(
+                principal,
+                Operation::DecidePolicyChange,
+                described,
+                |_| async move {
+                    let reason = required_text(&decision.reason, "reason")?;
+                    let mut change = self
+                        .control
+                        .policy_change(id)
+                        .await?
+                        .ok_or(HubError::ChangeNotFound)?;
+                    if change.status != "pending" {
+                        return Err(HubError::ChangeDecided);
+                    }
+                    if decision.approve {
+                        if change.proposed_by == principal.rule_subject() {
+                            return Err(HubError::FourEyes(
+                                "nobody approves their own change: another administrator must",
+                            ));
+                        }
+                        let rule = CheckedRule::from_casbin(
+                            change.rule.ptype,
+                            &change.rule.v0,
+                            &change.rule.v1,
+                            &change.rule.v2,
+                        )
+                        .ok_or_else(|| HubError::Internal(format!("policy change {id}")))?;
+                        if names(&rule, principal) {
+                            return Err(HubError::FourEyes(
+                                "nobody approves a change to rules about themselves",
+                            ));
+                        }
+                    }
+                    change.status = if decision.approve {
+                        "approved"
+                    } else {
+                        "refused"
+                    }
+                    .to_owned();
+                    change.decided_by = Some(principal.rule_subject());
+                    change.decided_at = Some(self.clock.now());
+                    change.decision_reason = Some(reason);
+                    let decided = self
+                        .policy
+                        .decide_change(&change)
+                        .await?
+                        .ok_or(HubError::ChangeDecided)?;
+                    PolicyChangeView::from_row(&decided)
+                },
+                |change| format!("change={} status={}", change.id, change.status),
             )
             .await
     }
@@ -496,6 +727,25 @@ fn brief(reason: &str) -> String {
         .chars()
         .take(200)
         .collect()
+}
+
+/// Whether `rule` is about `principal` itself (its subject or member).
+fn names(rule: &CheckedRule, principal: &Principal) -> bool {
+    let (CheckedRule::Permission { subject, .. }
+    | CheckedRule::Denial { subject, .. }
+    | CheckedRule::Assignment {
+        member: subject, ..
+    }) = rule;
+    matches!(subject, Member::User { agency, subject }
+        if *agency == principal.agency && *subject == principal.subject)
+}
+
+/// The audit log's words for a change's outcome.
+fn change_outcome(change: &RuleChange) -> String {
+    match change {
+        RuleChange::Made(rule) => format!("rule={}", rule.id),
+        RuleChange::Pending(pending) => format!("pending_change={}", pending.id),
+    }
 }
 
 fn revocation_text(target: &RevocationTarget) -> String {

@@ -40,6 +40,8 @@ pub enum Operation {
     DecideAccessRequest,
     Revoke,
     ListRevocations,
+    ListPolicyChanges,
+    DecidePolicyChange,
     /// The caller revokes the token it signed in with.
     SignOut,
     ReadAudit,
@@ -81,6 +83,8 @@ impl Operation {
             Self::DecideAccessRequest => "access_request_decide",
             Self::Revoke => "revoke",
             Self::ListRevocations => "revocation_list",
+            Self::ListPolicyChanges => "policy_change_list",
+            Self::DecidePolicyChange => "policy_change_decide",
             Self::SignOut => "sign_out",
             Self::ReadAudit => "audit_read",
             Self::Statistics => "statistics",
@@ -107,7 +111,9 @@ impl Operation {
             | Self::ListAccessRequests
             | Self::DecideAccessRequest
             | Self::Revoke
-            | Self::ListRevocations => "administration",
+            | Self::ListRevocations
+            | Self::ListPolicyChanges
+            | Self::DecidePolicyChange => "administration",
             Self::SignOut => "authentication",
             Self::ReadAudit => "supervision",
             Self::Statistics | Self::Dashboard | Self::DataQuality => "statistics",
@@ -149,9 +155,11 @@ impl Operation {
             }
             // Requesters list their own, administrators all: decided inside.
             Self::ListAccessRequests | Self::FileAccessRequest => Check::Inside,
-            Self::DecideAccessRequest | Self::Revoke | Self::ListRevocations => {
-                Check::Duty(HubDuty::Administer)
-            }
+            Self::DecideAccessRequest
+            | Self::Revoke
+            | Self::ListRevocations
+            | Self::ListPolicyChanges
+            | Self::DecidePolicyChange => Check::Duty(HubDuty::Administer),
             // Whoever holds a token may give it up.
             Self::SignOut => Check::Inside,
             Self::ReadAudit => Check::Duty(HubDuty::Audit),

@@ -22,7 +22,8 @@ mod tests;
 
 pub use administration::{
     AccessRequestDecision, AccessRequestFiling, AccessRequestKind, Administration, AuditPage,
-    PolicyChange, RevocationOrder, Simulation, SimulationAnswer, SystemDecision,
+    PolicyChange, PolicyChangeDecision, PolicyChangeStatus, PolicyChangeView, RevocationOrder,
+    RuleChange, Simulation, SimulationAnswer, SystemDecision,
 };
 pub use feed::FeedLag;
 pub use guard::Operation;
@@ -180,6 +181,7 @@ impl Hub {
             },
             administration: Administration {
                 gate: Arc::clone(&gate),
+                four_eyes: settings.administration.four_eyes,
                 policy,
                 control: control.clone(),
                 clock: clock.clone(),

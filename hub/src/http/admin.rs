@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -11,7 +12,10 @@ use super::AppState;
 use super::extract::{Caller, JsonBody};
 use super::responses::{BadRequest, Conflict, NotFound, Refused, Unprocessable};
 use crate::access::{PolicyRule, Revocation};
-use crate::core::{PolicyChange, RevocationOrder, Simulation, SimulationAnswer};
+use crate::core::{
+    PolicyChange, PolicyChangeDecision, PolicyChangeStatus, PolicyChangeView, RevocationOrder,
+    RuleChange, Simulation, SimulationAnswer,
+};
 use crate::error::HubError;
 
 /// Why a rule is removed.
@@ -45,8 +49,12 @@ pub(super) async fn list(
         .map(Json)
 }
 
-/// Add a permission or a role assignment, optionally time-boxed. It applies to the very
-/// next request; the change is audited with who, when and why.
+/// Add a permission, a denial or a role assignment, optionally time-boxed. It applies to
+/// the very next request; the change is audited with who, when and why. Under four eyes
+/// (the default), a rule that widens access to personal data (a `read:*` permission, or an
+/// assignment of a role that reads) is not made but proposed (202): a second administrator
+/// approves it at `/v1/admin/changes/{id}/decision`. Nobody changes rules about themselves
+/// (403 `four_eyes`).
 #[utoipa::path(
     post,
     path = "/v1/admin/policies",
@@ -54,6 +62,7 @@ pub(super) async fn list(
     request_body = PolicyChange,
     responses(
         (status = 201, description = "Added and in force", body = PolicyRule),
+        (status = 202, description = "Proposed: waits for a second administrator", body = PolicyChangeView),
         BadRequest,
         Refused,
         Conflict,
@@ -64,16 +73,26 @@ pub(super) async fn add(
     State(state): State<AppState>,
     Caller(caller): Caller,
     change: JsonBody<PolicyChange>,
-) -> Result<(StatusCode, Json<PolicyRule>), HubError> {
+) -> Result<Response, HubError> {
     state
         .hub
         .administration
         .add_policy_rule(&caller, change.0)
         .await
-        .map(|rule| (StatusCode::CREATED, Json(rule)))
+        .map(|change| change_response(change, StatusCode::CREATED))
 }
 
-/// Remove a rule; the very next request is decided without it.
+/// A change made (`made`), or proposed (202 with the pending change).
+fn change_response(change: RuleChange, made: StatusCode) -> Response {
+    match change {
+        RuleChange::Made(rule) => (made, Json(rule)).into_response(),
+        RuleChange::Pending(pending) => (StatusCode::ACCEPTED, Json(pending)).into_response(),
+    }
+}
+
+/// Remove a rule; the very next request is decided without it. Under four eyes, removing
+/// a denial of reading (or of everything) widens access: it is proposed (202) for a second
+/// administrator.
 #[utoipa::path(
     delete,
     path = "/v1/admin/policies/{id}",
@@ -81,6 +100,7 @@ pub(super) async fn add(
     params(("id" = i64, Path, description = "The rule's id"), RemovalReason),
     responses(
         (status = 200, description = "Removed; the rule as it was", body = PolicyRule),
+        (status = 202, description = "Proposed: waits for a second administrator", body = PolicyChangeView),
         Refused,
         NotFound,
         Unprocessable,
@@ -91,11 +111,76 @@ pub(super) async fn remove(
     Caller(caller): Caller,
     Path(id): Path<i64>,
     Query(query): Query<RemovalReason>,
-) -> Result<Json<PolicyRule>, HubError> {
+) -> Result<Response, HubError> {
     state
         .hub
         .administration
         .remove_policy_rule(&caller, id, query.reason.as_deref().unwrap_or(""))
+        .await
+        .map(|change| change_response(change, StatusCode::OK))
+}
+
+/// Which changes to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ChangeFilter {
+    /// pending, approved or refused; default: all.
+    status: Option<PolicyChangeStatus>,
+}
+
+/// Changes to the rules proposed for four eyes, newest first (at most 500).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/changes",
+    tag = "admin",
+    params(ChangeFilter),
+    responses(
+        (status = 200, description = "The changes, newest first", body = Vec<PolicyChangeView>),
+        BadRequest,
+        Refused,
+    )
+)]
+pub(super) async fn changes(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(filter): Query<ChangeFilter>,
+) -> Result<Json<Vec<PolicyChangeView>>, HubError> {
+    state
+        .hub
+        .administration
+        .policy_changes(&caller, filter.status)
+        .await
+        .map(Json)
+}
+
+/// Approve (make) or refuse a pending change. Nobody approves their own change, nor one
+/// to a rule about themselves (403 `four_eyes`); its proposer may refuse it (withdraw).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/changes/{id}/decision",
+    tag = "admin",
+    params(("id" = i64, Path, description = "The change's id")),
+    request_body = PolicyChangeDecision,
+    responses(
+        (status = 200, description = "Decided; an approved change is in force", body = PolicyChangeView),
+        BadRequest,
+        Refused,
+        NotFound,
+        Conflict,
+        Unprocessable,
+    )
+)]
+pub(super) async fn decide_change(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<i64>,
+    decision: JsonBody<PolicyChangeDecision>,
+) -> Result<Json<PolicyChangeView>, HubError> {
+    state
+        .hub
+        .administration
+        .decide_policy_change(&caller, id, decision.0)
         .await
         .map(Json)
 }

@@ -105,6 +105,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::remove))
         .routes(routes!(admin::simulate))
         .routes(routes!(admin::revocations, admin::revoke))
+        .routes(routes!(admin::changes))
+        .routes(routes!(admin::decide_change))
         .routes(routes!(session::sign_out))
         .routes(routes!(audit::log))
         .routes(routes!(statistics::stats))

@@ -101,6 +101,9 @@ impl From<&HubError> for Problem {
             HubError::RuleNotFound => (S::NOT_FOUND, "Rule not found"),
             HubError::AccessRequestNotFound => (S::NOT_FOUND, "Access request not found"),
             HubError::AccessRequestDecided => (S::CONFLICT, "Access request decided"),
+            HubError::FourEyes(_) => (S::FORBIDDEN, "Four eyes"),
+            HubError::ChangeNotFound => (S::NOT_FOUND, "Policy change not found"),
+            HubError::ChangeDecided => (S::CONFLICT, "Policy change decided"),
             HubError::InvalidRequest(_) => (S::UNPROCESSABLE_ENTITY, "Request refused"),
             HubError::Storage(_) | HubError::Internal(_) => {
                 (S::INTERNAL_SERVER_ERROR, "Internal error")

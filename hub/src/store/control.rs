@@ -58,6 +58,25 @@ pub struct RevocationRow {
     pub reason: String,
 }
 
+/// A change to the rules waiting for (or decided by) a second administrator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyChangeRow {
+    pub id: i64,
+    /// `add` or `remove`.
+    pub change: String,
+    /// The rule to add, or the rule to remove as it was.
+    pub rule: NewRule,
+    /// `remove`: the rule's id.
+    pub rule_id: Option<i64>,
+    pub proposed_by: String,
+    pub proposed_at: OffsetDateTime,
+    /// `pending`, `approved` or `refused`.
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
+    pub decision_reason: Option<String>,
+}
+
 /// An access request (or a recorded decision not to file one) as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRequest {
@@ -80,6 +99,8 @@ pub struct AccessRequest {
     pub grant_expires_at: Option<OffsetDateTime>,
 }
 
+const CHANGE_COLUMNS: &str = "id, change, ptype, v0, v1, v2, rule_id, expires_at, reason, \
+     proposed_by, proposed_at, status, decided_by, decided_at, decision_reason";
 const REVOCATION_COLUMNS: &str = "id, kind, target, revoked_at, forget_after, created_by, reason";
 const RULE_COLUMNS: &str = "id, ptype, v0, v1, v2, expires_at, created_at, created_by, reason";
 const REQUEST_COLUMNS: &str = "id, kind, status, subject, agency, member_state, system, case_reference, \
@@ -275,6 +296,98 @@ impl ControlStore {
             .await?;
         tx.commit().await?;
         Ok(Some(rule))
+    }
+
+    /// Stores a proposed change, pending (its `id` is the store's to give).
+    pub async fn propose_policy_change(
+        &self,
+        change: &PolicyChangeRow,
+    ) -> Result<PolicyChangeRow, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO policy_changes (change, ptype, v0, v1, v2, rule_id, expires_at, reason, \
+             proposed_by, proposed_at, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending') RETURNING id",
+        )
+        .bind(change.change.as_str())
+        .bind(change.rule.ptype)
+        .bind(change.rule.v0.as_str())
+        .bind(change.rule.v1.as_str())
+        .bind(change.rule.v2.as_str())
+        .bind(change.rule_id)
+        .bind(change.rule.expires_at.map(unix_millis))
+        .bind(change.rule.reason.as_str())
+        .bind(change.proposed_by.as_str())
+        .bind(unix_millis(change.proposed_at))
+        .fetch_one(&mut *tx)
+        .await?;
+        let row = policy_change_in(&mut tx, id).await?;
+        tx.commit().await?;
+        row.ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// Changes with `status` (every one when `None`), newest first, at most `limit`.
+    pub async fn policy_changes(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<PolicyChangeRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM policy_changes WHERE ($1 = '' OR status = $1) \
+             ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(status.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(policy_change_from_row).collect()
+    }
+
+    pub async fn policy_change(&self, id: i64) -> Result<Option<PolicyChangeRow>, sqlx::Error> {
+        let mut conn = self.db.pool.acquire().await?;
+        policy_change_in(&mut conn, id).await
+    }
+
+    /// Decides a pending change and, if approved, makes it — the rule added or removed —
+    /// in one transaction. `None` when the change is not pending (decided meanwhile).
+    pub async fn decide_policy_change(
+        &self,
+        decided: &PolicyChangeRow,
+    ) -> Result<Option<PolicyChangeRow>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE policy_changes SET status = $2, decided_by = $3, decided_at = $4, \
+             decision_reason = $5 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(decided.id)
+        .bind(decided.status.as_str())
+        .bind(decided.decided_by.as_deref())
+        .bind(decided.decided_at.map(unix_millis))
+        .bind(decided.decision_reason.as_deref())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        if decided.status == "approved" {
+            let now = decided.decided_at.unwrap_or_else(OffsetDateTime::now_utc);
+            match (decided.change.as_str(), decided.rule_id) {
+                ("remove", Some(rule_id)) => {
+                    sqlx::query("DELETE FROM policy_rules WHERE id = $1")
+                        .bind(rule_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                // The same rule added meanwhile is the change made already.
+                _ => {
+                    insert_rule(&mut tx, &decided.rule, now, OnConflict::Keep).await?;
+                }
+            }
+        }
+        let row = policy_change_in(&mut tx, decided.id).await?;
+        tx.commit().await?;
+        Ok(row)
     }
 
     /// The revocations not yet forgotten at `now`, oldest first.
@@ -982,6 +1095,50 @@ fn rule_from_row(row: &AnyRow) -> Result<RuleRow, sqlx::Error> {
         created_at: millis(row, "created_at")?,
         created_by: row.try_get("created_by")?,
         reason: row.try_get("reason")?,
+    })
+}
+
+async fn policy_change_in(
+    conn: &mut sqlx::AnyConnection,
+    id: i64,
+) -> Result<Option<PolicyChangeRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {CHANGE_COLUMNS} FROM policy_changes WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(policy_change_from_row)
+    .transpose()
+}
+
+fn policy_change_from_row(row: &AnyRow) -> Result<PolicyChangeRow, sqlx::Error> {
+    let ptype: String = row.try_get("ptype")?;
+    let ptype = ["p", "g", "d"]
+        .into_iter()
+        .find(|known| *known == ptype)
+        .ok_or_else(|| corrupt("ptype"))?;
+    let proposed_by: String = row.try_get("proposed_by")?;
+    Ok(PolicyChangeRow {
+        id: row.try_get("id")?,
+        change: row.try_get("change")?,
+        rule: NewRule {
+            ptype,
+            v0: row.try_get("v0")?,
+            v1: row.try_get("v1")?,
+            v2: row.try_get("v2")?,
+            expires_at: optional_millis(row, "expires_at")?,
+            created_by: proposed_by.clone(),
+            reason: row.try_get("reason")?,
+        },
+        rule_id: row.try_get("rule_id")?,
+        proposed_by,
+        proposed_at: millis(row, "proposed_at")?,
+        status: row.try_get("status")?,
+        decided_by: row.try_get("decided_by")?,
+        decided_at: optional_millis(row, "decided_at")?,
+        decision_reason: row.try_get("decision_reason")?,
     })
 }
 

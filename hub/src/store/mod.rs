@@ -15,7 +15,7 @@ mod rows;
 pub use audit_chain::{AuditEntry, AuditEvent, ChainBreak, ChainEnd, ChainVerified, chain_hash};
 pub use control::{
     AccessRequest, AuditAppender, ChainEntry, ControlStore, IngestCount, IngestCountKey, NewRule,
-    Outdated, POLICY_LISTENER_NAME, PolicyAnnouncements, RevocationRow, RuleRow,
+    Outdated, POLICY_LISTENER_NAME, PolicyAnnouncements, PolicyChangeRow, RevocationRow, RuleRow,
 };
 pub use feed::{FeedCursor, FeedPage, PresentTemplate, TemplateChange};
 pub use identities::{

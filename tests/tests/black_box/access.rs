@@ -22,6 +22,7 @@ on_both_backends!(
     a_denial_overrides_every_permission_of_an_officer_an_agency_or_a_role,
     a_rotated_out_key_verifies_until_removed_and_the_hub_follows_its_key_directory,
     signed_checkpoints_reveal_a_rewritten_audit_chain_and_name_its_interval,
+    a_right_to_personal_data_waits_for_a_second_administrator,
 );
 
 fn principal(roles: &[&str]) -> Principal {
@@ -1840,5 +1841,146 @@ async fn signed_checkpoints_reveal_a_rewritten_audit_chain_and_name_its_interval
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    hub.stop().await;
+}
+
+/// Under four eyes (the default), a rule that widens access to personal data is proposed,
+/// not made: nothing changes until a second administrator approves it; its proposer cannot;
+/// nobody changes rules about themselves; a rule that gives no personal data applies at
+/// once; removing a denial of reading waits too.
+async fn a_right_to_personal_data_waits_for_a_second_administrator(backend: Backend) {
+    let hub = TestHub::spawn_with(backend, |config| {
+        config.settings.administration.four_eyes = true;
+    })
+    .await;
+    let first = hub.token("admin-1", "SE", &["admin"]);
+    let second = hub.token("admin-2", "SE", &["admin"]);
+    let officer = hub.token("m.rossi", "IT", &[]);
+    let add = |admin: &str, rule: Value| {
+        let body = json!({"rule": rule, "reason": "seconded to the border police"});
+        let (hub, admin) = (&hub, admin.to_owned());
+        async move {
+            hub.call(
+                Method::POST,
+                "/v1/admin/policies",
+                Some(&admin),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let decide = |admin: &str, id: i64, approve: bool| {
+        let body = json!({"approve": approve, "reason": "checked the secondment order"});
+        let (hub, admin) = (&hub, admin.to_owned());
+        async move {
+            hub.call(
+                Method::POST,
+                &format!("/v1/admin/changes/{id}/decision"),
+                Some(&admin),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let assignment =
+        json!({"kind": "assignment", "member": "user:TEST/m.rossi", "role": "border_guard"});
+
+    let (status, pending) = add(&first, assignment.clone()).await;
+    assert_eq!(status, 202, "{pending}");
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(pending["proposed_by"], "user:TEST/admin-1");
+    let id = pending["id"].as_i64().expect("the change's id");
+    assert_eq!(searched(&hub, &officer).await.0, 403, "nothing changed yet");
+    let (status, listed) = hub
+        .call(
+            Method::GET,
+            "/v1/admin/changes?status=pending",
+            Some(&second),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    let (status, refused) = decide(&first, id, true).await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (403, Some("four_eyes")),
+        "{refused}"
+    );
+    assert_eq!(searched(&hub, &officer).await.0, 403);
+    let (status, approved) = decide(&second, id, true).await;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["decided_by"], "user:TEST/admin-2");
+    assert_eq!(
+        searched(&hub, &officer).await.0,
+        200,
+        "in force once approved"
+    );
+    assert_eq!(decide(&second, id, false).await.0, 409, "decided already");
+    assert_eq!(decide(&second, 999_999, true).await.0, 404);
+
+    // Rules about oneself: neither proposed nor approved.
+    let (status, body) = add(
+        &first,
+        json!({"kind": "permission", "subject": "user:TEST/admin-1", "system": "ees", "action": "read:identity"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("four_eyes")),
+        "{body}"
+    );
+    let (status, pending) = add(
+        &first,
+        json!({"kind": "permission", "subject": "user:TEST/admin-2", "system": "ees", "action": "read:identity"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{pending}");
+    let about_second = pending["id"].as_i64().expect("an id");
+    let (status, body) = decide(&second, about_second, true).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("four_eyes")),
+        "{body}"
+    );
+    assert_eq!(
+        decide(&first, about_second, false).await.0,
+        200,
+        "withdrawn by its proposer"
+    );
+
+    // No personal data: at once.
+    let (status, made) = add(
+        &first,
+        json!({"kind": "permission", "subject": "police", "system": "ees", "action": "hit"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+
+    // A denial narrows at once; removing it waits.
+    let (status, denial) = add(
+        &first,
+        json!({"kind": "denial", "subject": "user:TEST/m.rossi", "system": "*", "action": "*"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{denial}");
+    assert_eq!(searched(&hub, &officer).await.0, 403);
+    let denial_id = denial["id"].as_i64().expect("the denial's id");
+    let (status, pending) = hub
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/policies/{denial_id}?reason=inquiry%20closed"),
+            Some(&first),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{pending}");
+    assert_eq!(pending["change"], "remove");
+    assert_eq!(searched(&hub, &officer).await.0, 403, "still denied");
+    let id = pending["id"].as_i64().expect("an id");
+    assert_eq!(decide(&second, id, true).await.0, 200);
+    assert_eq!(searched(&hub, &officer).await.0, 200, "the denial is gone");
     hub.stop().await;
 }

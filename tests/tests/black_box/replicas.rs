@@ -47,7 +47,8 @@ async fn replicas_with(
         dir,
         &format!(
             "[database]\nmax_connections = {POOL}\n\
-             [auth]\nkeys_dir = \"{}\"\n[feed]\npoll_interval_ms = 100\n{extra}",
+             [auth]\nkeys_dir = \"{}\"\n[administration]\nfour_eyes = false\n\
+             [feed]\npoll_interval_ms = 100\n{extra}",
             key.display()
         ),
     );

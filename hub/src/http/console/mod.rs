@@ -21,7 +21,9 @@ use serde::Deserialize;
 use super::extract::authenticated;
 use super::{AppState, Problem};
 use crate::access::{Access, HubDuty, Principal, Purpose, Role, RuleSpec};
-use crate::core::{AccessRequestDecision, LinkFilter, PolicyChange, Simulation, Verification};
+use crate::core::{
+    AccessRequestDecision, LinkFilter, PolicyChange, RuleChange, Simulation, Verification,
+};
 use crate::error::HubError;
 use crate::matching::LinkColour;
 use pages::{Section, SimulationQuery};
@@ -185,6 +187,10 @@ impl Done {
         Some(match self.done.as_deref()? {
             "added" => "Rule added: it applies to the very next request.",
             "revoked" => "Rule revoked: the very next request is decided without it.",
+            "proposed" => {
+                "Change proposed: it widens access to personal data, so it waits for a second \
+                 administrator's approval."
+            }
             "granted" => "Access granted: it applies at once and lapses by itself.",
             "refused" => "Access request refused.",
             "decided" => "Decision recorded.",
@@ -430,7 +436,8 @@ async fn add_rule(
         .add_policy_rule(&session.principal, change)
         .await
     {
-        Ok(_) => Redirect::to("/console/access?done=added").into_response(),
+        Ok(RuleChange::Made(_)) => Redirect::to("/console/access?done=added").into_response(),
+        Ok(RuleChange::Pending(_)) => Redirect::to("/console/access?done=proposed").into_response(),
         Err(error) => error_page(error),
     }
 }
@@ -452,7 +459,8 @@ async fn revoke_rule(
         .remove_policy_rule(&session.principal, id, &form.reason)
         .await
     {
-        Ok(_) => Redirect::to("/console/access?done=revoked").into_response(),
+        Ok(RuleChange::Made(_)) => Redirect::to("/console/access?done=revoked").into_response(),
+        Ok(RuleChange::Pending(_)) => Redirect::to("/console/access?done=proposed").into_response(),
         Err(error) => error_page(error),
     }
 }
