@@ -504,16 +504,42 @@ impl Command {
                 let verdict = store.verify_audit_chain_against(checkpoints).await;
                 store.database().close().await;
                 match verdict? {
-                    Ok(verified) => {
-                        if args.checkpoints.is_some() {
-                            println!(
-                                "audit log intact: {} entries, {} signed checkpoint(s) match",
-                                verified.entries, verified.checkpoints
-                            );
-                        } else {
-                            println!("audit log intact: {} entries", verified.entries);
-                        }
+                    Ok(verified) if args.checkpoints.is_none() => {
+                        println!("audit log intact: {} entries", verified.entries);
                         Ok(ExitCode::SUCCESS)
+                    }
+                    Ok(verified) => {
+                        // The hub signs a checkpoint within its interval of an entry (and
+                        // looks once a second): a longer unvouched tail lost its checkpoints.
+                        let interval = i64::from(config.settings.audit.checkpoint_interval_seconds);
+                        let allowed = time::Duration::seconds(interval + 60);
+                        match verified.unvouched {
+                            Some((first, last, span)) if span > allowed => {
+                                println!(
+                                    "audit log not vouched for: entries {first}-{last} span \
+                                     {span}, longer than the hub goes without a checkpoint \
+                                     ({interval} s), yet no signed checkpoint covers them: the \
+                                     checkpoint log was cut short, or the hub stopped before \
+                                     signing them; the {} checkpoint(s) before them match",
+                                    verified.checkpoints
+                                );
+                                Ok(ExitCode::FAILURE)
+                            }
+                            unvouched => {
+                                let tail =
+                                    unvouched.map_or_else(String::new, |(first, last, _)| {
+                                        format!(
+                                            "; entries {first}-{last} await the next checkpoint"
+                                        )
+                                    });
+                                println!(
+                                    "audit log intact: {} entries, {} signed checkpoint(s) \
+                                     match{tail}",
+                                    verified.entries, verified.checkpoints
+                                );
+                                Ok(ExitCode::SUCCESS)
+                            }
+                        }
                     }
                     Err(broken) => {
                         println!("audit log broken: {broken}");
@@ -541,10 +567,13 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::List(_) => {
             for key in keys.states(verify_for)? {
                 let role = match (key.signing, key.verifies_until) {
+                    _ if key.removed => "removed: verifies nothing".to_owned(),
                     (true, _) => "signs".to_owned(),
                     (false, Some(until)) if until <= now => "expired".to_owned(),
                     (false, Some(until)) => format!("verifies until {until}"),
-                    (false, None) => "verifies (newest, public half only)".to_owned(),
+                    (false, None) => {
+                        "verifies (newest, public half only: nothing signs here)".to_owned()
+                    }
                 };
                 let half = if key.private {
                     "private+public"

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _, EncodePublicKey as _};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -83,12 +84,7 @@ impl CheckpointSigner {
             if let Some(dir) = key_path.parent() {
                 crate::data_dir::create(dir)?;
             }
-            let (private, public) = crate::access::new_ed25519_pem()?;
-            // The public half first: a key without it could sign what nobody can check.
-            let public_path = public_key_path(key_path);
-            if !public_path.exists() {
-                crate::data_dir::write_new_owner_only(&public_path, public.as_bytes())?;
-            }
+            let (private, _) = crate::access::new_ed25519_pem()?;
             crate::data_dir::write_new_owner_only(key_path, private.as_bytes())?;
         }
         let pem = std::fs::read_to_string(key_path).map_err(|e| {
@@ -100,6 +96,20 @@ impl CheckpointSigner {
                 key_path.display()
             )
         })?;
+        // The public half is the private one's, whatever was left beside it before.
+        let public = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| anyhow::anyhow!("cannot encode the checkpoint public key: {e}"))?;
+        let public_path = public_key_path(key_path);
+        if std::fs::read_to_string(&public_path).ok().as_deref() != Some(public.as_str()) {
+            match std::fs::remove_file(&public_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => anyhow::bail!("cannot replace {}: {e}", public_path.display()),
+            }
+            crate::data_dir::write_new_owner_only(&public_path, public.as_bytes())?;
+        }
         if let Some(dir) = log.parent() {
             crate::data_dir::create(dir)?;
         }
@@ -135,6 +145,20 @@ impl CheckpointSigner {
         };
         let mut line = serde_json::to_string(&checkpoint)?;
         line.push('\n');
+        // A line a crash cut short vouched for nothing: it is dropped before the next.
+        if let Ok(bytes) = std::fs::read(&self.log)
+            && bytes.last().is_some_and(|last| *last != b'\n')
+        {
+            let complete = bytes
+                .iter()
+                .rposition(|byte| *byte == b'\n')
+                .map_or(0, |at| at + 1);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.log)
+                .and_then(|file| file.set_len(u64::try_from(complete).unwrap_or(0)))
+                .map_err(|e| anyhow::anyhow!("cannot mend {}: {e}", self.log.display()))?;
+        }
         let mut options = std::fs::OpenOptions::new();
         options.append(true).create(true);
         #[cfg(unix)]
@@ -186,12 +210,19 @@ pub fn read_verified(log: &Path, public_key: &Path) -> anyhow::Result<Vec<Checkp
     Ok(checkpoints)
 }
 
-/// The checkpoints of a log, with their line numbers (from 1).
-fn read_lines(reader: impl std::io::BufRead) -> anyhow::Result<Vec<(usize, Checkpoint)>> {
+/// The checkpoints of a log, with their line numbers (from 1). A last line without its
+/// newline is a checkpoint whose writing a crash cut short: it vouches for nothing, and is
+/// skipped.
+fn read_lines(mut reader: impl std::io::BufRead) -> anyhow::Result<Vec<(usize, Checkpoint)>> {
+    let mut text = Vec::new();
+    reader.read_to_end(&mut text)?;
+    let complete = text
+        .iter()
+        .rposition(|byte| *byte == b'\n')
+        .map_or(&text[..0], |end| &text[..=end]);
     let mut checkpoints = Vec::new();
-    for (index, line) in reader.split(b'\n').enumerate() {
+    for (index, line) in complete.split(|byte| *byte == b'\n').enumerate() {
         let number = index + 1;
-        let line = line?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -199,7 +230,7 @@ fn read_lines(reader: impl std::io::BufRead) -> anyhow::Result<Vec<(usize, Check
             line.len() <= MAX_LINE_BYTES,
             "checkpoint line {number}: longer than a checkpoint"
         );
-        let checkpoint: Checkpoint = serde_json::from_slice(&line)
+        let checkpoint: Checkpoint = serde_json::from_slice(line)
             .map_err(|e| anyhow::anyhow!("checkpoint line {number}: not a checkpoint: {e}"))?;
         checkpoints.push((number, checkpoint));
     }
@@ -252,5 +283,24 @@ mod tests {
                 .is_err_and(|e| e.to_string().contains("checkpoint line 2")),
             "{refused:?}"
         );
+
+        // A crash in the middle of a line: that line is skipped, and dropped by the next.
+        std::fs::write(&log, &text).unwrap_or_else(|e| panic!("{e}"));
+        let mut cut = text.clone().into_bytes();
+        cut.extend_from_slice(b"{\"seq\": 30, \"ha");
+        std::fs::write(&log, &cut).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_verified(&log, &public).map(|c| c.len()).ok(), Some(2));
+        let end = ChainEnd {
+            seq: 40,
+            hash: format!("{:064x}", 40),
+        };
+        signer.append(&end, at).unwrap_or_else(|e| panic!("{e}"));
+        let read = read_verified(&log, &public).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.iter().map(|c| c.seq).collect::<Vec<_>>(), [10, 20, 40]);
+
+        // A public half left from another key is replaced by the private one's.
+        std::fs::write(&public, "left over").unwrap_or_else(|e| panic!("{e}"));
+        CheckpointSigner::open(&key, &log).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_verified(&log, &public).map(|c| c.len()).ok(), Some(3));
     }
 }

@@ -160,7 +160,8 @@ async fn sign_checkpoints(hub: Arc<Hub>, checkpoints: Checkpointing) {
             return;
         }
     };
-    let mut signed_at = std::time::Instant::now();
+    // A chain grown while no hub signed (a crash, a stop) is signed at the first look.
+    let mut signed_at: Option<std::time::Instant> = None;
     let mut looks = tokio::time::interval(CHECKPOINT_LOOK_INTERVAL.min(interval));
     loop {
         looks.tick().await;
@@ -181,7 +182,8 @@ async fn sign_checkpoints(hub: Arc<Hub>, checkpoints: Checkpointing) {
             continue;
         }
         let grown = end.seq - signed_up_to;
-        if grown == 0 || (grown < every_entries && signed_at.elapsed() < interval) {
+        let waited = signed_at.is_none_or(|at| at.elapsed() >= interval);
+        if grown == 0 || (grown < every_entries && !waited) {
             continue;
         }
         let now = hub.now();
@@ -190,7 +192,7 @@ async fn sign_checkpoints(hub: Arc<Hub>, checkpoints: Checkpointing) {
         match tokio::task::spawn_blocking(move || signing.append(&end, now)).await {
             Ok(Ok(_)) => {
                 signed_up_to = seq;
-                signed_at = std::time::Instant::now();
+                signed_at = Some(std::time::Instant::now());
             }
             Ok(Err(e)) => tracing::error!(error = %e, "an audit checkpoint could not be written"),
             Err(e) => tracing::error!(error = %e, "the audit checkpoint writer failed"),

@@ -18,6 +18,9 @@ use time::macros::format_description;
 
 const PRIVATE_SUFFIX: &str = ".key.pem";
 const PUBLIC_SUFFIX: &str = ".pub.pem";
+/// What `keys remove` leaves of a key: its id, which still retires the key before it, so
+/// that removing a key never gives the one before it a longer life or the signing back.
+const REMOVED_SUFFIX: &str = ".removed";
 const LOCK_FILE: &str = ".lock";
 const KEY_ID_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
@@ -72,6 +75,8 @@ pub struct KeyState {
     pub private: bool,
     /// Signs new tokens: the newest key.
     pub signing: bool,
+    /// Withdrawn by `keys remove`: verifies nothing.
+    pub removed: bool,
     /// When a newer key took over; `None` for the newest.
     pub retired_at: Option<OffsetDateTime>,
     /// Past this instant it verifies nothing: every token it signed has expired.
@@ -95,8 +100,13 @@ impl KeyDirectory {
         &self.dir
     }
 
-    /// Creates the directory (the hub's user's alone) and a first key, unless it holds a key.
+    /// Creates the directory (the hub's user's alone) and a first key, unless it holds a key
+    /// (or a removed one's id: then `keys rotate` makes the next). A directory with keys is
+    /// only read: a hub that verifies may have it read-only.
     pub fn ensure_key(&self, now: OffsetDateTime) -> anyhow::Result<()> {
+        if !self.ids()?.is_empty() {
+            return Ok(());
+        }
         let _lock = self.lock()?;
         if self.ids()?.is_empty() {
             self.write_new_key(now)?;
@@ -116,39 +126,42 @@ impl KeyDirectory {
         for state in self.states(retired_keys_verify_for)? {
             if state.verifies_until.is_some_and(|until| until <= now) {
                 self.delete(&state.id)?;
+                // Past its window a removed key retires nothing that still verifies.
+                let _ = std::fs::remove_file(self.removed_path(&state.id));
             }
         }
         self.write_new_key(now)
     }
 
-    /// Deletes a key: tokens it signed are refused from the next request on.
+    /// Withdraws a key: tokens it signed are refused from the next request on. Its id stays
+    /// (a `.removed` file), still retiring the key before it; a removed newest key leaves
+    /// nothing to sign with until `rotate`.
     pub fn remove(&self, id: &KeyId) -> anyhow::Result<()> {
         let _lock = self.lock()?;
         anyhow::ensure!(
-            self.ids()?.contains(id),
-            "no key {id} in {}",
+            self.public_path(id).exists(),
+            "no key {id} in {} (or removed already)",
             self.dir.display()
         );
+        crate::data_dir::write_new_owner_only(&self.removed_path(id), b"")?;
         self.delete(id)
     }
 
     /// Every key, oldest first.
     pub fn states(&self, retired_keys_verify_for: time::Duration) -> anyhow::Result<Vec<KeyState>> {
         let ids = self.ids()?;
-        let newest_private = ids
-            .iter()
-            .rev()
-            .find(|id| self.private_path(id).exists())
-            .cloned();
         Ok(ids
             .iter()
             .enumerate()
             .map(|(i, id)| {
                 let retired_at = ids.get(i + 1).map(KeyId::created_at);
+                let removed = self.removed_path(id).exists();
+                let private = !removed && self.private_path(id).exists();
                 KeyState {
                     id: id.clone(),
-                    private: self.private_path(id).exists(),
-                    signing: i + 1 == ids.len() && newest_private.as_ref() == Some(id),
+                    private,
+                    signing: i + 1 == ids.len() && private,
+                    removed,
                     retired_at,
                     verifies_until: retired_at.map(|at| at + retired_keys_verify_for),
                 }
@@ -165,34 +178,45 @@ impl KeyDirectory {
     ) -> anyhow::Result<KeyRing> {
         let mut ring = KeyRing::default();
         for state in self.states(retired_keys_verify_for)? {
-            if state.verifies_until.is_some_and(|until| until <= now) {
+            if state.removed || state.verifies_until.is_some_and(|until| until <= now) {
                 continue;
             }
-            let public = read_key_file(&self.public_path(&state.id))?;
-            let public = ed25519_dalek::VerifyingKey::from_public_key_pem(&public)
-                .map_err(|e| anyhow::anyhow!("key {}: not an Ed25519 public key: {e}", state.id))?;
-            let decoding = DecodingKey::from_ed_der(public.as_bytes());
-            if state.signing {
-                let private = read_key_file(&self.private_path(&state.id))?;
-                let private = SigningKey::from_pkcs8_pem(&private)
-                    .and_then(|key| key.to_pkcs8_der())
-                    .map_err(|e| {
-                        anyhow::anyhow!("key {}: not an Ed25519 private key: {e}", state.id)
-                    })?;
-                ring.signing = Some((
-                    state.id.clone(),
-                    EncodingKey::from_ed_der(private.as_bytes()),
-                ));
+            // A key that cannot be read verifies nothing (and the others still do): an
+            // unreadable directory never keeps a withdrawn key in force.
+            match self.read_key(&state) {
+                Ok((decoding, encoding)) => {
+                    if let Some(encoding) = encoding {
+                        ring.signing = Some((state.id.clone(), encoding));
+                    }
+                    ring.verifying.insert(
+                        state.id.as_str().to_owned(),
+                        VerifyingKey {
+                            decoding,
+                            retired_at: state.retired_at,
+                        },
+                    );
+                }
+                Err(e) => tracing::warn!(key = %state.id, error = %e, "a token key cannot be read"),
             }
-            ring.verifying.insert(
-                state.id.as_str().to_owned(),
-                VerifyingKey {
-                    decoding,
-                    retired_at: state.retired_at,
-                },
-            );
         }
         Ok(ring)
+    }
+
+    /// A key's verifying half, and its signing half if it signs.
+    fn read_key(&self, state: &KeyState) -> anyhow::Result<(DecodingKey, Option<EncodingKey>)> {
+        let public = read_key_file(&self.public_path(&state.id))?;
+        let public = ed25519_dalek::VerifyingKey::from_public_key_pem(&public)
+            .map_err(|e| anyhow::anyhow!("not an Ed25519 public key: {e}"))?;
+        let encoding = if state.signing {
+            let private = read_key_file(&self.private_path(&state.id))?;
+            let private = SigningKey::from_pkcs8_pem(&private)
+                .and_then(|key| key.to_pkcs8_der())
+                .map_err(|e| anyhow::anyhow!("not an Ed25519 private key: {e}"))?;
+            Some(EncodingKey::from_ed_der(private.as_bytes()))
+        } else {
+            None
+        };
+        Ok((DecodingKey::from_ed_der(public.as_bytes()), encoding))
     }
 
     /// When the directory's list of files last changed: keys are only ever added or deleted
@@ -211,11 +235,14 @@ impl KeyDirectory {
         for entry in entries {
             let name = entry?.file_name();
             let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(PUBLIC_SUFFIX).and_then(KeyId::parse) {
-                ids.push(id);
-            }
+            let id = name
+                .strip_suffix(PUBLIC_SUFFIX)
+                .or_else(|| name.strip_suffix(REMOVED_SUFFIX))
+                .and_then(KeyId::parse);
+            ids.extend(id);
         }
         ids.sort();
+        ids.dedup();
         Ok(ids)
     }
 
@@ -225,6 +252,10 @@ impl KeyDirectory {
 
     fn public_path(&self, id: &KeyId) -> PathBuf {
         self.dir.join(format!("{id}{PUBLIC_SUFFIX}"))
+    }
+
+    fn removed_path(&self, id: &KeyId) -> PathBuf {
+        self.dir.join(format!("{id}{REMOVED_SUFFIX}"))
     }
 
     /// Held while the directory changes: hubs starting together make one first key.
@@ -251,8 +282,9 @@ impl KeyDirectory {
         Ok(id)
     }
 
+    /// Deletes what is left of a key: an expired one's files, or a removed one's halves
+    /// (its `.removed` file, written first, keeps its id).
     fn delete(&self, id: &KeyId) -> anyhow::Result<()> {
-        // The public half first: without it the key no longer counts.
         for path in [self.public_path(id), self.private_path(id)] {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -359,11 +391,34 @@ mod tests {
         let ring = keys.ring(past, day).unwrap_or_else(|e| panic!("{e}"));
         assert!(!ring.verifying.contains_key(second.as_str()));
 
+        // Removing the newest key gives the one before it neither the signing nor a longer
+        // life: the removed id still retires it.
+        let fourth = keys.rotate(past, day).unwrap_or_else(|e| panic!("{e}"));
+        keys.remove(&fourth).unwrap_or_else(|e| panic!("{e}"));
+        let ring = keys.ring(past, day).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ring.signing.is_none(), "nothing signs until a rotation");
+        assert_eq!(
+            ring.verifying
+                .get(third.as_str())
+                .and_then(|key| key.retired_at),
+            Some(behind.created_at()),
+            "retired by the next id, removed or not"
+        );
+        assert!(fourth > behind);
+        let fifth = keys.rotate(past, day).unwrap_or_else(|e| panic!("{e}"));
+        let ring = keys.ring(past, day).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ring.signing.as_ref().map(|(id, _)| id), Some(&fifth));
+
         // The public half alone: verifies, signs nothing.
-        std::fs::remove_file(keys.private_path(&third)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::remove_file(keys.private_path(&fifth)).unwrap_or_else(|e| panic!("{e}"));
         let ring = keys.ring(past, day).unwrap_or_else(|e| panic!("{e}"));
         assert!(ring.signing.is_none());
-        assert!(ring.verifying.contains_key(third.as_str()));
+        assert!(ring.verifying.contains_key(fifth.as_str()));
+        // A key that cannot be read verifies nothing; the others still do.
+        std::fs::write(keys.public_path(&third), "not a key").unwrap_or_else(|e| panic!("{e}"));
+        let ring = keys.ring(past, day).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!ring.verifying.contains_key(third.as_str()));
+        assert!(ring.verifying.contains_key(fifth.as_str()));
         assert!(KeyId::parse("20260101T000000Z-00ff").is_some());
         assert!(KeyId::parse("../etc-0000").is_none());
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use super::token::START_LEEWAY;
 use super::{Principal, TokenId, VerifiedToken};
 use crate::error::HubError;
 use crate::store::RevocationRow;
@@ -148,12 +149,13 @@ impl Revoked {
         revoked
     }
 
-    /// Whether a revocation refuses `token`. A token's issue time is a whole second: one
-    /// issued in the second of a revocation counts as issued before it.
+    /// Whether a revocation refuses `token`. A token's issue time is its signer's clock,
+    /// which may run up to a minute ahead of this hub's (the leeway `verify` grants): one
+    /// issued up to a minute after a revocation counts as issued before it.
     pub(super) fn refuses(&self, token: &VerifiedToken) -> bool {
         let principal = &token.principal;
         let issued_by = |revoked_at: Option<&OffsetDateTime>| {
-            revoked_at.is_some_and(|at| token.issued_at <= *at)
+            revoked_at.is_some_and(|at| token.issued_at <= *at + START_LEEWAY)
         };
         self.tokens.contains(&token.token_id)
             || issued_by(
@@ -194,7 +196,9 @@ mod tests {
         let at =
             OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
         let before = at - time::Duration::minutes(5);
-        let after = at + time::Duration::seconds(1);
+        // A minute's leeway for a signer's clock ahead, and the revocation's own second.
+        let after = at + time::Duration::seconds(61);
+        let within_leeway = at + time::Duration::milliseconds(59_500);
         let revoked = Revoked::new(&[
             revocation(
                 RevocationTarget::Token {
@@ -229,6 +233,7 @@ mod tests {
         assert!(revoked.refuses(&token("k.weber", "BKA", at, "t-3")));
         assert!(revoked.refuses(&token("k.weber", "BKA", before, "t-4")));
         assert!(!revoked.refuses(&token("k.weber", "BKA", after, "t-5")));
+        assert!(revoked.refuses(&token("k.weber", "BKA", within_leeway, "t-9")));
         assert!(!revoked.refuses(&token("m.bauer", "BKA", before, "t-6")));
         assert!(revoked.refuses(&token("m.rossi", "SIRENE-IT", before, "t-7")));
         assert!(!revoked.refuses(&token("m.rossi", "SIRENE-IT", after, "t-8")));

@@ -20,7 +20,7 @@ use crate::error::HubError;
 const ISSUER: &str = "interop-hub";
 /// How far ahead of this machine's clock a token's issue time may be: the clocks of the
 /// machine that signed it and of this one differ a little. (Expiry has no leeway.)
-const START_LEEWAY: time::Duration = time::Duration::seconds(60);
+pub(super) const START_LEEWAY: time::Duration = time::Duration::seconds(60);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -146,14 +146,21 @@ impl TokenAuthority {
             .read_at_change
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *read_at != changed_at {
+        if *read_at != changed_at || changed_at.is_none() {
             match self
                 .keys
                 .ring(OffsetDateTime::now_utc(), self.retired_keys_verify_for)
             {
                 Ok(ring) => {
                     self.ring.store(Arc::new(ring));
-                    *read_at = changed_at;
+                    // A change time is as coarse as the file system's clock: a change within
+                    // that tick of this reading would not move it. Until it is safely past,
+                    // every request reads the directory again.
+                    let settled = changed_at.filter(|at| {
+                        at.elapsed()
+                            .is_ok_and(|age| age > std::time::Duration::from_secs(2))
+                    });
+                    *read_at = settled;
                 }
                 // Half made (a rotation under way): the next request reads it again.
                 Err(e) => tracing::warn!(error = %e, "the token keys could not be read again"),

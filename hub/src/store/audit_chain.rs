@@ -102,6 +102,9 @@ pub struct ChainVerified {
     pub entries: u64,
     /// Signed checkpoints whose entry still has the hash they signed.
     pub checkpoints: usize,
+    /// The entries after the last checkpoint, which no checkpoint vouches for yet: their
+    /// first and last sequence numbers, and the time between their first and last entry.
+    pub unvouched: Option<(i64, i64, time::Duration)>,
 }
 
 /// Where the chain ends: the last entry's sequence number and hash (0 and the genesis hash
@@ -132,6 +135,9 @@ pub(super) struct ChainVerifier {
     /// Checkpoints matched so far, and the last one's sequence number.
     matched: usize,
     matched_up_to: i64,
+    /// The first entry after the last matched checkpoint, and its time; the last entry's.
+    unvouched_from: Option<(i64, OffsetDateTime)>,
+    last_at: Option<OffsetDateTime>,
 }
 
 impl Default for ChainVerifier {
@@ -150,6 +156,8 @@ impl ChainVerifier {
             checkpoints: checkpoints.into(),
             matched: 0,
             matched_up_to: 0,
+            unvouched_from: None,
+            last_at: None,
         }
     }
 
@@ -189,6 +197,12 @@ impl ChainVerifier {
             self.matched_up_to = entry.seq;
             self.checkpoints.pop_front();
         }
+        if self.matched_up_to == entry.seq {
+            self.unvouched_from = None;
+        } else if self.unvouched_from.is_none() {
+            self.unvouched_from = Some((entry.seq, entry.at));
+        }
+        self.last_at = Some(entry.at);
         self.previous = ChainEnd {
             seq: entry.seq,
             hash: entry.hash.clone(),
@@ -211,6 +225,10 @@ impl ChainVerifier {
         let verified = ChainVerified {
             entries: self.checked,
             checkpoints: self.matched,
+            unvouched: self
+                .unvouched_from
+                .zip(self.last_at)
+                .map(|((first, first_at), last_at)| (first, last.seq, last_at - first_at)),
         };
         match head {
             None if last.seq == 0 => Ok(verified),
@@ -301,8 +319,19 @@ mod tests {
             verify_against(&entries, head, checkpoints.clone()),
             Ok(ChainVerified {
                 entries: 7,
-                checkpoints: 3
+                checkpoints: 3,
+                unvouched: Some((7, 7, time::Duration::ZERO)),
             })
+        );
+        assert_eq!(
+            verify_against(
+                &entries[..6],
+                Some(end_of(&entries[5])),
+                checkpoints.clone()
+            )
+            .map(|verified| verified.unvouched),
+            Ok(None),
+            "every entry vouched for"
         );
 
         // Entry 4 changed and every hash from it on recomputed: the chain alone holds.

@@ -1395,8 +1395,19 @@ async fn revoked_tokens_principals_and_agencies_are_refused_from_the_next_reques
     assert_eq!(status, 201, "{made}");
     assert_eq!(searched(&hub, &departed).await, revoked);
     assert_eq!(searched(&hub, &other).await.0, 200, "a colleague");
-    // Issued in a later second than the revocation: a new credential.
-    let reissued = token("g-2", "BPOL", now + time::Duration::seconds(2));
+    // Issued over a minute (the clock leeway) after the revocation: a new credential,
+    // admitted once this clock is within a minute of its issue.
+    let reissued = token(
+        "g-2",
+        "BPOL",
+        OffsetDateTime::now_utc() + time::Duration::seconds(61),
+    );
+    assert_eq!(
+        searched(&hub, &reissued).await.0,
+        401,
+        "issued in the future"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     assert_eq!(searched(&hub, &reissued).await.0, 200);
 
     let (status, made) = revoke(&hub, &admin, json!({"kind": "agency", "agency": "BKA"})).await;
@@ -1597,22 +1608,24 @@ async fn a_denial_overrides_every_permission_of_an_officer_an_agency_or_a_role(b
     let (status, refused) = deny("agency:B/POL", "*", "*").await;
     assert_eq!(status, 422, "{refused}");
 
-    let id = rule_id(&hub, &admin, "user:BPOL/g-1", "*", "*").await;
-    let (status, _) = hub
-        .call(
-            Method::DELETE,
-            &format!("/v1/admin/policies/{id}?reason=cleared"),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
+    let lift = |subject: &'static str, system: &'static str, action: &'static str| {
+        let (hub, admin) = (&hub, &admin);
+        async move {
+            let id = rule_id(hub, admin, subject, system, action).await;
+            let path = format!("/v1/admin/policies/{id}?reason=cleared");
+            let (status, _) = hub.call(Method::DELETE, &path, Some(admin), None).await;
+            assert_eq!(status, 200);
+        }
+    };
+    lift("user:BPOL/g-1", "*", "*").await;
     assert_eq!(
         searched(&blocked).await,
         403,
         "the agency's denial still holds"
     );
-    assert_eq!(searched(&elsewhere).await, 200);
+    lift("agency:BPOL", "hub", "purpose:border_check").await;
+    assert_eq!(searched(&blocked).await, 200, "both denials gone: restored");
+    assert_eq!(searched(&colleague).await, 200);
     hub.stop().await;
 }
 
