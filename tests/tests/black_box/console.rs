@@ -1,6 +1,7 @@
 //! The web console in headless Chromium (Debian's `chromium` and `chromium-driver`, driven
 //! over WebDriver): an administrator grants and revokes a right and the principal's next
-//! search follows; a verifier decides a yellow link from the queue. Each console page is
+//! search follows; under four eyes a second administrator approves a grant a first one
+//! proposed; a verifier decides a yellow link from the queue. Each console page is
 //! saved as a PNG under `target/console-screenshots/` (not committed).
 
 use std::process::{Child, Command, Stdio};
@@ -272,6 +273,80 @@ async fn an_administrator_grants_and_revokes_a_right_and_the_next_search_follows
     );
     browser.goto(&hub.url("/console/access")).await;
     assert!(browser.text("h1").await.contains("Forbidden"));
+    let _ = browser.client.clone().close().await;
+    hub.stop().await;
+}
+
+/// Four eyes in the console: the first administrator's grant is proposed, not made; the
+/// second sees it among the changes waiting and approves it; the officer's next search
+/// follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_administrator_approves_a_proposed_grant() {
+    let hub = TestHub::spawn_with(Backend::Sqlite, |config| {
+        config.settings.administration.four_eyes = true;
+    })
+    .await;
+    let first = hub.token("admin-1", "SE", &["admin"]);
+    let second = hub.token("admin-2", "SE", &["admin"]);
+    let officer = hub.token("m.rossi", "IT", &[]);
+    let query = json!({
+        "purpose": "border_check",
+        "biographic": {"surname": "Müller", "date_of_birth": "1990-04-17"},
+    });
+    let search = || async {
+        hub.call(Method::POST, "/v1/search", Some(&officer), Some(&query))
+            .await
+            .0
+    };
+
+    let browser = browser().await;
+    browser.sign_in(&hub, &first).await;
+    browser.goto(&hub.url("/console/access")).await;
+    assert!(browser.text("#no-changes").await.contains("None"));
+    browser
+        .select("#add-rule select[name=kind]", "assignment")
+        .await;
+    browser
+        .fill("#add-rule input[name=who]", "user:TEST/m.rossi")
+        .await;
+    browser
+        .fill("#add-rule input[name=role]", "border_guard")
+        .await;
+    browser
+        .fill("#add-rule input[name=reason]", "seconded to the border police")
+        .await;
+    browser.click("#add-rule button").await;
+    browser.wait_for_text("#notice", "Change proposed").await;
+    assert_eq!(search().await, 403, "proposed, not made");
+    // Its proposer cannot approve it.
+    browser
+        .fill("#changes input[name=reason]", "looks right")
+        .await;
+    browser
+        .click("#changes button[name=approve][value=true]")
+        .await;
+    browser.wait_for_text("h1", "Four eyes").await;
+    assert_eq!(search().await, 403);
+
+    browser.goto(&hub.url("/console/access")).await;
+    browser.click("#sign-out").await;
+    browser.sign_in(&hub, &second).await;
+    browser.goto(&hub.url("/console/access")).await;
+    let waiting = browser.text("#changes").await;
+    assert!(
+        waiting.contains("user:TEST/admin-1") && waiting.contains("user:TEST/m.rossi"),
+        "{waiting}"
+    );
+    browser.screenshot("changes-waiting").await;
+    browser
+        .fill("#changes input[name=reason]", "checked the secondment order")
+        .await;
+    browser
+        .click("#changes button[name=approve][value=true]")
+        .await;
+    browser.wait_for_text("#notice", "Change approved").await;
+    assert_eq!(search().await, 200, "in force once approved");
+    assert!(browser.text("#no-changes").await.contains("None"));
     let _ = browser.client.clone().close().await;
     hub.stop().await;
 }

@@ -22,7 +22,8 @@ use super::extract::authenticated;
 use super::{AppState, Problem};
 use crate::access::{Access, HubDuty, Principal, Purpose, Role, RuleSpec};
 use crate::core::{
-    AccessRequestDecision, LinkFilter, PolicyChange, RuleChange, Simulation, Verification,
+    AccessRequestDecision, LinkFilter, PolicyChange, PolicyChangeDecision, PolicyChangeStatus,
+    RuleChange, Simulation, Verification,
 };
 use crate::error::HubError;
 use crate::matching::LinkColour;
@@ -41,6 +42,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/access/rules", post(add_rule))
         .route("/console/access/rules/{id}/revoke", post(revoke_rule))
         .route("/console/access/requests/{id}/decide", post(decide_request))
+        .route("/console/access/changes/{id}/decide", post(decide_change))
         .route("/console/verification", get(queue))
         .route(
             "/console/verification/{id}",
@@ -187,6 +189,8 @@ impl Done {
         Some(match self.done.as_deref()? {
             "added" => "Rule added: it applies to the very next request.",
             "revoked" => "Rule revoked: the very next request is decided without it.",
+            "approved" => "Change approved: it applies to the very next request.",
+            "withheld" => "Change refused: nothing changed.",
             "proposed" => {
                 "Change proposed: it widens access to personal data, so it waits for a second \
                  administrator's approval."
@@ -323,6 +327,11 @@ async fn access_page(
             .administration
             .access_requests(&session.principal, Some("pending"))
             .await?;
+        let changes = state
+            .hub
+            .administration
+            .policy_changes(&session.principal, Some(PolicyChangeStatus::Pending))
+            .await?;
         let simulation = match &simulate {
             Some(query) => {
                 let roles = query
@@ -355,18 +364,18 @@ async fn access_page(
             }
             None => None,
         };
-        Ok::<_, HubError>((rules, pending, simulation))
+        Ok::<_, HubError>((rules, pending, changes, simulation))
     }
     .await;
     match result {
-        Ok((rules, pending, simulation)) => {
+        Ok((rules, pending, changes, simulation)) => {
             let shown = simulate.as_ref().zip(simulation.as_ref());
             page(
                 &session,
                 "Access rights",
                 Section::Access,
                 done.notice(),
-                pages::access(&rules, &pending, shown),
+                pages::access(&rules, &pending, &changes, shown),
             )
         }
         Err(error) => error_page(error),
@@ -493,6 +502,36 @@ async fn decide_request(
             Redirect::to("/console/access?done=granted").into_response()
         }
         Ok(_) => Redirect::to("/console/access?done=refused").into_response(),
+        Err(error) => error_page(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DecideChange {
+    approve: bool,
+    reason: String,
+}
+
+async fn decide_change(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+    Form(form): Form<DecideChange>,
+) -> Response {
+    let decision = PolicyChangeDecision {
+        approve: form.approve,
+        reason: form.reason,
+    };
+    match state
+        .hub
+        .administration
+        .decide_policy_change(&session.principal, id, decision)
+        .await
+    {
+        Ok(change) if change.status == "approved" => {
+            Redirect::to("/console/access?done=approved").into_response()
+        }
+        Ok(_) => Redirect::to("/console/access?done=withheld").into_response(),
         Err(error) => error_page(error),
     }
 }

@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::charts::{bars, fill_of, shown, stacked_columns};
 use crate::access::{Access, HubDuty, PolicyRule, Principal, RuleSpec};
 use crate::core::{
-    AccessRequestView, ConfirmationFile, Dashboard, LinkDetails, RecordView, Shown,
-    SimulationAnswer,
+    AccessRequestView, ConfirmationFile, Dashboard, LinkDetails, PolicyChangeView, RecordView,
+    Shown, SimulationAnswer,
 };
 
 /// Where a page sits in the navigation.
@@ -197,9 +197,33 @@ fn rule_cells(rule: &RuleSpec) -> Markup {
 pub(super) fn access(
     rules: &[PolicyRule],
     pending: &[AccessRequestView],
+    changes: &[PolicyChangeView],
     simulation: Option<(&SimulationQuery, &SimulationAnswer)>,
 ) -> Markup {
     html! {
+        section {
+            h2 { "Changes waiting for a second administrator" }
+            @if changes.is_empty() { p id="no-changes" { "None." } }
+            @else {
+                table id="changes" {
+                    thead { tr { th { "proposed" } th { "by" } th { "change" } th { "kind" } th { "subject / member" } th { "system" } th { "action / role" } th { "reason" } th { "decision" } } }
+                    tbody { @for change in changes {
+                        tr data-change=(change.id) {
+                            td { (change.proposed_at.date()) }
+                            td { (change.proposed_by) }
+                            td { (change.change) }
+                            (rule_cells(&change.rule))
+                            td { (change.reason) }
+                            td { form method="post" action=(format!("/console/access/changes/{}/decide", change.id)) class="inline" {
+                                input name="reason" placeholder="reason" required;
+                                button type="submit" name="approve" value="true" { "Approve" }
+                                button type="submit" name="approve" value="false" { "Refuse" }
+                            } }
+                        }
+                    } }
+                }
+            }
+        }
         section {
             h2 { "Pending access requests" }
             @if pending.is_empty() { p id="no-requests" { "None." } }
