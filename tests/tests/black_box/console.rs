@@ -313,7 +313,10 @@ async fn a_second_administrator_approves_a_proposed_grant() {
         .fill("#add-rule input[name=role]", "border_guard")
         .await;
     browser
-        .fill("#add-rule input[name=reason]", "seconded to the border police")
+        .fill(
+            "#add-rule input[name=reason]",
+            "seconded to the border police",
+        )
         .await;
     browser.click("#add-rule button").await;
     browser.wait_for_text("#notice", "Change proposed").await;
@@ -339,7 +342,10 @@ async fn a_second_administrator_approves_a_proposed_grant() {
     );
     browser.screenshot("changes-waiting").await;
     browser
-        .fill("#changes input[name=reason]", "checked the secondment order")
+        .fill(
+            "#changes input[name=reason]",
+            "checked the secondment order",
+        )
         .await;
     browser
         .click("#changes button[name=approve][value=true]")
