@@ -113,6 +113,7 @@ impl CheckpointSigner {
         if let Some(dir) = log.parent() {
             crate::data_dir::create(dir)?;
         }
+        drop_cut_line(log)?;
         Ok(Self {
             key,
             log: log.to_owned(),
@@ -145,20 +146,6 @@ impl CheckpointSigner {
         };
         let mut line = serde_json::to_string(&checkpoint)?;
         line.push('\n');
-        // A line a crash cut short vouched for nothing: it is dropped before the next.
-        if let Ok(bytes) = std::fs::read(&self.log)
-            && bytes.last().is_some_and(|last| *last != b'\n')
-        {
-            let complete = bytes
-                .iter()
-                .rposition(|byte| *byte == b'\n')
-                .map_or(0, |at| at + 1);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&self.log)
-                .and_then(|file| file.set_len(u64::try_from(complete).unwrap_or(0)))
-                .map_err(|e| anyhow::anyhow!("cannot mend {}: {e}", self.log.display()))?;
-        }
         let mut options = std::fs::OpenOptions::new();
         options.append(true).create(true);
         #[cfg(unix)]
@@ -170,6 +157,28 @@ impl CheckpointSigner {
         file.sync_data()?;
         Ok(checkpoint)
     }
+}
+
+/// Drops a last line a crash cut short (it vouched for nothing), so that the next checkpoint
+/// starts a line of its own. Only a crash leaves one: this process writes whole lines.
+fn drop_cut_line(log: &Path) -> anyhow::Result<()> {
+    let bytes = match std::fs::read(log) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", log.display()),
+    };
+    if bytes.last().is_none_or(|last| *last == b'\n') {
+        return Ok(());
+    }
+    let complete = bytes
+        .iter()
+        .rposition(|byte| *byte == b'\n')
+        .map_or(0, |at| at + 1);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(log)
+        .and_then(|file| file.set_len(u64::try_from(complete).unwrap_or(0)))
+        .map_err(|e| anyhow::anyhow!("cannot mend {}: {e}", log.display()))
 }
 
 /// Every checkpoint of the log at `log`, each checked against the public key at
@@ -284,12 +293,14 @@ mod tests {
             "{refused:?}"
         );
 
-        // A crash in the middle of a line: that line is skipped, and dropped by the next.
+        // A crash in the middle of a line: that line is skipped, and dropped at the next start.
         std::fs::write(&log, &text).unwrap_or_else(|e| panic!("{e}"));
         let mut cut = text.clone().into_bytes();
         cut.extend_from_slice(b"{\"seq\": 30, \"ha");
         std::fs::write(&log, &cut).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read_verified(&log, &public).map(|c| c.len()).ok(), Some(2));
+        // Found by the next start.
+        let signer = CheckpointSigner::open(&key, &log).unwrap_or_else(|e| panic!("{e}"));
         let end = ChainEnd {
             seq: 40,
             hash: format!("{:064x}", 40),

@@ -706,16 +706,20 @@ impl PolicyEngine {
     }
 
     /// A rule as stored, by id.
-    pub async fn rule(&self, id: i64) -> Result<(CheckedRule, PolicyRule), HubError> {
-        let now = self.clock.now();
-        let row = self
-            .store
-            .rules()
-            .await?
-            .into_iter()
-            .find(|row| row.id == id)
-            .ok_or(HubError::RuleNotFound)?;
-        Ok((checked(&row)?, policy_rule(&row, now)?))
+    pub async fn rule(&self, id: i64) -> Result<CheckedRule, HubError> {
+        let row = self.store.rule(id).await?.ok_or(HubError::RuleNotFound)?;
+        checked(&row)
+    }
+
+    /// The rule a proposed change adds or removes.
+    pub fn rule_of_change(change: &PolicyChangeRow) -> Result<CheckedRule, HubError> {
+        let rule = &change.rule;
+        CheckedRule::from_casbin(rule.ptype, &rule.v0, &rule.v1, &rule.v2).ok_or_else(|| {
+            HubError::Internal(format!(
+                "policy change {} names no rule the hub writes",
+                change.id
+            ))
+        })
     }
 
     /// Stores a change for a second administrator to decide; nothing changes meanwhile.

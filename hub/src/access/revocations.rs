@@ -119,8 +119,8 @@ impl Revocation {
 #[derive(Debug, Default)]
 pub(super) struct Revoked {
     tokens: HashSet<TokenId>,
-    /// (agency, subject): the latest instant up to which its tokens are refused.
-    principals: HashMap<(String, String), OffsetDateTime>,
+    /// By agency, then subject: the latest instant up to which its tokens are refused.
+    principals: HashMap<String, HashMap<String, OffsetDateTime>>,
     agencies: HashMap<String, OffsetDateTime>,
 }
 
@@ -137,7 +137,9 @@ impl Revoked {
                 RevocationTarget::Principal { agency, subject } => latest(
                     revoked
                         .principals
-                        .entry((agency.clone(), subject.clone()))
+                        .entry(agency.clone())
+                        .or_default()
+                        .entry(subject.clone())
                         .or_insert(at),
                     at,
                 ),
@@ -160,7 +162,8 @@ impl Revoked {
         self.tokens.contains(&token.token_id)
             || issued_by(
                 self.principals
-                    .get(&(principal.agency.clone(), principal.subject.clone())),
+                    .get(&principal.agency)
+                    .and_then(|subjects| subjects.get(&principal.subject)),
             )
             || issued_by(self.agencies.get(&principal.agency))
     }

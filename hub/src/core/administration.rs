@@ -76,14 +76,7 @@ pub struct PolicyChangeView {
 
 impl PolicyChangeView {
     fn from_row(row: &PolicyChangeRow) -> Result<Self, HubError> {
-        let rule =
-            CheckedRule::from_casbin(row.rule.ptype, &row.rule.v0, &row.rule.v1, &row.rule.v2)
-                .ok_or_else(|| {
-                    HubError::Internal(format!(
-                        "policy change {} names no rule the hub writes",
-                        row.id
-                    ))
-                })?;
+        let rule = PolicyEngine::rule_of_change(row)?;
         Ok(Self {
             id: row.id,
             change: row.change.clone(),
@@ -319,7 +312,7 @@ impl Administration {
                 format!("rule={id} why={}", brief(reason)),
                 |_| async move {
                     let reason = required_text(reason, "reason")?;
-                    let (rule, _) = self.policy.rule(id).await?;
+                    let rule = self.policy.rule(id).await?;
                     let kind = RuleChangeKind::Remove(&rule);
                     if self.needs_second_administrator(principal, &kind).await? {
                         let proposed = self
@@ -411,14 +404,7 @@ impl Administration {
                                 "nobody approves their own change: another administrator must",
                             ));
                         }
-                        let rule = CheckedRule::from_casbin(
-                            change.rule.ptype,
-                            &change.rule.v0,
-                            &change.rule.v1,
-                            &change.rule.v2,
-                        )
-                        .ok_or_else(|| HubError::Internal(format!("policy change {id}")))?;
-                        if names(&rule, principal) {
+                        if names(&PolicyEngine::rule_of_change(&change)?, principal) {
                             return Err(HubError::FourEyes(
                                 "nobody approves a change to rules about themselves",
                             ));

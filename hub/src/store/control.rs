@@ -278,18 +278,17 @@ impl ControlStore {
         Ok(added)
     }
 
+    /// One rule, by id.
+    pub async fn rule(&self, id: i64) -> Result<Option<RuleRow>, sqlx::Error> {
+        let mut conn = self.db.pool.acquire().await?;
+        rule_in(&mut conn, id).await
+    }
+
     pub async fn delete_rule(&self, id: i64) -> Result<Option<RuleRow>, sqlx::Error> {
         let mut tx = self.db.begin_write().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {RULE_COLUMNS} FROM policy_rules WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
+        let Some(rule) = rule_in(&mut tx, id).await? else {
             return Ok(None);
         };
-        let rule = rule_from_row(&row)?;
         sqlx::query("DELETE FROM policy_rules WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -1096,6 +1095,18 @@ fn rule_from_row(row: &AnyRow) -> Result<RuleRow, sqlx::Error> {
         created_by: row.try_get("created_by")?,
         reason: row.try_get("reason")?,
     })
+}
+
+async fn rule_in(conn: &mut sqlx::AnyConnection, id: i64) -> Result<Option<RuleRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {RULE_COLUMNS} FROM policy_rules WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(rule_from_row)
+    .transpose()
 }
 
 async fn policy_change_in(
